@@ -1,0 +1,10 @@
+using GanCluster.Training.Native;
+
+namespace GanCluster.Training.Tests;
+
+/// <summary>Loads libtorch once for the test process (patching the bridge on Debian 12 if needed).</summary>
+public static class TorchSetup
+{
+    static readonly Lazy<TorchEnvironment> Env = new(() => TorchRuntime.Initialize());
+    public static TorchEnvironment Ensure() => Env.Value;
+}
