@@ -1,6 +1,11 @@
-using GanCluster.Training.Native;
-using TorchSharp;
-var env = TorchRuntime.Initialize();
-Console.WriteLine(env);
-var t = torch.ones(3);
-Console.WriteLine(t.sum().item<float>());
+using System.CommandLine;
+using GanCluster.Cli;
+
+var root = new RootCommand("GanCluster: distributed GAN and DCGAN training on TorchSharp.")
+{
+    TrainCommand.Build(),
+    SampleCommand.Build(),
+    BenchCommand.Build(),
+    InfoCommand.Build(),
+};
+return await root.Parse(args).InvokeAsync();

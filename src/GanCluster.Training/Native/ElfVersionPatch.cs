@@ -12,11 +12,12 @@ public static class ElfVersionPatch
 {
     const uint ShtGnuVerneed = 0x6ffffffe;
 
-    /// <summary>The version requirements (file, version name) listed in .gnu.version_r.</summary>
-    public static IReadOnlyList<(string File, string Version)> ListRequirements(ReadOnlySpan<byte> elf)
+    /// <summary>The version requirements listed in .gnu.version_r: needed file, version name and its vna_hash.</summary>
+    public static IReadOnlyList<(string File, string Version, uint Hash)> ListRequirements(ReadOnlySpan<byte> elf)
     {
-        var result = new List<(string, string)>();
-        Walk(elf, (file, version, _, _) => result.Add((file, version)));
+        var result = new List<(string, string, uint)>();
+        var bytes = elf.ToArray();
+        Walk(elf, (file, version, aux, _) => result.Add((file, version, BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(aux)))));
         return result;
     }
 

@@ -101,6 +101,26 @@ public static class TorchRuntime
         return new TorchEnvironment(libDir, bridge, patched, cudaAvailable, cudaAvailable ? torch.cuda.device_count() : 0);
     }
 
+    /// <summary>
+    /// cudnn.benchmark (autotuned convolution algorithms), which TorchSharp 0.107 does not expose: set through
+    /// libtorch's exported at::globalContext().setBenchmarkCuDNN(bool). Returns the value in effect, or null
+    /// when this libtorch does not export it.
+    /// </summary>
+    public static unsafe bool? SetCudnnBenchmark(bool enabled)
+    {
+        lock (Gate)
+        {
+            if (!Handles.TryGetValue("torch_cpu", out var lib)
+                || !NativeLibrary.TryGetExport(lib, "_ZN2at13globalContextEv", out var globalContext)
+                || !NativeLibrary.TryGetExport(lib, "_ZN2at7Context17setBenchmarkCuDNNEb", out var set)
+                || !NativeLibrary.TryGetExport(lib, "_ZNK2at7Context14benchmarkCuDNNEv", out var get))
+                return null;
+            var ctx = ((delegate* unmanaged<IntPtr>)globalContext)();
+            ((delegate* unmanaged<IntPtr, byte, void>)set)(ctx, enabled ? (byte)1 : (byte)0);
+            return ((delegate* unmanaged<IntPtr, byte>)get)(ctx) != 0;
+        }
+    }
+
     static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? path)
     {
         var key = name.StartsWith("lib", StringComparison.Ordinal) ? name[3..] : name;

@@ -1,0 +1,61 @@
+using System.CommandLine;
+using GanCluster.Training.Native;
+using TorchSharp;
+
+namespace GanCluster.Cli;
+
+/// <summary>Options shared by the commands that run torch: device choice and where libtorch comes from.</summary>
+static class Common
+{
+    public static Option<string> Device() => new("--device")
+    {
+        Description = "auto (CUDA when available), cpu, cuda or cuda:N",
+        DefaultValueFactory = _ => "auto",
+    };
+
+    public static Option<string?> TorchLibDir() => new("--torch-lib-dir")
+    {
+        Description = $"A PyTorch install's torch/lib directory to load libtorch (and CUDA) from; default: ${TorchRuntime.LibDirVariable}, else the bundled CPU libtorch",
+    };
+
+    /// <summary>Loads libtorch and resolves the device, or explains in one message why it cannot.</summary>
+    public static (TorchEnvironment Env, torch.Device Device) Start(string device, string? libDir)
+    {
+        var env = TorchRuntime.Initialize(libDir);
+        return (env, Resolve(device, env));
+    }
+
+    public static torch.Device Resolve(string device, TorchEnvironment env)
+    {
+        var text = device.Trim().ToLowerInvariant();
+        if (text == "auto") return env.CudaAvailable ? torch.CUDA : torch.CPU;
+        if (text == "cpu") return torch.CPU;
+        if (text == "cuda" || text.StartsWith("cuda:", StringComparison.Ordinal))
+        {
+            if (!env.CudaAvailable)
+                throw new UsageException($"--device {device}: the libtorch in {env.LibTorchDir} has no usable CUDA. " +
+                    $"Set {TorchRuntime.LibDirVariable} (or --torch-lib-dir) to a CUDA PyTorch's torch/lib, or use --device cpu.");
+            if (text == "cuda") return torch.CUDA;
+            if (int.TryParse(text[5..], out var index) && index >= 0 && index < env.CudaDevices) return new torch.Device(DeviceType.CUDA, index);
+            throw new UsageException($"--device {device}: this machine has {env.CudaDevices} CUDA device(s) (cuda:0..cuda:{env.CudaDevices - 1}).");
+        }
+        throw new UsageException($"--device {device}: expected auto, cpu, cuda or cuda:N.");
+    }
+
+    /// <summary>Runs a command body, turning the errors a user can fix into one message and exit code 2.</summary>
+    public static int Guard(Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (Exception e) when (e is UsageException or TorchLoadException or GanCluster.Training.Spec.InvalidRunSpecException or GanCluster.Training.Data.DatasetException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 2;
+        }
+    }
+}
+
+/// <summary>A mistake in how the command was called; printed without a stack trace.</summary>
+sealed class UsageException(string message) : Exception(message);

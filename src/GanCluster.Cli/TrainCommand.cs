@@ -1,0 +1,36 @@
+using System.CommandLine;
+using GanCluster.Training.Spec;
+using GanCluster.Training.Training;
+
+namespace GanCluster.Cli;
+
+/// <summary><c>gancluster train --local [spec.json]</c>: the whole run in this process.</summary>
+static class TrainCommand
+{
+    public static Command Build()
+    {
+        var spec = new Argument<string?>("spec") { Description = "Run spec (JSON); omitted: the built-in ring8 default", Arity = ArgumentArity.ZeroOrOne };
+        var local = new Option<bool>("--local") { Description = "Train in this process (required: cluster runs are submitted to a cluster)" };
+        var device = Common.Device();
+        var libDir = Common.TorchLibDir();
+        var iterations = new Option<int?>("--iterations") { Description = "Override training.iterations" };
+        var output = new Option<string?>("--output") { Description = "Override the spec's output folder" };
+        var cmd = new Command("train", "Train a GAN from a run spec") { spec, local, device, libDir, iterations, output };
+        cmd.SetAction((r, ct) => Task.FromResult(Common.Guard(() =>
+        {
+            if (!r.GetValue(local))
+                throw new UsageException("train runs in this process only with --local, e.g. gancluster train --local examples/ring8.json");
+            var path = r.GetValue(spec);
+            var s = path is null ? RunSpec.BuiltInDefault : RunSpecValidator.Load(path);
+            if (r.GetValue(iterations) is { } n) s = s with { Training = s.Training with { Iterations = n } };
+            if (r.GetValue(output) is { } o) s = s with { Output = o };
+            var errors = RunSpecValidator.Validate(s);
+            if (errors.Count > 0) throw new InvalidRunSpecException(path ?? "(built-in default)", errors);
+
+            var (_, dev) = Common.Start(r.GetValue(device)!, r.GetValue(libDir));
+            var result = new LocalTrainer(s, dev, Console.Out).Run(ct);
+            return result.Cancelled ? 130 : 0;
+        })));
+        return cmd;
+    }
+}

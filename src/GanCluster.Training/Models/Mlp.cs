@@ -1,0 +1,24 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace GanCluster.Training.Models;
+
+/// <summary>Fully-connected G and D for 2-D data (ring8, grid25), three hidden layers each, no BatchNorm.</summary>
+public static class Mlp
+{
+    /// <summary>G: z [B, nz] → point [B, 2].</summary>
+    public static Sequential Generator(int nz, int hidden) => Sequential(
+        ("fc0", Linear(nz, hidden)), ("relu0", ReLU()),
+        ("fc1", Linear(hidden, hidden)), ("relu1", ReLU()),
+        ("fc2", Linear(hidden, hidden)), ("relu2", ReLU()),
+        ("out", Linear(hidden, 2)));
+
+    /// <summary>D: point [B, 2] → logits [B].</summary>
+    public static Sequential Discriminator(int hidden) => Sequential(
+        ("fc0", Linear(2, hidden)), ("lrelu0", LeakyReLU(0.2)),
+        ("fc1", Linear(hidden, hidden)), ("lrelu1", LeakyReLU(0.2)),
+        ("fc2", Linear(hidden, hidden)), ("lrelu2", LeakyReLU(0.2)),
+        ("out", Linear(hidden, 1)), ("flatten", Flatten(0)));
+}

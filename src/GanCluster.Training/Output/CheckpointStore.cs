@@ -1,0 +1,152 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json;
+using GanCluster.Training.Spec;
+using GanCluster.Training.Training;
+using static TorchSharp.torch;
+
+namespace GanCluster.Training.Output;
+
+/// <summary>What a checkpoint records besides the tensors: enough to resume and to sample.</summary>
+public sealed record CheckpointState
+{
+    /// <summary>Completed iterations.</summary>
+    public long Iteration { get; init; }
+    public RunSpec Spec { get; init; } = new();
+    /// <summary>The data cursor: epoch and offset within this replica's shard.</summary>
+    public long DataEpoch { get; init; }
+    public int DataOffset { get; init; }
+    /// <summary>The noise generator's state (base64 of torch.Generator.get_state()).</summary>
+    public string NoiseState { get; init; } = "";
+    public DateTimeOffset SavedAt { get; init; }
+}
+
+/// <summary>
+/// Checkpoints under &lt;output&gt;/checkpoints/iter-NNNNNNNN/: G.bin, D.bin (TorchSharp state dicts, BatchNorm
+/// running statistics included), optD.bin, optG.bin, state.json and manifest.json (SHA-256 of every file).
+/// Written to a temporary folder, fsynced, then renamed: a crash never leaves a half checkpoint under the final name.
+/// </summary>
+public static class CheckpointStore
+{
+    public const string Prefix = "iter-";
+    static readonly string[] Files = ["G.bin", "D.bin", "optD.bin", "optG.bin", "state.json"];
+
+    public static string Folder(string output) => Path.Combine(output, "checkpoints");
+
+    public static string Save(string output, GanReplica replica, CheckpointState state, int keep)
+    {
+        var root = Folder(output);
+        Directory.CreateDirectory(root);
+        var name = Prefix + state.Iteration.ToString("D8", CultureInfo.InvariantCulture);
+        var final = Path.Combine(root, name);
+        var tmp = Path.Combine(root, $".tmp-{name}-{Environment.ProcessId}");
+        if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
+        Directory.CreateDirectory(tmp);
+
+        replica.G.save(Path.Combine(tmp, "G.bin"));
+        replica.D.save(Path.Combine(tmp, "D.bin"));
+        replica.OptD.save_state_dict(Path.Combine(tmp, "optD.bin"));
+        replica.OptG.save_state_dict(Path.Combine(tmp, "optG.bin"));
+        File.WriteAllText(Path.Combine(tmp, "state.json"), JsonSerializer.Serialize(state, RunSpec.Json));
+
+        var manifest = new Dictionary<string, string>();
+        foreach (var f in Files)
+        {
+            var path = Path.Combine(tmp, f);
+            using (var fs = new FileStream(path, FileMode.Open, FileAccess.ReadWrite)) fs.Flush(flushToDisk: true);
+            manifest[f] = Sha256(path);
+        }
+        WriteSynced(Path.Combine(tmp, "manifest.json"), JsonSerializer.Serialize(manifest, RunSpec.Json));
+
+        if (Directory.Exists(final)) Directory.Delete(final, true);
+        Directory.Move(tmp, final);
+        Prune(root, keep);
+        return final;
+    }
+
+    /// <summary>Checkpoint folders, newest first.</summary>
+    public static IReadOnlyList<string> List(string output)
+    {
+        var root = Folder(output);
+        if (!Directory.Exists(root)) return [];
+        return Directory.GetDirectories(root, Prefix + "*").OrderByDescending(Path.GetFileName, StringComparer.Ordinal).ToList();
+    }
+
+    /// <summary>The newest checkpoint whose manifest checks out; <paramref name="skipped"/> names the ones that did not.</summary>
+    public static string? LatestValid(string output, out List<string> skipped)
+    {
+        skipped = [];
+        foreach (var dir in List(output))
+        {
+            var problem = Verify(dir);
+            if (problem is null) return dir;
+            skipped.Add($"{dir}: {problem}");
+        }
+        return null;
+    }
+
+    /// <summary>Null when every file matches the manifest, else what is wrong.</summary>
+    public static string? Verify(string dir)
+    {
+        var manifestPath = Path.Combine(dir, "manifest.json");
+        if (!File.Exists(manifestPath)) return "no manifest.json";
+        Dictionary<string, string>? manifest;
+        try { manifest = JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(manifestPath)); }
+        catch (JsonException e) { return $"manifest.json is not valid JSON ({e.Message})"; }
+        if (manifest is null) return "manifest.json is empty";
+        foreach (var f in Files)
+        {
+            var path = Path.Combine(dir, f);
+            if (!File.Exists(path)) return $"{f} is missing";
+            if (!manifest.TryGetValue(f, out var expected)) return $"{f} is not in the manifest";
+            if (!string.Equals(Sha256(path), expected, StringComparison.OrdinalIgnoreCase)) return $"{f} fails its checksum";
+        }
+        return null;
+    }
+
+    public static CheckpointState ReadState(string dir) =>
+        JsonSerializer.Deserialize<CheckpointState>(File.ReadAllText(Path.Combine(dir, "state.json")), RunSpec.Json)
+        ?? throw new InvalidDataException($"{dir}/state.json is empty");
+
+    /// <summary>Loads weights, optimizer states and the noise generator state into <paramref name="replica"/>.</summary>
+    public static void Restore(string dir, GanReplica replica, CheckpointState state, bool optimizers = true)
+    {
+        replica.G.load(Path.Combine(dir, "G.bin"));
+        replica.D.load(Path.Combine(dir, "D.bin"));
+        if (optimizers)
+        {
+            replica.OptD.load_state_dict(Path.Combine(dir, "optD.bin"));
+            replica.OptG.load_state_dict(Path.Combine(dir, "optG.bin"));
+        }
+        if (state.NoiseState.Length > 0)
+        {
+            using var s = tensor(Convert.FromBase64String(state.NoiseState));
+            replica.NoiseGenerator.set_state(s);
+        }
+    }
+
+    public static string NoiseStateOf(GanReplica replica)
+    {
+        using var s = replica.NoiseGenerator.get_state();
+        return Convert.ToBase64String(s.data<byte>().ToArray());
+    }
+
+    static void Prune(string root, int keep)
+    {
+        var all = Directory.GetDirectories(root, Prefix + "*").OrderByDescending(Path.GetFileName, StringComparer.Ordinal).ToList();
+        foreach (var old in all.Skip(keep)) Directory.Delete(old, true);
+    }
+
+    static void WriteSynced(string path, string text)
+    {
+        using var fs = new FileStream(path, FileMode.Create, FileAccess.Write);
+        using (var w = new StreamWriter(fs, leaveOpen: true)) w.Write(text);
+        fs.Flush(flushToDisk: true);
+    }
+
+    static string Sha256(string path)
+    {
+        using var fs = File.OpenRead(path);
+        return Convert.ToHexString(SHA256.HashData(fs)).ToLowerInvariant();
+    }
+}

@@ -1,0 +1,121 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace GanCluster.Training.Spec;
+
+/// <summary>A training run as submitted: the JSON run spec (field names are part of the user-facing format).</summary>
+public sealed record RunSpec
+{
+    public string Name { get; init; } = "run";
+    public DatasetSpec Dataset { get; init; } = new();
+    public ModelSpec Model { get; init; } = new();
+    public TrainingSpec Training { get; init; } = new();
+    public CheckpointSpec Checkpoint { get; init; } = new();
+    /// <summary>Output folder: metrics.csv, samples/, checkpoints/. Relative paths are relative to the working directory.</summary>
+    public string Output { get; init; } = "";
+
+    public string ResolvedOutput => string.IsNullOrWhiteSpace(Output) ? Path.Combine("runs", Name) : Output;
+
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        WriteIndented = true,
+        ReadCommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+
+    /// <summary>The built-in default: the 8-Gaussian ring with the MLP GAN, a minute or two on a laptop CPU.</summary>
+    public static RunSpec BuiltInDefault => new()
+    {
+        Name = "ring8-default",
+        Dataset = new DatasetSpec { Kind = "ring8" },
+        Model = new ModelSpec { Kind = "mlp" },
+        Training = new TrainingSpec { Iterations = 3000, BatchSize = 256, LrD = 1e-3, LrG = 1e-3, Beta1 = 0.5, LogEvery = 250 },
+        Checkpoint = new CheckpointSpec { Every = 1000, Keep = 3 },
+        Output = "runs/ring8-default",
+    };
+}
+
+public sealed record DatasetSpec
+{
+    /// <summary>ring8 | grid25 | mnist | fashion-mnist | cifar10 | folder.</summary>
+    public string Kind { get; init; } = "ring8";
+    /// <summary>File or folder for mnist, fashion-mnist, cifar10 and folder.</summary>
+    public string? Path { get; init; }
+    /// <summary>28, 32 or 64 for image datasets.</summary>
+    public int ImageSize { get; init; } = 28;
+    /// <summary>1 or 3, for <c>folder</c> (MNIST is 1, CIFAR-10 is 3).</summary>
+    public int? Channels { get; init; }
+    /// <summary>For <c>folder</c>: <c>crop</c> (centre-crop and resize, default) or <c>none</c> (every image must be imageSize²).</summary>
+    public string Resize { get; init; } = "crop";
+    /// <summary>Number of points drawn for ring8 and grid25.</summary>
+    public int Size { get; init; } = 100_000;
+
+    public bool IsSynthetic => Kind is "ring8" or "grid25";
+
+    public int ResolvedChannels => Kind switch
+    {
+        "mnist" or "fashion-mnist" => 1,
+        "cifar10" => 3,
+        "folder" => Channels ?? 3,
+        _ => 0,
+    };
+}
+
+public sealed record ModelSpec
+{
+    /// <summary>mlp (2-D data) or dcgan (images).</summary>
+    public string Kind { get; init; } = "dcgan";
+    /// <summary>Noise size; default 100 for dcgan, 2 for mlp.</summary>
+    public int? Nz { get; init; }
+    /// <summary>G width: feature maps in dcgan, hidden units in mlp; default 64 for dcgan, 128 for mlp.</summary>
+    public int? Ngf { get; init; }
+    /// <summary>D width, as <see cref="Ngf"/>.</summary>
+    public int? Ndf { get; init; }
+
+    [JsonIgnore] public int ResolvedNz => Nz ?? (Kind == "mlp" ? 2 : 100);
+    [JsonIgnore] public int ResolvedNgf => Ngf ?? (Kind == "mlp" ? 128 : 64);
+    [JsonIgnore] public int ResolvedNdf => Ndf ?? (Kind == "mlp" ? 128 : 64);
+}
+
+public sealed record TrainingSpec
+{
+    /// <summary>Discriminator updates per generator update (Goodfellow et al. 2014, Algorithm 1).</summary>
+    public int K { get; init; } = 1;
+    public int Iterations { get; init; } = 2000;
+    /// <summary>The global minibatch m.</summary>
+    public int BatchSize { get; init; } = 128;
+    public double LrD { get; init; } = 2e-4;
+    public double LrG { get; init; } = 2e-4;
+    /// <summary>adam or sgd, for D and for G.</summary>
+    public string OptimizerD { get; init; } = "adam";
+    public string OptimizerG { get; init; } = "adam";
+    /// <summary>Adam's betas (both networks).</summary>
+    public double Beta1 { get; init; } = 0.5;
+    public double Beta2 { get; init; } = 0.999;
+    /// <summary>SGD momentum for D and for G.</summary>
+    public double MomentumD { get; init; } = 0.9;
+    public double MomentumG { get; init; } = 0.9;
+    /// <summary>non-saturating (G maximises log D(G(z))) or minimax (G minimises log(1 − D(G(z)))).</summary>
+    public string Loss { get; init; } = "non-saturating";
+    /// <summary>
+    /// Noise for the G update: <c>reuse</c> takes the last D sub-step's fake batch (as pytorch/examples dcgan;
+    /// G has not changed since, so it is a sample of the same distribution, and it saves a G forward pass);
+    /// <c>fresh</c> draws new noise, as written in Algorithm 1.
+    /// </summary>
+    public string GNoise { get; init; } = "reuse";
+    public long Seed { get; init; } = 1;
+    /// <summary>Iterations between console lines and metrics.csv rows.</summary>
+    public int LogEvery { get; init; } = 50;
+    /// <summary>Iterations between sample grids; 0 = with each checkpoint.</summary>
+    public int SampleEvery { get; init; }
+}
+
+public sealed record CheckpointSpec
+{
+    public int Every { get; init; } = 500;
+    public int Keep { get; init; } = 3;
+}

@@ -1,0 +1,92 @@
+using System.Diagnostics;
+using GanCluster.Training.Spec;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace GanCluster.Training.Training;
+
+/// <summary>One measured case, printed in the same shape as pytorch_dcgan_ref.py's RESULT lines.</summary>
+public sealed record BenchResult(string Variant, int Batch, double StepMs, double ImagesPerSecond, double GradToHostMs, double GradFromHostMs)
+{
+    public string ToLine()
+    {
+        var line = FormattableString.Invariant($"RESULT gancluster {Variant} B={Batch} step_ms={StepMs:F2} img_per_s={ImagesPerSecond:F0}");
+        return double.IsNaN(GradToHostMs)
+            ? line
+            : line + FormattableString.Invariant($" grad_to_host_ms={GradToHostMs:F2} grad_from_host_ms={GradFromHostMs:F2}");
+    }
+}
+
+/// <summary>
+/// Training throughput of DCGAN-64x64x3 (nz 100, ngf = ndf = 64, Adam 2e-4 / 0.5 / 0.999, k = 1), the model of
+/// ../shared/gpu/pytorch_dcgan_ref.py: one iteration = one D update on a real and a fake batch, then one G update.
+/// </summary>
+public static class Benchmark
+{
+    public static RunSpec DcganSpec(int imageSize = 64, int channels = 3) => new()
+    {
+        Name = "bench",
+        Dataset = new DatasetSpec { Kind = "folder", ImageSize = imageSize, Channels = channels },
+        Model = new ModelSpec { Kind = "dcgan", Nz = 100, Ngf = 64, Ndf = 64 },
+        Training = new TrainingSpec { K = 1, BatchSize = 128, LrD = 2e-4, LrG = 2e-4, Beta1 = 0.5, Beta2 = 0.999 },
+    };
+
+    /// <summary>
+    /// Runs <paramref name="warmup"/> then <paramref name="iterations"/> timed iterations. <paramref name="flat"/> adds
+    /// the cluster path: both networks' gradients to their flat host buffers and back every update.
+    /// </summary>
+    public static BenchResult Run(Device device, int batch, int iterations, int warmup, bool flat, string variant, int imageSize = 64, int channels = 3)
+    {
+        var spec = DcganSpec(imageSize, channels);
+        random.manual_seed(0);
+        using var replica = new GanReplica(spec, device, noiseSeed: 0);
+        using var real = (rand([batch, channels, imageSize, imageSize], ScalarType.Float32, device) * 2 - 1).DetachFromDisposeScope();
+        double toHost = 0, fromHost = 0;
+        var clock = new Stopwatch();
+
+        void Step(bool timed)
+        {
+            using var scope = NewDisposeScope();
+            replica.ComputeDiscriminatorGradients(real, last: true);
+            if (flat) Move(replica.DGrads, timed);
+            replica.ApplyDiscriminator();
+            replica.ComputeGeneratorGradients(batch);
+            if (flat) Move(replica.GGrads, timed);
+            replica.ApplyGenerator();
+        }
+
+        void Move(FlatBuffer buffer, bool timed)
+        {
+            if (timed)
+            {
+                Sync(device);
+                clock.Restart();
+            }
+            buffer.GatherGrads();                // ends with a synchronous device-to-host copy
+            if (timed) toHost += clock.Elapsed.TotalMilliseconds;
+            if (timed) clock.Restart();
+            buffer.ScatterGrads();
+            if (timed)
+            {
+                Sync(device);
+                fromHost += clock.Elapsed.TotalMilliseconds;
+            }
+        }
+
+        for (var i = 0; i < warmup; i++) Step(false);
+        Sync(device);
+        replica.TakeStats();
+        var total = Stopwatch.StartNew();
+        for (var i = 0; i < iterations; i++) Step(flat);
+        Sync(device);
+        var stepMs = total.Elapsed.TotalMilliseconds / iterations;
+        replica.TakeStats();
+        return new BenchResult(variant, batch, stepMs, batch / stepMs * 1000,
+            flat ? toHost / iterations : double.NaN, flat ? fromHost / iterations : double.NaN);
+    }
+
+    static void Sync(Device device)
+    {
+        if (device.type == DeviceType.CUDA) cuda.synchronize(device);
+    }
+}

@@ -1,0 +1,178 @@
+using GanCluster.Training.Models;
+using GanCluster.Training.Spec;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace GanCluster.Training.Training;
+
+/// <summary>Means of one logging window, read from the device once per window.</summary>
+public readonly record struct StepStats(double LossD, double LossG, double DReal, double DFake, int DSteps, int GSteps);
+
+/// <summary>
+/// One replica of G and D with their optimizers: the GAN step split into compute-gradients and apply-gradients,
+/// so that a cluster can average the flat gradient buffers in between. Not thread-safe: TorchSharp's dispose
+/// scopes are thread-static, so one thread owns a replica.
+/// </summary>
+public sealed class GanReplica : IDisposable
+{
+    readonly TrainingSpec _training;
+    readonly Generator _noise;
+    readonly Tensor _statSums;   // [lossD, D(x), D(G(z)), lossG] summed over the window, on the device
+    int _dSteps, _gSteps;
+    Tensor? _fakeForG;            // the last D sub-step's fake with its graph, when gNoise = reuse
+    FlatBuffer? _dGrads, _gGrads;
+
+    public GanReplica(RunSpec spec, Device device, long noiseSeed)
+    {
+        Spec = spec;
+        _training = spec.Training;
+        Device = device;
+        var m = spec.Model;
+        Nz = m.ResolvedNz;
+        IsImage = m.Kind == "dcgan";
+        if (IsImage)
+        {
+            var nc = spec.Dataset.ResolvedChannels;
+            G = Dcgan.Generator(spec.Dataset.ImageSize, Nz, m.ResolvedNgf, nc);
+            D = Dcgan.Discriminator(spec.Dataset.ImageSize, m.ResolvedNdf, nc);
+        }
+        else
+        {
+            G = Mlp.Generator(Nz, m.ResolvedNgf);
+            D = Mlp.Discriminator(m.ResolvedNdf);
+        }
+        G.to(device);
+        D.to(device);
+        OptD = MakeOptimizer(D, _training.OptimizerD, _training.LrD, _training.MomentumD);
+        OptG = MakeOptimizer(G, _training.OptimizerG, _training.LrG, _training.MomentumG);
+        _noise = new Generator((ulong)noiseSeed, device);
+        _statSums = zeros(4, ScalarType.Float32, device).DetachFromDisposeScope();
+    }
+
+    public RunSpec Spec { get; }
+    public Device Device { get; }
+    public int Nz { get; }
+    public bool IsImage { get; }
+    public Sequential G { get; }
+    public Sequential D { get; }
+    public OptimizerHelper OptD { get; }
+    public OptimizerHelper OptG { get; }
+    /// <summary>The noise generator (its state is part of a checkpoint).</summary>
+    public Generator NoiseGenerator => _noise;
+
+    public FlatBuffer DGrads => _dGrads ??= new FlatBuffer(D.parameters(), Device);
+    public FlatBuffer GGrads => _gGrads ??= new FlatBuffer(G.parameters(), Device);
+
+    OptimizerHelper MakeOptimizer(nn.Module module, string kind, double lr, double momentum) => kind switch
+    {
+        "sgd" => optim.SGD(module.parameters(), lr, momentum),
+        _ => optim.Adam(module.parameters(), lr, _training.Beta1, _training.Beta2),
+    };
+
+    /// <summary>Noise z: [n, nz, 1, 1] for DCGAN, [n, nz] for the MLP.</summary>
+    public Tensor SampleNoise(int n, Generator? generator = null) =>
+        IsImage
+            ? randn([n, Nz, 1, 1], ScalarType.Float32, Device, generator: generator ?? _noise)
+            : randn([n, Nz], ScalarType.Float32, Device, generator: generator ?? _noise);
+
+    /// <summary>
+    /// D's gradients for one sub-step on a real minibatch [B, …] (on this device) and fresh noise.
+    /// Leaves them in D's .grad; G is not touched. <paramref name="last"/> marks the k-th sub-step.
+    /// </summary>
+    public void ComputeDiscriminatorGradients(Tensor real, bool last)
+    {
+        using var scope = NewDisposeScope();
+        var b = (int)real.shape[0];
+        OptD.zero_grad();
+
+        var realLogits = D.forward(real);                        // [B]
+        var z = SampleNoise(b);
+        Tensor fake;
+        if (last && _training.GNoise == "reuse")
+        {
+            _fakeForG?.Dispose();
+            _fakeForG = G.forward(z).DetachFromDisposeScope();   // kept, with its graph, for the G update
+            fake = _fakeForG.detach();
+        }
+        else
+        {
+            using (no_grad()) fake = G.forward(z);
+        }
+        var fakeLogits = D.forward(fake);                        // [B]
+        var lossD = GanLoss.Discriminator(realLogits, fakeLogits);
+        lossD.backward();
+
+        using (no_grad())
+        {
+            _statSums[0].add_(lossD.detach());
+            _statSums[1].add_(realLogits.detach().sigmoid().mean());
+            _statSums[2].add_(fakeLogits.detach().sigmoid().mean());
+        }
+        _dSteps++;
+    }
+
+    /// <summary>G's gradients for one update on a batch of <paramref name="batchSize"/>; D's parameters get none.</summary>
+    public void ComputeGeneratorGradients(int batchSize)
+    {
+        using var scope = NewDisposeScope();
+        OptG.zero_grad();
+        var fake = _fakeForG is not null && _fakeForG.shape[0] == batchSize ? _fakeForG : G.forward(SampleNoise(batchSize));
+
+        // D's weights need no gradient here: skipping them saves a third of D's backward pass.
+        foreach (var p in D.parameters()) p.requires_grad_(false);
+        try
+        {
+            var lossG = GanLoss.Generator(D.forward(fake), _training.Loss);
+            lossG.backward();
+            using (no_grad()) _statSums[3].add_(lossG.detach());
+        }
+        finally
+        {
+            foreach (var p in D.parameters()) p.requires_grad_(true);
+            _fakeForG?.Dispose();
+            _fakeForG = null;
+        }
+        _gSteps++;
+    }
+
+    /// <summary>Adam/SGD step on D with the gradients in D's .grad.</summary>
+    public void ApplyDiscriminator() => OptD.step();
+
+    /// <summary>Adam/SGD step on G with the gradients in G's .grad.</summary>
+    public void ApplyGenerator() => OptG.step();
+
+    /// <summary>Means since the last call (one device sync).</summary>
+    public StepStats TakeStats()
+    {
+        var s = _statSums.cpu().data<float>().ToArray();
+        _statSums.zero_();
+        var d = Math.Max(_dSteps, 1);
+        var g = Math.Max(_gSteps, 1);
+        var stats = new StepStats(s[0] / d, s[3] / g, s[1] / d, s[2] / d, _dSteps, _gSteps);
+        _dSteps = _gSteps = 0;
+        return stats;
+    }
+
+    /// <summary>G(z) in eval mode (BatchNorm running statistics), without gradients.</summary>
+    public Tensor Generate(Tensor z)
+    {
+        using var _ = no_grad();
+        G.eval();
+        try { return G.forward(z); }
+        finally { G.train(); }
+    }
+
+    public void Dispose()
+    {
+        _fakeForG?.Dispose();
+        _dGrads?.Dispose();
+        _gGrads?.Dispose();
+        _statSums.Dispose();
+        OptD.Dispose();
+        OptG.Dispose();
+        G.Dispose();
+        D.Dispose();
+        _noise.Dispose();
+    }
+}

@@ -1,0 +1,196 @@
+using System.Diagnostics;
+using System.Globalization;
+using GanCluster.Training.Data;
+using GanCluster.Training.Output;
+using GanCluster.Training.Spec;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace GanCluster.Training.Training;
+
+/// <summary>How a local run ended.</summary>
+public sealed record LocalRunResult(long Iterations, string Output, string? LastCheckpoint, string? LastSamples, ModeQualityResult? Quality, bool Cancelled);
+
+/// <summary>
+/// The whole GAN run in one process: one replica, the k-to-1 schedule, metrics, samples and checkpoints.
+/// It is the cluster's step with a world of one: compute gradients, then apply them.
+/// </summary>
+public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
+{
+    const int ImageSamples = 64, PointSamples = 2500;
+
+    /// <summary>Called after each update, in order (tests check the schedule through it).</summary>
+    public Action<StepId>? OnUpdateApplied { get; init; }
+
+    public LocalRunResult Run(CancellationToken cancel = default)
+    {
+        var t = spec.Training;
+        var output = spec.ResolvedOutput;
+        Directory.CreateDirectory(output);
+
+        Banner($"Run {spec.Name}: {spec.Model.Kind} on {spec.Dataset.Kind}, k={t.K}, {t.Iterations} iterations, batch {t.BatchSize}, loss {t.Loss}");
+        log.WriteLine($"    device {device} | seed {t.Seed} | output {Path.GetFullPath(output)}");
+        File.WriteAllText(Path.Combine(output, "spec.json"), spec.ToJson());
+
+        Banner("Loading data");
+        var load = Stopwatch.StartNew();
+        using var loaded = RunData.Load(spec.Dataset, t.Seed);
+        // Small datasets live on the device: one index_select per batch instead of a host copy.
+        var data = device.type == DeviceType.CUDA ? loaded.To(device) : loaded;
+        log.WriteLine($"    {loaded.Source}: {loaded.Count} samples of [{string.Join(", ", loaded.SampleShape)}] in {load.Elapsed.TotalSeconds:F1} s");
+        if (t.BatchSize > loaded.Count)
+            throw new InvalidRunSpecException("(run)", [new SpecError("training.batchSize", $"{t.BatchSize} is larger than the dataset ({loaded.Count} samples)")]);
+
+        Banner("Building models");
+        random.manual_seed(t.Seed);
+        using var replica = new GanReplica(spec, device, noiseSeed: t.Seed);
+        log.WriteLine($"    G: {Count(replica.G):N0} parameters, D: {Count(replica.D):N0} parameters, nz {replica.Nz}");
+
+        // A fixed noise batch, drawn from its own generator, shows the same z at every sample point.
+        using var fixedGen = new Generator((ulong)(t.Seed + 7919), device);
+        using var fixedNoise = replica.SampleNoise(replica.IsImage ? ImageSamples : PointSamples, fixedGen);
+
+        var sampler = new ShardSampler(loaded.Count, rank: 0, worldSize: 1, seed: t.Seed);
+        var cursor = new BatchCursor(sampler);
+        long start = 0;
+        var resumeFrom = CheckpointStore.LatestValid(output, out var skipped);
+        foreach (var s in skipped) log.WriteLine($"    warning: skipping checkpoint {s}");
+        if (resumeFrom is not null)
+        {
+            var state = CheckpointStore.ReadState(resumeFrom);
+            CheckpointStore.Restore(resumeFrom, replica, state);
+            cursor = new BatchCursor(sampler, state.DataEpoch, state.DataOffset);
+            start = state.Iteration;
+            TrimMetrics(Path.Combine(output, "metrics.csv"), start);
+            log.WriteLine($"    resuming from {resumeFrom} (iteration {start})");
+        }
+
+        Banner("Training");
+        using var metrics = new MetricsCsv(Path.Combine(output, "metrics.csv"));
+        var sampleEvery = t.SampleEvery > 0 ? t.SampleEvery : spec.Checkpoint.Every;
+        var total = Stopwatch.StartNew();
+        var window = Stopwatch.StartNew();
+        long windowIterations = 0;
+        string? lastCheckpoint = null, lastSamples = null;
+        ModeQualityResult? quality = null;
+        var iteration = start;
+        var cancelled = false;
+
+        while (iteration < t.Iterations)
+        {
+            if (cancel.IsCancellationRequested)
+            {
+                cancelled = true;
+                break;
+            }
+            using (var scope = NewDisposeScope())
+            {
+                foreach (var step in GanSchedule.Iteration(iteration, t.K))
+                {
+                    if (step.Phase == Phase.Discriminator)
+                    {
+                        // D update: a fresh real minibatch [B, ...] and fresh noise.
+                        var real = data.Batch(cursor.Next(t.BatchSize), device);
+                        replica.ComputeDiscriminatorGradients(real, last: step.SubStep == t.K - 1);
+                        replica.ApplyDiscriminator();
+                    }
+                    else
+                    {
+                        replica.ComputeGeneratorGradients(t.BatchSize);
+                        replica.ApplyGenerator();
+                    }
+                    OnUpdateApplied?.Invoke(step);
+                }
+            }
+            iteration++;
+            windowIterations++;
+
+            var isLast = iteration == t.Iterations;
+            if (iteration % t.LogEvery == 0 || isLast)
+            {
+                var s = replica.TakeStats();
+                var rate = windowIterations * t.BatchSize / Math.Max(window.Elapsed.TotalSeconds, 1e-9);
+                var row = new MetricsRow(iteration, s.LossD, s.LossG, s.DReal, s.DFake, rate, total.Elapsed.TotalSeconds);
+                log.WriteLine(row.ToConsole(t.Iterations));
+                metrics.Append(row);
+                window.Restart();
+                windowIterations = 0;
+            }
+            if (iteration % sampleEvery == 0 || isLast)
+                (lastSamples, quality) = WriteSamples(replica, fixedNoise, output, iteration);
+            if (iteration % spec.Checkpoint.Every == 0 || isLast)
+                lastCheckpoint = SaveCheckpoint(replica, output, iteration, cursor);
+        }
+
+        if (cancelled && iteration > start)
+        {
+            log.WriteLine($"    cancelled at iteration {iteration}: saving a checkpoint");
+            lastCheckpoint = SaveCheckpoint(replica, output, iteration, cursor);
+        }
+        Banner($"Done: {iteration - start} iterations in {total.Elapsed.TotalSeconds:F1} s");
+        if (quality is not null) log.WriteLine($"    {quality}");
+        if (lastSamples is not null) log.WriteLine($"    samples: {lastSamples}");
+        if (lastCheckpoint is not null) log.WriteLine($"    checkpoint: {lastCheckpoint}");
+        return new LocalRunResult(iteration, output, lastCheckpoint, lastSamples, quality, cancelled);
+    }
+
+    (string Path, ModeQualityResult? Quality) WriteSamples(GanReplica replica, Tensor fixedNoise, string output, long iteration)
+    {
+        using var scope = NewDisposeScope();
+        var name = Path.Combine(output, "samples", $"{CheckpointStore.Prefix}{iteration.ToString("D8", CultureInfo.InvariantCulture)}");
+        var fake = replica.Generate(fixedNoise);
+        if (replica.IsImage)
+        {
+            ImageWriter.SaveGrid(fake, name + ".png");
+            return (name + ".png", null);
+        }
+        var xy = fake.cpu().contiguous().data<float>().ToArray();
+        var mixture = RunData.Mixture(spec.Dataset.Kind);
+        var extent = spec.Dataset.Kind == "grid25" ? 5.5f : 1.6f;
+        ImageWriter.SaveScatter(xy, name + ".png", extent, mixture?.Modes);
+        SampleCsv.Write(name + ".csv", xy);
+        return (name + ".png", mixture is { } m ? ModeQuality.Evaluate(xy, m.Modes, m.Std) : null);
+    }
+
+    string SaveCheckpoint(GanReplica replica, string output, long iteration, BatchCursor cursor)
+    {
+        var state = new CheckpointState
+        {
+            Iteration = iteration,
+            Spec = spec,
+            DataEpoch = cursor.Epoch,
+            DataOffset = cursor.Offset,
+            NoiseState = CheckpointStore.NoiseStateOf(replica),
+            SavedAt = DateTimeOffset.UtcNow,
+        };
+        return CheckpointStore.Save(output, replica, state, spec.Checkpoint.Keep);
+    }
+
+    /// <summary>On resume, rows past the checkpoint are dropped: they are trained again.</summary>
+    static void TrimMetrics(string path, long upTo)
+    {
+        if (!File.Exists(path)) return;
+        var lines = File.ReadAllLines(path);
+        var kept = lines.Where((l, i) => i == 0 || long.TryParse(l.Split(',')[0], CultureInfo.InvariantCulture, out var it) && it <= upTo).ToArray();
+        File.WriteAllLines(path, kept);
+    }
+
+    static long Count(nn.Module m) => m.parameters().Sum(p => p.numel());
+
+    void Banner(string text) => log.WriteLine($"==> {text}");
+}
+
+/// <summary>2-D samples as CSV: a header <c>x,y</c>, then one point per row.</summary>
+public static class SampleCsv
+{
+    public static void Write(string path, ReadOnlySpan<float> xy)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        using var w = new StreamWriter(path + ".tmp");
+        w.WriteLine("x,y");
+        for (var i = 0; i + 1 < xy.Length; i += 2)
+            w.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{xy[i]:G7},{xy[i + 1]:G7}"));
+        w.Close();
+        File.Move(path + ".tmp", path, overwrite: true);
+    }
+}

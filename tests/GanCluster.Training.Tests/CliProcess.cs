@@ -1,0 +1,31 @@
+using System.Diagnostics;
+
+namespace GanCluster.Training.Tests;
+
+/// <summary>Runs the real CLI (GanCluster.Cli.dll, copied next to the tests) as a child process.</summary>
+public static class CliProcess
+{
+    public sealed record Result(int ExitCode, string StdOut, string StdErr);
+
+    public static Result Run(string[] args, Dictionary<string, string>? env = null, string? workingDirectory = null, int timeoutSeconds = 300)
+    {
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = workingDirectory ?? Environment.CurrentDirectory,
+        };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "GanCluster.Cli.dll"));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var (k, v) in env ?? []) psi.Environment[k] = v;
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(timeoutSeconds * 1000))
+        {
+            p.Kill(entireProcessTree: true);
+            throw new TimeoutException($"gancluster {string.Join(' ', args)} did not finish in {timeoutSeconds} s");
+        }
+        return new Result(p.ExitCode, stdout.Result, stderr.Result);
+    }
+}
