@@ -5,14 +5,17 @@ using static TorchSharp.torch.nn;
 
 namespace GanCluster.Training.Models;
 
-/// <summary>Fully-connected G and D for 2-D data (ring8, grid25), three hidden layers each, no BatchNorm.</summary>
+/// <summary>
+/// Fully-connected G and D for 2-D data (ring8, grid25), three hidden layers each, no BatchNorm.
+/// G uses LeakyReLU(0.05): with plain ReLU some seeds lost every unit early and G froze on one point.
+/// </summary>
 public static class Mlp
 {
     /// <summary>G: z [B, nz] → point [B, 2].</summary>
     public static Sequential Generator(int nz, int hidden) => Sequential(
-        ("fc0", Linear(nz, hidden)), ("relu0", ReLU()),
-        ("fc1", Linear(hidden, hidden)), ("relu1", ReLU()),
-        ("fc2", Linear(hidden, hidden)), ("relu2", ReLU()),
+        ("fc0", Linear(nz, hidden)), ("lrelu0", LeakyReLU(0.05)),
+        ("fc1", Linear(hidden, hidden)), ("lrelu1", LeakyReLU(0.05)),
+        ("fc2", Linear(hidden, hidden)), ("lrelu2", LeakyReLU(0.05)),
         ("out", Linear(hidden, 2)));
 
     /// <summary>D: point [B, 2] → logits [B].</summary>

@@ -14,7 +14,7 @@ public sealed record RunSpec
     /// <summary>Output folder: metrics.csv, samples/, checkpoints/. Relative paths are relative to the working directory.</summary>
     public string Output { get; init; } = "";
 
-    public string ResolvedOutput => string.IsNullOrWhiteSpace(Output) ? Path.Combine("runs", Name) : Output;
+    [JsonIgnore] public string ResolvedOutput => string.IsNullOrWhiteSpace(Output) ? Path.Combine("runs", Name) : Output;
 
     public static readonly JsonSerializerOptions Json = new()
     {
@@ -27,14 +27,14 @@ public sealed record RunSpec
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 
-    /// <summary>The built-in default: the 8-Gaussian ring with the MLP GAN, a minute or two on a laptop CPU.</summary>
+    /// <summary>The built-in default: the 8-Gaussian ring with the MLP GAN, about 30 s on 2 CPU cores.</summary>
     public static RunSpec BuiltInDefault => new()
     {
         Name = "ring8-default",
         Dataset = new DatasetSpec { Kind = "ring8" },
-        Model = new ModelSpec { Kind = "mlp" },
-        Training = new TrainingSpec { Iterations = 3000, BatchSize = 256, LrD = 1e-3, LrG = 1e-3, Beta1 = 0.5, LogEvery = 250 },
-        Checkpoint = new CheckpointSpec { Every = 1000, Keep = 3 },
+        Model = new ModelSpec { Kind = "mlp", Nz = 8, Ngf = 128, Ndf = 128 },
+        Training = new TrainingSpec { Iterations = 6000, BatchSize = 256, LrD = 1e-3, LrG = 1e-3, Beta1 = 0.5, LrDecay = "linear", Seed = 3, LogEvery = 500 },
+        Checkpoint = new CheckpointSpec { Every = 2000, Keep = 3 },
         Output = "runs/ring8-default",
     };
 }
@@ -54,9 +54,9 @@ public sealed record DatasetSpec
     /// <summary>Number of points drawn for ring8 and grid25.</summary>
     public int Size { get; init; } = 100_000;
 
-    public bool IsSynthetic => Kind is "ring8" or "grid25";
+    [JsonIgnore] public bool IsSynthetic => Kind is "ring8" or "grid25";
 
-    public int ResolvedChannels => Kind switch
+    [JsonIgnore] public int ResolvedChannels => Kind switch
     {
         "mnist" or "fashion-mnist" => 1,
         "cifar10" => 3,
@@ -69,14 +69,14 @@ public sealed record ModelSpec
 {
     /// <summary>mlp (2-D data) or dcgan (images).</summary>
     public string Kind { get; init; } = "dcgan";
-    /// <summary>Noise size; default 100 for dcgan, 2 for mlp.</summary>
+    /// <summary>Noise size; default 100 for dcgan, 8 for mlp.</summary>
     public int? Nz { get; init; }
     /// <summary>G width: feature maps in dcgan, hidden units in mlp; default 64 for dcgan, 128 for mlp.</summary>
     public int? Ngf { get; init; }
     /// <summary>D width, as <see cref="Ngf"/>.</summary>
     public int? Ndf { get; init; }
 
-    [JsonIgnore] public int ResolvedNz => Nz ?? (Kind == "mlp" ? 2 : 100);
+    [JsonIgnore] public int ResolvedNz => Nz ?? (Kind == "mlp" ? 8 : 100);
     [JsonIgnore] public int ResolvedNgf => Ngf ?? (Kind == "mlp" ? 128 : 64);
     [JsonIgnore] public int ResolvedNdf => Ndf ?? (Kind == "mlp" ? 128 : 64);
 }
@@ -108,6 +108,11 @@ public sealed record TrainingSpec
     /// </summary>
     public string GNoise { get; init; } = "reuse";
     public long Seed { get; init; } = 1;
+    /// <summary>none (constant lrD / lrG) or linear (from lr at iteration 0 down to 0 at the last iteration).</summary>
+    public string LrDecay { get; init; } = "none";
+
+    /// <summary>The learning-rate factor for an iteration (0-based): 1 without decay.</summary>
+    public double LrFactor(long iteration) => LrDecay == "linear" ? Math.Max(0.0, 1.0 - (double)iteration / Iterations) : 1.0;
     /// <summary>Iterations between console lines and metrics.csv rows.</summary>
     public int LogEvery { get; init; } = 50;
     /// <summary>Iterations between sample grids; 0 = with each checkpoint.</summary>

@@ -136,6 +136,14 @@ public sealed class GanReplica : IDisposable
         _gSteps++;
     }
 
+    /// <summary>Sets both optimizers' learning rates for an iteration (training.lrDecay).</summary>
+    public void SetIteration(long iteration)
+    {
+        var f = _training.LrFactor(iteration);
+        foreach (var g in OptD.ParamGroups) g.LearningRate = _training.LrD * f;
+        foreach (var g in OptG.ParamGroups) g.LearningRate = _training.LrG * f;
+    }
+
     /// <summary>Adam/SGD step on D with the gradients in D's .grad.</summary>
     public void ApplyDiscriminator() => OptD.step();
 

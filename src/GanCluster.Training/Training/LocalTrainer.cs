@@ -85,6 +85,7 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
             }
             using (var scope = NewDisposeScope())
             {
+                replica.SetIteration(iteration);
                 foreach (var step in GanSchedule.Iteration(iteration, t.K))
                 {
                     if (step.Phase == Phase.Discriminator)
@@ -117,7 +118,10 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
                 windowIterations = 0;
             }
             if (iteration % sampleEvery == 0 || isLast)
+            {
                 (lastSamples, quality) = WriteSamples(replica, fixedNoise, output, iteration);
+                log.WriteLine($"    samples: {lastSamples}{(quality is null ? "" : $" ({quality})")}");
+            }
             if (iteration % spec.Checkpoint.Every == 0 || isLast)
                 lastCheckpoint = SaveCheckpoint(replica, output, iteration, cursor);
         }
@@ -128,8 +132,7 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
             lastCheckpoint = SaveCheckpoint(replica, output, iteration, cursor);
         }
         Banner($"Done: {iteration - start} iterations in {total.Elapsed.TotalSeconds:F1} s");
-        if (quality is not null) log.WriteLine($"    {quality}");
-        if (lastSamples is not null) log.WriteLine($"    samples: {lastSamples}");
+        if (quality is not null) log.WriteLine($"    final samples: {quality}");
         if (lastCheckpoint is not null) log.WriteLine($"    checkpoint: {lastCheckpoint}");
         return new LocalRunResult(iteration, output, lastCheckpoint, lastSamples, quality, cancelled);
     }

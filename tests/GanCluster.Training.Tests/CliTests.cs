@@ -1,0 +1,65 @@
+namespace GanCluster.Training.Tests;
+
+/// <summary>The CLI as a user runs it, in a child process.</summary>
+public class CliTests
+{
+    [Fact]
+    public void Train_local_then_sample_writes_points_from_the_latest_checkpoint()
+    {
+        using var dir = new TempFolder();
+        var spec = Path.Combine(dir.Path, "spec.json");
+        File.WriteAllText(spec, $$"""
+        {"name": "cli", "dataset": {"kind": "ring8", "size": 2000}, "model": {"kind": "mlp", "ngf": 16, "ndf": 16},
+         "training": {"iterations": 10, "batchSize": 32, "logEvery": 5}, "checkpoint": {"every": 10, "keep": 1},
+         "output": "{{Path.Combine(dir.Path, "out")}}"}
+        """);
+        var train = CliProcess.Run(["train", "--local", spec, "--device", "cpu"]);
+        Assert.True(train.ExitCode == 0, train.StdErr + train.StdOut);
+        Assert.Contains("[10/10] Loss_D:", train.StdOut);
+        Assert.Contains("==> Training", train.StdOut);
+
+        var csv = Path.Combine(dir.Path, "points.csv");
+        var sample = CliProcess.Run(["sample", "--run", Path.Combine(dir.Path, "out"), "--count", "25", "--out", csv]);
+        Assert.True(sample.ExitCode == 0, sample.StdErr);
+        var lines = File.ReadAllLines(csv);
+        Assert.Equal("x,y", lines[0]);
+        Assert.Equal(25, lines.Length - 1);
+    }
+
+    [Fact]
+    public void An_invalid_spec_is_refused_with_every_reason_before_anything_runs()
+    {
+        using var dir = new TempFolder();
+        var spec = Path.Combine(dir.Path, "bad.json");
+        File.WriteAllText(spec, """{"dataset": {"kind": "mnist"}, "model": {"kind": "dcgan"}, "training": {"k": 0, "lrG": -1}}""");
+        var run = CliProcess.Run(["train", "--local", spec]);
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains("dataset.path: is required", run.StdErr);
+        Assert.Contains("training.k: must be at least 1", run.StdErr);
+        Assert.Contains("training.lrG: must be a positive number", run.StdErr);
+        Assert.DoesNotContain("==> Training", run.StdOut);
+    }
+
+    [Fact]
+    public void Train_without_local_and_sample_without_checkpoints_explain_themselves()
+    {
+        var train = CliProcess.Run(["train"]);
+        Assert.Equal(2, train.ExitCode);
+        Assert.Contains("--local", train.StdErr);
+
+        using var dir = new TempFolder();
+        var sample = CliProcess.Run(["sample", "--run", dir.Path, "--out", Path.Combine(dir.Path, "x.png")]);
+        Assert.Equal(2, sample.ExitCode);
+        Assert.Contains("no valid checkpoint", sample.StdErr);
+    }
+
+    [Fact]
+    public void Bench_prints_result_lines()
+    {
+        var run = CliProcess.Run(["bench", "--device", "cpu", "--batch", "2", "--iters", "1", "--warmup", "1", "--image", "32", "--variants", "fp32,fp32_flat"]);
+        Assert.True(run.ExitCode == 0, run.StdErr);
+        Assert.Contains("RESULT gancluster fp32 B=2", run.StdOut);
+        Assert.Contains("RESULT gancluster fp32_flat B=2", run.StdOut);
+        Assert.Contains("grad_to_host_ms=", run.StdOut);
+    }
+}

@@ -1,0 +1,128 @@
+using GanCluster.Training.Output;
+using GanCluster.Training.Spec;
+using GanCluster.Training.Training;
+using static TorchSharp.torch;
+
+namespace GanCluster.Training.Tests;
+
+public class LocalRunTests
+{
+    public LocalRunTests() => TorchSetup.Ensure();
+
+    [Fact]
+    public void A_run_writes_metrics_samples_and_checkpoints()
+    {
+        using var dir = new TempFolder();
+        var spec = TinySpecs.Ring8(dir.Path, iterations: 20) with { Checkpoint = new CheckpointSpec { Every = 5, Keep = 2 } };
+        var log = new StringWriter();
+        var result = new LocalTrainer(spec, CPU, log).Run();
+
+        Assert.Equal(20, result.Iterations);
+        var rows = File.ReadAllLines(Path.Combine(dir.Path, "metrics.csv"));
+        Assert.Equal(MetricsRow.Header, rows[0]);
+        Assert.Equal(new[] { "10", "20" }, rows.Skip(1).Select(r => r.Split(',')[0]));
+        Assert.All(rows.Skip(1), r => Assert.Equal(7, r.Split(',').Length));
+        Assert.Contains("[10/20] Loss_D:", log.ToString());
+        Assert.Contains("seed 11", log.ToString());
+
+        // keep = 2: only the two newest of 5, 10, 15, 20 remain, and both verify.
+        var checkpoints = CheckpointStore.List(dir.Path);
+        Assert.Equal(new[] { "iter-00000020", "iter-00000015" }, checkpoints.Select(Path.GetFileName));
+        Assert.All(checkpoints, c => Assert.Null(CheckpointStore.Verify(c)));
+        var state = CheckpointStore.ReadState(checkpoints[0]);
+        Assert.Equal(20, state.Iteration);
+        Assert.Equal(spec, state.Spec);
+        Assert.True(File.Exists(Path.Combine(dir.Path, "samples", "iter-00000020.png")));
+        Assert.True(File.Exists(Path.Combine(dir.Path, "samples", "iter-00000020.csv")));
+    }
+
+    [Fact]
+    public void A_corrupted_checkpoint_is_skipped_for_the_previous_one()
+    {
+        using var dir = new TempFolder();
+        var spec = TinySpecs.Ring8(dir.Path, iterations: 10);
+        new LocalTrainer(spec, CPU, TextWriter.Null).Run();
+        var newest = CheckpointStore.List(dir.Path)[0];
+        var g = Path.Combine(newest, "G.bin");
+        var bytes = File.ReadAllBytes(g);
+        bytes[bytes.Length / 2] ^= 0xFF;
+        File.WriteAllBytes(g, bytes);
+
+        Assert.Equal("G.bin fails its checksum", CheckpointStore.Verify(newest));
+        var valid = CheckpointStore.LatestValid(dir.Path, out var skipped);
+        Assert.Equal(CheckpointStore.List(dir.Path)[1], valid);
+        Assert.Contains(newest, Assert.Single(skipped));
+    }
+
+    [Fact]
+    public void Stopping_and_resuming_gives_the_parameters_of_an_uninterrupted_run()
+    {
+        using var straight = new TempFolder();
+        using var split = new TempFolder();
+        var full = TinySpecs.Ring8(straight.Path, iterations: 12) with { Checkpoint = new CheckpointSpec { Every = 6, Keep = 3 } };
+        new LocalTrainer(full, CPU, TextWriter.Null).Run();
+
+        var first = full with { Output = split.Path, Training = full.Training with { Iterations = 6 } };
+        new LocalTrainer(first, CPU, TextWriter.Null).Run();
+        var log = new StringWriter();
+        new LocalTrainer(full with { Output = split.Path }, CPU, log).Run();
+        Assert.Contains("resuming from", log.ToString());
+
+        Assert.Equal(ReadWeights(straight.Path), ReadWeights(split.Path));
+        Assert.Equal(new[] { "6", "12" }, File.ReadAllLines(Path.Combine(split.Path, "metrics.csv")).Skip(1).Select(r => r.Split(',')[0]));
+    }
+
+    static float[] ReadWeights(string output)
+    {
+        var dir = CheckpointStore.List(output)[0];
+        var state = CheckpointStore.ReadState(dir);
+        using var replica = new GanReplica(state.Spec, CPU, 0);
+        CheckpointStore.Restore(dir, replica, state);
+        return replica.G.parameters().Concat(replica.D.parameters()).SelectMany(p => p.data<float>().ToArray()).ToArray();
+    }
+
+    [Fact]
+    public void A_dcgan_run_on_idx_images_writes_an_image_grid()
+    {
+        using var dir = new TempFolder();
+        var idx = Path.Combine(dir.Path, "train-images-idx3-ubyte");
+        Fixtures.WriteIdx(idx, count: 40, size: 28);
+        var spec = new RunSpec
+        {
+            Name = "tiny-mnist",
+            Dataset = new DatasetSpec { Kind = "mnist", Path = idx, ImageSize = 28 },
+            Model = new ModelSpec { Kind = "dcgan", Nz = 8, Ngf = 4, Ndf = 4 },
+            Training = new TrainingSpec { Iterations = 3, BatchSize = 8, LogEvery = 1 },
+            Checkpoint = new CheckpointSpec { Every = 3, Keep = 1 },
+            Output = Path.Combine(dir.Path, "out"),
+        };
+        Assert.Empty(RunSpecValidator.Validate(spec));
+        var result = new LocalTrainer(spec, CPU, TextWriter.Null).Run();
+        using var png = SkiaSharp.SKBitmap.Decode(result.LastSamples!);
+        Assert.Equal(8 * 30, png.Width);   // 8 columns of 28 px + 2 px padding
+        Assert.Equal(8 * 30, png.Height);  // 64 fixed-noise samples
+    }
+
+    [Fact]
+    public void Benchmark_runs_the_reference_model_and_reports_throughput()
+    {
+        var r = Benchmark.Run(CPU, batch: 2, iterations: 1, warmup: 1, flat: true, variant: "fp32_flat", imageSize: 32);
+        Assert.Equal(2, r.Batch);
+        Assert.True(r.StepMs > 0 && r.ImagesPerSecond > 0);
+        Assert.True(r.GradToHostMs >= 0);
+        Assert.StartsWith("RESULT gancluster fp32_flat B=2 step_ms=", r.ToLine());
+    }
+}
+
+static class Fixtures
+{
+    /// <summary>An IDX image file (magic 0x00000803) with a simple pattern per image.</summary>
+    public static void WriteIdx(string path, int count, int size)
+    {
+        using var w = new BinaryWriter(File.Create(path));
+        foreach (var v in new[] { 0x00000803, count, size, size }) w.Write(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(v));
+        for (var i = 0; i < count; i++)
+            for (var p = 0; p < size * size; p++)
+                w.Write((byte)((p % size + i * 7) % 256));
+    }
+}
