@@ -8,4 +8,5 @@ var root = new RootCommand("GanCluster: distributed GAN and DCGAN training on To
     BenchCommand.Build(),
     InfoCommand.Build(),
 };
-return await root.Parse(args).InvokeAsync();
+// Commands handle SIGINT/SIGTERM themselves (a run stops after its current iteration and saves a checkpoint).
+return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });

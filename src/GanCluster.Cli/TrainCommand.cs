@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using GanCluster.Training.Spec;
 using GanCluster.Training.Training;
 
@@ -16,7 +17,7 @@ static class TrainCommand
         var iterations = new Option<int?>("--iterations") { Description = "Override training.iterations" };
         var output = new Option<string?>("--output") { Description = "Override the spec's output folder" };
         var cmd = new Command("train", "Train a GAN from a run spec") { spec, local, device, libDir, iterations, output };
-        cmd.SetAction((r, ct) => Task.FromResult(Common.Guard(() =>
+        cmd.SetAction(r => Common.Guard(() =>
         {
             if (!r.GetValue(local))
                 throw new UsageException("train runs in this process only with --local, e.g. gancluster train --local examples/ring8.json");
@@ -28,9 +29,19 @@ static class TrainCommand
             if (errors.Count > 0) throw new InvalidRunSpecException(path ?? "(built-in default)", errors);
 
             var (_, dev) = Common.Start(r.GetValue(device)!, r.GetValue(libDir));
-            var result = new LocalTrainer(s, dev, Console.Out).Run(ct);
+            // Ctrl+C / SIGTERM: finish the current iteration, save a checkpoint, exit 130.
+            using var stop = new CancellationTokenSource();
+            void OnSignal(PosixSignalContext c)
+            {
+                c.Cancel = true;
+                Console.Error.WriteLine($"gancluster: {c.Signal} received, stopping after the current iteration");
+                stop.Cancel();
+            }
+            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+            var result = new LocalTrainer(s, dev, Console.Out).Run(stop.Token);
             return result.Cancelled ? 130 : 0;
-        })));
+        }));
         return cmd;
     }
 }

@@ -62,4 +62,42 @@ public class CliTests
         Assert.Contains("RESULT gancluster fp32_flat B=2", run.StdOut);
         Assert.Contains("grad_to_host_ms=", run.StdOut);
     }
+
+    [Fact]
+    public async Task Sigterm_stops_a_run_after_its_iteration_with_a_checkpoint_and_a_rerun_resumes()
+    {
+        using var dir = new TempFolder();
+        var output = Path.Combine(dir.Path, "out");
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "GanCluster.Cli.dll"), "train", "--local", "--device", "cpu", "--output", output, "--iterations", "1000000" })
+            psi.ArgumentList.Add(a);
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var stdout = new System.Text.StringBuilder();
+        var firstLine = new TaskCompletionSource();
+        p.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lock (stdout) stdout.AppendLine(e.Data);
+            if (e.Data.StartsWith("[500/")) firstLine.TrySetResult();
+        };
+        p.BeginOutputReadLine();
+        var stderr = p.StandardError.ReadToEndAsync();
+        await firstLine.Task.WaitAsync(TimeSpan.FromMinutes(2));
+
+        System.Diagnostics.Process.Start("kill", ["-TERM", p.Id.ToString()])!.WaitForExit();
+        Assert.True(p.WaitForExit(60_000), "did not stop within 60 s of SIGTERM");
+        Assert.Equal(130, p.ExitCode);
+        Assert.Contains("SIGTERM received", await stderr);
+        lock (stdout) Assert.Contains("cancelled at iteration", stdout.ToString());
+
+        var checkpoint = GanCluster.Training.Output.CheckpointStore.LatestValid(output, out _);
+        Assert.NotNull(checkpoint);
+        var stoppedAt = GanCluster.Training.Output.CheckpointStore.ReadState(checkpoint!).Iteration;
+        Assert.True(stoppedAt >= 500);
+
+        var resumed = CliProcess.Run(["train", "--local", "--device", "cpu", "--output", output, "--iterations", (stoppedAt + 10).ToString()]);
+        Assert.True(resumed.ExitCode == 0, resumed.StdErr);
+        Assert.Contains($"resuming from {checkpoint} (iteration {stoppedAt})", resumed.StdOut);
+        Assert.Contains($"[{stoppedAt + 10}/{stoppedAt + 10}]", resumed.StdOut);
+    }
 }
