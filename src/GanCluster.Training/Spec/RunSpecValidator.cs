@@ -33,7 +33,8 @@ public static partial class RunSpecValidator
         return Parse(File.ReadAllText(path), path);
     }
 
-    public static RunSpec Parse(string json, string source = "(inline)")
+    /// <param name="checkPaths">false where the data lives on other machines (the seed validating for its workers).</param>
+    public static RunSpec Parse(string json, string source = "(inline)", bool checkPaths = true)
     {
         var errors = new List<SpecError>();
         JsonDocument doc;
@@ -55,7 +56,7 @@ public static partial class RunSpecValidator
         if (errors.Count > 0) throw new InvalidRunSpecException(source, errors);
 
         var spec = JsonSerializer.Deserialize<RunSpec>(json, RunSpec.Json)!;
-        var invalid = Validate(spec);
+        var invalid = Validate(spec, checkPaths);
         if (invalid.Count > 0) throw new InvalidRunSpecException(source, invalid);
         return spec;
     }
@@ -103,7 +104,7 @@ public static partial class RunSpecValidator
     };
 
     /// <summary>Every semantic problem of a parsed spec (empty when valid). Paths must exist on this machine.</summary>
-    public static List<SpecError> Validate(RunSpec s)
+    public static List<SpecError> Validate(RunSpec s, bool checkPaths = true)
     {
         var e = new List<SpecError>();
         void Check(bool ok, string field, string reason)
@@ -120,7 +121,7 @@ public static partial class RunSpecValidator
         {
             if (string.IsNullOrWhiteSpace(d.Path))
                 e.Add(new SpecError("dataset.path", $"is required for dataset kind {d.Kind}"));
-            else
+            else if (checkPaths)
                 Check(File.Exists(d.Path) || Directory.Exists(d.Path), "dataset.path", $"{d.Path} does not exist");
             Check(Dcgan.ImageSizes.Contains(d.ImageSize), "dataset.imageSize", $"must be 28, 32 or 64 (got {d.ImageSize})");
         }

@@ -80,14 +80,15 @@ public sealed class GanReplica : IDisposable
     /// D's gradients for one sub-step on a real minibatch [B, …] (on this device) and fresh noise.
     /// Leaves them in D's .grad; G is not touched. <paramref name="last"/> marks the k-th sub-step.
     /// </summary>
-    public void ComputeDiscriminatorGradients(Tensor real, bool last)
+    /// <param name="noise">null: drawn from this replica's generator; given: z for this batch (to replay another split of a batch).</param>
+    public void ComputeDiscriminatorGradients(Tensor real, bool last, Tensor? noise = null)
     {
         using var scope = NewDisposeScope();
         var b = (int)real.shape[0];
         OptD.zero_grad();
 
         var realLogits = D.forward(real);                        // [B]
-        var z = SampleNoise(b);
+        var z = noise ?? SampleNoise(b);
         Tensor fake;
         if (last && _training.GNoise == "reuse")
         {
@@ -113,11 +114,11 @@ public sealed class GanReplica : IDisposable
     }
 
     /// <summary>G's gradients for one update on a batch of <paramref name="batchSize"/>; D's parameters get none.</summary>
-    public void ComputeGeneratorGradients(int batchSize)
+    public void ComputeGeneratorGradients(int batchSize, Tensor? noise = null)
     {
         using var scope = NewDisposeScope();
         OptG.zero_grad();
-        var fake = _fakeForG is not null && _fakeForG.shape[0] == batchSize ? _fakeForG : G.forward(SampleNoise(batchSize));
+        var fake = _fakeForG is not null && _fakeForG.shape[0] == batchSize ? _fakeForG : G.forward(noise ?? SampleNoise(batchSize));
 
         // D's weights need no gradient here: skipping them saves a third of D's backward pass.
         foreach (var p in D.parameters()) p.requires_grad_(false);

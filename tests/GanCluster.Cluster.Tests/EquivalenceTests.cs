@@ -1,0 +1,96 @@
+using GanCluster.Actors.Coordinator;
+using GanCluster.Actors.Worker;
+using GanCluster.Protocol;
+using GanCluster.Training.Data;
+using GanCluster.Training.Training;
+using static TorchSharp.torch;
+
+namespace GanCluster.Cluster.Tests;
+
+/// <summary>W workers with batches b_r give the parameters of one worker with batch Σ b_r on the union of their data.</summary>
+public class EquivalenceTests
+{
+    public EquivalenceTests() => TorchSetup.Ensure();
+
+    [Theory]
+    [InlineData(2, 64, 3000)]   // 2 workers, B/2 each
+    [InlineData(3, 64, 3001)]   // 3 workers: local batches 22, 21, 21 and shards padded to equal size
+    public void Workers_match_one_big_batch_process(int workers, int batch, int datasetSize)
+    {
+        const int iterations = 8;
+        var spec = Specs.Ring8(batch, iterations, k: 2) with { Dataset = new() { Kind = "ring8", Size = datasetSize } };
+        var batches = CoordinatorState.SplitBatch(batch, workers);
+        var group = new InProcessGroup(workers);
+
+        // The cluster: one thread per worker (TorchSharp state is per thread), each with its own session.
+        var finals = new float[workers][];
+        var threads = Enumerable.Range(0, workers).Select(rank => new Thread(() =>
+        {
+            using var session = new WorkerSession(spec, rank, workers, batches[rank], CPU, group.Member(rank));
+            foreach (var step in Steps(spec.Training.K, iterations))
+            {
+                session.ComputeAndReduce(step);
+                session.Commit(step);
+            }
+            finals[rank] = Parameters(session.Replica);
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+
+        // The reference: one replica with the whole batch, fed the union of the workers' data and noise.
+        random.manual_seed(spec.Training.Seed);
+        using var reference = new GanReplica(spec, CPU, noiseSeed: 0);
+        using var data = RunData.Load(spec.Dataset, spec.Training.Seed);
+        var cursors = Enumerable.Range(0, workers).Select(r => new BatchCursor(new ShardSampler(data.Count, r, workers, spec.Training.Seed))).ToArray();
+        var noises = Enumerable.Range(0, workers).Select(r => new Generator((ulong)(spec.Training.Seed + 1_000_003L * r))).ToArray();
+        foreach (var step in Steps(spec.Training.K, iterations))
+        {
+            using var scope = NewDisposeScope();
+            reference.SetIteration(step.Iteration);
+            if (step.Phase == StepPhase.Discriminator)
+            {
+                var noise = cat(Enumerable.Range(0, workers).Select(r => reference.SampleNoise(batches[r], noises[r])).ToList(), 0);
+                var real = cat(Enumerable.Range(0, workers).Select(r => data.Batch(cursors[r].Next(batches[r]), CPU)).ToList(), 0);
+                reference.ComputeDiscriminatorGradients(real, step.SubStep == spec.Training.K - 1, noise);
+                reference.ApplyDiscriminator();
+            }
+            else
+            {
+                reference.ComputeGeneratorGradients(batch);   // gNoise = reuse: the last D sub-step's fake batch
+                reference.ApplyGenerator();
+            }
+        }
+        var expected = Parameters(reference);
+
+        for (var r = 0; r < workers; r++)
+        {
+            Assert.Equal(finals[0], finals[r]);                // replicas identical, bit for bit
+            // ‖θ_cluster − θ_local‖ / ‖θ_local‖: float summation order differs, nothing else may.
+            var diff = Math.Sqrt(expected.Zip(finals[r]).Sum(p => (double)(p.First - p.Second) * (p.First - p.Second)));
+            var norm = Math.Sqrt(expected.Sum(v => (double)v * v));
+            Assert.True(diff / norm <= 1e-5, $"rank {r}: relative difference {diff / norm:E2}");
+        }
+        Assert.NotEqual(InitialParameters(spec), expected);  // training did move the weights
+        foreach (var g in noises) g.Dispose();
+    }
+
+    static IEnumerable<StepKey> Steps(int k, int iterations)
+    {
+        var s = GanScheduleKeys.First;
+        while (s.Iteration < iterations)
+        {
+            yield return s;
+            s = GanScheduleKeys.Next(s, k);
+        }
+    }
+
+    static float[] Parameters(GanReplica r) =>
+        r.G.parameters().Concat(r.D.parameters()).SelectMany(p => p.detach().cpu().data<float>().ToArray()).ToArray();
+
+    static float[] InitialParameters(GanCluster.Training.Spec.RunSpec spec)
+    {
+        random.manual_seed(spec.Training.Seed);
+        using var fresh = new GanReplica(spec, CPU, 0);
+        return Parameters(fresh);
+    }
+}
