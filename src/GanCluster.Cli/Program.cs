@@ -7,6 +7,8 @@ var root = new RootCommand("GanCluster: distributed GAN and DCGAN training on To
     SampleCommand.Build(),
     BenchCommand.Build(),
     InfoCommand.Build(),
+    SubmitCommand.Build(),
+    SubmitCommand.BuildStatus(),
 };
 // Commands handle SIGINT/SIGTERM themselves (a run stops after its current iteration and saves a checkpoint).
 return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });

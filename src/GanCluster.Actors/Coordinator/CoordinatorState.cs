@@ -186,7 +186,8 @@ public sealed record CoordinatorState(
                 return s.Run!.Pending.IsEmpty ? s.OnStepReduced(now, fx) : s;
             }
             case StepFailed f when Busy && f.RunId == run!.RunId && f.Step == run.Step:
-                return Fail($"worker {run.Ranks[f.Rank]} (rank {f.Rank}) failed {f.Step}: {f.Reason}", fx);
+                var who = f.Rank >= 0 && f.Rank < run.WorldSize ? $"worker {run.Ranks[f.Rank]} (rank {f.Rank})" : "a worker";
+                return Fail($"{who} failed {f.Step}: {f.Reason}", fx);
 
             case RunFinishedOnWorker w when Phase == RunPhase.Finishing && w.RunId == run!.RunId && run.Pending.Contains(w.Rank):
             {

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Common part of start-seed.sh and start-worker.sh. Not meant to be called directly.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+role=$1; shift
+host=127.0.0.1; port=""; seeds=""; devices=cpu; logdir="$root/logs"; foreground=0; extra=()
+usage() {
+  cat >&2 <<TXT
+usage: scripts/start-$role.sh [--host IP] [--port N] [--seeds host:port[,host:port]] [--devices cpu|cuda:0,cuda:1|all]
+                             [--torch-lib-dir DIR] [--cpu-threads N] [--log-dir DIR] [--foreground] [--Node:Option=value ...]
+TXT
+  exit 2
+}
+while [ $# -gt 0 ]; do
+  case $1 in
+    --host) host=$2; shift 2 ;;
+    --port) port=$2; shift 2 ;;
+    --seeds|--seed) seeds=$2; shift 2 ;;
+    --devices) devices=$2; shift 2 ;;
+    --torch-lib-dir) extra+=("--Node:TorchLibDir=$2"); shift 2 ;;
+    --cpu-threads) extra+=("--Node:CpuThreads=$2"); shift 2 ;;
+    --log-dir) logdir=$2; shift 2 ;;
+    --foreground) foreground=1; shift ;;
+    --Node:*) extra+=("$1"); shift ;;
+    -h|--help) usage ;;
+    *) echo "unknown option $1" >&2; usage ;;
+  esac
+done
+if [ "$role" = seed ]; then
+  port=${port:-4053}; seeds=${seeds:-$host:$port}; roles=seed
+else
+  port=${port:-0}; roles=worker
+  [ -n "$seeds" ] || { echo "start-worker.sh: --seeds host:port is required (where the seed listens)" >&2; exit 2; }
+fi
+dll=$(ensure_built GanCluster.Node)
+args=("--Node:Roles=$roles" "--Node:Host=$host" "--Node:Port=$port" "--Node:Seeds=$seeds" "--Node:Devices=$devices" ${extra[@]+"${extra[@]}"})
+if [ $foreground = 1 ]; then
+  exec dotnet "$dll" "${args[@]}"
+fi
+mkdir -p "$logdir"
+log="$logdir/$role-$host-$port-$$.log"
+nohup dotnet "$dll" "${args[@]}" >"$log" 2>&1 </dev/null &
+pid=$!
+echo "$pid" >"$log.pid"
+echo "$role started: pid $pid, akka.tcp://gancluster@$host:$port (port 0 = any), seeds $seeds"
+echo "logs: $log   (stop: kill $pid)"

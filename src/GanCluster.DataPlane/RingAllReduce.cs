@@ -1,0 +1,494 @@
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace GanCluster.DataPlane;
+
+/// <summary>
+/// Ring all-reduce of float buffers over plain TCP: a reduce-scatter and an all-gather of n−1 steps each over n
+/// chunks, so every rank sends and receives 2(n−1)/n·S bytes per operation whatever n is. Each step sends on a
+/// dedicated thread while the calling thread receives, and every chunk moves in <see cref="BlockBytes"/> blocks so
+/// that the add of one block overlaps the arrival of the next and a block is forwarded as soon as it is reduced.
+/// One operation at a time per instance; every rank must make the same sequence of calls with equal lengths.
+/// </summary>
+public sealed unsafe partial class RingAllReduce : IDisposable
+{
+    /// <summary>Bytes of framing in front of every message (one message per ring step).</summary>
+    public const int FrameHeaderBytes = Wire.HeaderSize;
+
+    /// <summary>Pipelining granularity inside a step.</summary>
+    public const int BlockBytes = 1 << 20;
+
+    private const int BlockFloats = BlockBytes / sizeof(float);
+    // Step ids of the weight exchange, far from the data steps so that a mix-up cannot pass the header check.
+    private const int WeightStepBase = 1 << 20;
+
+    private readonly RingPeer[] _peers;
+    private readonly int _rank;
+    private readonly int _size;
+    private readonly TimeSpan _timeout;
+    private readonly Action<string>? _log;
+    private readonly Socket? _sendSocket;
+    private readonly Socket? _recvSocket;
+    private readonly float[] _staging = [];
+    private readonly Thread? _sender;
+    private readonly SemaphoreSlim _work = new(0);
+    private readonly ManualResetEventSlim _senderIdle = new(true);
+    private readonly Progress _recvDone = new();
+    private readonly Progress _sendDone = new();
+
+    private AllReduceException? _failure;
+    private volatile bool _disposed;
+    private int _busy;
+    private long _seq;
+    private long _bytesSent;
+    private long _bytesReceived;
+    private long _lastSent;
+    private long _lastReceived;
+    private Plan? _plan;
+
+    // The operation handed to the sender thread; the calling thread keeps the buffer pinned until the sender is idle.
+    private float* _opData;
+    private long _opSeq;
+
+    private RingAllReduce(int rank, RingPeer[] peers, TimeSpan timeout, Action<string>? log, Socket? sendSocket, Socket? recvSocket)
+    {
+        _rank = rank;
+        _peers = peers;
+        _size = peers.Length;
+        _timeout = timeout;
+        _log = log;
+        _sendSocket = sendSocket;
+        _recvSocket = recvSocket;
+        if (_size > 1)
+        {
+            _staging = GC.AllocateUninitializedArray<float>(BlockFloats, pinned: true);
+            _sender = new Thread(SenderLoop) { IsBackground = true, Name = $"ring-send-{rank}" };
+            _sender.Start();
+        }
+    }
+
+    public int Rank => _rank;
+
+    public int WorldSize => _size;
+
+    /// <summary>Bytes written to the next rank since connect, framing included.</summary>
+    public long BytesSent => Interlocked.Read(ref _bytesSent);
+
+    /// <summary>Bytes read from the previous rank since connect, framing included.</summary>
+    public long BytesReceived => Interlocked.Read(ref _bytesReceived);
+
+    /// <summary>Bytes sent by the last (or the running) operation.</summary>
+    public long LastBytesSent => Interlocked.Read(ref _lastSent);
+
+    /// <summary>Bytes received by the last (or the running) operation.</summary>
+    public long LastBytesReceived => Interlocked.Read(ref _lastReceived);
+
+    private RingPeer NextPeer => _peers[(_rank + 1) % _size];
+
+    private RingPeer PrevPeer => _peers[(_rank - 1 + _size) % _size];
+
+    /// <summary>Leaves Σ_r data_r in <paramref name="data"/> on every rank, bit-identical everywhere.</summary>
+    /// <exception cref="AllReduceException">A peer failed, went silent past the timeout or sent bad framing.</exception>
+    public void AllReduceSum(Span<float> data)
+    {
+        long seq = BeginOperation();
+        try
+        {
+            if (_size > 1)
+                RingSum(data, seq);
+        }
+        finally
+        {
+            Volatile.Write(ref _busy, 0);
+        }
+    }
+
+    /// <summary>
+    /// Leaves Σ_r w_r·x_r / Σ_r w_r in <paramref name="data"/> on every rank (bit-identical) and returns Σ_r w_r,
+    /// summed in double in rank order on every rank. When every weight is 0 the result is all zeros.
+    /// </summary>
+    public double AllReduceWeightedMean(Span<float> data, double weight)
+    {
+        if (!double.IsFinite(weight) || weight < 0)
+            throw new ArgumentOutOfRangeException(nameof(weight), weight, "The weight must be finite and non-negative.");
+        long seq = BeginOperation();
+        try
+        {
+            double total = _size > 1 ? ExchangeWeights(weight, data.Length, seq) : weight;
+            // Each rank scales its own contribution first, so the reduced chunks are already the mean and the
+            // all-gather hands out final values.
+            float factor = total > 0 ? (float)(weight / total) : 0f;
+            if (factor != 1f)
+                VectorMath.Scale(data, factor);
+            if (_size > 1)
+                RingSum(data, seq);
+            return total;
+        }
+        finally
+        {
+            Volatile.Write(ref _busy, 0);
+        }
+    }
+
+    private long BeginOperation()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (Volatile.Read(ref _failure) is { } failure)
+            throw new AllReduceException($"rank {_rank}: the ring is unusable after an earlier failure: {failure.Message}", failure);
+        if (Interlocked.Exchange(ref _busy, 1) != 0)
+            throw new InvalidOperationException("Another all-reduce is running on this instance.");
+        Interlocked.Exchange(ref _lastSent, 0);
+        Interlocked.Exchange(ref _lastReceived, 0);
+        return ++_seq;
+    }
+
+    private double ExchangeWeights(double weight, int totalElements, long seq)
+    {
+        // An all-gather of one double per rank: tiny frames, sent from this thread since they cannot fill a buffer.
+        var weights = new double[_size];
+        weights[_rank] = weight;
+        Span<byte> frame = stackalloc byte[Wire.HeaderSize + sizeof(double)];
+        for (int k = 0; k < _size - 1; k++)
+        {
+            int sendIdx = (_rank - k + _size) % _size;
+            int recvIdx = (_rank - k - 1 + 2 * _size) % _size;
+            int step = WeightStepBase + k;
+            string phase = $"weight exchange step {k}";
+            Wire.WriteHeader(frame, new Wire.FrameHeader(step, seq, sizeof(double), totalElements));
+            MemoryMarshal.Write(frame[Wire.HeaderSize..], in weights[sendIdx]);
+            try
+            {
+                Wire.SendAll(_sendSocket!, frame);
+                AddSent(frame.Length);
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                throw Fail(SendFailure(e, phase, seq));
+            }
+            ReceiveFrameHeader(frame[..Wire.HeaderSize], step, seq, sizeof(double), totalElements, phase);
+            ReceiveExact(frame[Wire.HeaderSize..], phase, seq, "weight");
+            weights[recvIdx] = MemoryMarshal.Read<double>(frame[Wire.HeaderSize..]);
+        }
+        double total = 0;
+        foreach (double w in weights)
+            total += w;
+        return total;
+    }
+
+    private void RingSum(Span<float> data, long seq)
+    {
+        var plan = _plan is { } p && p.Length == data.Length ? p : _plan = Plan.Build(data.Length, _rank, _size);
+        fixed (float* ptr = data)
+        {
+            _recvDone.Reset();
+            _sendDone.Reset();
+            _opData = ptr;
+            _opSeq = seq;
+            _senderIdle.Reset();
+            _work.Release();
+            try
+            {
+                ReceiveSteps(plan, ptr, seq);
+            }
+            catch
+            {
+                // The sender must stop reading the buffer before the pin is released.
+                Abort();
+                _senderIdle.Wait(_timeout + TimeSpan.FromSeconds(1));
+                throw;
+            }
+            if (!_senderIdle.Wait(_timeout * 2 + TimeSpan.FromSeconds(1)))
+            {
+                var e = Fail(new AllReduceException(
+                    $"rank {_rank}: sending to {NextPeer} made no progress within the timeout in all-reduce #{seq}"));
+                _senderIdle.Wait(_timeout + TimeSpan.FromSeconds(1));
+                throw e;
+            }
+            if (Volatile.Read(ref _failure) is { } failure)
+                throw failure;
+        }
+    }
+
+    private void ReceiveSteps(Plan plan, float* data, long seq)
+    {
+        Span<byte> header = stackalloc byte[Wire.HeaderSize];
+        var staging = _staging.AsSpan();
+        for (int s = 0; s < plan.Steps.Length; s++)
+        {
+            ref readonly var st = ref plan.Steps[s];
+            string phase = plan.Phase(s);
+            ReceiveFrameHeader(header, s, seq, (long)st.RecvCount * sizeof(float), plan.Length, phase);
+            int blocks = Plan.Blocks(st.RecvCount);
+            for (int i = 0; i < blocks; i++)
+            {
+                // This chunk was sent in an earlier step; never overwrite a block the sender may still be reading.
+                if (st.GuardSendStart >= 0 && !_sendDone.WaitFor(st.GuardSendStart + i + 1, _timeout * 2 + TimeSpan.FromSeconds(1)))
+                    throw Fail(new AllReduceException(
+                        $"rank {_rank}: sending to {NextPeer} made no progress within the timeout during {phase} of all-reduce #{seq}"));
+                int offset = st.RecvOffset + i * BlockFloats;
+                int count = Math.Min(BlockFloats, st.RecvCount - i * BlockFloats);
+                var dst = new Span<float>(data + offset, count);
+                if (st.Reduce)
+                {
+                    var block = staging[..count];
+                    ReceiveExact(MemoryMarshal.AsBytes(block), phase, seq, "data");
+                    VectorMath.Add(dst, block);
+                }
+                else
+                {
+                    ReceiveExact(MemoryMarshal.AsBytes(dst), phase, seq, "data");
+                }
+                _recvDone.Advance();
+            }
+        }
+    }
+
+    private void SenderLoop()
+    {
+        while (true)
+        {
+            _work.Wait();
+            if (_disposed)
+            {
+                _senderIdle.Set();
+                return;
+            }
+            try
+            {
+                SendSteps(_plan!, _opData, _opSeq);
+            }
+            catch (Exception e)
+            {
+                // Anything unexpected still has to fail the operation rather than kill the process.
+                Fail(e as AllReduceException ?? new AllReduceException($"rank {_rank}: sender failed: {e.Message}", e));
+            }
+            finally
+            {
+                _senderIdle.Set();
+            }
+        }
+    }
+
+    private void SendSteps(Plan plan, float* data, long seq)
+    {
+        Span<byte> header = stackalloc byte[Wire.HeaderSize];
+        var socket = _sendSocket!;
+        for (int s = 0; s < plan.Steps.Length; s++)
+        {
+            ref readonly var st = ref plan.Steps[s];
+            int blocks = Plan.Blocks(st.SendCount);
+            try
+            {
+                Wire.WriteHeader(header, new Wire.FrameHeader(s, seq, (long)st.SendCount * sizeof(float), plan.Length));
+                Wire.SendAll(socket, header);
+                AddSent(header.Length);
+                for (int i = 0; i < blocks; i++)
+                {
+                    // From step 1 on, the outgoing chunk is the one received (and reduced) in the previous step:
+                    // forward each block as soon as it is ready.
+                    if (st.PrevRecvStart >= 0 && !_recvDone.WaitFor(st.PrevRecvStart + i + 1, _timeout * 2 + TimeSpan.FromSeconds(1)))
+                    {
+                        if (Volatile.Read(ref _failure) != null)
+                            return;
+                        throw new AllReduceException(
+                            $"rank {_rank}: receiving from {PrevPeer} made no progress within the timeout during {plan.Phase(s)} of all-reduce #{seq}");
+                    }
+                    int offset = st.SendOffset + i * BlockFloats;
+                    int count = Math.Min(BlockFloats, st.SendCount - i * BlockFloats);
+                    Wire.SendAll(socket, new ReadOnlySpan<byte>(data + offset, count * sizeof(float)));
+                    AddSent(count * sizeof(float));
+                    _sendDone.Advance();
+                }
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                Fail(SendFailure(e, plan.Phase(s), seq));
+                return;
+            }
+        }
+    }
+
+    private void ReceiveFrameHeader(Span<byte> header, int step, long seq, long payloadBytes, int totalElements, string phase)
+    {
+        ReceiveExact(header, phase, seq, "frame header");
+        var h = Wire.ReadHeader(header, out string? error);
+        if (h == null)
+            throw Fail(new AllReduceException(
+                $"rank {_rank}: {PrevPeer} sent bad framing during {phase} of all-reduce #{seq}: {error}"));
+        var got = h.Value;
+        if (got.Seq != seq || got.Step != step || got.PayloadBytes != payloadBytes || got.TotalElements != totalElements)
+            throw Fail(new AllReduceException(
+                $"rank {_rank}: {PrevPeer} sent a mismatched frame during {phase} of all-reduce #{seq}: expected " +
+                $"op {seq}, step {step}, {payloadBytes} bytes of a {totalElements}-float buffer; got op {got.Seq}, " +
+                $"step {got.Step}, {got.PayloadBytes} bytes of a {got.TotalElements}-float buffer"));
+    }
+
+    private void ReceiveExact(Span<byte> buffer, string phase, long seq, string what)
+    {
+        var socket = _recvSocket!;
+        int got = 0;
+        while (got < buffer.Length)
+        {
+            int n;
+            try
+            {
+                n = socket.Receive(buffer[got..], SocketFlags.None);
+            }
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock)
+            {
+                throw Fail(new AllReduceException(
+                    $"rank {_rank}: {PrevPeer} sent nothing for {_timeout.TotalSeconds:0.###} s during {phase} of " +
+                    $"all-reduce #{seq} (timeout)", e));
+            }
+            catch (SocketException e)
+            {
+                throw Fail(new AllReduceException(
+                    $"rank {_rank}: receiving from {PrevPeer} failed during {phase} of all-reduce #{seq}: {e.SocketErrorCode}", e));
+            }
+            catch (ObjectDisposedException e)
+            {
+                throw Fail(new AllReduceException(
+                    $"rank {_rank}: the connection from {PrevPeer} was closed locally during {phase} of all-reduce #{seq}", e));
+            }
+            if (n == 0)
+                throw Fail(new AllReduceException(
+                    $"rank {_rank}: {PrevPeer} closed the connection during {phase} of all-reduce #{seq} " +
+                    $"({got} of {buffer.Length} bytes of a {what} block received)"));
+            got += n;
+            AddReceived(n);
+        }
+    }
+
+    private AllReduceException SendFailure(Exception e, string phase, long seq) => e switch
+    {
+        SocketException { SocketErrorCode: SocketError.TimedOut or SocketError.WouldBlock } => new AllReduceException(
+            $"rank {_rank}: {NextPeer} accepted no data for {_timeout.TotalSeconds:0.###} s during {phase} of all-reduce #{seq} (timeout)", e),
+        SocketException se => new AllReduceException(
+            $"rank {_rank}: sending to {NextPeer} failed during {phase} of all-reduce #{seq}: {se.SocketErrorCode}", e),
+        _ => new AllReduceException(
+            $"rank {_rank}: the connection to {NextPeer} was closed locally during {phase} of all-reduce #{seq}", e),
+    };
+
+    /// <summary>
+    /// Records the first failure (later ones are usually its echoes, e.g. a socket closed by the abort), closes the
+    /// sockets so that both threads and both neighbours stop at once, and returns the first failure.
+    /// </summary>
+    private AllReduceException Fail(AllReduceException e)
+    {
+        var first = Interlocked.CompareExchange(ref _failure, e, null) ?? e;
+        if (ReferenceEquals(first, e))
+            _log?.Invoke(e.Message);
+        Abort();
+        return first;
+    }
+
+    private void Abort()
+    {
+        _recvDone.Abort();
+        _sendDone.Abort();
+        Close(_sendSocket);
+        Close(_recvSocket);
+    }
+
+    private static void Close(Socket? socket)
+    {
+        if (socket == null)
+            return;
+        try
+        {
+            // Shutdown wakes a thread blocked in send/recv on this socket; Dispose alone may not.
+            socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            // Already closed or reset.
+        }
+        socket.Dispose();
+    }
+
+    private void AddSent(int n)
+    {
+        Interlocked.Add(ref _bytesSent, n);
+        Interlocked.Add(ref _lastSent, n);
+    }
+
+    private void AddReceived(int n)
+    {
+        Interlocked.Add(ref _bytesReceived, n);
+        Interlocked.Add(ref _lastReceived, n);
+    }
+
+    /// <summary>Closes the sockets; an operation running on another thread fails with <see cref="AllReduceException"/>.</summary>
+    public void Dispose()
+    {
+        if (_disposed)
+            return;
+        _disposed = true;
+        Interlocked.CompareExchange(ref _failure,
+            new AllReduceException($"rank {_rank}: this RingAllReduce was disposed"), null);
+        Abort();
+        if (_sender != null)
+        {
+            _work.Release();
+            if (Thread.CurrentThread != _sender)
+                _sender.Join(TimeSpan.FromSeconds(2));
+        }
+    }
+
+    /// <summary>Which chunk each step sends and receives, and where its blocks sit in the pipeline order.</summary>
+    private sealed class Plan
+    {
+        public required int Length { get; init; }
+        public required int Size { get; init; }
+        public required Step[] Steps { get; init; }
+
+        public static int Blocks(int count) => (count + BlockFloats - 1) / BlockFloats;
+
+        public string Phase(int s) => s < Size - 1 ? $"reduce-scatter step {s}" : $"all-gather step {s - (Size - 1)}";
+
+        public static Plan Build(int length, int rank, int n)
+        {
+            int baseCount = length / n, extra = length % n;
+            int Offset(int c) => c * baseCount + Math.Min(c, extra);
+            int Count(int c) => baseCount + (c < extra ? 1 : 0);
+            int Mod(int x) => ((x % n) + n) % n;
+
+            var sendChunk = new int[2 * (n - 1)];
+            var recvChunk = new int[2 * (n - 1)];
+            for (int k = 0; k < n - 1; k++)
+            {
+                // Reduce-scatter: pass on the partial sum received last step; afterwards rank r owns chunk r+1.
+                sendChunk[k] = Mod(rank - k);
+                recvChunk[k] = Mod(rank - k - 1);
+                // All-gather: pass on the finished chunk received last step, starting with the owned one.
+                sendChunk[n - 1 + k] = Mod(rank + 1 - k);
+                recvChunk[n - 1 + k] = Mod(rank - k);
+            }
+
+            var steps = new Step[sendChunk.Length];
+            long recvStart = 0;
+            for (int s = 0; s < steps.Length; s++)
+            {
+                long guard = -1;
+                long g = 0;
+                for (int t = 0; t < s; t++)
+                {
+                    if (sendChunk[t] == recvChunk[s])
+                        guard = g;
+                    g += Blocks(Count(sendChunk[t]));
+                }
+                steps[s] = new Step(
+                    Reduce: s < n - 1,
+                    SendOffset: Offset(sendChunk[s]), SendCount: Count(sendChunk[s]),
+                    RecvOffset: Offset(recvChunk[s]), RecvCount: Count(recvChunk[s]),
+                    PrevRecvStart: s == 0 ? -1 : recvStart - Blocks(Count(recvChunk[s - 1])),
+                    GuardSendStart: guard);
+                recvStart += Blocks(Count(recvChunk[s]));
+            }
+            return new Plan { Length = length, Size = n, Steps = steps };
+        }
+    }
+
+    private readonly record struct Step(
+        bool Reduce, int SendOffset, int SendCount, int RecvOffset, int RecvCount, long PrevRecvStart, long GuardSendStart);
+}

@@ -1,0 +1,147 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+
+namespace GanCluster.DataPlane;
+
+/// <summary>Little-endian wire formats: the 32-byte connection handshake and the 32-byte frame header.</summary>
+internal static class Wire
+{
+    public const int HandshakeSize = 32;
+    public const int HeaderSize = 32;
+    public const ushort Version = 1;
+    public const uint HandshakeMagic = 0x48444347; // "GCDH"
+    public const uint FrameMagic = 0x46444347;     // "GCDF"
+    public const ushort KindHello = 1;
+    public const ushort KindAck = 2;
+
+    public readonly record struct Handshake(ushort Version, ushort Kind, long Session, int Sender, int Receiver, int WorldSize);
+
+    public readonly record struct FrameHeader(int Step, long Seq, long PayloadBytes, int TotalElements);
+
+    public static void WriteHandshake(Span<byte> b, in Handshake h)
+    {
+        BinaryPrimitives.WriteUInt32LittleEndian(b, HandshakeMagic);
+        BinaryPrimitives.WriteUInt16LittleEndian(b[4..], h.Version);
+        BinaryPrimitives.WriteUInt16LittleEndian(b[6..], h.Kind);
+        BinaryPrimitives.WriteInt64LittleEndian(b[8..], h.Session);
+        BinaryPrimitives.WriteInt32LittleEndian(b[16..], h.Sender);
+        BinaryPrimitives.WriteInt32LittleEndian(b[20..], h.Receiver);
+        BinaryPrimitives.WriteInt32LittleEndian(b[24..], h.WorldSize);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[28..], Fnv1a(b[..28]));
+    }
+
+    /// <summary>Parses a handshake; null and a reason when the bytes are not a well-formed one.</summary>
+    public static Handshake? ReadHandshake(ReadOnlySpan<byte> b, out string? error)
+    {
+        error = null;
+        if (BinaryPrimitives.ReadUInt32LittleEndian(b) != HandshakeMagic)
+        {
+            error = $"bad magic 0x{BinaryPrimitives.ReadUInt32LittleEndian(b):x8} (not a GanCluster ring peer)";
+            return null;
+        }
+        if (BinaryPrimitives.ReadUInt32LittleEndian(b[28..]) != Fnv1a(b[..28]))
+        {
+            error = "handshake checksum mismatch";
+            return null;
+        }
+        return new Handshake(
+            BinaryPrimitives.ReadUInt16LittleEndian(b[4..]),
+            BinaryPrimitives.ReadUInt16LittleEndian(b[6..]),
+            BinaryPrimitives.ReadInt64LittleEndian(b[8..]),
+            BinaryPrimitives.ReadInt32LittleEndian(b[16..]),
+            BinaryPrimitives.ReadInt32LittleEndian(b[20..]),
+            BinaryPrimitives.ReadInt32LittleEndian(b[24..]));
+    }
+
+    /// <summary>True while the bytes so far are a prefix of the handshake magic (lets garbage be cut off early).</summary>
+    public static bool StartsWithHandshakeMagic(ReadOnlySpan<byte> b)
+    {
+        Span<byte> magic = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt32LittleEndian(magic, HandshakeMagic);
+        int n = Math.Min(4, b.Length);
+        return b[..n].SequenceEqual(magic[..n]);
+    }
+
+    public static void WriteHeader(Span<byte> b, in FrameHeader h)
+    {
+        BinaryPrimitives.WriteUInt32LittleEndian(b, FrameMagic);
+        BinaryPrimitives.WriteInt32LittleEndian(b[4..], h.Step);
+        BinaryPrimitives.WriteInt64LittleEndian(b[8..], h.Seq);
+        BinaryPrimitives.WriteInt64LittleEndian(b[16..], h.PayloadBytes);
+        BinaryPrimitives.WriteInt32LittleEndian(b[24..], h.TotalElements);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[28..], Fnv1a(b[..28]));
+    }
+
+    public static FrameHeader? ReadHeader(ReadOnlySpan<byte> b, out string? error)
+    {
+        error = null;
+        uint magic = BinaryPrimitives.ReadUInt32LittleEndian(b);
+        if (magic != FrameMagic)
+        {
+            error = $"bad frame magic 0x{magic:x8}";
+            return null;
+        }
+        if (BinaryPrimitives.ReadUInt32LittleEndian(b[28..]) != Fnv1a(b[..28]))
+        {
+            error = "frame header checksum mismatch";
+            return null;
+        }
+        return new FrameHeader(
+            BinaryPrimitives.ReadInt32LittleEndian(b[4..]),
+            BinaryPrimitives.ReadInt64LittleEndian(b[8..]),
+            BinaryPrimitives.ReadInt64LittleEndian(b[16..]),
+            BinaryPrimitives.ReadInt32LittleEndian(b[24..]));
+    }
+
+    public static uint Fnv1a(ReadOnlySpan<byte> bytes)
+    {
+        uint h = 2166136261;
+        foreach (byte x in bytes)
+            h = (h ^ x) * 16777619;
+        return h;
+    }
+
+    /// <summary>Sends every byte (a blocking send may return early, e.g. when interrupted).</summary>
+    public static void SendAll(Socket s, ReadOnlySpan<byte> data)
+    {
+        while (!data.IsEmpty)
+        {
+            int n = s.Send(data, SocketFlags.None);
+            data = data[n..];
+        }
+    }
+
+    /// <summary>Fills <paramref name="buffer"/>; returns how many bytes arrived before the peer closed.</summary>
+    public static int ReceiveAll(Socket s, Span<byte> buffer)
+    {
+        int got = 0;
+        while (got < buffer.Length)
+        {
+            int n = s.Receive(buffer[got..], SocketFlags.None);
+            if (n == 0)
+                return got;
+            got += n;
+        }
+        return got;
+    }
+}
+
+internal static class SocketTuning
+{
+    // Large buffers keep a whole 1 MiB pipelining block (and more) in flight while the receiver adds.
+    public const int BufferBytes = 4 << 20;
+
+    public static void ApplyBuffers(Socket s)
+    {
+        s.SendBufferSize = BufferBytes;
+        s.ReceiveBufferSize = BufferBytes;
+    }
+
+    public static void ApplyData(Socket s, TimeSpan timeout)
+    {
+        s.NoDelay = true;
+        int ms = (int)Math.Clamp(Math.Ceiling(timeout.TotalMilliseconds), 1, int.MaxValue);
+        s.SendTimeout = ms;
+        s.ReceiveTimeout = ms;
+    }
+}

@@ -1,0 +1,71 @@
+using System.Net;
+
+namespace GanCluster.Node;
+
+/// <summary>
+/// Settings of one node (section "Node" of cluster-config/node.json; overridden by environment variables such as
+/// GANCLUSTER_Node__Port=4053 and by command-line flags such as --Node:Port=4053).
+/// </summary>
+public sealed class NodeOptions
+{
+    /// <summary>seed, worker, or both (comma-separated).</summary>
+    public string Roles { get; set; } = "worker";
+    /// <summary>Address Akka.Remote binds to.</summary>
+    public string Host { get; set; } = "127.0.0.1";
+    /// <summary>Akka.Remote port; 0 picks a free one (fine for workers, seeds need a known port).</summary>
+    public int Port { get; set; }
+    /// <summary>Host name other nodes use to reach this one (default: Host).</summary>
+    public string? PublicHost { get; set; }
+    /// <summary>Seed nodes as host:port, comma-separated. A seed lists itself among them.</summary>
+    public string Seeds { get; set; } = "";
+    /// <summary>Worker devices: cpu, cuda:0,cuda:1, or all (every CUDA device, else one cpu worker).</summary>
+    public string Devices { get; set; } = "cpu";
+    /// <summary>Address the gradient data plane binds to (default: Host).</summary>
+    public string? DataBind { get; set; }
+    /// <summary>Seconds a step may take on every worker before the run fails.</summary>
+    public int StepTimeoutSeconds { get; set; } = 120;
+    /// <summary>Seconds for workers to load data, build models and connect the ring.</summary>
+    public int PrepareTimeoutSeconds { get; set; } = 300;
+    /// <summary>Iterations between parameter checksum comparisons (0 = off).</summary>
+    public int ChecksumEvery { get; set; } = 50;
+    /// <summary>
+    /// libtorch intra-op threads of a CPU worker (0 = libtorch's default, every core). Several workers or nodes on one
+    /// machine should split the cores: OpenMP threads spin while waiting and starve the other processes.
+    /// </summary>
+    public int CpuThreads { get; set; }
+    /// <summary>A PyTorch install's torch/lib to load libtorch (and CUDA) from; default $TORCH_LIB_DIR or the bundled CPU libtorch.</summary>
+    public string? TorchLibDir { get; set; }
+
+    public IReadOnlyList<string> RoleList => Roles.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+    public bool IsSeed => RoleList.Contains("seed");
+    public bool IsWorker => RoleList.Contains("worker");
+    public string EffectivePublicHost => string.IsNullOrWhiteSpace(PublicHost) ? Host : PublicHost!;
+    public IReadOnlyList<(string Host, int Port)> SeedList => Seeds.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+        .Select(s => { var i = s.LastIndexOf(':'); return (s[..i], int.Parse(s[(i + 1)..])); }).ToList();
+
+    /// <summary>Every problem, each naming its option.</summary>
+    public List<string> Validate()
+    {
+        var e = new List<string>();
+        if (RoleList.Count == 0 || RoleList.Any(r => r is not ("seed" or "worker")))
+            e.Add($"Node:Roles must be seed, worker or seed,worker (got \"{Roles}\")");
+        if (!IPAddress.TryParse(Host, out _) && Host != "0.0.0.0")
+            e.Add($"Node:Host must be an IP address to bind to (got \"{Host}\")");
+        if (Port is < 0 or > 65535) e.Add($"Node:Port must be 0-65535 (got {Port})");
+        if (IsSeed && Port == 0) e.Add("Node:Port must be fixed (not 0) on a seed: workers and clients connect to it");
+        foreach (var s in Seeds.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var i = s.LastIndexOf(':');
+            if (i <= 0 || !int.TryParse(s[(i + 1)..], out var p) || p is < 1 or > 65535)
+                e.Add($"Node:Seeds entry \"{s}\" must be host:port");
+        }
+        if (string.IsNullOrWhiteSpace(Seeds)) e.Add("Node:Seeds must name at least one seed (host:port)");
+        if (string.IsNullOrWhiteSpace(Devices)) e.Add("Node:Devices must be cpu, cuda:N[,cuda:M] or all");
+        if (DataBind is not null && !IPAddress.TryParse(DataBind, out _)) e.Add($"Node:DataBind must be an IP address (got \"{DataBind}\")");
+        if (StepTimeoutSeconds < 1) e.Add($"Node:StepTimeoutSeconds must be at least 1 (got {StepTimeoutSeconds})");
+        if (PrepareTimeoutSeconds < 1) e.Add($"Node:PrepareTimeoutSeconds must be at least 1 (got {PrepareTimeoutSeconds})");
+        if (CpuThreads < 0) e.Add($"Node:CpuThreads must be 0 (default) or more (got {CpuThreads})");
+        if (ChecksumEvery < 0) e.Add($"Node:ChecksumEvery must be 0 or more (got {ChecksumEvery})");
+        return e;
+    }
+}

@@ -1,0 +1,99 @@
+using Akka.Actor;
+using Akka.Cluster;
+using Akka.Cluster.Hosting;
+using Akka.Cluster.Hosting.SBR;
+using Akka.Cluster.Tools.Client;
+using Akka.Hosting;
+using Akka.Remote.Hosting;
+using GanCluster.Actors;
+using GanCluster.Actors.Coordinator;
+using GanCluster.Actors.Worker;
+using GanCluster.Node;
+using GanCluster.Training.Native;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using TorchSharp;
+
+// Settings: cluster-config/node.json (or --config FILE), then GANCLUSTER_* environment variables, then --Node:X=Y flags.
+var builder = Host.CreateApplicationBuilder(args);
+var configFile = builder.Configuration["config"] ?? Path.Combine(AppContext.BaseDirectory, "node.json");
+builder.Configuration.AddJsonFile(configFile, optional: true)
+    .AddEnvironmentVariables("GANCLUSTER_")
+    .AddCommandLine(args);
+var options = builder.Configuration.GetSection("Node").Get<NodeOptions>() ?? new NodeOptions();
+var problems = options.Validate();
+if (problems.Count > 0)
+{
+    Console.Error.WriteLine("error: invalid node settings:\n" + string.Join("\n", problems.Select(p => "  - " + p)));
+    return 2;
+}
+
+// libtorch first: a worker that cannot load it should say so now, not at the first run.
+var devices = new List<torch.Device>();
+if (options.IsWorker)
+{
+    try
+    {
+        var env = TorchRuntime.Initialize(options.TorchLibDir);
+        devices.AddRange(NodeDevices.Resolve(options.Devices, env));
+        if (options.CpuThreads > 0) torch.set_num_threads(options.CpuThreads);
+    }
+    catch (Exception e) when (e is TorchLoadException or ArgumentException)
+    {
+        Console.Error.WriteLine($"error: {e.Message}");
+        return 2;
+    }
+}
+
+var settings = new CoordinatorSettings(TimeSpan.FromSeconds(options.PrepareTimeoutSeconds), TimeSpan.FromSeconds(options.StepTimeoutSeconds), options.ChecksumEvery);
+builder.Services.AddAkka(ClusterHocon.SystemName, akka =>
+{
+    akka.AddHocon(ClusterHocon.Serialization, HoconAddMode.Prepend)
+        .AddHocon(WorkerActor.DispatcherHocon, HoconAddMode.Prepend)
+        .WithRemoting(new RemoteOptions { HostName = options.Host, Port = options.Port, PublicHostName = options.EffectivePublicHost })
+        .WithClustering(new ClusterOptions
+        {
+            Roles = options.RoleList.ToArray(),
+            SeedNodes = options.SeedList.Select(s => $"akka.tcp://{ClusterHocon.SystemName}@{s.Host}:{s.Port}").ToArray(),
+            // Downing by Akka's split-brain resolver, never auto-down: the side with the majority survives.
+            SplitBrainResolver = new KeepMajorityOption(),
+        });
+
+    var singleton = new ClusterSingletonOptions { Role = "seed" };
+    if (options.IsSeed)
+    {
+        akka.WithSingleton<CoordinatorActor>("coordinator", CoordinatorActor.Props(settings), singleton, createProxyToo: true)
+            .WithClusterClientReceptionist("receptionist", "seed")
+            .WithActors((system, registry) =>
+            {
+                var gateway = system.ActorOf(Props.Create(() => new ClientGateway(registry.Get<CoordinatorActor>())), ClientGateway.Name);
+                ClusterClientReceptionist.Get(system).RegisterService(gateway);
+            });
+    }
+    else
+    {
+        akka.WithSingletonProxy<CoordinatorActor>("coordinator", singleton);
+    }
+
+    if (options.IsWorker)
+    {
+        akka.WithActors((system, registry) =>
+        {
+            var self = Cluster.Get(system).SelfAddress;
+            var dataBind = options.DataBind ?? options.Host;
+            foreach (var device in devices)
+            {
+                var id = $"{self.Host}:{self.Port}/{device}";
+                var ws = new WorkerSettings(id, device.ToString(), dataBind, options.EffectivePublicHost,
+                    RingTimeout: TimeSpan.FromSeconds(options.StepTimeoutSeconds), UploadTimeout: TimeSpan.FromSeconds(60));
+                system.ActorOf(WorkerActor.Props(ws, registry.Get<CoordinatorActor>(), device), "worker-" + device.ToString().Replace(':', '-'));
+            }
+        });
+    }
+});
+
+Console.WriteLine($"gancluster node: roles {options.Roles}, akka.tcp://{ClusterHocon.SystemName}@{options.EffectivePublicHost}:{options.Port}, seeds {options.Seeds}" +
+                  (options.IsWorker ? $", devices {string.Join(",", devices)}" : ""));
+await builder.Build().RunAsync();
+return 0;

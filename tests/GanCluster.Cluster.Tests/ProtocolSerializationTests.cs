@@ -1,0 +1,81 @@
+using Akka.Actor;
+using Akka.Configuration;
+using GanCluster.Actors;
+using GanCluster.Protocol;
+using static GanCluster.Protocol.ArtifactProtocol;
+using static GanCluster.Protocol.RunProtocol;
+using static GanCluster.Protocol.WorkerProtocol;
+
+namespace GanCluster.Cluster.Tests;
+
+/// <summary>Every protocol message goes through the serializer the nodes use (Hyperion, bound to the marker) and back.</summary>
+public sealed class ProtocolSerializationTests : IDisposable
+{
+    readonly ActorSystem _system = ActorSystem.Create("serialization-test", ClusterHocon.Serialization.WithFallback(ConfigurationFactory.ParseString("akka.loglevel = WARNING")));
+
+    public static IEnumerable<object[]> Messages()
+    {
+        var step = new StepKey(3, StepPhase.Generator, 0);
+        var d1 = new StepKey(3, StepPhase.Discriminator, 1);
+        IGanClusterMessage[] all =
+        [
+            new SubmitRun("{\"name\":\"x\"}", true),
+            new SubmitAck("run-1", 2, "runs/x"),
+            new SubmitNack("invalid run spec", ["training.k: must be at least 1", "name: bad"]),
+            new ProgressReported("run-1", 100, 2000, 1.2, 0.9, 0.6, 0.4, 12345.6, 7.5),
+            new RunEnded("run-1", "completed", "done", "runs/x", "abc"),
+            new RunEnded("run-1", "failed", "worker lost", "runs/x", null),
+            new GetStatus(),
+            new StatusReported("Running", "run-1", 3, 42, null),
+            new RegisterWorker("127.0.0.1:4000/cpu", "cpu", "127.0.0.1", 45000),
+            new WorkerRegistered("127.0.0.1:4000/cpu"),
+            new PrepareRun("run-1", "{}", 1, 3, [4, 3, 3], 987654321, [new PeerAddress(0, "10.0.0.1", 1), new PeerAddress(1, "10.0.0.2", 2)], 50),
+            new RunPrepared("run-1", 1, "w", 60000),
+            new PrepareFailed("run-1", 1, "w", "no such file"),
+            new ExecuteStep("run-1", step, d1, true, false),
+            new ExecuteStep("run-1", d1, null, false, true),
+            new StepReduced("run-1", step, 2, 64, new WindowStats(1, 2, 0.5, 0.5, 10), "cafe"),
+            new StepReduced("run-1", step, 2, 64, null, null),
+            new StepFailed("run-1", step, 0, "connection reset"),
+            new FinishRun("run-1", step, "runs/x"),
+            new RunFinishedOnWorker("run-1", 0, "cafe"),
+            new SaveArtifacts("run-1", 500, true, step),
+            new StopRun("run-1", "completed"),
+            new FileChunk("run-1", 500, "samples/iter-00000500.png", 65536, [1, 2, 3, 255], false),
+            new ChunkAck("run-1", "samples/iter-00000500.png", 65536),
+            new ArtifactsUploaded("run-1", 500, ["samples/a.png", "checkpoints/iter-00000500/G.bin"], true),
+            new ArtifactsSaved("run-1", 500),
+            new ArtifactsFailed("run-1", 500, "disk full"),
+        ];
+        return all.Select(m => new object[] { m });
+    }
+
+    [Theory]
+    [MemberData(nameof(Messages))]
+    public void Round_trips_through_hyperion(IGanClusterMessage message)
+    {
+        var serializer = _system.Serialization.FindSerializerFor(message);
+        Assert.Equal("HyperionSerializer", serializer.GetType().Name);
+        var bytes = serializer.ToBinary(message);
+        var back = serializer.FromBinary(bytes, message.GetType());
+        Assert.Equal(System.Text.Json.JsonSerializer.Serialize(message, message.GetType()), System.Text.Json.JsonSerializer.Serialize(back, message.GetType()));
+        Assert.IsType(message.GetType(), back);
+    }
+
+    [Fact]
+    public void Every_protocol_message_type_is_covered()
+    {
+        var covered = Messages().Select(m => m[0].GetType()).ToHashSet();
+        var all = typeof(IGanClusterMessage).Assembly.GetTypes().Where(t => typeof(IGanClusterMessage).IsAssignableFrom(t) && !t.IsInterface);
+        Assert.Empty(all.Where(t => !covered.Contains(t)).Select(t => t.FullName));
+    }
+
+    [Fact]
+    public void A_file_chunk_fits_in_the_default_frame()
+    {
+        var chunk = new FileChunk("run-with-a-long-name-20261126-120000", 12345678, "checkpoints/iter-12345678/optG.bin", 0, new byte[ChunkBytes], false);
+        Assert.True(_system.Serialization.FindSerializerFor(chunk).ToBinary(chunk).Length < 128_000);
+    }
+
+    public void Dispose() => _system.Terminate().Wait();
+}

@@ -1,0 +1,101 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+using GanCluster.Training.Data;
+using GanCluster.Training.Training;
+
+namespace GanCluster.Cluster.Tests;
+
+/// <summary>One seed and two workers as real processes on 127.0.0.1, driven through the CLI.</summary>
+public partial class RealProcessTests(LiveCluster cluster) : IClassFixture<LiveCluster>
+{
+    [Fact]
+    public void A_submitted_ring8_run_trains_to_quality_with_identical_replicas()
+    {
+        using var output = new TempFolder();
+        var spec = Path.Combine(output.Path, "ring8.json");
+        // The example spec (the README's ring8 run), writing into a temporary folder on the seed's disk.
+        var json = File.ReadAllText(Path.Combine(cluster.Root, "examples", "ring8.json"))
+            .Replace("\"runs/ring8\"", $"\"{Path.Combine(output.Path, "out")}\"").Replace("\"logEvery\": 500", "\"logEvery\": 1000");
+        File.WriteAllText(spec, json);
+
+        var run = LiveCluster.Cli(["submit", spec, "--cluster", cluster.Address, "--wait"], 600);
+        Assert.True(run.ExitCode == 0, $"{run.StdOut}{run.StdErr}\n{cluster.AllLogs()}");
+        Assert.Contains("to 2 worker(s)", run.StdOut);
+        Assert.Contains("[1000/6000] Loss_D:", run.StdOut);
+        Assert.Contains("[6000/6000] Loss_D:", run.StdOut);
+        var checksum = ChecksumRegex().Match(run.StdOut).Groups[1].Value;
+        Assert.Equal(64, checksum.Length);
+
+        // Same outputs as a local run, on the seed's disk.
+        var outDir = Path.Combine(output.Path, "out");
+        Assert.Equal(7, File.ReadAllLines(Path.Combine(outDir, "metrics.csv")).Length);   // header + 6 rows
+        Assert.True(Directory.Exists(Path.Combine(outDir, "checkpoints", "iter-00006000")));
+        Assert.Null(GanCluster.Training.Output.CheckpointStore.Verify(Path.Combine(outDir, "checkpoints", "iter-00006000")));
+        var csv = File.ReadAllLines(Path.Combine(outDir, "samples", "iter-00006000.csv"));
+        var xy = csv.Skip(1).SelectMany(l => l.Split(',').Select(v => float.Parse(v, CultureInfo.InvariantCulture))).ToArray();
+        var q = ModeQuality.Evaluate(xy, SyntheticDatasets.Ring8Modes, SyntheticDatasets.Ring8Std);
+        Assert.Equal(2500, q.Samples);
+        Assert.True(q.ModesCovered >= 6 && q.HighQualityFraction >= 0.80, q.ToString());
+
+        // Every worker logs the same final parameter checksum.
+        var logged = cluster.WorkerLogs().Select(l => WorkerChecksumRegex().Matches(l).Last().Groups[1].Value).ToList();
+        Assert.Equal(2, logged.Count);
+        Assert.All(logged, c => Assert.Equal(checksum, c));
+    }
+
+    [Fact]
+    public void An_invalid_spec_is_refused_with_every_reason_and_the_cluster_stays_up()
+    {
+        using var dir = new TempFolder();
+        var spec = Path.Combine(dir.Path, "bad.json");
+        File.WriteAllText(spec, """{"name": "bad", "model": {"kind": "gan"}, "training": {"k": 0, "lrD": -1}}""");
+        var run = LiveCluster.Cli(["submit", spec, "--cluster", cluster.Address], 60);
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains("model.kind", run.StdErr);
+        Assert.Contains("training.k", run.StdErr);
+        Assert.Contains("training.lrD", run.StdErr);
+        Assert.Contains("workers 2", LiveCluster.Cli(["status", "--cluster", cluster.Address], 60).StdOut);
+    }
+
+    [Fact]
+    public void A_client_that_cannot_reach_the_cluster_fails_within_seconds_naming_the_address()
+    {
+        var port = LiveCluster.FreePort();
+        using var dir = new TempFolder();
+        var spec = Path.Combine(dir.Path, "ok.json");
+        File.WriteAllText(spec, """{"name": "ok", "dataset": {"kind": "ring8"}, "model": {"kind": "mlp"}}""");
+        var run = LiveCluster.Cli(["submit", spec, "--cluster", $"127.0.0.1:{port}", "--connect-timeout", "3"], 60);
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains($"127.0.0.1:{port}", run.StdErr);
+        Assert.Contains("could not reach", run.StdErr);
+        Assert.True(run.Elapsed < TimeSpan.FromSeconds(20), $"took {run.Elapsed}");
+    }
+
+    [Fact]
+    public void Garbage_bytes_sent_to_a_node_and_to_a_data_plane_port_do_not_crash_it()
+    {
+        var dataPort = int.Parse(DataPortRegex().Match(string.Concat(cluster.WorkerLogs())).Groups[1].Value);
+        foreach (var port in new[] { cluster.Port, dataPort })
+        {
+            using var tcp = new TcpClient();
+            tcp.Connect(IPAddress.Loopback, port);
+            var junk = new byte[64 * 1024];
+            new Random(7).NextBytes(junk);
+            try { tcp.GetStream().Write(junk); } catch (IOException) { }   // the node may hang up on us: fine
+        }
+        var status = LiveCluster.Cli(["status", "--cluster", cluster.Address], 60);
+        Assert.True(status.ExitCode == 0, status.StdErr);
+        Assert.Contains("workers 2", status.StdOut);
+    }
+
+    [GeneratedRegex("final parameter checksum ([0-9a-f]{64})")]
+    private static partial Regex ChecksumRegex();
+
+    [GeneratedRegex("rank \\d+ final parameter checksum ([0-9a-f]{64})")]
+    private static partial Regex WorkerChecksumRegex();
+
+    [GeneratedRegex("data plane 127\\.0\\.0\\.1:(\\d+)")]
+    private static partial Regex DataPortRegex();
+}
