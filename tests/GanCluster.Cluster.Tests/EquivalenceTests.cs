@@ -13,26 +13,31 @@ public class EquivalenceTests
     public EquivalenceTests() => TorchSetup.Ensure();
 
     [Theory]
-    [InlineData(2, 64, 3000)]   // 2 workers, B/2 each
-    [InlineData(3, 64, 3001)]   // 3 workers: local batches 22, 21, 21 and shards padded to equal size
-    public void Workers_match_one_big_batch_process(int workers, int batch, int datasetSize)
+    [InlineData(2, 64, 3000, false)]   // 2 workers, B/2 each
+    [InlineData(3, 64, 3001, false)]   // 3 workers: local batches 22, 21, 21 and shards padded to equal size
+    [InlineData(2, 64, 3000, true)]    // the same through the TCP ring on 127.0.0.1
+    [InlineData(3, 64, 3001, true)]
+    public void Workers_match_one_big_batch_process(int workers, int batch, int datasetSize, bool tcpRing)
     {
         const int iterations = 8;
-        var spec = Specs.Ring8(batch, iterations, k: 2) with { Dataset = new() { Kind = "ring8", Size = datasetSize } };
+        const int k = 3;
+        var spec = Specs.Ring8(batch, iterations, k) with { Dataset = new() { Kind = "ring8", Size = datasetSize } };
         var batches = CoordinatorState.SplitBatch(batch, workers);
-        var group = new InProcessGroup(workers);
+        var reducers = tcpRing ? Rings(workers) : Enumerable.Range(0, workers).Select(new InProcessGroup(workers).Member).ToArray();
+        var applied = new List<StepKey>[workers];
 
         // The cluster: one thread per worker (TorchSharp state is per thread), each with its own session.
         var finals = new float[workers][];
         var threads = Enumerable.Range(0, workers).Select(rank => new Thread(() =>
         {
-            using var session = new WorkerSession(spec, rank, workers, batches[rank], CPU, group.Member(rank));
+            using var session = new WorkerSession(spec, rank, workers, batches[rank], CPU, reducers[rank]);
             foreach (var step in Steps(spec.Training.K, iterations))
             {
                 session.ComputeAndReduce(step);
                 session.Commit(step);
             }
             finals[rank] = Parameters(session.Replica);
+            applied[rank] = [.. session.Applied];
         })).ToList();
         threads.ForEach(t => t.Start());
         threads.ForEach(t => t.Join());
@@ -62,6 +67,10 @@ public class EquivalenceTests
         }
         var expected = Parameters(reference);
 
+        // Each worker's own log of applied updates: D D D G per iteration.
+        var perIteration = string.Join(' ', Enumerable.Repeat("D D D G", iterations));
+        Assert.All(applied, a => Assert.Equal(perIteration, string.Join(' ', a.Select(s => s.Phase == StepPhase.Generator ? "G" : "D"))));
+
         for (var r = 0; r < workers; r++)
         {
             Assert.Equal(finals[0], finals[r]);                // replicas identical, bit for bit
@@ -72,6 +81,28 @@ public class EquivalenceTests
         }
         Assert.NotEqual(InitialParameters(spec), expected);  // training did move the weights
         foreach (var g in noises) g.Dispose();
+    }
+
+    /// <summary>Real TCP rings among threads of this process (each rank connects in parallel, as separate workers would).</summary>
+    static IAllReduce[] Rings(int n)
+    {
+        var listeners = Enumerable.Range(0, n).Select(_ => GanCluster.DataPlane.RingListener.Start(System.Net.IPAddress.Loopback)).ToArray();
+        var peers = listeners.Select((l, r) => new GanCluster.DataPlane.RingPeer(r, "127.0.0.1", l.Port)).ToList();
+        var connects = Enumerable.Range(0, n)
+            .Select(r => Task.Run(() => GanCluster.DataPlane.RingAllReduce.Connect(listeners[r], 77, r, peers, TimeSpan.FromSeconds(30))))
+            .ToArray();
+        Task.WaitAll(connects);
+        return connects.Select((t, r) => (IAllReduce)new ListenerOwningRing(new RingReduce(t.Result), listeners[r])).ToArray();
+    }
+
+    sealed class ListenerOwningRing(RingReduce ring, IDisposable listener) : IAllReduce
+    {
+        public double WeightedMean(Span<float> data, double weight) => ring.WeightedMean(data, weight);
+        public void Dispose()
+        {
+            ring.Dispose();
+            listener.Dispose();
+        }
     }
 
     static IEnumerable<StepKey> Steps(int k, int iterations)
