@@ -51,7 +51,7 @@ public sealed partial class RingAllReduce
             // Connecting blocks (a synchronous connect keeps the socket in blocking mode, which the data path wants),
             // so it runs on its own thread while this one accepts.
             var connectTask = Task.Factory.StartNew(
-                () => ConnectNext(ordered[next], session, rank, n, deadline, timeout, cts.Token, log),
+                () => ConnectNext(ordered[next], session, rank, n, deadline, timeout, listener.SocketBufferBytes, cts.Token, log),
                 CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
             Socket prevSocket;
@@ -96,7 +96,7 @@ public sealed partial class RingAllReduce
     private sealed class HandshakeRejectedException(string message) : Exception(message);
 
     private static Socket ConnectNext(RingPeer peer, long session, int rank, int n, long deadline, TimeSpan timeout,
-        CancellationToken ct, Action<string>? log)
+        int socketBufferBytes, CancellationToken ct, Action<string>? log)
     {
         string lastError = "no attempt made";
         while (true)
@@ -114,7 +114,7 @@ public sealed partial class RingAllReduce
                 socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
                 var s = socket;
                 using var unblock = ct.Register(() => Close(s));
-                SocketTuning.ApplyBuffers(socket);
+                SocketTuning.ApplyBuffers(socket, socketBufferBytes);
                 socket.Connect(endPoint);
                 socket.NoDelay = true;
                 socket.SendTimeout = socket.ReceiveTimeout = (int)Math.Max(1, deadline - Environment.TickCount64);
@@ -218,7 +218,14 @@ public sealed partial class RingAllReduce
                 foreach (var c in pending)
                     readable.Add(c.Socket);
                 // Short slices only so that cancellation is noticed; readiness itself wakes Select at once.
-                Socket.Select(readable, null, null, (int)Math.Min(left, 50) * 1000);
+                try
+                {
+                    Socket.Select(readable, null, null, (int)Math.Min(left, 50) * 1000);
+                }
+                catch (Exception e) when (e is SocketException or ObjectDisposedException)
+                {
+                    throw new AllReduceException($"rank {rank}: the ring listener failed while waiting for {prev}: {e.Message}", e);
+                }
 
                 foreach (var s in readable)
                 {

@@ -88,7 +88,10 @@ public sealed unsafe partial class RingAllReduce : IDisposable
     private RingPeer PrevPeer => _peers[(_rank - 1 + _size) % _size];
 
     /// <summary>Leaves Σ_r data_r in <paramref name="data"/> on every rank, bit-identical everywhere.</summary>
-    /// <exception cref="AllReduceException">A peer failed, went silent past the timeout or sent bad framing.</exception>
+    /// <exception cref="AllReduceException">
+    /// A peer failed, went silent past the timeout or sent bad framing; <paramref name="data"/> is then unspecified and
+    /// this instance unusable (build a new ring).
+    /// </exception>
     public void AllReduceSum(Span<float> data)
     {
         long seq = BeginOperation();
@@ -107,6 +110,8 @@ public sealed unsafe partial class RingAllReduce : IDisposable
     /// Leaves Σ_r w_r·x_r / Σ_r w_r in <paramref name="data"/> on every rank (bit-identical) and returns Σ_r w_r,
     /// summed in double in rank order on every rank. When every weight is 0 the result is all zeros.
     /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The weight is negative or not finite (nothing was sent).</exception>
+    /// <exception cref="AllReduceException">As for <see cref="AllReduceSum"/>.</exception>
     public double AllReduceWeightedMean(Span<float> data, double weight)
     {
         if (!double.IsFinite(weight) || weight < 0)
@@ -190,12 +195,14 @@ public sealed unsafe partial class RingAllReduce : IDisposable
             {
                 ReceiveSteps(plan, ptr, seq);
             }
-            catch
+            catch (Exception e)
             {
+                var error = e as AllReduceException
+                    ?? Fail(new AllReduceException($"rank {_rank}: all-reduce #{seq} failed: {e.Message}", e));
                 // The sender must stop reading the buffer before the pin is released.
                 Abort();
                 _senderIdle.Wait(_timeout + TimeSpan.FromSeconds(1));
-                throw;
+                throw error;
             }
             if (!_senderIdle.Wait(_timeout * 2 + TimeSpan.FromSeconds(1)))
             {

@@ -12,9 +12,10 @@ public sealed class RingListener : IDisposable
 {
     private int _inUse;
 
-    private RingListener(Socket socket)
+    private RingListener(Socket socket, int socketBufferBytes)
     {
         Socket = socket;
+        SocketBufferBytes = socketBufferBytes;
         LocalEndPoint = (IPEndPoint)socket.LocalEndPoint!;
     }
 
@@ -22,19 +23,30 @@ public sealed class RingListener : IDisposable
 
     public int Port => LocalEndPoint.Port;
 
+    /// <summary>SO_SNDBUF/SO_RCVBUF of the ring's data sockets; 0 = the kernel's autotuning.</summary>
+    public int SocketBufferBytes { get; }
+
     internal Socket Socket { get; }
 
-    public static RingListener Start(IPAddress bind, int port = 0)
+    /// <param name="bind">Address to listen on.</param>
+    /// <param name="port">0 lets the OS pick a free port; read it back from <see cref="Port"/>.</param>
+    /// <param name="socketBufferBytes">
+    /// Socket buffer size for both data connections of rings built on this listener. 0 (the default) keeps Linux TCP
+    /// autotuning, which grows the buffers to tcp_rmem/tcp_wmem's maximum (megabytes) as the connection needs; a
+    /// fixed size turns autotuning off and is capped by net.core.rmem_max/wmem_max.
+    /// </param>
+    public static RingListener Start(IPAddress bind, int port = 0, int socketBufferBytes = 0)
     {
         ArgumentNullException.ThrowIfNull(bind);
+        ArgumentOutOfRangeException.ThrowIfNegative(socketBufferBytes);
         var socket = new Socket(bind.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
             // Accepted sockets inherit the buffer sizes; they must be set before listen for TCP window scaling.
-            SocketTuning.ApplyBuffers(socket);
+            SocketTuning.ApplyBuffers(socket, socketBufferBytes);
             socket.Bind(new IPEndPoint(bind, port));
             socket.Listen(64);
-            return new RingListener(socket);
+            return new RingListener(socket, socketBufferBytes);
         }
         catch
         {

@@ -128,13 +128,16 @@ internal static class Wire
 
 internal static class SocketTuning
 {
-    // Large buffers keep a whole 1 MiB pipelining block (and more) in flight while the receiver adds.
-    public const int BufferBytes = 4 << 20;
-
-    public static void ApplyBuffers(Socket s)
+    /// <summary>
+    /// 0 leaves the buffers to the kernel: Linux autotuning grows them up to net.ipv4.tcp_[rw]mem's maximum, while an
+    /// explicit SO_SNDBUF/SO_RCVBUF switches autotuning off and is capped by net.core.[rw]mem_max.
+    /// </summary>
+    public static void ApplyBuffers(Socket s, int bytes)
     {
-        s.SendBufferSize = BufferBytes;
-        s.ReceiveBufferSize = BufferBytes;
+        if (bytes <= 0)
+            return;
+        s.SendBufferSize = bytes;
+        s.ReceiveBufferSize = bytes;
     }
 
     public static void ApplyData(Socket s, TimeSpan timeout)

@@ -1,0 +1,217 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+
+namespace GanCluster.DataPlane.Bench;
+
+/// <summary>
+/// Spawns the workers, exchanges addresses through a loopback rendezvous and reports their timings.
+/// It never opens a data connection: its only sockets are the line-based control channels.
+/// </summary>
+internal static class Coordinator
+{
+    private sealed record WorkerResult(bool Correct, long Sent, long Received, double[] Times);
+
+    private static long s_controlBytes;
+
+    public static int Run(Options o)
+    {
+        long size = o.Bytes;
+        var inv = CultureInfo.InvariantCulture;
+        Console.WriteLine(string.Create(inv,
+            $"GanCluster.DataPlane.Bench: S = {size / 1e6:0.###} MB ({size / sizeof(float):N0} floats), {o.Iterations} timed iterations after {o.Warmup} warm-up"));
+        string buffers = o.SocketBufferBytes > 0 ? $"SO_SNDBUF/SO_RCVBUF {o.SocketBufferBytes / 1024} KiB" : "kernel-autotuned socket buffers";
+        Console.WriteLine(string.Create(inv,
+            $"machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}; workers on 127.0.0.1, {buffers}; load average {LoadAverage()}"));
+        Console.WriteLine();
+
+        var rows = new List<(string Name, int Workers, double MedianMs, long Sent, long Received)>();
+        bool allCorrect = true;
+        foreach (int n in o.Workers)
+        {
+            var results = RunGroup("ring", n, o);
+            // An all-reduce is done when the slowest rank is done.
+            var times = Enumerable.Range(0, results[0].Times.Length).Select(i => results.Max(r => r.Times[i])).ToArray();
+            double median = Median(times);
+            long sent = results.Max(r => r.Sent), received = results.Max(r => r.Received);
+            bool correct = results.All(r => r.Correct);
+            allCorrect &= correct;
+            rows.Add(("ring all-reduce", n, median, sent, received));
+            if (n == 1)
+            {
+                Console.WriteLine(string.Create(inv,
+                    $"ring all-reduce, 1 worker: a local no-op (median {median:0.000} ms, {sent} bytes sent); no bandwidth to report"));
+                Console.WriteLine();
+                continue;
+            }
+            double algBw = size / (median / 1e3) / 1e6;
+            double ideal = 2.0 * (n - 1) / n * size;
+            Console.WriteLine(string.Create(inv, $"ring all-reduce, {n} workers (separate processes):"));
+            Console.WriteLine(string.Create(inv, $"  time per all-reduce        median {median:0.00} ms (min {times.Min():0.00}, max {times.Max():0.00})"));
+            Console.WriteLine(string.Create(inv, $"  algorithm bandwidth S/t    {algBw:0} MB/s"));
+            Console.WriteLine(string.Create(inv, $"  bus bandwidth S/t·2(n−1)/n {algBw * 2 * (n - 1) / n:0} MB/s"));
+            Console.WriteLine(string.Create(inv,
+                $"  per process per all-reduce: sent {sent:N0} B, received {received:N0} B (2(n−1)/n·S = {ideal:N0} B; framing {sent - (long)ideal:N0} B)"));
+            Console.WriteLine($"  result check: {(correct ? "every rank holds the exact sum" : "WRONG RESULT")}");
+            PrintTimes(o, times);
+            Console.WriteLine();
+        }
+
+        foreach (string mode in new[] { "raw-copy", "raw-duplex" })
+        {
+            var results = RunGroup(mode, 2, o);
+            var times = mode == "raw-duplex" ? results[0].Times.Zip(results[1].Times, Math.Max).ToArray() : results[1].Times;
+            double median = Median(times);
+            rows.Add((mode == "raw-copy" ? "plain TCP copy, one way" : "plain TCP exchange, both ways at once", 2, median, -1, -1));
+            Console.WriteLine(mode == "raw-copy"
+                ? "plain TCP socket: one worker process sends S bytes to another (plus a 1-byte acknowledgement):"
+                : "plain TCP exchange: two worker processes each send S bytes to the other at once (the 2-worker ring's traffic, no adds):");
+            Console.WriteLine(string.Create(inv,
+                $"  median {median:0.00} ms (min {times.Min():0.00}, max {times.Max():0.00}) = {size / (median / 1e3) / 1e6:0} MB/s"));
+            PrintTimes(o, times);
+            Console.WriteLine();
+        }
+
+        Console.WriteLine("summary (MB = 10^6 bytes):");
+        Console.WriteLine("| what | workers | time (ms, median) | S/t (MB/s) | bus bw (MB/s) | sent/process (B) | received/process (B) |");
+        Console.WriteLine("|---|---|---|---|---|---|---|");
+        foreach (var r in rows.Where(r => r.Workers > 1))
+        {
+            double alg = size / (r.MedianMs / 1e3) / 1e6;
+            bool ring = r.Sent >= 0;
+            string bus = ring ? (alg * 2 * (r.Workers - 1) / r.Workers).ToString("0", inv) : "–";
+            string sent = ring ? r.Sent.ToString("N0", inv) : "–";
+            string received = ring ? r.Received.ToString("N0", inv) : "–";
+            Console.WriteLine(string.Create(inv, $"| {r.Name} | {r.Workers} | {r.MedianMs:0.00} | {alg:0} | {bus} | {sent} | {received} |"));
+        }
+        var twoWorkers = rows.FirstOrDefault(r => r.Sent >= 0 && r.Workers == 2);
+        if (twoWorkers.Name != null)
+        {
+            double copy = rows.First(r => r.Name.StartsWith("plain TCP copy", StringComparison.Ordinal)).MedianMs;
+            double exchange = rows.First(r => r.Name.StartsWith("plain TCP exchange", StringComparison.Ordinal)).MedianMs;
+            Console.WriteLine(string.Create(inv,
+                $"ring, 2 workers: algorithm bandwidth = {copy / twoWorkers.MedianMs:0.00} × the one-way plain socket copy, {exchange / twoWorkers.MedianMs:0.00} × the two-way plain exchange"));
+        }
+        Console.WriteLine();
+        long controlBytes = Interlocked.Read(ref s_controlBytes);
+        Console.WriteLine(string.Create(inv,
+            $"coordinator: {controlBytes:N0} bytes in total over its control channels (ports, session id, results); " +
+            $"0 gradient bytes: it opens no data connection, the workers' ring sockets connect worker to worker."));
+        Console.WriteLine(string.Create(inv, $"load average at the end: {LoadAverage()}"));
+        return allCorrect ? 0 : 1;
+    }
+
+    private static void PrintTimes(Options o, double[] times)
+    {
+        if (o.Verbose)
+            Console.WriteLine("  per iteration (ms): " + string.Join(' ', times.Select(t => t.ToString("0.0", CultureInfo.InvariantCulture))));
+    }
+
+    // The box may be shared; the load says how much to trust a timing.
+    private static string LoadAverage()
+    {
+        try
+        {
+            return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
+        }
+        catch (IOException)
+        {
+            return "n/a";
+        }
+    }
+
+    private static double Median(double[] xs)
+    {
+        var sorted = xs.Order().ToArray();
+        int m = sorted.Length / 2;
+        return sorted.Length % 2 == 1 ? sorted[m] : (sorted[m - 1] + sorted[m]) / 2;
+    }
+
+    private static WorkerResult[] RunGroup(string mode, int n, Options o)
+    {
+        using var rendezvous = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        rendezvous.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        rendezvous.Listen(n);
+        int port = ((IPEndPoint)rendezvous.LocalEndPoint!).Port;
+
+        var processes = new List<Process>();
+        var channels = new ControlChannel?[n];
+        try
+        {
+            for (int r = 0; r < n; r++)
+                processes.Add(StartWorker(mode, r, n, port, o));
+
+            // Workers identify themselves with their rank, in whatever order they connect.
+            var ports = new int[n];
+            for (int i = 0; i < n; i++)
+            {
+                if (!rendezvous.Poll(TimeSpan.FromSeconds(60), SelectMode.SelectRead))
+                    throw new TimeoutException($"only {i} of {n} workers reported within 60 s");
+                var channel = new ControlChannel(rendezvous.Accept(), o.Timeout * 4);
+                var ready = channel.Receive("READY").Split(' ');
+                int rank = int.Parse(ready[0], CultureInfo.InvariantCulture);
+                channels[rank] = channel;
+                ports[rank] = int.Parse(ready[1], CultureInfo.InvariantCulture);
+            }
+            long session = Random.Shared.NextInt64(1, long.MaxValue);
+            string peers = string.Join(',', ports);
+            foreach (var c in channels)
+                c!.Send(string.Create(CultureInfo.InvariantCulture, $"PEERS {session} {peers}"));
+
+            var results = channels.Select(c =>
+            {
+                var f = c!.Receive("RESULT").Split(' ');
+                return new WorkerResult(f[0] == "ok",
+                    long.Parse(f[1], CultureInfo.InvariantCulture),
+                    long.Parse(f[2], CultureInfo.InvariantCulture),
+                    f.Length > 3 && f[3].Length > 0 ? f[3].Split(',').Select(t => double.Parse(t, CultureInfo.InvariantCulture)).ToArray() : []);
+            }).ToArray();
+            foreach (var c in channels)
+                c!.Send("BYE");
+            foreach (var p in processes)
+            {
+                if (!p.WaitForExit(TimeSpan.FromSeconds(30)))
+                    throw new TimeoutException($"worker process {p.Id} did not exit");
+                if (p.ExitCode != 0)
+                    throw new InvalidOperationException($"worker process {p.Id} exited with {p.ExitCode}");
+            }
+            return results;
+        }
+        finally
+        {
+            foreach (var c in channels)
+            {
+                if (c == null)
+                    continue;
+                Interlocked.Add(ref s_controlBytes, c.BytesSent + c.BytesReceived);
+                c.Dispose();
+            }
+            foreach (var p in processes)
+            {
+                // Only the workers this coordinator started, by their own handles.
+                if (!p.HasExited)
+                    p.Kill(entireProcessTree: true);
+                p.Dispose();
+            }
+        }
+    }
+
+    private static Process StartWorker(string mode, int rank, int n, int port, Options o)
+    {
+        string exe = Environment.ProcessPath ?? throw new InvalidOperationException("cannot find this executable");
+        var psi = new ProcessStartInfo(exe) { UseShellExecute = false };
+        // Under `dotnet GanCluster.DataPlane.Bench.dll` the process is the muxer; hand it the assembly again.
+        if (Path.GetFileNameWithoutExtension(exe).Equals("dotnet", StringComparison.OrdinalIgnoreCase))
+            psi.ArgumentList.Add(typeof(Coordinator).Assembly.Location);
+        var inv = CultureInfo.InvariantCulture;
+        foreach (string a in new[]
+                 {
+                     "--child", mode, "--rendezvous", $"127.0.0.1:{port}", "--rank", rank.ToString(inv), "--world", n.ToString(inv),
+                     "--mb", o.Megabytes.ToString("R", inv), "--iters", o.Iterations.ToString(inv), "--warmup", o.Warmup.ToString(inv),
+                     "--timeout", ((int)o.Timeout.TotalSeconds).ToString(inv),
+                 })
+            psi.ArgumentList.Add(a);
+        return Process.Start(psi) ?? throw new InvalidOperationException("could not start a worker process");
+    }
+}

@@ -1,0 +1,87 @@
+using System.Globalization;
+using System.Net.Sockets;
+
+namespace GanCluster.DataPlane.Bench;
+
+/// <summary>
+/// Usage: GanCluster.DataPlane.Bench [--workers 2,4] [--mb 25] [--iters 20] [--warmup 3] [--timeout 30] [--sockbuf-kb 0] [--verbose]
+/// The parent is only a coordinator: it spawns worker processes (this executable with a hidden --child mode),
+/// hands them each other's addresses and collects their timings; gradient bytes flow worker to worker.
+/// </summary>
+internal static class Program
+{
+    public static int Main(string[] args)
+    {
+        try
+        {
+            var options = Options.Parse(args);
+            return options.ChildMode != null ? Child.Run(options) : Coordinator.Run(options);
+        }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.WriteLine("usage: GanCluster.DataPlane.Bench [--workers 2,4] [--mb 25] [--iters 20] [--warmup 3] [--timeout 30] [--sockbuf-kb 0] [--verbose]");
+            return 2;
+        }
+        catch (Exception e) when (e is IOException or TimeoutException or InvalidOperationException or SocketException or AllReduceException)
+        {
+            Console.Error.WriteLine($"bench failed: {e.Message}");
+            return 1;
+        }
+    }
+}
+
+internal sealed record Options
+{
+    public int[] Workers { get; init; } = [2, 4];
+    public double Megabytes { get; init; } = 25;
+    public int Iterations { get; init; } = 20;
+    public int Warmup { get; init; } = 3;
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);
+    public bool Verbose { get; init; }
+
+    /// <summary>SO_SNDBUF/SO_RCVBUF for the ring and the plain-socket references; 0 = kernel autotuning (the library default).</summary>
+    public int SocketBufferBytes { get; init; }
+
+    // Hidden child-mode arguments, set by the coordinator.
+    public string? ChildMode { get; init; }
+    public string? Rendezvous { get; init; }
+    public int Rank { get; init; }
+    public int WorldSize { get; init; }
+
+    /// <summary>Buffer size in bytes (MB = 10^6 bytes), a whole number of floats.</summary>
+    public long Bytes => (long)(Megabytes * 1e6) / sizeof(float) * sizeof(float);
+
+    public static Options Parse(string[] args)
+    {
+        var o = new Options();
+        for (int i = 0; i < args.Length; i++)
+        {
+            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            int Int(string s, int min) => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v >= min
+                ? v : throw new ArgumentException($"'{s}' is not an integer >= {min}");
+            o = args[i] switch
+            {
+                "--workers" => o with { Workers = Next().Split(',', StringSplitOptions.RemoveEmptyEntries).Select(s => Int(s, 1)).ToArray() },
+                "--mb" => o with
+                {
+                    Megabytes = double.TryParse(Next(), NumberStyles.Float, CultureInfo.InvariantCulture, out double mb) && mb > 0 && mb <= 4000
+                        ? mb : throw new ArgumentException("--mb must be in (0, 4000]"),
+                },
+                "--iters" => o with { Iterations = Int(Next(), 1) },
+                "--warmup" => o with { Warmup = Int(Next(), 0) },
+                "--timeout" => o with { Timeout = TimeSpan.FromSeconds(Int(Next(), 1)) },
+                "--verbose" => o with { Verbose = true },
+                "--sockbuf-kb" => o with { SocketBufferBytes = Int(Next(), 0) * 1024 },
+                "--child" => o with { ChildMode = Next() },
+                "--rendezvous" => o with { Rendezvous = Next() },
+                "--rank" => o with { Rank = Int(Next(), 0) },
+                "--world" => o with { WorldSize = Int(Next(), 1) },
+                _ => throw new ArgumentException($"unknown argument '{args[i]}'"),
+            };
+        }
+        if (o.Workers.Length == 0)
+            throw new ArgumentException("--workers needs at least one count");
+        return o;
+    }
+}
