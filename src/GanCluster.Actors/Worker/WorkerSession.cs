@@ -23,13 +23,11 @@ public interface IAllReduce : IDisposable
 /// </summary>
 public sealed class WorkerSession : IDisposable
 {
-    const int ImageSamples = 64, PointSamples = 2500;
     readonly IAllReduce _reduce;
     readonly SampleSet _data;
     readonly BatchCursor _cursor;
     readonly FlatBuffer _buffers;   // BatchNorm running statistics, averaged before saving
     StepKey? _pending;
-    static readonly Lock InitLock = new();
 
     public WorkerSession(RunSpec spec, int rank, int worldSize, int localBatch, Device device, IAllReduce reduce)
     {
@@ -45,13 +43,8 @@ public sealed class WorkerSession : IDisposable
         if (!ReferenceEquals(_data, loaded)) loaded.Dispose();
         _cursor = new BatchCursor(new ShardSampler(_data.Count, rank, worldSize, t.Seed));
 
-        // Weight init draws from torch's process-wide RNG: workers sharing a process (one per GPU) take turns.
-        lock (InitLock)
-        {
-            random.manual_seed(t.Seed);
-            // Each rank draws its own noise; the union over ranks is the global batch's noise.
-            Replica = new GanReplica(spec, device, noiseSeed: t.Seed + 1_000_003L * rank);
-        }
+        // Each rank draws its own noise; the union over ranks is the global batch's noise.
+        Replica = new GanReplica(spec, device, noiseSeed: t.Seed + 1_000_003L * rank);
         _buffers = new FlatBuffer(Replica.G.buffers().Concat(Replica.D.buffers()).Where(b => b.is_floating_point()), device);
         BroadcastWeightsFromRankZero();
     }
@@ -155,41 +148,12 @@ public sealed class WorkerSession : IDisposable
     /// <summary>Writes samples (and a checkpoint) of the current model under <paramref name="folder"/>; returns relative paths.</summary>
     public IReadOnlyList<string> WriteArtifacts(string folder, long iteration, bool checkpoint)
     {
-        using var scope = NewDisposeScope();
-        var files = new List<string>();
-        var t = Spec.Training;
-        using var fixedGen = new Generator((ulong)(t.Seed + 7919), Device);
-        var fixedNoise = Replica.SampleNoise(Replica.IsImage ? ImageSamples : PointSamples, fixedGen);
-        var fake = Replica.Generate(fixedNoise);
-        var name = $"samples/{CheckpointStore.Prefix}{iteration:D8}";
-        if (Replica.IsImage)
-        {
-            ImageWriter.SaveGrid(fake, Path.Combine(folder, name + ".png"));
-            files.Add(name + ".png");
-        }
-        else
-        {
-            var xy = fake.cpu().contiguous().data<float>().ToArray();
-            var mixture = RunData.Mixture(Spec.Dataset.Kind);
-            ImageWriter.SaveScatter(xy, Path.Combine(folder, name + ".png"), Spec.Dataset.Kind == "grid25" ? 5.5f : 1.6f, mixture?.Modes);
-            SampleCsv.Write(Path.Combine(folder, name + ".csv"), xy);
-            files.Add(name + ".png");
-            files.Add(name + ".csv");
-        }
+        using var fixedNoise = RunArtifacts.FixedNoise(Replica, Spec.Training.Seed);
+        var files = RunArtifacts.WriteSamples(Replica, fixedNoise, folder, iteration).Files.ToList();
         if (checkpoint)
         {
-            var state = new CheckpointState
-            {
-                Iteration = iteration,
-                Spec = Spec,
-                DataEpoch = _cursor.Epoch,
-                DataOffset = _cursor.Offset,
-                NoiseState = CheckpointStore.NoiseStateOf(Replica),
-                SavedAt = DateTimeOffset.UtcNow,
-            };
-            var dir = CheckpointStore.Save(folder, Replica, state, keep: 1);
-            foreach (var f in Directory.GetFiles(dir))
-                files.Add(Path.GetRelativePath(folder, f).Replace('\\', '/'));
+            var dir = RunArtifacts.SaveCheckpoint(folder, Replica, iteration, _cursor, keep: 1);
+            files.AddRange(Directory.GetFiles(dir).Select(f => Path.GetRelativePath(folder, f).Replace('\\', '/')));
         }
         return files;
     }

@@ -15,7 +15,8 @@ public static class Dcgan
     public static readonly int[] ImageSizes = [28, 32, 64];
 
     /// <summary>G: z [B, nz, 1, 1] → image [B, nc, size, size] in [-1, 1].</summary>
-    public static Sequential Generator(int imageSize, int nz, int ngf, int nc)
+    /// <param name="init">Generator for the initial weights (null: torch's global one).</param>
+    public static Sequential Generator(int imageSize, int nz, int ngf, int nc, torch.Generator? init = null)
     {
         var layers = new List<(string, Module<Tensor, Tensor>)>();
         void Up(int inC, int outC, int kernel, int stride, int padding, bool last)
@@ -55,12 +56,12 @@ public static class Dcgan
                 throw new ArgumentOutOfRangeException(nameof(imageSize), imageSize, "DCGAN image size must be 28, 32 or 64");
         }
         var g = Sequential(layers);
-        InitWeights(g);
+        InitWeights(g, init);
         return g;
     }
 
     /// <summary>D: image [B, nc, size, size] → logits [B] (no sigmoid: losses work on logits).</summary>
-    public static Sequential Discriminator(int imageSize, int ndf, int nc)
+    public static Sequential Discriminator(int imageSize, int ndf, int nc, torch.Generator? init = null)
     {
         var layers = new List<(string, Module<Tensor, Tensor>)>();
         void Down(int inC, int outC, int kernel, int stride, int padding, bool batchNorm, bool last = false)
@@ -97,22 +98,22 @@ public static class Dcgan
         }
         layers.Add(("flatten", Flatten(0)));        // [B]
         var d = Sequential(layers);
-        InitWeights(d);
+        InitWeights(d, init);
         return d;
     }
 
     /// <summary>Radford et al.: conv weights ~ N(0, 0.02); BatchNorm scale ~ N(1, 0.02), shift 0 (as pytorch/examples dcgan).</summary>
-    static void InitWeights(Module module)
+    static void InitWeights(Module module, torch.Generator? gen)
     {
         using var _ = no_grad();
         foreach (var (name, m) in module.named_modules())
         {
             switch (m)
             {
-                case Conv2d c: init.normal_(c.weight!, 0.0, 0.02); break;
-                case ConvTranspose2d c: init.normal_(c.weight!, 0.0, 0.02); break;
+                case Conv2d c: SeededInit.Normal(c.weight!, 0.0, 0.02, gen); break;
+                case ConvTranspose2d c: SeededInit.Normal(c.weight!, 0.0, 0.02, gen); break;
                 case BatchNorm2d bn:
-                    init.normal_(bn.weight!, 1.0, 0.02);
+                    SeededInit.Normal(bn.weight!, 1.0, 0.02, gen);
                     init.zeros_(bn.bias!);
                     break;
             }

@@ -12,16 +12,30 @@ namespace GanCluster.Training.Models;
 public static class Mlp
 {
     /// <summary>G: z [B, nz] → point [B, 2].</summary>
-    public static Sequential Generator(int nz, int hidden) => Sequential(
+    public static Sequential Generator(int nz, int hidden, torch.Generator? init = null) => Init(Sequential(
         ("fc0", Linear(nz, hidden)), ("lrelu0", LeakyReLU(0.05)),
         ("fc1", Linear(hidden, hidden)), ("lrelu1", LeakyReLU(0.05)),
         ("fc2", Linear(hidden, hidden)), ("lrelu2", LeakyReLU(0.05)),
-        ("out", Linear(hidden, 2)));
+        ("out", Linear(hidden, 2))), init);
 
     /// <summary>D: point [B, 2] → logits [B].</summary>
-    public static Sequential Discriminator(int hidden) => Sequential(
+    public static Sequential Discriminator(int hidden, torch.Generator? init = null) => Init(Sequential(
         ("fc0", Linear(2, hidden)), ("lrelu0", LeakyReLU(0.2)),
         ("fc1", Linear(hidden, hidden)), ("lrelu1", LeakyReLU(0.2)),
         ("fc2", Linear(hidden, hidden)), ("lrelu2", LeakyReLU(0.2)),
-        ("out", Linear(hidden, 1)), ("flatten", Flatten(0)));
+        ("out", Linear(hidden, 1)), ("flatten", Flatten(0))), init);
+
+    /// <summary>PyTorch's default Linear init, U(−1/√fan_in, 1/√fan_in) for weights and biases, from <paramref name="gen"/>.</summary>
+    static Sequential Init(Sequential net, torch.Generator? gen)
+    {
+        if (gen is null) return net;
+        using var _ = no_grad();
+        foreach (var linear in net.children().OfType<Linear>())
+        {
+            var bound = 1.0 / Math.Sqrt(linear.in_features);
+            SeededInit.Uniform(linear.weight!, -bound, bound, gen);
+            if (linear.bias is not null) SeededInit.Uniform(linear.bias, -bound, bound, gen);
+        }
+        return net;
+    }
 }

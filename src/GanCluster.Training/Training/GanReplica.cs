@@ -31,16 +31,21 @@ public sealed class GanReplica : IDisposable
         var m = spec.Model;
         Nz = m.ResolvedNz;
         IsImage = m.Kind == "dcgan";
-        if (IsImage)
+        // Initial weights from the run's seed through a private generator: the same on every replica and in every
+        // process, whatever else draws from torch's global RNG meanwhile.
+        using (var init = new Generator((ulong)spec.Training.Seed))
         {
-            var nc = spec.Dataset.ResolvedChannels;
-            G = Dcgan.Generator(spec.Dataset.ImageSize, Nz, m.ResolvedNgf, nc);
-            D = Dcgan.Discriminator(spec.Dataset.ImageSize, m.ResolvedNdf, nc);
-        }
-        else
-        {
-            G = Mlp.Generator(Nz, m.ResolvedNgf);
-            D = Mlp.Discriminator(m.ResolvedNdf);
+            if (IsImage)
+            {
+                var nc = spec.Dataset.ResolvedChannels;
+                G = Dcgan.Generator(spec.Dataset.ImageSize, Nz, m.ResolvedNgf, nc, init);
+                D = Dcgan.Discriminator(spec.Dataset.ImageSize, m.ResolvedNdf, nc, init);
+            }
+            else
+            {
+                G = Mlp.Generator(Nz, m.ResolvedNgf, init);
+                D = Mlp.Discriminator(m.ResolvedNdf, init);
+            }
         }
         G.to(device);
         D.to(device);

@@ -17,8 +17,6 @@ public sealed record LocalRunResult(long Iterations, string Output, string? Last
 /// </summary>
 public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
 {
-    const int ImageSamples = 64, PointSamples = 2500;
-
     /// <summary>Called after each update, in order (tests check the schedule through it).</summary>
     public Action<StepId>? OnUpdateApplied { get; init; }
 
@@ -42,13 +40,11 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
             throw new InvalidRunSpecException("(run)", [new SpecError("training.batchSize", $"{t.BatchSize} is larger than the dataset ({loaded.Count} samples)")]);
 
         Banner("Building models");
-        random.manual_seed(t.Seed);
         using var replica = new GanReplica(spec, device, noiseSeed: t.Seed);
         log.WriteLine($"    G: {Count(replica.G):N0} parameters, D: {Count(replica.D):N0} parameters, nz {replica.Nz}");
 
         // A fixed noise batch, drawn from its own generator, shows the same z at every sample point.
-        using var fixedGen = new Generator((ulong)(t.Seed + 7919), device);
-        using var fixedNoise = replica.SampleNoise(replica.IsImage ? ImageSamples : PointSamples, fixedGen);
+        using var fixedNoise = RunArtifacts.FixedNoise(replica, t.Seed);
 
         var sampler = new ShardSampler(loaded.Count, rank: 0, worldSize: 1, seed: t.Seed);
         var cursor = new BatchCursor(sampler);
@@ -119,54 +115,23 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
             }
             if (iteration % sampleEvery == 0 || isLast)
             {
-                (lastSamples, quality) = WriteSamples(replica, fixedNoise, output, iteration);
+                var (files, q) = RunArtifacts.WriteSamples(replica, fixedNoise, output, iteration);
+                (lastSamples, quality) = (Path.Combine(output, files[0]), q);
                 log.WriteLine($"    samples: {lastSamples}{(quality is null ? "" : $" ({quality})")}");
             }
             if (iteration % spec.Checkpoint.Every == 0 || isLast)
-                lastCheckpoint = SaveCheckpoint(replica, output, iteration, cursor);
+                lastCheckpoint = RunArtifacts.SaveCheckpoint(output, replica, iteration, cursor, spec.Checkpoint.Keep);
         }
 
         if (cancelled && iteration > start)
         {
             log.WriteLine($"    cancelled at iteration {iteration}: saving a checkpoint");
-            lastCheckpoint = SaveCheckpoint(replica, output, iteration, cursor);
+            lastCheckpoint = RunArtifacts.SaveCheckpoint(output, replica, iteration, cursor, spec.Checkpoint.Keep);
         }
         Banner($"Done: {iteration - start} iterations in {total.Elapsed.TotalSeconds:F1} s");
         if (quality is not null) log.WriteLine($"    final samples: {quality}");
         if (lastCheckpoint is not null) log.WriteLine($"    checkpoint: {lastCheckpoint}");
         return new LocalRunResult(iteration, output, lastCheckpoint, lastSamples, quality, cancelled);
-    }
-
-    (string Path, ModeQualityResult? Quality) WriteSamples(GanReplica replica, Tensor fixedNoise, string output, long iteration)
-    {
-        using var scope = NewDisposeScope();
-        var name = Path.Combine(output, "samples", $"{CheckpointStore.Prefix}{iteration.ToString("D8", CultureInfo.InvariantCulture)}");
-        var fake = replica.Generate(fixedNoise);
-        if (replica.IsImage)
-        {
-            ImageWriter.SaveGrid(fake, name + ".png");
-            return (name + ".png", null);
-        }
-        var xy = fake.cpu().contiguous().data<float>().ToArray();
-        var mixture = RunData.Mixture(spec.Dataset.Kind);
-        var extent = spec.Dataset.Kind == "grid25" ? 5.5f : 1.6f;
-        ImageWriter.SaveScatter(xy, name + ".png", extent, mixture?.Modes);
-        SampleCsv.Write(name + ".csv", xy);
-        return (name + ".png", mixture is { } m ? ModeQuality.Evaluate(xy, m.Modes, m.Std) : null);
-    }
-
-    string SaveCheckpoint(GanReplica replica, string output, long iteration, BatchCursor cursor)
-    {
-        var state = new CheckpointState
-        {
-            Iteration = iteration,
-            Spec = spec,
-            DataEpoch = cursor.Epoch,
-            DataOffset = cursor.Offset,
-            NoiseState = CheckpointStore.NoiseStateOf(replica),
-            SavedAt = DateTimeOffset.UtcNow,
-        };
-        return CheckpointStore.Save(output, replica, state, spec.Checkpoint.Keep);
     }
 
     /// <summary>On resume, rows past the checkpoint are dropped: they are trained again.</summary>
@@ -181,19 +146,4 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
     static long Count(nn.Module m) => m.parameters().Sum(p => p.numel());
 
     void Banner(string text) => log.WriteLine($"==> {text}");
-}
-
-/// <summary>2-D samples as CSV: a header <c>x,y</c>, then one point per row.</summary>
-public static class SampleCsv
-{
-    public static void Write(string path, ReadOnlySpan<float> xy)
-    {
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        using var w = new StreamWriter(path + ".tmp");
-        w.WriteLine("x,y");
-        for (var i = 0; i + 1 < xy.Length; i += 2)
-            w.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{xy[i]:G7},{xy[i + 1]:G7}"));
-        w.Close();
-        File.Move(path + ".tmp", path, overwrite: true);
-    }
 }

@@ -1,0 +1,73 @@
+using System.Globalization;
+using GanCluster.Training.Data;
+using GanCluster.Training.Output;
+using GanCluster.Training.Spec;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace GanCluster.Training.Training;
+
+/// <summary>Samples and checkpoint state of a run, written the same way by a local run and by a cluster's rank 0.</summary>
+public static class RunArtifacts
+{
+    const int ImageSamples = 64, PointSamples = 2500;
+
+    /// <summary>The fixed noise batch of a run: its own generator, so every sample point shows the same z.</summary>
+    public static Tensor FixedNoise(GanReplica replica, long seed)
+    {
+        using var gen = new Generator((ulong)(seed + 7919), replica.Device);
+        return replica.SampleNoise(replica.IsImage ? ImageSamples : PointSamples, gen);
+    }
+
+    /// <summary>
+    /// Writes samples/iter-N.png (a grid, or a scatter plot plus samples/iter-N.csv for 2-D models) under
+    /// <paramref name="folder"/>. Returns the paths relative to it, and mode quality for ring8/grid25.
+    /// </summary>
+    public static (IReadOnlyList<string> Files, ModeQualityResult? Quality) WriteSamples(GanReplica replica, Tensor fixedNoise, string folder, long iteration)
+    {
+        using var scope = NewDisposeScope();
+        var name = $"samples/{CheckpointStore.Prefix}{iteration.ToString("D8", CultureInfo.InvariantCulture)}";
+        var fake = replica.Generate(fixedNoise);
+        if (replica.IsImage)
+        {
+            ImageWriter.SaveGrid(fake, Path.Combine(folder, name + ".png"));
+            return ([name + ".png"], null);
+        }
+        var kind = replica.Spec.Dataset.Kind;
+        var xy = fake.cpu().contiguous().data<float>().ToArray();
+        var mixture = RunData.Mixture(kind);
+        ImageWriter.SaveScatter(xy, Path.Combine(folder, name + ".png"), kind == "grid25" ? 5.5f : 1.6f, mixture?.Modes);
+        SampleCsv.Write(Path.Combine(folder, name + ".csv"), xy);
+        return ([name + ".png", name + ".csv"], mixture is { } m ? ModeQuality.Evaluate(xy, m.Modes, m.Std) : null);
+    }
+
+    /// <summary>Saves a checkpoint of <paramref name="replica"/> at <paramref name="iteration"/> under <paramref name="output"/>.</summary>
+    public static string SaveCheckpoint(string output, GanReplica replica, long iteration, BatchCursor cursor, int keep)
+    {
+        var state = new CheckpointState
+        {
+            Iteration = iteration,
+            Spec = replica.Spec,
+            DataEpoch = cursor.Epoch,
+            DataOffset = cursor.Offset,
+            NoiseState = CheckpointStore.NoiseStateOf(replica),
+            SavedAt = DateTimeOffset.UtcNow,
+        };
+        return CheckpointStore.Save(output, replica, state, keep);
+    }
+}
+
+/// <summary>2-D samples as CSV: a header <c>x,y</c>, then one point per row.</summary>
+public static class SampleCsv
+{
+    public static void Write(string path, ReadOnlySpan<float> xy)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        using var w = new StreamWriter(path + ".tmp");
+        w.WriteLine("x,y");
+        for (var i = 0; i + 1 < xy.Length; i += 2)
+            w.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{xy[i]:G7},{xy[i + 1]:G7}"));
+        w.Close();
+        File.Move(path + ".tmp", path, overwrite: true);
+    }
+}
