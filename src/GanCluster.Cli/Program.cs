@@ -7,6 +7,7 @@ var root = new RootCommand("GanCluster: distributed GAN and DCGAN training on To
     SampleCommand.Build(),
     BenchCommand.Build(),
     InfoCommand.Build(),
+    ExportCommand.Build(),
     SubmitCommand.Build(),
     SubmitCommand.BuildStatus(),
 };

@@ -9,7 +9,7 @@ public class CliTests
         using var dir = new TempFolder();
         var spec = Path.Combine(dir.Path, "spec.json");
         File.WriteAllText(spec, $$"""
-        {"name": "cli", "dataset": {"kind": "ring8", "size": 2000}, "model": {"kind": "mlp", "ngf": 16, "ndf": 16},
+        {"name": "cli", "dataset": {"kind": "ring8", "size": 2000}, "model": {"kind": "mlp", "nz": 2, "ngf": 16, "ndf": 16},
          "training": {"iterations": 10, "batchSize": 32, "logEvery": 5}, "checkpoint": {"every": 10, "keep": 1},
          "output": "{{Path.Combine(dir.Path, "out")}}"}
         """);
@@ -24,6 +24,13 @@ public class CliTests
         var lines = File.ReadAllLines(csv);
         Assert.Equal("x,y", lines[0]);
         Assert.Equal(25, lines.Length - 1);
+
+        var exported = Path.Combine(dir.Path, "export");
+        var export = CliProcess.Run(["export", "--run", Path.Combine(dir.Path, "out"), "--out", exported]);
+        Assert.True(export.ExitCode == 0, export.StdErr);
+        Assert.Contains("G 0.weight [16, 2]", export.StdOut);     // mlp: Linear(nz=2, 16), weight [out, in]
+        Assert.True(File.Exists(Path.Combine(exported, "generator.safetensors")));
+        Assert.True(File.Exists(Path.Combine(exported, "discriminator.safetensors")));
     }
 
     [Fact]
