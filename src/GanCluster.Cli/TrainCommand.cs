@@ -40,7 +40,7 @@ static class TrainCommand
             using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
             using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
             var result = new LocalTrainer(s, dev, Console.Out).Run(stop.Token);
-            return result.Cancelled ? 130 : 0;
+            return result.Diverged ? 3 : result.Cancelled ? 130 : 0;
         }));
         return cmd;
     }

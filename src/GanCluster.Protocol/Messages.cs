@@ -52,8 +52,11 @@ public static class WorkerProtocol
     /// </summary>
     public sealed record ExecuteStep(string RunId, StepKey Step, StepKey? Commit, bool ReportStats, bool ReportChecksum) : IGanClusterMessage;
 
-    /// <summary>The worker holds the averaged gradients of <paramref name="Step"/>. Stats and checksum when asked.</summary>
-    public sealed record StepReduced(string RunId, StepKey Step, int Rank, int Samples, WindowStats? Stats, string? Checksum) : IGanClusterMessage;
+    /// <summary>
+    /// The worker holds the averaged gradients of <paramref name="Step"/>. <paramref name="NonFinite"/>: the average has a
+    /// NaN or inf (every rank sees the same average, so every rank skips that update). Stats and checksum when asked.
+    /// </summary>
+    public sealed record StepReduced(string RunId, StepKey Step, int Rank, int Samples, WindowStats? Stats, string? Checksum, bool NonFinite = false) : IGanClusterMessage;
     public sealed record StepFailed(string RunId, StepKey Step, int Rank, string Reason) : IGanClusterMessage;
 
     /// <summary>Apply the last reduced update (end of run), make BatchNorm statistics identical, report the checksum.</summary>

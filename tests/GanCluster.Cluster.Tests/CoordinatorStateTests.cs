@@ -218,3 +218,45 @@ public class CoordinatorStateTests
         Assert.Contains("w1 (rank 1)", fx.OfType<Effect.Publish>().Select(p => p.Message).OfType<RunProtocol.RunEnded>().Single().Message);
     }
 }
+
+public class NanGuardStateTests
+{
+    [Fact]
+    public void Non_finite_updates_are_skipped_and_too_many_in_a_row_fail_the_run()
+    {
+        var state = CoordinatorState.Initial(new CoordinatorSettings(TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(10), 0));
+        IReadOnlyList<Effect> Feed(CoordinatorInput i)
+        {
+            var (next, fx) = state.Handle(i);
+            state = next;
+            return fx;
+        }
+        var now = DateTimeOffset.UnixEpoch;
+        Feed(new CoordinatorInput.WorkerUp(new WorkerInfo("w0", "cpu", "127.0.0.1", 1)));
+        Feed(new CoordinatorInput.WorkerUp(new WorkerInfo("w1", "cpu", "127.0.0.1", 2)));
+        var ack = (RunProtocol.SubmitAck)Feed(new CoordinatorInput.Submit(
+            """{"name": "n", "dataset": {"kind": "ring8"}, "model": {"kind": "mlp"}, "training": {"iterations": 50, "batchSize": 8, "maxNonFiniteSkips": 3}}""", 1, now))
+            .OfType<Effect.Respond>().Single().Message;
+        Feed(new CoordinatorInput.FromWorker(new WorkerProtocol.RunPrepared(ack.RunId, 0, "w0", 10), now));
+        Feed(new CoordinatorInput.FromWorker(new WorkerProtocol.RunPrepared(ack.RunId, 1, "w1", 10), now));
+
+        IReadOnlyList<Effect> Reduce(bool nonFinite)
+        {
+            var step = state.Run!.Step;
+            Feed(new CoordinatorInput.FromWorker(new WorkerProtocol.StepReduced(ack.RunId, step, 0, 4, null, null, nonFinite), now));
+            return Feed(new CoordinatorInput.FromWorker(new WorkerProtocol.StepReduced(ack.RunId, step, 1, 4, null, null, nonFinite), now));
+        }
+
+        Reduce(true);
+        Reduce(true);
+        Reduce(false);                                   // a finite update resets the count
+        Assert.Equal(0, state.Run!.ConsecutiveSkips);
+        Reduce(true);
+        Reduce(true);
+        Assert.Equal(RunPhase.Running, state.Phase);
+        var fx = Reduce(true);
+        Assert.Equal(RunPhase.Failed, state.Phase);
+        var end = fx.OfType<Effect.Publish>().Select(p => p.Message).OfType<RunProtocol.RunEnded>().Single();
+        Assert.Contains("diverged: 3 consecutive updates with non-finite gradients", end.Message);
+    }
+}

@@ -125,3 +125,54 @@ public class EquivalenceTests
         return Parameters(fresh);
     }
 }
+
+public class WorkerNanGuardTests
+{
+    public WorkerNanGuardTests() => TorchSetup.Ensure();
+
+    /// <summary>Poisons the average of one all-reduce call, as a NaN in any worker's gradients would.</summary>
+    sealed class Poisoning(IAllReduce inner, int poisonCall) : IAllReduce
+    {
+        int _calls;
+        public double WeightedMean(Span<float> data, double weight)
+        {
+            var total = inner.WeightedMean(data, weight);
+            if (++_calls == poisonCall) data[0] = float.NaN;
+            return total;
+        }
+        public void Dispose() => inner.Dispose();
+    }
+
+    [Fact]
+    public void A_non_finite_average_is_skipped_by_every_replica_and_they_stay_identical()
+    {
+        var spec = Specs.Ring8(batch: 32, iterations: 4);
+        var group = new InProcessGroup(2);
+        var results = new (float[] Params, List<StepKey> Skipped, bool[] Finite)[2];
+        var threads = Enumerable.Range(0, 2).Select(rank => new Thread(() =>
+        {
+            // Call 1 and 2 broadcast G and D; call 5 is the third update (it1/D0).
+            using var session = new WorkerSession(spec, rank, 2, 16, CPU, new Poisoning(group.Member(rank), 5));
+            var finite = new List<bool>();
+            var step = GanScheduleKeys.First;
+            while (step.Iteration < 4)
+            {
+                finite.Add(session.ComputeAndReduce(step));
+                session.Commit(step);
+                step = GanScheduleKeys.Next(step, 1);
+            }
+            results[rank] = (session.Replica.G.parameters().Concat(session.Replica.D.parameters()).SelectMany(p => p.data<float>().ToArray()).ToArray(),
+                session.Skipped, finite.ToArray());
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+
+        foreach (var r in results)
+        {
+            Assert.Equal(new[] { new StepKey(1, StepPhase.Discriminator, 0) }, r.Skipped);
+            Assert.Equal(new[] { true, true, false, true, true, true, true, true }, r.Finite);
+            Assert.All(r.Params, v => Assert.True(float.IsFinite(v)));
+        }
+        Assert.Equal(results[0].Params, results[1].Params);
+    }
+}

@@ -21,7 +21,7 @@ public class LocalRunTests
         var rows = File.ReadAllLines(Path.Combine(dir.Path, "metrics.csv"));
         Assert.Equal(MetricsRow.Header, rows[0]);
         Assert.Equal(new[] { "10", "20" }, rows.Skip(1).Select(r => r.Split(',')[0]));
-        Assert.All(rows.Skip(1), r => Assert.Equal(7, r.Split(',').Length));
+        Assert.All(rows.Skip(1), r => Assert.Equal(8, r.Split(',').Length));
         Assert.Contains("[10/20] Loss_D:", log.ToString());
         Assert.Contains("seed 11", log.ToString());
 
@@ -124,5 +124,41 @@ static class Fixtures
         for (var i = 0; i < count; i++)
             for (var p = 0; p < size * size; p++)
                 w.Write((byte)((p % size + i * 7) % 256));
+    }
+}
+
+public class NanGuardTests
+{
+    public NanGuardTests() => TorchSetup.Ensure();
+
+    [Fact]
+    public void Non_finite_losses_skip_updates_and_too_many_in_a_row_end_the_run_with_the_last_good_checkpoint_intact()
+    {
+        using var dir = new TempFolder();
+        // SGD with lr 1e30 on D: the first update blows D's weights up, every later loss is inf or NaN.
+        var tiny = TinySpecs.Ring8(dir.Path, iterations: 50);
+        var spec = tiny with
+        {
+            Training = tiny.Training with { OptimizerD = "sgd", LrD = 1e30, MaxNonFiniteSkips = 5, LogEvery = 1 },
+            Checkpoint = new CheckpointSpec { Every = 1, Keep = 3 },
+        };
+        var log = new StringWriter();
+        var result = new LocalTrainer(spec, CPU, log).Run();
+
+        Assert.True(result.Diverged, log.ToString());
+        Assert.Equal(5, result.Skipped);
+        Assert.True(result.Iterations < 50);
+        Assert.Contains("diverged at iteration", log.ToString());
+        Assert.Contains("5 consecutive updates with a non-finite loss were skipped", log.ToString());
+
+        // Metrics count the skips; every kept checkpoint still verifies and none is newer than the last good iteration.
+        var rows = File.ReadAllLines(Path.Combine(dir.Path, "metrics.csv")).Skip(1).Select(r => r.Split(',')).ToList();
+        Assert.Equal(5, rows.Sum(r => int.Parse(r[7])));
+        var newest = CheckpointStore.List(dir.Path)[0];
+        Assert.Null(CheckpointStore.Verify(newest));
+        Assert.Equal(result.Iterations, CheckpointStore.ReadState(newest).Iteration);
+        using var weights = new GanReplica(spec, CPU, 0);
+        CheckpointStore.Restore(newest, weights, CheckpointStore.ReadState(newest));
+        Assert.All(weights.G.parameters(), p => Assert.True(p.isfinite().all().item<bool>()));
     }
 }

@@ -58,7 +58,9 @@ public sealed record ActiveRun(
     bool FinalArtifactsSaved,
     DateTimeOffset StartedAt,
     DateTimeOffset WindowStartedAt,
-    long WindowStartIteration)
+    long WindowStartIteration,
+    int SkippedInWindow = 0,
+    int ConsecutiveSkips = 0)
 {
     public int WorldSize => Ranks.Length;
     public string Output => Spec.ResolvedOutput;
@@ -210,7 +212,21 @@ public sealed record CoordinatorState(
         if (checksums.Count > 0 && checksums.Select(c => c.Item2).Distinct().Count() > 1)
             return Fail($"replicas diverged at {step}: parameter checksums " + string.Join(", ", checksums.OrderBy(c => c.Rank).Select(c => $"rank {c.Rank}={c.Item2[..12]}")), fx);
 
+        // NaN guard: every rank holds the same average, so one verdict; the commit then skips it everywhere.
         var s = this;
+        if (run.Replies.Values.Any(r => r.NonFinite))
+        {
+            var consecutive = run.ConsecutiveSkips + 1;
+            fx.Add(new Effect.Log($"run {run.RunId}: {step} has non-finite gradients; skipped on every worker ({consecutive} in a row)", Warning: true));
+            if (consecutive >= t.MaxNonFiniteSkips)
+                return Fail($"diverged: {consecutive} consecutive updates with non-finite gradients (last {step}); the last good checkpoint is kept", fx);
+            s = s with { Run = run with { ConsecutiveSkips = consecutive, SkippedInWindow = run.SkippedInWindow + 1 } };
+        }
+        else if (run.ConsecutiveSkips > 0)
+        {
+            s = s with { Run = run with { ConsecutiveSkips = 0 } };
+        }
+        run = s.Run!;
         var stats = run.Replies.Values.Where(r => r.Stats is not null).ToList();
         if (stats.Count > 0)
         {
@@ -218,11 +234,11 @@ public sealed record CoordinatorState(
             var iteration = step.Iteration + 1;
             var seconds = Math.Max((now - run.WindowStartedAt).TotalSeconds, 1e-9);
             var row = new MetricsRow(iteration, W(x => x.LossD), W(x => x.LossG), W(x => x.DReal), W(x => x.DFake),
-                (iteration - run.WindowStartIteration) * t.BatchSize / seconds, (now - run.StartedAt).TotalSeconds);
+                (iteration - run.WindowStartIteration) * t.BatchSize / seconds, (now - run.StartedAt).TotalSeconds, run.SkippedInWindow);
             fx.Add(new Effect.AppendMetrics(row));
             fx.Add(new Effect.Publish(new RunProtocol.ProgressReported(run.RunId, row.Iteration, t.Iterations, row.LossD, row.LossG, row.DReal, row.DFake,
                 row.ImagesPerSecond, row.ElapsedSeconds)));
-            s = s with { Run = run with { WindowStartedAt = now, WindowStartIteration = iteration } };
+            s = s with { Run = run with { WindowStartedAt = now, WindowStartIteration = iteration, SkippedInWindow = 0 } };
         }
         s = s with { Run = s.Run! with { Replies = ImmutableDictionary<int, StepReduced>.Empty } };
 

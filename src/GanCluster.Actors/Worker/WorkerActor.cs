@@ -105,14 +105,14 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         {
             if (e.Commit is not null) s.Commit(e.Commit);
             var checksum = e.ReportChecksum ? s.Checksum() : null;
-            s.ComputeAndReduce(e.Step);
+            var finite = s.ComputeAndReduce(e.Step);
             WindowStats? stats = null;
             if (e.ReportStats)
             {
                 var w = s.Replica.TakeStats();
                 stats = new WindowStats(w.LossD, w.LossG, w.DReal, w.DFake, w.GSteps);
             }
-            Sender.Tell(new StepReduced(e.RunId, e.Step, s.Rank, s.LocalBatch, stats, checksum));
+            Sender.Tell(new StepReduced(e.RunId, e.Step, s.Rank, s.LocalBatch, stats, checksum, NonFinite: !finite));
         }
         catch (Exception ex)
         {

@@ -28,6 +28,7 @@ public sealed class WorkerSession : IDisposable
     readonly BatchCursor _cursor;
     readonly FlatBuffer _buffers;   // BatchNorm running statistics, averaged before saving
     StepKey? _pending;
+    bool _pendingFinite;
 
     public WorkerSession(RunSpec spec, int rank, int worldSize, int localBatch, Device device, IAllReduce reduce)
     {
@@ -77,6 +78,12 @@ public sealed class WorkerSession : IDisposable
     {
         if (_pending != commit)
             throw new InvalidOperationException($"asked to apply {commit} but the reduced update here is {(_pending?.ToString() ?? "none")}");
+        _pending = null;
+        if (!_pendingFinite)
+        {
+            Skipped.Add(commit);   // NaN guard: the same decision on every replica, since all hold the same average
+            return;
+        }
         Replica.SetIteration(commit.Iteration);
         if (commit.Phase == StepPhase.Discriminator)
         {
@@ -88,12 +95,17 @@ public sealed class WorkerSession : IDisposable
             Replica.GGrads.ScatterGrads();
             Replica.ApplyGenerator();
         }
-        _pending = null;
         Applied.Add(commit);
     }
 
-    /// <summary>Computes this rank's gradients for <paramref name="step"/> and averages them over all ranks (weighted by batch).</summary>
-    public void ComputeAndReduce(StepKey step)
+    /// <summary>Updates skipped because their averaged gradients were not finite.</summary>
+    public List<StepKey> Skipped { get; } = [];
+
+    /// <summary>
+    /// Computes this rank's gradients for <paramref name="step"/> and averages them over all ranks (weighted by batch).
+    /// Returns false when the average holds a NaN or inf: that update will be skipped on every replica.
+    /// </summary>
+    public bool ComputeAndReduce(StepKey step)
     {
         if (_pending is not null) throw new InvalidOperationException($"{_pending} was reduced but never applied or dropped");
         using var scope = NewDisposeScope();
@@ -113,6 +125,8 @@ public sealed class WorkerSession : IDisposable
         grads.GatherGrads();
         _reduce.WeightedMean(grads.Span, LocalBatch);
         _pending = step;
+        _pendingFinite = grads.AllFinite();
+        return _pendingFinite;
     }
 
     /// <summary>Drops a reduced update that will never be committed.</summary>

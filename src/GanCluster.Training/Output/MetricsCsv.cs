@@ -3,15 +3,16 @@ using System.Globalization;
 namespace GanCluster.Training.Output;
 
 /// <summary>One logged interval: the columns of metrics.csv and of the console line.</summary>
-public sealed record MetricsRow(long Iteration, double LossD, double LossG, double DReal, double DFake, double ImagesPerSecond, double ElapsedSeconds)
+/// <param name="Skipped">Updates skipped in the window because a loss or gradient was not finite.</param>
+public sealed record MetricsRow(long Iteration, double LossD, double LossG, double DReal, double DFake, double ImagesPerSecond, double ElapsedSeconds, int Skipped = 0)
 {
-    public const string Header = "iteration,loss_d,loss_g,d_x,d_g_z,img_per_s,elapsed_s";
+    public const string Header = "iteration,loss_d,loss_g,d_x,d_g_z,img_per_s,elapsed_s,skipped";
 
     public string ToCsv() => string.Create(CultureInfo.InvariantCulture,
-        $"{Iteration},{LossD:G6},{LossG:G6},{DReal:G6},{DFake:G6},{ImagesPerSecond:F1},{ElapsedSeconds:F2}");
+        $"{Iteration},{LossD:G6},{LossG:G6},{DReal:G6},{DFake:G6},{ImagesPerSecond:F1},{ElapsedSeconds:F2},{Skipped}");
 
     public string ToConsole(long total) => string.Create(CultureInfo.InvariantCulture,
-        $"[{Iteration}/{total}] Loss_D: {LossD:F4} Loss_G: {LossG:F4} D(x): {DReal:F4} D(G(z)): {DFake:F4} img/s: {ImagesPerSecond:F0}");
+        $"[{Iteration}/{total}] Loss_D: {LossD:F4} Loss_G: {LossG:F4} D(x): {DReal:F4} D(G(z)): {DFake:F4} img/s: {ImagesPerSecond:F0}{(Skipped > 0 ? $" skipped: {Skipped}" : "")}");
 }
 
 /// <summary>Appends rows to metrics.csv, flushed per row so a crash loses at most the row being written.</summary>

@@ -113,6 +113,8 @@ public sealed record TrainingSpec
 
     /// <summary>The learning-rate factor for an iteration (0-based): 1 without decay.</summary>
     public double LrFactor(long iteration) => LrDecay == "linear" ? Math.Max(0.0, 1.0 - (double)iteration / Iterations) : 1.0;
+    /// <summary>Consecutive updates skipped for non-finite losses or gradients after which the run ends as diverged.</summary>
+    public int MaxNonFiniteSkips { get; init; } = 20;
     /// <summary>Iterations between console lines and metrics.csv rows.</summary>
     public int LogEvery { get; init; } = 50;
     /// <summary>Iterations between sample grids; 0 = with each checkpoint.</summary>

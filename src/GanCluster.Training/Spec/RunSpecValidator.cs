@@ -159,6 +159,7 @@ public static partial class RunSpecValidator
         Check(Losses.Contains(t.Loss), "training.loss", $"must be non-saturating or minimax (got \"{t.Loss}\")");
         Check(t.GNoise is "reuse" or "fresh", "training.gNoise", $"must be reuse or fresh (got \"{t.GNoise}\")");
         Check(t.LrDecay is "none" or "linear", "training.lrDecay", $"must be none or linear (got \"{t.LrDecay}\")");
+        Check(t.MaxNonFiniteSkips >= 1, "training.maxNonFiniteSkips", $"must be at least 1 (got {t.MaxNonFiniteSkips})");
         Check(t.LogEvery >= 1, "training.logEvery", $"must be at least 1 (got {t.LogEvery})");
         Check(t.SampleEvery >= 0, "training.sampleEvery", $"must be 0 (with checkpoints) or more (got {t.SampleEvery})");
 

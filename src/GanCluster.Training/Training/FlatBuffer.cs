@@ -39,6 +39,18 @@ public sealed unsafe class FlatBuffer : IDisposable
     /// <summary>The host buffer's memory; valid while this object lives.</summary>
     public Span<float> Span => new((void*)_ptr, Length);
 
+    /// <summary>True when every value of the host buffer is finite (x − x is 0 only for finite x; NaN and ±inf give NaN).</summary>
+    public bool AllFinite()
+    {
+        var span = (ReadOnlySpan<float>)Span;
+        var vectors = System.Runtime.InteropServices.MemoryMarshal.Cast<float, System.Numerics.Vector<float>>(span);
+        var acc = System.Numerics.Vector<float>.Zero;
+        foreach (var v in vectors) acc += v - v;
+        var sum = System.Numerics.Vector.Sum(acc);
+        for (var i = vectors.Length * System.Numerics.Vector<float>.Count; i < span.Length; i++) sum += span[i] - span[i];
+        return sum == 0;
+    }
+
     /// <summary>param.grad → flat host buffer (zeros for a parameter without a gradient).</summary>
     public void GatherGrads() => Gather(p => p.grad);
     /// <summary>param values → flat host buffer.</summary>

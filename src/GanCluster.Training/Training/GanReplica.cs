@@ -66,6 +66,11 @@ public sealed class GanReplica : IDisposable
     /// <summary>The noise generator (its state is part of a checkpoint).</summary>
     public Generator NoiseGenerator => _noise;
 
+    /// <summary>Check each update's loss on the host (one device sync per update); the local trainer's NaN guard.</summary>
+    public bool CheckLosses { get; init; }
+    /// <summary>Whether the last computed loss was finite (always true unless <see cref="CheckLosses"/>).</summary>
+    public bool LastLossFinite { get; private set; } = true;
+
     public FlatBuffer DGrads => _dGrads ??= new FlatBuffer(D.parameters(), Device);
     public FlatBuffer GGrads => _gGrads ??= new FlatBuffer(G.parameters(), Device);
 
@@ -108,6 +113,7 @@ public sealed class GanReplica : IDisposable
         var fakeLogits = D.forward(fake);                        // [B]
         var lossD = GanLoss.Discriminator(realLogits, fakeLogits);
         lossD.backward();
+        LastLossFinite = !CheckLosses || lossD.isfinite().item<bool>();
 
         using (no_grad())
         {
@@ -131,6 +137,7 @@ public sealed class GanReplica : IDisposable
         {
             var lossG = GanLoss.Generator(D.forward(fake), _training.Loss);
             lossG.backward();
+            LastLossFinite = !CheckLosses || lossG.isfinite().item<bool>();
             using (no_grad()) _statSums[3].add_(lossG.detach());
         }
         finally

@@ -9,7 +9,8 @@ using static TorchSharp.torch;
 namespace GanCluster.Training.Training;
 
 /// <summary>How a local run ended.</summary>
-public sealed record LocalRunResult(long Iterations, string Output, string? LastCheckpoint, string? LastSamples, ModeQualityResult? Quality, bool Cancelled);
+public sealed record LocalRunResult(long Iterations, string Output, string? LastCheckpoint, string? LastSamples, ModeQualityResult? Quality, bool Cancelled,
+    bool Diverged = false, long Skipped = 0);
 
 /// <summary>
 /// The whole GAN run in one process: one replica, the k-to-1 schedule, metrics, samples and checkpoints.
@@ -40,7 +41,7 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
             throw new InvalidRunSpecException("(run)", [new SpecError("training.batchSize", $"{t.BatchSize} is larger than the dataset ({loaded.Count} samples)")]);
 
         Banner("Building models");
-        using var replica = new GanReplica(spec, device, noiseSeed: t.Seed);
+        using var replica = new GanReplica(spec, device, noiseSeed: t.Seed) { CheckLosses = true };
         log.WriteLine($"    G: {Count(replica.G):N0} parameters, D: {Count(replica.D):N0} parameters, nz {replica.Nz}");
 
         // A fixed noise batch, drawn from its own generator, shows the same z at every sample point.
@@ -71,6 +72,10 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
         ModeQualityResult? quality = null;
         var iteration = start;
         var cancelled = false;
+        // NaN guard: an update whose loss is not finite is skipped (not applied); too many in a row end the run.
+        int skippedInWindow = 0, consecutiveSkips = 0;
+        long skippedUpdates = 0;
+        var diverged = false;
 
         while (iteration < t.Iterations)
         {
@@ -84,20 +89,41 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
                 replica.SetIteration(iteration);
                 foreach (var step in GanSchedule.Iteration(iteration, t.K))
                 {
-                    if (step.Phase == Phase.Discriminator)
+                    var isD = step.Phase == Phase.Discriminator;
+                    if (isD)
                     {
                         // D update: a fresh real minibatch [B, ...] and fresh noise.
                         var real = data.Batch(cursor.Next(t.BatchSize), device);
                         replica.ComputeDiscriminatorGradients(real, last: step.SubStep == t.K - 1);
-                        replica.ApplyDiscriminator();
                     }
                     else
                     {
                         replica.ComputeGeneratorGradients(t.BatchSize);
-                        replica.ApplyGenerator();
                     }
+                    if (!replica.LastLossFinite)
+                    {
+                        skippedUpdates++;
+                        skippedInWindow++;
+                        if (++consecutiveSkips >= t.MaxNonFiniteSkips)
+                        {
+                            diverged = true;
+                            break;
+                        }
+                        continue;
+                    }
+                    consecutiveSkips = 0;
+                    if (isD) replica.ApplyDiscriminator();
+                    else replica.ApplyGenerator();
                     OnUpdateApplied?.Invoke(step);
                 }
+            }
+            if (diverged)
+            {
+                var st = replica.TakeStats();
+                metrics.Append(new MetricsRow(iteration, st.LossD, st.LossG, st.DReal, st.DFake, 0, total.Elapsed.TotalSeconds, skippedInWindow));
+                log.WriteLine($"    diverged at iteration {iteration + 1}: {consecutiveSkips} consecutive updates with a non-finite loss were skipped; " +
+                              $"stopping with the last good checkpoint ({lastCheckpoint ?? CheckpointStore.List(output).FirstOrDefault() ?? "none"}) intact");
+                break;
             }
             iteration++;
             windowIterations++;
@@ -107,7 +133,8 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
             {
                 var s = replica.TakeStats();
                 var rate = windowIterations * t.BatchSize / Math.Max(window.Elapsed.TotalSeconds, 1e-9);
-                var row = new MetricsRow(iteration, s.LossD, s.LossG, s.DReal, s.DFake, rate, total.Elapsed.TotalSeconds);
+                var row = new MetricsRow(iteration, s.LossD, s.LossG, s.DReal, s.DFake, rate, total.Elapsed.TotalSeconds, skippedInWindow);
+                skippedInWindow = 0;
                 log.WriteLine(row.ToConsole(t.Iterations));
                 metrics.Append(row);
                 window.Restart();
@@ -128,10 +155,12 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
             log.WriteLine($"    cancelled at iteration {iteration}: saving a checkpoint");
             lastCheckpoint = RunArtifacts.SaveCheckpoint(output, replica, iteration, cursor, spec.Checkpoint.Keep);
         }
-        Banner($"Done: {iteration - start} iterations in {total.Elapsed.TotalSeconds:F1} s");
+        Banner(diverged
+            ? $"Stopped, diverged: {iteration - start} iterations in {total.Elapsed.TotalSeconds:F1} s, {skippedUpdates} update(s) skipped"
+            : $"Done: {iteration - start} iterations in {total.Elapsed.TotalSeconds:F1} s");
         if (quality is not null) log.WriteLine($"    final samples: {quality}");
         if (lastCheckpoint is not null) log.WriteLine($"    checkpoint: {lastCheckpoint}");
-        return new LocalRunResult(iteration, output, lastCheckpoint, lastSamples, quality, cancelled);
+        return new LocalRunResult(iteration, output, lastCheckpoint, lastSamples, quality, cancelled, diverged, skippedUpdates);
     }
 
     /// <summary>On resume, rows past the checkpoint are dropped: they are trained again.</summary>
