@@ -16,8 +16,7 @@ public static class ElfVersionPatch
     public static IReadOnlyList<(string File, string Version, uint Hash)> ListRequirements(ReadOnlySpan<byte> elf)
     {
         var result = new List<(string, string, uint)>();
-        var bytes = elf.ToArray();
-        Walk(elf, (file, version, aux, _) => result.Add((file, version, BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(aux)))));
+        Walk(elf, (file, version, _, _, hash) => result.Add((file, version, hash)));
         return result;
     }
 
@@ -31,7 +30,7 @@ public static class ElfVersionPatch
     {
         int fromAux = -1;
         uint toNameOffset = uint.MaxValue;
-        Walk(elf, (_, version, auxOffset, nameOffset) =>
+        Walk(elf, (_, version, auxOffset, nameOffset, _) =>
         {
             if (version == from) fromAux = auxOffset;
             if (version == to) toNameOffset = nameOffset;
@@ -61,7 +60,7 @@ public static class ElfVersionPatch
         return h;
     }
 
-    delegate void Visitor(string file, string version, int auxOffset, uint nameOffset);
+    delegate void Visitor(string file, string version, int auxOffset, uint nameOffset, uint hash);
 
     static void Walk(ReadOnlySpan<byte> elf, Visitor visit)
     {
@@ -95,7 +94,7 @@ public static class ElfVersionPatch
                 for (var a = 0; a < cnt; a++)
                 {
                     var nameOffset = BinaryPrimitives.ReadUInt32LittleEndian(elf[(aux + 8)..]);
-                    visit(file, ReadString(elf, strOffset + (int)nameOffset), aux, nameOffset);
+                    visit(file, ReadString(elf, strOffset + (int)nameOffset), aux, nameOffset, BinaryPrimitives.ReadUInt32LittleEndian(elf[aux..]));
                     aux += (int)BinaryPrimitives.ReadUInt32LittleEndian(elf[(aux + 12)..]);
                 }
                 vn += (int)BinaryPrimitives.ReadUInt32LittleEndian(elf[(vn + 12)..]);
