@@ -162,3 +162,42 @@ public class NanGuardTests
         Assert.All(weights.G.parameters(), p => Assert.True(p.isfinite().all().item<bool>()));
     }
 }
+
+public class CheckpointWriterTests
+{
+    public CheckpointWriterTests() => TorchSetup.Ensure();
+
+    [Fact]
+    public void Snapshots_are_written_in_the_background_and_later_changes_do_not_leak_into_them()
+    {
+        using var dir = new TempFolder();
+        var spec = TinySpecs.Ring8(dir.Path, 1);
+        using var replica = new GanReplica(spec, CPU, 0);
+        var cursor = new GanCluster.Training.Data.BatchCursor(new GanCluster.Training.Data.ShardSampler(100, 0, 1, 1));
+        var writer = new CheckpointWriter();
+
+        var before = replica.G.parameters().SelectMany(p => p.data<float>().ToArray()).ToArray();
+        writer.Enqueue(dir.Path, replica, RunArtifacts.StateOf(replica, 1, cursor), keep: 2);
+        using (no_grad()) foreach (var p in replica.G.parameters()) p.add_(1);   // training goes on at once
+        writer.Enqueue(dir.Path, replica, RunArtifacts.StateOf(replica, 2, cursor), keep: 2);
+        Assert.Equal(CheckpointStore.PathOf(dir.Path, 2), writer.Flush());
+
+        Assert.All(CheckpointStore.List(dir.Path), c => Assert.Null(CheckpointStore.Verify(c)));
+        using var restored = new GanReplica(spec, CPU, 0);
+        CheckpointStore.Restore(CheckpointStore.PathOf(dir.Path, 1), restored, CheckpointStore.ReadState(CheckpointStore.PathOf(dir.Path, 1)));
+        Assert.Equal(before, restored.G.parameters().SelectMany(p => p.data<float>().ToArray()).ToArray());
+    }
+
+    [Fact]
+    public void A_failed_background_write_surfaces_at_flush()
+    {
+        using var dir = new TempFolder();
+        var notAFolder = Path.Combine(dir.Path, "file");
+        File.WriteAllText(notAFolder, "x");
+        using var replica = new GanReplica(TinySpecs.Ring8(dir.Path, 1), CPU, 0);
+        var cursor = new GanCluster.Training.Data.BatchCursor(new GanCluster.Training.Data.ShardSampler(100, 0, 1, 1));
+        var writer = new CheckpointWriter();
+        writer.Enqueue(notAFolder, replica, RunArtifacts.StateOf(replica, 1, cursor), keep: 1);
+        Assert.ThrowsAny<IOException>(() => writer.Flush());
+    }
+}

@@ -7,6 +7,9 @@ using static TorchSharp.torch;
 
 namespace GanCluster.Training.Output;
 
+/// <summary>A checkpoint's files, serialized in memory and not yet written.</summary>
+public sealed record CheckpointSnapshot(long Iteration, IReadOnlyDictionary<string, byte[]> Files);
+
 /// <summary>What a checkpoint records besides the tensors: enough to resume and to sample.</summary>
 public sealed record CheckpointState
 {
@@ -33,28 +36,55 @@ public static class CheckpointStore
 
     public static string Folder(string output) => Path.Combine(output, "checkpoints");
 
-    public static string Save(string output, GanReplica replica, CheckpointState state, int keep)
+    /// <summary>The folder a checkpoint of <paramref name="iteration"/> is published as.</summary>
+    public static string PathOf(string output, long iteration) =>
+        Path.Combine(Folder(output), Prefix + iteration.ToString("D8", CultureInfo.InvariantCulture));
+
+    /// <summary>Snapshots and writes a checkpoint now (see <see cref="CheckpointWriter"/> for the background version).</summary>
+    public static string Save(string output, GanReplica replica, CheckpointState state, int keep) => Write(output, Snapshot(replica, state), keep);
+
+    /// <summary>
+    /// Everything a checkpoint holds, serialized to memory: the only part training has to wait for. Weights and optimizer
+    /// states are copied out of the (device) tensors here, so training may change them as soon as this returns.
+    /// </summary>
+    public static CheckpointSnapshot Snapshot(GanReplica replica, CheckpointState state)
+    {
+        static byte[] Serialize(Action<BinaryWriter> write)
+        {
+            using var ms = new MemoryStream();
+            using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true)) write(w);
+            return ms.ToArray();
+        }
+        var files = new Dictionary<string, byte[]>
+        {
+            ["G.bin"] = Serialize(w => replica.G.save(w)),
+            ["D.bin"] = Serialize(w => replica.D.save(w)),
+            ["optD.bin"] = Serialize(replica.OptD.save_state_dict),
+            ["optG.bin"] = Serialize(replica.OptG.save_state_dict),
+            ["state.json"] = JsonSerializer.SerializeToUtf8Bytes(state, RunSpec.Json),
+        };
+        return new CheckpointSnapshot(state.Iteration, files);
+    }
+
+    /// <summary>Writes a snapshot: temporary folder, fsync, manifest of SHA-256s, rename, then keeps the newest <paramref name="keep"/>.</summary>
+    public static string Write(string output, CheckpointSnapshot snapshot, int keep)
     {
         var root = Folder(output);
         Directory.CreateDirectory(root);
-        var name = Prefix + state.Iteration.ToString("D8", CultureInfo.InvariantCulture);
-        var final = Path.Combine(root, name);
-        var tmp = Path.Combine(root, $".tmp-{name}-{Environment.ProcessId}");
+        var final = PathOf(output, snapshot.Iteration);
+        var tmp = Path.Combine(root, $".tmp-{Path.GetFileName(final)}-{Environment.ProcessId}");
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
         Directory.CreateDirectory(tmp);
 
-        replica.G.save(Path.Combine(tmp, "G.bin"));
-        replica.D.save(Path.Combine(tmp, "D.bin"));
-        replica.OptD.save_state_dict(Path.Combine(tmp, "optD.bin"));
-        replica.OptG.save_state_dict(Path.Combine(tmp, "optG.bin"));
-        File.WriteAllText(Path.Combine(tmp, "state.json"), JsonSerializer.Serialize(state, RunSpec.Json));
-
         var manifest = new Dictionary<string, string>();
-        foreach (var f in Files)
+        foreach (var (name, bytes) in snapshot.Files)
         {
-            var path = Path.Combine(tmp, f);
-            using (var fs = new FileStream(path, FileMode.Open, FileAccess.ReadWrite)) fs.Flush(flushToDisk: true);
-            manifest[f] = Sha256(path);
+            using (var fs = new FileStream(Path.Combine(tmp, name), FileMode.CreateNew, FileAccess.Write))
+            {
+                fs.Write(bytes);
+                fs.Flush(flushToDisk: true);
+            }
+            manifest[name] = Convert.ToHexString(SHA256.HashData(bytes)).ToLowerInvariant();
         }
         WriteSynced(Path.Combine(tmp, "manifest.json"), JsonSerializer.Serialize(manifest, RunSpec.Json));
 

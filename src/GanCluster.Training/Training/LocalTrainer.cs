@@ -72,6 +72,7 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
         ModeQualityResult? quality = null;
         var iteration = start;
         var cancelled = false;
+        var checkpoints = new CheckpointWriter();
         // NaN guard: an update whose loss is not finite is skipped (not applied); too many in a row end the run.
         int skippedInWindow = 0, consecutiveSkips = 0;
         long skippedUpdates = 0;
@@ -147,14 +148,21 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
                 log.WriteLine($"    samples: {lastSamples}{(quality is null ? "" : $" ({quality})")}");
             }
             if (iteration % spec.Checkpoint.Every == 0 || isLast)
-                lastCheckpoint = RunArtifacts.SaveCheckpoint(output, replica, iteration, cursor, spec.Checkpoint.Keep);
+            {
+                // Training waits for the in-memory snapshot only; the files are written in the background.
+                checkpoints.Enqueue(output, replica, RunArtifacts.StateOf(replica, iteration, cursor), spec.Checkpoint.Keep);
+                lastCheckpoint = CheckpointStore.PathOf(output, iteration);
+                log.WriteLine(FormattableString.Invariant($"    checkpoint {iteration}: training held up {checkpoints.LastStall.TotalMilliseconds:F0} ms for the snapshot, written in the background"));
+            }
         }
 
-        if (cancelled && iteration > start)
+        if (cancelled && iteration > start && lastCheckpoint != CheckpointStore.PathOf(output, iteration))
         {
             log.WriteLine($"    cancelled at iteration {iteration}: saving a checkpoint");
-            lastCheckpoint = RunArtifacts.SaveCheckpoint(output, replica, iteration, cursor, spec.Checkpoint.Keep);
+            checkpoints.Enqueue(output, replica, RunArtifacts.StateOf(replica, iteration, cursor), spec.Checkpoint.Keep);
+            lastCheckpoint = CheckpointStore.PathOf(output, iteration);
         }
+        checkpoints.Flush();   // nothing is lost: the run returns only once its last checkpoint is on disk
         Banner(diverged
             ? $"Stopped, diverged: {iteration - start} iterations in {total.Elapsed.TotalSeconds:F1} s, {skippedUpdates} update(s) skipped"
             : $"Done: {iteration - start} iterations in {total.Elapsed.TotalSeconds:F1} s");

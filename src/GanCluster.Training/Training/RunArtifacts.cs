@@ -42,19 +42,19 @@ public static class RunArtifacts
     }
 
     /// <summary>Saves a checkpoint of <paramref name="replica"/> at <paramref name="iteration"/> under <paramref name="output"/>.</summary>
-    public static string SaveCheckpoint(string output, GanReplica replica, long iteration, BatchCursor cursor, int keep)
+    public static string SaveCheckpoint(string output, GanReplica replica, long iteration, BatchCursor cursor, int keep) =>
+        CheckpointStore.Save(output, replica, StateOf(replica, iteration, cursor), keep);
+
+    /// <summary>What a checkpoint at <paramref name="iteration"/> records besides the tensors.</summary>
+    public static CheckpointState StateOf(GanReplica replica, long iteration, BatchCursor cursor) => new()
     {
-        var state = new CheckpointState
-        {
-            Iteration = iteration,
-            Spec = replica.Spec,
-            DataEpoch = cursor.Epoch,
-            DataOffset = cursor.Offset,
-            NoiseState = CheckpointStore.NoiseStateOf(replica),
-            SavedAt = DateTimeOffset.UtcNow,
-        };
-        return CheckpointStore.Save(output, replica, state, keep);
-    }
+        Iteration = iteration,
+        Spec = replica.Spec,
+        DataEpoch = cursor.Epoch,
+        DataOffset = cursor.Offset,
+        NoiseState = CheckpointStore.NoiseStateOf(replica),
+        SavedAt = DateTimeOffset.UtcNow,
+    };
 }
 
 /// <summary>2-D samples as CSV: a header <c>x,y</c>, then one point per row.</summary>
