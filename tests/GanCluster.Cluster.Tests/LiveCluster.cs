@@ -26,7 +26,7 @@ public sealed partial class LiveCluster : IDisposable
         var deadline = DateTime.UtcNow.AddMinutes(3);
         while (true)
         {
-            var status = Cli(["status", "--cluster", Address, "--connect-timeout", "5"], 60);
+            var status = CliProcess.Run(["status", "--cluster", Address, "--connect-timeout", "5"], timeoutSeconds: 60);
             if (status.StdOut.Contains("workers 2")) break;
             if (DateTime.UtcNow > deadline)
                 throw new TimeoutException($"the cluster did not register 2 workers in 3 minutes: {status.StdOut}{status.StdErr}\n{AllLogs()}");
@@ -51,26 +51,6 @@ public sealed partial class LiveCluster : IDisposable
         if (!m.Success) throw new InvalidOperationException($"{script} printed no pid: {stdout}");
         _pids.Add(int.Parse(m.Groups[1].Value));
         Assert.Contains("logs: ", stdout);
-    }
-
-    public sealed record Result(int ExitCode, string StdOut, string StdErr, TimeSpan Elapsed);
-
-    /// <summary>Runs the CLI (GanCluster.Cli.dll next to the tests) as a child process.</summary>
-    public static Result Cli(string[] args, int timeoutSeconds)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "GanCluster.Cli.dll"));
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        var clock = Stopwatch.StartNew();
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(timeoutSeconds * 1000))
-        {
-            p.Kill(entireProcessTree: true);
-            throw new TimeoutException($"gancluster {string.Join(' ', args)} did not finish in {timeoutSeconds} s");
-        }
-        return new Result(p.ExitCode, stdout.Result, stderr.Result, clock.Elapsed);
     }
 
     public string AllLogs() => string.Join("\n", Directory.GetFiles(Logs, "*.log").Select(f => $"==> {f}\n{File.ReadAllText(f)}"));

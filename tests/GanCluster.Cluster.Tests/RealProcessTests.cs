@@ -20,7 +20,7 @@ public partial class RealProcessTests(LiveCluster cluster) : IClassFixture<LiveC
             .Replace("\"runs/ring8\"", $"\"{Path.Combine(output.Path, "out")}\"").Replace("\"logEvery\": 500", "\"logEvery\": 1000");
         File.WriteAllText(spec, json);
 
-        var run = LiveCluster.Cli(["submit", spec, "--cluster", cluster.Address, "--wait"], 600);
+        var run = CliProcess.Run(["submit", spec, "--cluster", cluster.Address, "--wait"], timeoutSeconds: 600);
         Assert.True(run.ExitCode == 0, $"{run.StdOut}{run.StdErr}\n{cluster.AllLogs()}");
         Assert.Contains("to 2 worker(s)", run.StdOut);
         Assert.Contains("[1000/6000] Loss_D:", run.StdOut);
@@ -51,12 +51,12 @@ public partial class RealProcessTests(LiveCluster cluster) : IClassFixture<LiveC
         using var dir = new TempFolder();
         var spec = Path.Combine(dir.Path, "bad.json");
         File.WriteAllText(spec, """{"name": "bad", "model": {"kind": "gan"}, "training": {"k": 0, "lrD": -1}}""");
-        var run = LiveCluster.Cli(["submit", spec, "--cluster", cluster.Address], 60);
+        var run = CliProcess.Run(["submit", spec, "--cluster", cluster.Address], timeoutSeconds: 60);
         Assert.Equal(2, run.ExitCode);
         Assert.Contains("model.kind", run.StdErr);
         Assert.Contains("training.k", run.StdErr);
         Assert.Contains("training.lrD", run.StdErr);
-        Assert.Contains("workers 2", LiveCluster.Cli(["status", "--cluster", cluster.Address], 60).StdOut);
+        Assert.Contains("workers 2", CliProcess.Run(["status", "--cluster", cluster.Address], timeoutSeconds: 60).StdOut);
     }
 
     [Fact]
@@ -66,7 +66,7 @@ public partial class RealProcessTests(LiveCluster cluster) : IClassFixture<LiveC
         using var dir = new TempFolder();
         var spec = Path.Combine(dir.Path, "ok.json");
         File.WriteAllText(spec, """{"name": "ok", "dataset": {"kind": "ring8"}, "model": {"kind": "mlp"}}""");
-        var run = LiveCluster.Cli(["submit", spec, "--cluster", $"127.0.0.1:{port}", "--connect-timeout", "3"], 60);
+        var run = CliProcess.Run(["submit", spec, "--cluster", $"127.0.0.1:{port}", "--connect-timeout", "3"], timeoutSeconds: 60);
         Assert.Equal(2, run.ExitCode);
         Assert.Contains($"127.0.0.1:{port}", run.StdErr);
         Assert.Contains("could not reach", run.StdErr);
@@ -85,7 +85,7 @@ public partial class RealProcessTests(LiveCluster cluster) : IClassFixture<LiveC
             new Random(7).NextBytes(junk);
             try { tcp.GetStream().Write(junk); } catch (IOException) { }   // the node may hang up on us: fine
         }
-        var status = LiveCluster.Cli(["status", "--cluster", cluster.Address], 60);
+        var status = CliProcess.Run(["status", "--cluster", cluster.Address], timeoutSeconds: 60);
         Assert.True(status.ExitCode == 0, status.StdErr);
         Assert.Contains("workers 2", status.StdOut);
     }

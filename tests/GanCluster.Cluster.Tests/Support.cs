@@ -1,24 +1,7 @@
 using GanCluster.Actors.Worker;
-using GanCluster.Training.Native;
 using GanCluster.Training.Spec;
 
 namespace GanCluster.Cluster.Tests;
-
-public static class TorchSetup
-{
-    static readonly Lazy<TorchEnvironment> Env = new(() => TorchRuntime.Initialize());
-    public static TorchEnvironment Ensure() => Env.Value;
-}
-
-public sealed class TempFolder : IDisposable
-{
-    public TempFolder() => Directory.CreateDirectory(Path);
-    public string Path { get; } = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "gancluster-ctest-" + Guid.NewGuid().ToString("N"));
-    public void Dispose()
-    {
-        try { Directory.Delete(Path, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-    }
-}
 
 /// <summary>
 /// An all-reduce among threads of this process: every rank's weighted contribution is summed in rank order (in double),

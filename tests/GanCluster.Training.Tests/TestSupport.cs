@@ -2,17 +2,6 @@ using GanCluster.Training.Spec;
 
 namespace GanCluster.Training.Tests;
 
-/// <summary>A temporary folder removed at the end of the test.</summary>
-public sealed class TempFolder : IDisposable
-{
-    public TempFolder() => Directory.CreateDirectory(Path);
-    public string Path { get; } = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "gancluster-test-" + Guid.NewGuid().ToString("N"));
-    public void Dispose()
-    {
-        try { Directory.Delete(Path, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-    }
-}
-
 /// <summary>Small run specs that train in seconds on 2 CPU cores.</summary>
 public static class TinySpecs
 {

@@ -63,8 +63,11 @@ public static class Benchmark
                 clock.Restart();
             }
             buffer.GatherGrads();                // ends with a synchronous device-to-host copy
-            if (timed) toHost += clock.Elapsed.TotalMilliseconds;
-            if (timed) clock.Restart();
+            if (timed)
+            {
+                toHost += clock.Elapsed.TotalMilliseconds;
+                clock.Restart();
+            }
             buffer.ScatterGrads();
             if (timed)
             {

@@ -5,7 +5,7 @@ namespace GanCluster.Training.Tests.Data;
 public sealed class CifarDatasetTests : IDisposable
 {
     const int Record = 3073;
-    readonly TempDir _dir = new();
+    readonly TempFolder _dir = new();
 
     public CifarDatasetTests() => TorchSetup.Ensure();
 

@@ -5,7 +5,7 @@ namespace GanCluster.Training.Tests.Data;
 
 public sealed class FolderDatasetTests : IDisposable
 {
-    readonly TempDir _dir = new();
+    readonly TempFolder _dir = new();
 
     public FolderDatasetTests() => TorchSetup.Ensure();
 
@@ -72,7 +72,7 @@ public sealed class FolderDatasetTests : IDisposable
         AssertColour(set.Data[0], Red, 0.02f);
 
         // Tall image, and a downscale: the crop keeps the vertical centre.
-        using var tallDir = new TempDir();
+        using var tallDir = new TempFolder();
         var tall = Path.Combine(tallDir.Path, "tall.png");
         File.Copy(WriteImage("tall/tall.png", 64, 100, (_, y) => y < 18 || y >= 82 ? Blue : Green), tall);
         using var set2 = ImageDatasets.LoadFolder(tallDir.Path, 16, 3);
@@ -90,7 +90,7 @@ public sealed class FolderDatasetTests : IDisposable
         Assert.Equal(Unit(124), set.Data.min().item<float>(), 6);
         Assert.Equal(Unit(124), set.Data.max().item<float>(), 6);
 
-        using var white = new TempDir();
+        using var white = new TempFolder();
         File.Copy(WriteSolid("white.png", 8, 8, SKColors.White), Path.Combine(white.Path, "white.png"));
         using var set2 = ImageDatasets.LoadFolder(white.Path, 8, 1);
         Assert.Equal(1f, set2.Data.min().item<float>());
@@ -181,7 +181,7 @@ public sealed class FolderDatasetTests : IDisposable
         AssertProblem(() => ImageDatasets.LoadFolder(_dir.Path, 16, 3), broken, "cannot be decoded");
 
         // A real JPEG cut short.
-        using var other = new TempDir();
+        using var other = new TempFolder();
         var full = File.ReadAllBytes(WriteImage("noise.jpg", 64, 64, (x, y) => new SKColor((byte)(x * 4), (byte)(y * 4), (byte)(x ^ y)), SKEncodedImageFormat.Jpeg));
         var cut = Path.Combine(other.Path, "cut.jpg");
         File.WriteAllBytes(cut, full[..(full.Length / 2)]);

@@ -7,7 +7,7 @@ namespace GanCluster.Training.Tests.Data;
 public sealed class IdxDatasetTests : IDisposable
 {
     const int Side = 28;
-    readonly TempDir _dir = new();
+    readonly TempFolder _dir = new();
 
     public IdxDatasetTests() => TorchSetup.Ensure();
 

@@ -1,11 +1,11 @@
 using System.Diagnostics;
 
-namespace GanCluster.Training.Tests;
+namespace GanCluster.Tests.Shared;
 
 /// <summary>Runs the real CLI (GanCluster.Cli.dll, copied next to the tests) as a child process.</summary>
 public static class CliProcess
 {
-    public sealed record Result(int ExitCode, string StdOut, string StdErr);
+    public sealed record Result(int ExitCode, string StdOut, string StdErr, TimeSpan Elapsed);
 
     public static Result Run(string[] args, Dictionary<string, string>? env = null, string? workingDirectory = null, int timeoutSeconds = 300)
     {
@@ -18,6 +18,7 @@ public static class CliProcess
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "GanCluster.Cli.dll"));
         foreach (var a in args) psi.ArgumentList.Add(a);
         foreach (var (k, v) in env ?? []) psi.Environment[k] = v;
+        var clock = Stopwatch.StartNew();
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
@@ -26,6 +27,6 @@ public static class CliProcess
             p.Kill(entireProcessTree: true);
             throw new TimeoutException($"gancluster {string.Join(' ', args)} did not finish in {timeoutSeconds} s");
         }
-        return new Result(p.ExitCode, stdout.Result, stderr.Result);
+        return new Result(p.ExitCode, stdout.Result, stderr.Result, clock.Elapsed);
     }
 }

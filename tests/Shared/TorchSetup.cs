@@ -1,6 +1,6 @@
 using GanCluster.Training.Native;
 
-namespace GanCluster.Training.Tests;
+namespace GanCluster.Tests.Shared;
 
 /// <summary>Loads libtorch once for the test process (patching the bridge on Debian 12 if needed).</summary>
 public static class TorchSetup
