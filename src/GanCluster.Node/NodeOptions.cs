@@ -33,6 +33,14 @@ public sealed class NodeOptions
     /// machine should split the cores: OpenMP threads spin while waiting and starve the other processes.
     /// </summary>
     public int CpuThreads { get; set; }
+    /// <summary>
+    /// Seed: where the coordinator records the run it drives (active-run.json), so that it resumes the run after a
+    /// restart. Every seed that can host the coordinator must see the same folder (a shared volume), as for the
+    /// run's output and checkpoints.
+    /// </summary>
+    public string StateDir { get; set; } = "state";
+    /// <summary>Seconds a restarted coordinator waits for the run's previous number of workers before resuming with fewer.</summary>
+    public int ResumeGraceSeconds { get; set; } = 10;
     /// <summary>A PyTorch install's torch/lib to load libtorch (and CUDA) from; default $TORCH_LIB_DIR or the bundled CPU libtorch.</summary>
     public string? TorchLibDir { get; set; }
 
@@ -65,6 +73,8 @@ public sealed class NodeOptions
         if (StepTimeoutSeconds < 1) e.Add($"Node:StepTimeoutSeconds must be at least 1 (got {StepTimeoutSeconds})");
         if (PrepareTimeoutSeconds < 1) e.Add($"Node:PrepareTimeoutSeconds must be at least 1 (got {PrepareTimeoutSeconds})");
         if (CpuThreads < 0) e.Add($"Node:CpuThreads must be 0 (default) or more (got {CpuThreads})");
+        if (string.IsNullOrWhiteSpace(StateDir)) e.Add("Node:StateDir must name a folder");
+        if (ResumeGraceSeconds < 0) e.Add($"Node:ResumeGraceSeconds must be 0 or more (got {ResumeGraceSeconds})");
         if (ChecksumEvery < 0) e.Add($"Node:ChecksumEvery must be 0 or more (got {ChecksumEvery})");
         return e;
     }

@@ -46,11 +46,18 @@ if (options.IsWorker)
     }
 }
 
-var settings = new CoordinatorSettings(TimeSpan.FromSeconds(options.PrepareTimeoutSeconds), TimeSpan.FromSeconds(options.StepTimeoutSeconds), options.ChecksumEvery);
+var settings = new CoordinatorSettings(TimeSpan.FromSeconds(options.PrepareTimeoutSeconds), TimeSpan.FromSeconds(options.StepTimeoutSeconds), options.ChecksumEvery)
+{
+    ResumeGrace = TimeSpan.FromSeconds(options.ResumeGraceSeconds),
+};
+// SIGTERM: a worker leaves its run at an iteration boundary before the node leaves the cluster; give it the time.
+var leaveTimeout = TimeSpan.FromSeconds(options.StepTimeoutSeconds + 30);
+builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = leaveTimeout + TimeSpan.FromSeconds(30));
 builder.Services.AddAkka(ClusterHocon.SystemName, akka =>
 {
     akka.AddHocon(ClusterHocon.Serialization, HoconAddMode.Prepend)
         .AddHocon(WorkerActor.DispatcherHocon, HoconAddMode.Prepend)
+        .AddHocon($"akka.coordinated-shutdown.phases.before-cluster-shutdown.timeout = {(int)leaveTimeout.TotalSeconds}s", HoconAddMode.Prepend)
         .WithRemoting(new RemoteOptions { HostName = options.Host, Port = options.Port, PublicHostName = options.EffectivePublicHost })
         .WithClustering(new ClusterOptions
         {
@@ -63,7 +70,7 @@ builder.Services.AddAkka(ClusterHocon.SystemName, akka =>
     var singleton = new ClusterSingletonOptions { Role = "seed" };
     if (options.IsSeed)
     {
-        akka.WithSingleton<CoordinatorActor>("coordinator", CoordinatorActor.Props(settings), singleton, createProxyToo: true)
+        akka.WithSingleton<CoordinatorActor>("coordinator", CoordinatorActor.Props(settings, options.StateDir), singleton, createProxyToo: true)
             .WithClusterClientReceptionist("receptionist", "seed")
             .WithActors((system, registry) =>
             {

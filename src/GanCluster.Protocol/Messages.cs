@@ -33,41 +33,72 @@ public static class RunProtocol
     public sealed record StatusReported(string State, string? RunId, int Workers, long Iteration, string? LastError) : IGanClusterMessage;
 }
 
-/// <summary>Worker ↔ coordinator: membership, preparing a run, and driving every update.</summary>
+/// <summary>
+/// Worker ↔ coordinator: membership, forming a run's ring, and driving every update. A formation is one set of ranks
+/// with its own data-plane ring; <c>Session</c> names it, so a late reply from an earlier formation is never mistaken
+/// for a current one.
+/// </summary>
 public static class WorkerProtocol
 {
     /// <summary>A worker announces itself (repeated until acknowledged).</summary>
     public sealed record RegisterWorker(string WorkerId, string Device, string DataHost, int DataPort) : IGanClusterMessage;
     public sealed record WorkerRegistered(string WorkerId) : IGanClusterMessage;
 
-    /// <summary>Build G, D and optimizers from the spec, load the shard, and connect the data-plane ring.</summary>
+    /// <summary>
+    /// Where a formation starts. <paramref name="Position"/> is the last update applied everywhere (null: none yet).
+    /// With <paramref name="ApplyPosition"/> the workers still hold that update reduced and apply it first (a re-form at
+    /// an iteration boundary). With <paramref name="Checkpoint"/> rank 0 loads that checkpoint folder first (the
+    /// coordinator was restarted). Rank 0's weights, BatchNorm statistics and optimizer states then go to every rank.
+    /// </summary>
+    public sealed record ResumeFrom(StepKey? Position, bool ApplyPosition, long SamplesConsumed, string? Checkpoint);
+
+    /// <summary>
+    /// Build (or keep) G, D and optimizers, take this rank's shard, and connect the data-plane ring.
+    /// <paramref name="Resume"/> null: a fresh run (initial weights from rank 0).
+    /// </summary>
     public sealed record PrepareRun(string RunId, string SpecJson, int Rank, int WorldSize, int[] LocalBatches, long Session, PeerAddress[] Peers,
-        int ChecksumEvery) : IGanClusterMessage;
-    public sealed record RunPrepared(string RunId, int Rank, string WorkerId, int DatasetSize) : IGanClusterMessage;
-    public sealed record PrepareFailed(string RunId, int Rank, string WorkerId, string Reason) : IGanClusterMessage;
+        int ChecksumEvery, ResumeFrom? Resume) : IGanClusterMessage;
+    public sealed record RunPrepared(string RunId, long Session, int Rank, string WorkerId, int DatasetSize) : IGanClusterMessage;
+    public sealed record PrepareFailed(string RunId, long Session, int Rank, string WorkerId, string Reason) : IGanClusterMessage;
 
     /// <summary>
     /// Apply the averaged gradients of <paramref name="Commit"/> (the previous update, reduced everywhere), then compute
     /// this update's gradients and all-reduce them. Nothing of <paramref name="Step"/> is applied until a later commit.
     /// </summary>
-    public sealed record ExecuteStep(string RunId, StepKey Step, StepKey? Commit, bool ReportStats, bool ReportChecksum) : IGanClusterMessage;
+    public sealed record ExecuteStep(string RunId, long Session, StepKey Step, StepKey? Commit, bool ReportStats, bool ReportChecksum) : IGanClusterMessage;
 
     /// <summary>
     /// The worker holds the averaged gradients of <paramref name="Step"/>. <paramref name="NonFinite"/>: the average has a
     /// NaN or inf (every rank sees the same average, so every rank skips that update). Stats and checksum when asked.
     /// </summary>
-    public sealed record StepReduced(string RunId, StepKey Step, int Rank, int Samples, WindowStats? Stats, string? Checksum, bool NonFinite = false) : IGanClusterMessage;
-    public sealed record StepFailed(string RunId, StepKey Step, int Rank, string Reason) : IGanClusterMessage;
+    public sealed record StepReduced(string RunId, long Session, StepKey Step, int Rank, int Samples, WindowStats? Stats, string? Checksum,
+        bool NonFinite = false) : IGanClusterMessage;
+    public sealed record StepFailed(string RunId, long Session, StepKey Step, int Rank, string Reason) : IGanClusterMessage;
 
-    /// <summary>Apply the last reduced update (end of run), make BatchNorm statistics identical, report the checksum.</summary>
-    public sealed record FinishRun(string RunId, StepKey Commit, string ArtifactsPath) : IGanClusterMessage;
-    public sealed record RunFinishedOnWorker(string RunId, int Rank, string Checksum) : IGanClusterMessage;
+    /// <summary>Drop the update in flight (never apply it) and the ring; keep the replica. Answered with <see cref="StepAborted"/>.</summary>
+    public sealed record AbortStep(string RunId, long Session) : IGanClusterMessage;
+    /// <summary><paramref name="LastApplied"/>: the last update this replica applied (or skipped); null with no replica.</summary>
+    public sealed record StepAborted(string RunId, long Session, string WorkerId, bool HasReplica, StepKey? LastApplied) : IGanClusterMessage;
 
-    /// <summary>Apply <paramref name="Commit"/>, sync BatchNorm statistics, then rank 0 writes samples (and a checkpoint) and uploads them.</summary>
-    public sealed record SaveArtifacts(string RunId, long Iteration, bool Checkpoint, StepKey Commit) : IGanClusterMessage;
+    /// <summary>Apply the last reduced update (if any), make BatchNorm statistics identical, report the checksum; rank 0 saves the final outputs.</summary>
+    public sealed record FinishRun(string RunId, long Session, StepKey? Commit, string ArtifactsPath, string CoordinatorJson) : IGanClusterMessage;
+    public sealed record RunFinishedOnWorker(string RunId, long Session, int Rank, string Checksum) : IGanClusterMessage;
+
+    /// <summary>
+    /// Apply <paramref name="Commit"/>, sync BatchNorm statistics; rank 0 snapshots samples (and a checkpoint holding
+    /// <paramref name="CoordinatorJson"/>) in memory, answers <see cref="ArtifactsSnapshotted"/>, then uploads in the background.
+    /// </summary>
+    public sealed record SaveArtifacts(string RunId, long Session, long Iteration, bool Checkpoint, StepKey? Commit, string CoordinatorJson) : IGanClusterMessage;
+    /// <summary>Rank 0 holds the save in memory: training goes on while it uploads. <paramref name="StallMs"/>: how long the snapshot took.</summary>
+    public sealed record ArtifactsSnapshotted(string RunId, long Session, long Iteration, double StallMs) : IGanClusterMessage;
 
     /// <summary>Drop the run: release models, data and the ring.</summary>
     public sealed record StopRun(string RunId, string Reason) : IGanClusterMessage;
+
+    /// <summary>A worker shutting down gracefully (SIGTERM, scale-down) asks to leave; not counted as a failure.</summary>
+    public sealed record LeaveRun(string WorkerId) : IGanClusterMessage;
+    /// <summary>The worker is no longer part of any run and may stop.</summary>
+    public sealed record LeaveAccepted(string WorkerId) : IGanClusterMessage;
 
     /// <summary>Means of a logging window on one worker.</summary>
     public sealed record WindowStats(double LossD, double LossG, double DReal, double DFake, int Iterations);

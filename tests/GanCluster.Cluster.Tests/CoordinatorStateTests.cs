@@ -4,104 +4,184 @@ using static GanCluster.Protocol.WorkerProtocol;
 
 namespace GanCluster.Cluster.Tests;
 
-/// <summary>The coordinator's decisions, without actors: workers are simulated by answering its effects.</summary>
-public class CoordinatorStateTests
+/// <summary>
+/// The coordinator and simulated workers, without actors: every effect is answered as well-behaved workers and a
+/// working checkpoint actor would, and each worker keeps the log of updates its replica applied.
+/// </summary>
+public sealed class Sim
 {
-    static readonly DateTimeOffset T0 = new(2026, 11, 26, 12, 0, 0, TimeSpan.Zero);
-    static readonly CoordinatorSettings Settings = new(TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(10), ChecksumEvery: 2);
+    public static readonly DateTimeOffset T0 = new(2026, 11, 26, 12, 0, 0, TimeSpan.Zero);
+    public static readonly CoordinatorSettings Settings = new(TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(10), ChecksumEvery: 2);
 
-    sealed class Harness
+    readonly Queue<Effect> _queue = new();
+    public CoordinatorState State = CoordinatorState.Initial(Settings);
+    public readonly List<Effect> All = [];
+    /// <summary>Updates each worker's replica applied, in order; a replica given rank 0's state takes rank 0's log.</summary>
+    public readonly Dictionary<string, List<StepKey>> Applied = new();
+    public readonly Dictionary<string, int> Rank = new();
+    public readonly HashSet<string> Dead = [];
+    public DateTimeOffset Now = T0;
+    /// <summary>What <see cref="Effect.FindCheckpoint"/> finds (default: nothing).</summary>
+    public CoordinatorInput.CheckpointFound Found = new(null, null, []);
+    /// <summary>Called before a worker answers an update; may kill workers or add some.</summary>
+    public Action<Sim, ExecuteStep, string>? BeforeReduce;
+
+    public IReadOnlyList<Effect> Feed(CoordinatorInput input)
     {
-        public CoordinatorState State = CoordinatorState.Initial(Settings);
-        public readonly List<Effect> All = [];
-
-        public IReadOnlyList<Effect> Feed(CoordinatorInput input)
-        {
-            var (next, fx) = State.Handle(input);
-            State = next;
-            All.AddRange(fx);
-            return fx;
-        }
-
-        public void Workers(int n)
-        {
-            for (var i = 0; i < n; i++) Feed(new CoordinatorInput.WorkerUp(new WorkerInfo($"w{i}", "cpu", "127.0.0.1", 9000 + i)));
-        }
-
-        public IReadOnlyList<Effect> Worker(IGanClusterMessage m) => Feed(new CoordinatorInput.FromWorker(m, T0.AddSeconds(1)));
-    }
-
-    static string SpecJson(int k, int iterations, int every = 1000) =>
-        $$$"""{"name": "t", "dataset": {"kind": "ring8"}, "model": {"kind": "mlp"}, "training": {"k": {{{k}}}, "iterations": {{{iterations}}}, "batchSize": 10, "logEvery": 2}, "checkpoint": {"every": {{{every}}}, "keep": 1}}""";
-
-    /// <summary>Runs a whole job, answering every effect as well-behaved workers and a working artifact writer would.</summary>
-    static Harness RunToEnd(int workers, int k, int iterations, int every = 1000)
-    {
-        var h = new Harness();
-        h.Workers(workers);
-        var queue = new Queue<Effect>(h.Feed(new CoordinatorInput.Submit(SpecJson(k, iterations, every), 42, T0)));
-        var guard = 0;
-        while (queue.Count > 0 && guard++ < 100_000)
-        {
-            var fx = queue.Dequeue() switch
-            {
-                Effect.ToWorker { Message: PrepareRun p } => h.Worker(new RunPrepared(p.RunId, p.Rank, $"w{p.Rank}", 100)),
-                Effect.ToWorker { Message: ExecuteStep e } w => h.Worker(new StepReduced(e.RunId, e.Step, Rank(w), 5,
-                    e.ReportStats ? new WindowStats(1, 2, 0.6, 0.4, 1) : null, e.ReportChecksum ? "abc123abc123abc" : null)),
-                Effect.ToWorker { Message: SaveArtifacts s } w when Rank(w) == 0 => h.Feed(new CoordinatorInput.ArtifactsDone(s.Iteration, null)),
-                Effect.ToWorker { Message: FinishRun f } w => Finish(h, f, Rank(w), iterations),
-                _ => [],
-            };
-            foreach (var e in fx) queue.Enqueue(e);
-        }
-        return h;
-    }
-
-    static IReadOnlyList<Effect> Finish(Harness h, FinishRun f, int rank, int iterations)
-    {
-        var fx = h.Worker(new RunFinishedOnWorker(f.RunId, rank, "final-checksum-0123456789")).ToList();
-        if (rank == 0) fx.AddRange(h.Feed(new CoordinatorInput.ArtifactsDone(iterations, null)));
+        var (next, fx) = State.Handle(input);
+        State = next;
+        All.AddRange(fx);
+        foreach (var e in fx) _queue.Enqueue(e);
         return fx;
     }
 
-    static int Rank(Effect.ToWorker w) => int.Parse(w.WorkerId[1..]);
+    public IReadOnlyList<Effect> Worker(IGanClusterMessage m) => Feed(new CoordinatorInput.FromWorker(m, Now));
 
+    public void Up(string id) => Feed(new CoordinatorInput.WorkerUp(new WorkerInfo(id, "cpu", "127.0.0.1", 9000 + Applied.Count), Now));
+
+    public void Workers(int n)
+    {
+        for (var i = 0; i < n; i++) Up($"w{i}");
+    }
+
+    public void Kill(string id)
+    {
+        Dead.Add(id);
+        Feed(new CoordinatorInput.WorkerDown(id, "killed", Now));
+    }
+
+    public string Submit(string json)
+    {
+        var fx = Feed(new CoordinatorInput.Submit(json, 42, Now));
+        // The checkpoint actor's answer comes at once (a second one, when pumped, is ignored).
+        if (fx.OfType<Effect.FindCheckpoint>().Any()) Feed(Found);
+        return ((RunProtocol.SubmitAck)fx.OfType<Effect.Respond>().Single().Message).RunId;
+    }
+
+    /// <summary>Answers effects until none is left.</summary>
+    public void Pump()
+    {
+        for (var guard = 0; _queue.Count > 0 && guard < 200_000; guard++) Answer(_queue.Dequeue());
+    }
+
+    List<StepKey> Log(string id) => Applied.TryGetValue(id, out var l) ? l : Applied[id] = [];
+
+    void Apply(string id, StepKey? step)
+    {
+        if (step is not null) Log(id).Add(step);
+    }
+
+    void Answer(Effect effect)
+    {
+        Now = Now.AddMilliseconds(10);
+        switch (effect)
+        {
+            case Effect.FindCheckpoint:
+                Feed(Found);
+                break;
+            case Effect.ToWorker w when Dead.Contains(w.WorkerId):
+                break;
+            case Effect.ToWorker { Message: PrepareRun p } w:
+            {
+                var id = w.WorkerId;
+                Rank[id] = p.Rank;
+                if (p.Resume is { ApplyPosition: true } r && Log(id).LastOrDefault() != r.Position) Apply(id, r.Position);
+                Worker(new RunPrepared(p.RunId, p.Session, p.Rank, id, 100));
+                if (p.Rank == 0) SyncFromRankZero(p);
+                break;
+            }
+            case Effect.ToWorker { Message: ExecuteStep e } w:
+                Apply(w.WorkerId, e.Commit);
+                BeforeReduce?.Invoke(this, e, w.WorkerId);
+                if (Dead.Contains(w.WorkerId)) break;
+                Worker(new StepReduced(e.RunId, e.Session, e.Step, Rank[w.WorkerId], 5,
+                    e.ReportStats ? new WindowStats(1, 2, 0.6, 0.4, 1) : null, e.ReportChecksum ? "abc123abc123abc" : null));
+                break;
+            case Effect.ToWorker { Message: AbortStep a } w:
+                Worker(new StepAborted(a.RunId, a.Session, w.WorkerId, true, Log(w.WorkerId).LastOrDefault()));
+                break;
+            case Effect.ToWorker { Message: SaveArtifacts s } w:
+                Apply(w.WorkerId, s.Commit);
+                if (Rank[w.WorkerId] != 0) break;
+                Worker(new ArtifactsSnapshotted(s.RunId, s.Session, s.Iteration, 3));
+                Feed(new CoordinatorInput.ArtifactsDone(s.Iteration, null));
+                break;
+            case Effect.ToWorker { Message: FinishRun f } w:
+                Apply(w.WorkerId, f.Commit);
+                Worker(new RunFinishedOnWorker(f.RunId, f.Session, Rank[w.WorkerId], "final-checksum-0123456789"));
+                if (Rank[w.WorkerId] == 0) Feed(new CoordinatorInput.ArtifactsDone(State.Run!.Spec.Training.Iterations, null));
+                break;
+        }
+    }
+
+    /// <summary>After a formation, every member holds rank 0's state: its log becomes rank 0's.</summary>
+    void SyncFromRankZero(PrepareRun p)
+    {
+        if (p.Resume is null) return;
+        var zero = State.Run!.Ranks[0];
+        foreach (var id in State.Run.Ranks.Where(id => id != zero)) Applied[id] = [.. Log(zero)];
+    }
+
+    public static string Spec(int k = 1, int iterations = 4, int every = 1000, string extra = "") =>
+        $$$"""{"name": "t", "dataset": {"kind": "ring8"}, "model": {"kind": "mlp"}, "training": {"k": {{{k}}}, "iterations": {{{iterations}}}, "batchSize": 10, "logEvery": 2{{{extra}}}}, "checkpoint": {"every": {{{every}}}, "keep": 1}}""";
+
+    /// <summary>Every update of <paramref name="iterations"/> iterations at k, in Algorithm 1's order.</summary>
+    public static List<StepKey> Schedule(int iterations, int k)
+    {
+        var all = new List<StepKey>();
+        for (var s = GanScheduleKeys.First; s.Iteration < iterations; s = GanScheduleKeys.Next(s, k)) all.Add(s);
+        return all;
+    }
+
+    public RunProtocol.RunEnded? Ended => All.OfType<Effect.Publish>().Select(p => p.Message).OfType<RunProtocol.RunEnded>().LastOrDefault();
+    public IEnumerable<T> Sent<T>() => All.OfType<Effect.ToWorker>().Select(w => w.Message).OfType<T>();
+}
+
+public class CoordinatorStateTests
+{
     [Theory]
     [InlineData(1, "D0 G")]
     [InlineData(3, "D0 D1 D2 G")]
     public void Each_iteration_commits_k_D_updates_then_one_G_update_on_every_worker(int k, string perIteration)
     {
-        var h = RunToEnd(workers: 3, k, iterations: 4, every: 2);
+        var h = new Sim();
+        h.Workers(3);
+        h.Submit(Sim.Spec(k, iterations: 4, every: 2));
+        h.Pump();
         var committed = h.All.OfType<Effect.Committed>().ToList();
         Assert.All(committed, c => Assert.Equal(new[] { 0, 1, 2 }, c.Ranks));
         var log = string.Join(" | ", committed.GroupBy(c => c.Step.Iteration)
             .Select(g => string.Join(' ', g.Select(c => c.Step.Phase == StepPhase.Generator ? "G" : $"D{c.Step.SubStep}"))));
         Assert.Equal(string.Join(" | ", Enumerable.Repeat(perIteration, 4)), log);
+        Assert.All(h.Applied.Values, l => Assert.Equal(Sim.Schedule(4, k), l));
 
-        var end = Assert.Single(h.All.OfType<Effect.Publish>().Select(p => p.Message).OfType<RunProtocol.RunEnded>());
-        Assert.Equal("completed", end.Status);
+        Assert.Equal("completed", h.Ended!.Status);
         Assert.Equal(RunPhase.Idle, h.State.Phase);
         Assert.Equal(2, h.All.OfType<Effect.AppendMetrics>().Count());          // logEvery 2 of 4 iterations
-        Assert.Single(h.All.OfType<Effect.ToWorker>().Select(w => w.Message).OfType<SaveArtifacts>().Where(s => s.Iteration == 2).Take(1));
+        var save = Assert.Single(h.Sent<SaveArtifacts>().Where(s => s.Iteration == 2).DistinctBy(s => s.Iteration));
+        Assert.Equal(2, CoordinatorCheckpoint.FromJson(save.CoordinatorJson)!.Iteration);
+        Assert.Single(h.All.OfType<Effect.PersistRun>());
+        Assert.Single(h.All.OfType<Effect.ForgetRun>());
     }
 
     [Fact]
     public void The_G_update_is_not_sent_before_every_worker_reduced_the_last_D_update()
     {
-        var h = new Harness();
+        var h = new Sim();
         h.Workers(2);
-        var runId = ((RunProtocol.SubmitAck)h.Feed(new CoordinatorInput.Submit(SpecJson(2, 3), 1, T0)).OfType<Effect.Respond>().First().Message).RunId;
-        h.Worker(new RunPrepared(runId, 0, "w0", 1));
-        h.Worker(new RunPrepared(runId, 1, "w1", 1));
+        var runId = h.Submit(Sim.Spec(k: 2, iterations: 3));
+        var session = h.Sent<PrepareRun>().First().Session;
+        h.Worker(new RunPrepared(runId, session, 0, "w0", 1));
+        h.Worker(new RunPrepared(runId, session, 1, "w1", 1));
         var d0 = new StepKey(0, StepPhase.Discriminator, 0);
         var d1 = new StepKey(0, StepPhase.Discriminator, 1);
-        h.Worker(new StepReduced(runId, d0, 0, 5, null, null));
-        h.Worker(new StepReduced(runId, d0, 1, 5, null, null));
+        h.Worker(new StepReduced(runId, session, d0, 0, 5, null, null));
+        h.Worker(new StepReduced(runId, session, d0, 1, 5, null, null));
         Assert.Equal(d1, h.State.Run!.Step);
 
-        var afterOne = h.Worker(new StepReduced(runId, d1, 0, 5, null, null));
+        var afterOne = h.Worker(new StepReduced(runId, session, d1, 0, 5, null, null));
         Assert.Empty(afterOne.OfType<Effect.ToWorker>());                      // rank 1 has not reduced D1 yet
-        var afterBoth = h.Worker(new StepReduced(runId, d1, 1, 5, null, null));
+        var afterBoth = h.Worker(new StepReduced(runId, session, d1, 1, 5, null, null));
         var sent = afterBoth.OfType<Effect.ToWorker>().Select(w => (ExecuteStep)w.Message).ToList();
         Assert.Equal(2, sent.Count);
         Assert.All(sent, e => Assert.Equal((new StepKey(0, StepPhase.Generator, 0), d1), (e.Step, e.Commit)));
@@ -110,21 +190,23 @@ public class CoordinatorStateTests
     [Fact]
     public void Stale_duplicate_and_unknown_step_messages_are_rejected_and_logged()
     {
-        var h = new Harness();
+        var h = new Sim();
         h.Workers(2);
-        var runId = ((RunProtocol.SubmitAck)h.Feed(new CoordinatorInput.Submit(SpecJson(1, 3), 1, T0)).OfType<Effect.Respond>().First().Message).RunId;
-        h.Worker(new RunPrepared(runId, 0, "w0", 1));
-        h.Worker(new RunPrepared(runId, 1, "w1", 1));
+        var runId = h.Submit(Sim.Spec(iterations: 3));
+        var session = h.Sent<PrepareRun>().First().Session;
+        h.Worker(new RunPrepared(runId, session, 0, "w0", 1));
+        h.Worker(new RunPrepared(runId, session, 1, "w1", 1));
         var d0 = new StepKey(0, StepPhase.Discriminator, 0);
-        h.Worker(new StepReduced(runId, d0, 0, 5, null, null));
+        h.Worker(new StepReduced(runId, session, d0, 0, 5, null, null));
 
         var before = h.State;
         foreach (var bad in new IGanClusterMessage[]
                  {
-                     new StepReduced(runId, d0, 0, 5, null, null),                                    // duplicate
-                     new StepReduced(runId, new StepKey(0, StepPhase.Generator, 0), 1, 5, null, null), // not the current step
-                     new StepReduced("other-run", d0, 1, 5, null, null),                              // unknown run
-                     new RunPrepared(runId, 1, "w1", 1),                                              // wrong phase
+                     new StepReduced(runId, session, d0, 0, 5, null, null),                                    // duplicate
+                     new StepReduced(runId, session, new StepKey(0, StepPhase.Generator, 0), 1, 5, null, null), // not the current step
+                     new StepReduced("other-run", session, d0, 1, 5, null, null),                              // unknown run
+                     new StepReduced(runId, session - 1, d0, 1, 5, null, null),                                // an earlier formation
+                     new RunPrepared(runId, session, 1, "w1", 1),                                              // wrong phase
                  })
         {
             var fx = h.Worker(bad);
@@ -137,58 +219,193 @@ public class CoordinatorStateTests
     }
 
     [Fact]
-    public void A_step_that_times_out_fails_the_run_naming_the_worker()
+    public void A_worker_killed_mid_step_aborts_it_everywhere_and_the_survivors_go_on_without_a_gap_or_a_repeat()
     {
-        var h = new Harness();
-        h.Workers(2);
-        var runId = ((RunProtocol.SubmitAck)h.Feed(new CoordinatorInput.Submit(SpecJson(1, 3), 1, T0)).OfType<Effect.Respond>().First().Message).RunId;
-        h.Worker(new RunPrepared(runId, 0, "w0", 1));
-        var fx = h.Worker(new RunPrepared(runId, 1, "w1", 1));
-        var timer = fx.OfType<Effect.Schedule>().Last();
-        h.Worker(new StepReduced(runId, new StepKey(0, StepPhase.Discriminator, 0), 0, 5, null, null));
+        var h = new Sim();
+        h.Workers(3);
+        // w2 dies while the cluster reduces it5/D0: nobody may apply it, and the survivors go on from it4/G.
+        h.BeforeReduce = (sim, e, id) =>
+        {
+            if (id == "w2" && e.Step == new StepKey(5, StepPhase.Discriminator, 0)) sim.Kill("w2");
+        };
+        h.Submit(Sim.Spec(iterations: 10, every: 4));
+        h.Pump();
 
-        Assert.Empty(h.Feed(new CoordinatorInput.TimerFired(timer.Token - 1)));  // an old timer does nothing
-        var failed = h.Feed(new CoordinatorInput.TimerFired(timer.Token));
+        Assert.Equal("completed", h.Ended!.Status);
+        Assert.Contains("1 worker failure(s) recovered", h.Ended.Message);
+        Assert.Equal(2, h.Sent<AbortStep>().Count());                            // to the two survivors
+        var reform = h.Sent<PrepareRun>().Where(p => p.Resume is not null).ToList();
+        Assert.Equal(2, reform.Count);
+        Assert.All(reform, p => Assert.Equal(new StepKey(4, StepPhase.Generator, 0), p.Resume!.Position));
+        Assert.All(reform, p => Assert.False(p.Resume!.ApplyPosition));
+        Assert.All(reform, p => Assert.Equal(new[] { 5, 5 }, p.LocalBatches));   // global batch 10 kept over 2 workers
+        // Each survivor applied every update exactly once, in order.
+        Assert.Equal(Sim.Schedule(10, 1), h.Applied["w0"]);
+        Assert.Equal(Sim.Schedule(10, 1), h.Applied["w1"]);
+        // One metrics row per logged iteration: none twice, none missing.
+        Assert.Equal(new long[] { 2, 4, 6, 8, 10 }, h.All.OfType<Effect.AppendMetrics>().Select(m => m.Row.Iteration));
+    }
+
+    [Fact]
+    public void Failures_beyond_the_hourly_retry_budget_end_the_run_with_a_clear_status()
+    {
+        var h = new Sim();
+        h.Workers(4);
+        h.BeforeReduce = (sim, e, id) =>
+        {
+            if (e.Step.Phase == StepPhase.Generator && e.Step.Iteration is 1 or 3 && id == sim.State.Run!.Ranks[^1]) sim.Kill(id);
+        };
+        h.Submit(Sim.Spec(iterations: 8, extra: ", \"maxFailuresPerHour\": 1"));
+        h.Pump();
+        Assert.Equal("failed", h.Ended!.Status);
+        Assert.Contains("retry budget is spent (2 failures within an hour, training.maxFailuresPerHour = 1)", h.Ended.Message);
         Assert.Equal(RunPhase.Failed, h.State.Phase);
-        var end = failed.OfType<Effect.Publish>().Select(p => p.Message).OfType<RunProtocol.RunEnded>().Single();
-        Assert.Equal("failed", end.Status);
-        Assert.Contains("w1 (rank 1)", end.Message);
-        Assert.Contains("it0/D0", end.Message);
-        Assert.Equal(2, failed.OfType<Effect.ToWorker>().Count(w => w.Message is StopRun));
+        Assert.Single(h.All.OfType<Effect.ForgetRun>());
+    }
+
+    [Theory]
+    [InlineData("global", new[] { 4, 3, 3 })]
+    [InlineData("per-worker", new[] { 5, 5, 5 })]
+    public void A_worker_that_joins_mid_run_is_included_at_the_next_iteration_boundary_with_the_state_of_rank_0(string mode, int[] batches)
+    {
+        var h = new Sim();
+        h.Workers(2);
+        h.BeforeReduce = (sim, e, id) =>
+        {
+            if (id == "w0" && e.Step == new StepKey(2, StepPhase.Discriminator, 0)) sim.Up("w9");
+        };
+        h.Submit(Sim.Spec(iterations: 6, extra: $", \"batchMode\": \"{mode}\""));
+        h.Pump();
+
+        Assert.Equal("completed", h.Ended!.Status);
+        var join = h.Sent<PrepareRun>().Where(p => p.Resume is not null).ToList();
+        Assert.Equal(3, join.Count);
+        Assert.All(join, p => Assert.Equal(new StepKey(2, StepPhase.Generator, 0), p.Resume!.Position));   // the end of the same iteration
+        Assert.All(join, p => Assert.True(p.Resume!.ApplyPosition));
+        Assert.All(join, p => Assert.Equal(batches, p.LocalBatches));
+        Assert.Equal(2, join.Single(p => p.Rank == 2).Rank);                     // the newcomer is never rank 0
+        Assert.Empty(h.Sent<AbortStep>());
+        Assert.Empty(h.State.Run!.Failures);
+        // The newcomer holds rank 0's state from the boundary on, so its log matches the others'.
+        Assert.Equal(Sim.Schedule(6, 1), h.Applied["w9"]);
+        Assert.Equal(Sim.Schedule(6, 1), h.Applied["w0"]);
+    }
+
+    [Fact]
+    public void A_worker_that_asks_to_leave_is_released_at_the_boundary_and_its_departure_is_not_a_failure()
+    {
+        var h = new Sim();
+        h.Workers(3);
+        h.BeforeReduce = (sim, e, id) =>
+        {
+            if (id == "w1" && e.Step == new StepKey(1, StepPhase.Discriminator, 0)) sim.Worker(new LeaveRun("w1"));
+        };
+        h.Submit(Sim.Spec(iterations: 5));
+        h.Pump();
+        Assert.Contains(h.All.OfType<Effect.ToWorker>(), w => w.WorkerId == "w1" && w.Message is LeaveAccepted);
+        h.Dead.Add("w1");
+        h.Feed(new CoordinatorInput.WorkerDown("w1", "left the cluster", h.Now));     // the node leaves afterwards
+        Assert.Equal("completed", h.Ended!.Status);
+        Assert.Empty(h.State.Run!.Failures);
+        Assert.DoesNotContain(h.Sent<PrepareRun>().Where(p => p.Resume is not null), p => p.Peers.Length != 2);
+        Assert.Empty(h.Sent<AbortStep>());
+    }
+
+    [Fact]
+    public void A_restarted_coordinator_resumes_its_run_from_the_newest_valid_checkpoint_and_says_which_it_skipped()
+    {
+        var h = new Sim();
+        var spec = Sim.Spec(iterations: 10, every: 2);
+        h.Found = new CoordinatorInput.CheckpointFound("/runs/t/checkpoints/iter-00000004",
+            new CoordinatorCheckpoint("t-1", 4, 4 * 10, WorldSize: 2, PerWorkerBatch: 5, [], 0),
+            ["/runs/t/checkpoints/iter-00000006: G.bin fails its checksum"]);
+        h.Feed(new CoordinatorInput.Recover(new RunRecord("t-1", "/runs/t", spec), 77, h.Now));
+        h.Pump();
+        Assert.Equal(RunPhase.Resuming, h.State.Phase);
+        Assert.Contains(h.All.OfType<Effect.Log>(), l => l.Warning && l.Text.Contains("iter-00000006: G.bin fails its checksum"));
+        Assert.Equal(4, h.All.OfType<Effect.StartOutput>().Single().ResumeAt);
+        h.Up("a");
+        Assert.Empty(h.Sent<PrepareRun>());                                      // waits for the 2 workers it had
+        h.Up("b");
+        h.Pump();
+        var prepare = h.Sent<PrepareRun>().Where(p => p.RunId == "t-1").Take(2).ToList();
+        Assert.All(prepare, p => Assert.Equal(new ResumeFrom(new StepKey(3, StepPhase.Generator, 0), false, 40, "/runs/t/checkpoints/iter-00000004"), p.Resume));
+        Assert.Equal("completed", h.Ended!.Status);
+        Assert.Equal(Sim.Schedule(10, 1).Skip(8), h.Applied["a"]);               // iterations 4..9 only
+        Assert.Equal(new long[] { 6, 8, 10 }, h.All.OfType<Effect.AppendMetrics>().Select(m => m.Row.Iteration));
+    }
+
+    [Fact]
+    public void A_restarted_coordinator_with_fewer_workers_resumes_after_the_grace_period()
+    {
+        var h = new Sim();
+        h.Found = new CoordinatorInput.CheckpointFound("/c", new CoordinatorCheckpoint("t-1", 2, 20, 3, 3, [], 0), []);
+        h.Feed(new CoordinatorInput.Recover(new RunRecord("t-1", "/runs/t", Sim.Spec(iterations: 4)), 77, h.Now));
+        h.Pump();
+        h.Up("a");
+        Assert.Empty(h.Sent<PrepareRun>());
+        var timer = h.All.OfType<Effect.Schedule>().Last();
+        h.Feed(new CoordinatorInput.TimerFired(timer.Token, h.Now));
+        h.Pump();
+        Assert.Equal("completed", h.Ended!.Status);
+        Assert.Equal(new[] { 10 }, h.Sent<PrepareRun>().First().LocalBatches);
+    }
+
+    [Fact]
+    public void A_step_that_times_out_drops_the_silent_worker_and_the_others_go_on()
+    {
+        var h = new Sim();
+        h.Workers(2);
+        var runId = h.Submit(Sim.Spec(iterations: 3));
+        var session = h.Sent<PrepareRun>().First().Session;
+        h.Worker(new RunPrepared(runId, session, 0, "w0", 1));
+        var fx = h.Worker(new RunPrepared(runId, session, 1, "w1", 1));
+        var timer = fx.OfType<Effect.Schedule>().Last();
+        h.Worker(new StepReduced(runId, session, new StepKey(0, StepPhase.Discriminator, 0), 0, 5, null, null));
+
+        Assert.Empty(h.Feed(new CoordinatorInput.TimerFired(timer.Token - 1, h.Now)));  // an old timer does nothing
+        var timedOut = h.Feed(new CoordinatorInput.TimerFired(timer.Token, h.Now));
+        Assert.Equal(RunPhase.Recovering, h.State.Phase);
+        Assert.Contains(timedOut.OfType<Effect.Log>(), l => l.Warning && l.Text.Contains("w1 (rank 1)") && l.Text.Contains("it0/D0"));
+        Assert.Equal(2, timedOut.OfType<Effect.ToWorker>().Count(w => w.Message is AbortStep));
+        // w0 answers, w1 stays silent past the abort timeout: it is dropped and w0 goes on alone.
+        var abort = timedOut.OfType<Effect.ToWorker>().Select(w => w.Message).OfType<AbortStep>().First();
+        h.Worker(new StepAborted(runId, abort.Session, "w0", true, null));
+        h.Dead.Add("w1");
+        h.Feed(new CoordinatorInput.TimerFired(h.State.TimerToken, h.Now));
+        h.Pump();
+        Assert.Equal("completed", h.Ended!.Status);
+        Assert.Equal(Sim.Schedule(3, 1), h.Applied["w0"]);
     }
 
     [Fact]
     public void Diverged_replicas_fail_the_run_loudly()
     {
-        var h = new Harness();
+        var h = new Sim();
         h.Workers(2);
-        var runId = ((RunProtocol.SubmitAck)h.Feed(new CoordinatorInput.Submit(SpecJson(1, 5), 1, T0)).OfType<Effect.Respond>().First().Message).RunId;
-        h.Worker(new RunPrepared(runId, 0, "w0", 1));
-        h.Worker(new RunPrepared(runId, 1, "w1", 1));
-        var step = new StepKey(0, StepPhase.Discriminator, 0);
-        while (!(step.Iteration == 2 && step.Phase == StepPhase.Discriminator))
+        h.BeforeReduce = (sim, e, id) =>
         {
-            h.Worker(new StepReduced(runId, step, 0, 5, null, null));
-            h.Worker(new StepReduced(runId, step, 1, 5, null, null));
-            step = GanScheduleKeys.Next(step, 1);
-        }
-        var execute = h.All.OfType<Effect.ToWorker>().Select(w => w.Message).OfType<ExecuteStep>().Last();
-        Assert.True(execute.ReportChecksum);                                   // checksumEvery = 2
-        h.Worker(new StepReduced(runId, step, 0, 5, null, "aaaaaaaaaaaaaaaa"));
-        var fx = h.Worker(new StepReduced(runId, step, 1, 5, null, "bbbbbbbbbbbbbbbb"));
+            if (e.ReportChecksum && id == "w1") sim.Dead.Add("w1");   // answer for w1 by hand below
+        };
+        var runId = h.Submit(Sim.Spec(iterations: 5));
+        h.Pump();
+        var execute = h.Sent<ExecuteStep>().Last();
+        Assert.True(execute.ReportChecksum);                                     // checksumEvery = 2
+        h.Worker(new StepReduced(runId, execute.Session, execute.Step, 1, 5, null, "bbbbbbbbbbbbbbbb"));
         Assert.Equal(RunPhase.Failed, h.State.Phase);
-        Assert.Contains("replicas diverged", fx.OfType<Effect.Publish>().Select(p => p.Message).OfType<RunProtocol.RunEnded>().Single().Message);
+        Assert.Contains("replicas diverged", h.Ended!.Message);
     }
 
     [Fact]
     public void An_invalid_spec_is_refused_with_every_reason_and_the_coordinator_stays_idle()
     {
-        var h = new Harness();
+        var h = new Sim();
         h.Workers(1);
-        var fx = h.Feed(new CoordinatorInput.Submit("""{"training": {"k": 0, "batchSize": -1}, "model": {"kind": "gan"}}""", 1, T0));
+        var fx = h.Feed(new CoordinatorInput.Submit("""{"training": {"k": 0, "batchSize": -1, "batchMode": "x"}, "model": {"kind": "gan"}}""", 1, Sim.T0));
         var nack = Assert.IsType<RunProtocol.SubmitNack>(Assert.Single(fx.OfType<Effect.Respond>()).Message);
         Assert.Contains(nack.Errors, e => e.StartsWith("training.k:"));
         Assert.Contains(nack.Errors, e => e.StartsWith("training.batchSize:"));
+        Assert.Contains(nack.Errors, e => e.StartsWith("training.batchMode:"));
         Assert.Contains(nack.Errors, e => e.StartsWith("model.kind:"));
         Assert.Equal(RunPhase.Idle, h.State.Phase);
         Assert.Empty(fx.OfType<Effect.ToWorker>());
@@ -197,66 +414,42 @@ public class CoordinatorStateTests
     [Fact]
     public void A_run_needs_workers_and_a_busy_cluster_refuses_a_second_run()
     {
-        var h = new Harness();
-        var none = h.Feed(new CoordinatorInput.Submit(SpecJson(1, 2), 1, T0));
+        var h = new Sim();
+        var none = h.Feed(new CoordinatorInput.Submit(Sim.Spec(), 1, Sim.T0));
         Assert.Contains("no workers", Assert.IsType<RunProtocol.SubmitNack>(none.OfType<Effect.Respond>().Single().Message).Reason);
         h.Workers(1);
-        h.Feed(new CoordinatorInput.Submit(SpecJson(1, 2), 1, T0));
-        var busy = h.Feed(new CoordinatorInput.Submit(SpecJson(1, 2), 1, T0));
+        h.Feed(new CoordinatorInput.Submit(Sim.Spec(), 1, Sim.T0));
+        var busy = h.Feed(new CoordinatorInput.Submit(Sim.Spec(), 1, Sim.T0));
         Assert.Contains("busy", Assert.IsType<RunProtocol.SubmitNack>(busy.OfType<Effect.Respond>().Single().Message).Reason);
-    }
-
-    [Fact]
-    public void Losing_a_worker_of_the_run_fails_it_and_global_batches_split_evenly()
-    {
         Assert.Equal(new[] { 4, 3, 3 }, CoordinatorState.SplitBatch(10, 3));
-        var h = new Harness();
-        h.Workers(2);
-        h.Feed(new CoordinatorInput.Submit(SpecJson(1, 2), 1, T0));
-        var fx = h.Feed(new CoordinatorInput.WorkerDown("w1", "unreachable"));
-        Assert.Equal(RunPhase.Failed, h.State.Phase);
-        Assert.Contains("w1 (rank 1)", fx.OfType<Effect.Publish>().Select(p => p.Message).OfType<RunProtocol.RunEnded>().Single().Message);
     }
-}
 
-public class NanGuardStateTests
-{
     [Fact]
     public void Non_finite_updates_are_skipped_and_too_many_in_a_row_fail_the_run()
     {
-        var state = CoordinatorState.Initial(new CoordinatorSettings(TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(10), 0));
-        IReadOnlyList<Effect> Feed(CoordinatorInput i)
-        {
-            var (next, fx) = state.Handle(i);
-            state = next;
-            return fx;
-        }
-        var now = DateTimeOffset.UnixEpoch;
-        Feed(new CoordinatorInput.WorkerUp(new WorkerInfo("w0", "cpu", "127.0.0.1", 1)));
-        Feed(new CoordinatorInput.WorkerUp(new WorkerInfo("w1", "cpu", "127.0.0.1", 2)));
-        var ack = (RunProtocol.SubmitAck)Feed(new CoordinatorInput.Submit(
-            """{"name": "n", "dataset": {"kind": "ring8"}, "model": {"kind": "mlp"}, "training": {"iterations": 50, "batchSize": 8, "maxNonFiniteSkips": 3}}""", 1, now))
-            .OfType<Effect.Respond>().Single().Message;
-        Feed(new CoordinatorInput.FromWorker(new WorkerProtocol.RunPrepared(ack.RunId, 0, "w0", 10), now));
-        Feed(new CoordinatorInput.FromWorker(new WorkerProtocol.RunPrepared(ack.RunId, 1, "w1", 10), now));
+        var h = new Sim();
+        h.Workers(2);
+        var runId = h.Submit(Sim.Spec(iterations: 50, extra: ", \"maxNonFiniteSkips\": 3"));
+        var session = h.Sent<PrepareRun>().First().Session;
+        h.Worker(new RunPrepared(runId, session, 0, "w0", 10));
+        h.Worker(new RunPrepared(runId, session, 1, "w1", 10));
 
         IReadOnlyList<Effect> Reduce(bool nonFinite)
         {
-            var step = state.Run!.Step;
-            Feed(new CoordinatorInput.FromWorker(new WorkerProtocol.StepReduced(ack.RunId, step, 0, 4, null, null, nonFinite), now));
-            return Feed(new CoordinatorInput.FromWorker(new WorkerProtocol.StepReduced(ack.RunId, step, 1, 4, null, null, nonFinite), now));
+            var step = h.State.Run!.Step;
+            h.Worker(new StepReduced(runId, session, step, 0, 4, null, null, nonFinite));
+            return h.Worker(new StepReduced(runId, session, step, 1, 4, null, null, nonFinite));
         }
 
         Reduce(true);
         Reduce(true);
         Reduce(false);                                   // a finite update resets the count
-        Assert.Equal(0, state.Run!.ConsecutiveSkips);
+        Assert.Equal(0, h.State.Run!.ConsecutiveSkips);
         Reduce(true);
         Reduce(true);
-        Assert.Equal(RunPhase.Running, state.Phase);
-        var fx = Reduce(true);
-        Assert.Equal(RunPhase.Failed, state.Phase);
-        var end = fx.OfType<Effect.Publish>().Select(p => p.Message).OfType<RunProtocol.RunEnded>().Single();
-        Assert.Contains("diverged: 3 consecutive updates with non-finite gradients", end.Message);
+        Assert.Equal(RunPhase.Running, h.State.Phase);
+        Reduce(true);
+        Assert.Equal(RunPhase.Failed, h.State.Phase);
+        Assert.Contains("diverged: 3 consecutive updates with non-finite gradients", h.Ended!.Message);
     }
 }

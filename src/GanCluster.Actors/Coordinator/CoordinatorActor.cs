@@ -2,79 +2,113 @@ using Akka.Actor;
 using Akka.Cluster;
 using Akka.Event;
 using GanCluster.Protocol;
+using System.Text.Json;
+using GanCluster.Training.Output;
+using GanCluster.Training.Spec;
 using static GanCluster.Protocol.WorkerProtocol;
 
 namespace GanCluster.Actors.Coordinator;
 
 /// <summary>
 /// The cluster singleton: a thin shell around <see cref="CoordinatorState"/>. It turns messages, cluster events and
-/// timers into inputs and carries out the effects.
+/// timers into inputs and carries out the effects. The run it drives is recorded in <c>stateDir</c>/active-run.json
+/// (a shared volume when several seeds can host the singleton), so a coordinator started after a crash or on another
+/// seed resumes it from its newest valid checkpoint.
 /// </summary>
 public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 {
+    public const string RunFile = "active-run.json";
+
     readonly ILoggingAdapter _log = Context.GetLogger();
     readonly Dictionary<string, IActorRef> _workers = new();
     readonly HashSet<IActorRef> _watchers = [];
-    readonly IActorRef _writer;
+    readonly IActorRef _checkpoints;
+    readonly string _stateDir;
     CoordinatorState _state;
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public static Props Props(CoordinatorSettings settings) => Akka.Actor.Props.Create(() => new CoordinatorActor(settings));
+    public static Props Props(CoordinatorSettings settings, string stateDir) => Akka.Actor.Props.Create(() => new CoordinatorActor(settings, stateDir));
 
-    public CoordinatorActor(CoordinatorSettings settings)
+    public CoordinatorActor(CoordinatorSettings settings, string stateDir)
     {
         _state = CoordinatorState.Initial(settings);
-        _writer = Context.ActorOf(Akka.Actor.Props.Create(() => new ArtifactWriter()), "artifacts");
+        _stateDir = Path.GetFullPath(stateDir);
+        _checkpoints = Context.ActorOf(Akka.Actor.Props.Create(() => new CheckpointActor()), "checkpoints");
 
         Receive<RegisterWorker>(r =>
         {
             _workers[r.WorkerId] = Sender;
             Context.Watch(Sender);
-            Apply(new CoordinatorInput.WorkerUp(new WorkerInfo(r.WorkerId, r.Device, r.DataHost, r.DataPort)));
+            Apply(new CoordinatorInput.WorkerUp(new WorkerInfo(r.WorkerId, r.Device, r.DataHost, r.DataPort), DateTimeOffset.UtcNow));
         });
         Receive<Terminated>(t =>
         {
             foreach (var id in _workers.Where(w => w.Value.Equals(t.ActorRef)).Select(w => w.Key).ToList())
             {
                 _workers.Remove(id);
-                Apply(new CoordinatorInput.WorkerDown(id, "its actor stopped or its node left"));
+                Apply(new CoordinatorInput.WorkerDown(id, "its actor stopped or its node left", DateTimeOffset.UtcNow));
             }
             _watchers.Remove(t.ActorRef);
         });
-        Receive<ClusterEvent.UnreachableMember>(u =>
-        {
-            foreach (var id in _workers.Where(w => w.Value.Path.Address.Equals(u.Member.Address)).Select(w => w.Key).ToList())
-                Apply(new CoordinatorInput.WorkerDown(id, $"node {u.Member.Address} is unreachable"));
-        });
+        Receive<ClusterEvent.UnreachableMember>(u => Lost(u.Member.Address, $"node {u.Member.Address} is unreachable"));
+        Receive<ClusterEvent.MemberRemoved>(m => Lost(m.Member.Address, $"node {m.Member.Address} was removed from the cluster"));
         Receive<ClusterEvent.IMemberEvent>(_ => { });
         Receive<RunProtocol.SubmitRun>(s =>
         {
             if (s.Watch) _watchers.Add(Sender);
-            Apply(new CoordinatorInput.Submit(s.SpecJson, Random.Shared.NextInt64(1, long.MaxValue), DateTimeOffset.UtcNow));
+            Apply(new CoordinatorInput.Submit(s.SpecJson, Random.Shared.NextInt64(1, long.MaxValue / 2), DateTimeOffset.UtcNow));
         });
         Receive<RunProtocol.GetStatus>(_ =>
             Sender.Tell(new RunProtocol.StatusReported(_state.Phase.ToString(), _state.Run?.RunId, _state.Workers.Count,
-                _state.Run?.Step.Iteration ?? 0, _state.LastError)));
-        Receive<ArtifactProtocol.FileChunk>(c => _writer.Forward(c));
-        Receive<ArtifactProtocol.ArtifactsUploaded>(u => _writer.Forward(u));
-        Receive<ArtifactWriter.Done>(d => Apply(new CoordinatorInput.ArtifactsDone(d.Iteration, d.Error)));
-        Receive<CoordinatorInput.TimerFired>(t => Apply(t));
+                _state.Run?.CompletedIterations ?? 0, _state.LastError)));
+        Receive<ArtifactProtocol.FileChunk>(c => _checkpoints.Forward(c));
+        Receive<ArtifactProtocol.ArtifactsUploaded>(u => _checkpoints.Forward(u));
+        Receive<ArtifactProtocol.ArtifactsFailed>(f => Apply(new CoordinatorInput.ArtifactsDone(f.Iteration, $"rank 0 could not upload them: {f.Reason}")));
+        Receive<CheckpointActor.Done>(d => Apply(new CoordinatorInput.ArtifactsDone(d.Iteration, d.Error)));
+        Receive<CoordinatorInput.TimerFired>(t => Apply(t with { Now = DateTimeOffset.UtcNow }));
         Receive<IGanClusterMessage>(m => Apply(new CoordinatorInput.FromWorker(m, DateTimeOffset.UtcNow)));
     }
 
     protected override void PreStart()
     {
         Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.InitialStateAsEvents, typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.UnreachableMember));
-        _log.Info("coordinator started on {0}", Cluster.Get(Context.System).SelfAddress);
+        _log.Info("coordinator started on {0}; run state in {1}", Cluster.Get(Context.System).SelfAddress, _stateDir);
+        var record = ReadRunRecord();
+        if (record is not null) Apply(new CoordinatorInput.Recover(record, Random.Shared.NextInt64(1, long.MaxValue / 2), DateTimeOffset.UtcNow));
     }
 
     protected override void PostStop() => Cluster.Get(Context.System).Unsubscribe(Self);
+
+    void Lost(Address address, string why)
+    {
+        foreach (var id in _workers.Where(w => w.Value.Path.Address.Equals(address)).Select(w => w.Key).ToList())
+        {
+            _workers.Remove(id);
+            Apply(new CoordinatorInput.WorkerDown(id, why, DateTimeOffset.UtcNow));
+        }
+    }
+
+    RunRecord? ReadRunRecord()
+    {
+        var path = Path.Combine(_stateDir, RunFile);
+        if (!File.Exists(path)) return null;
+        try
+        {
+            return JsonSerializer.Deserialize<RunRecord>(File.ReadAllText(path), RunSpec.Json);
+        }
+        catch (JsonException e)
+        {
+            _log.Warning("ignoring {0}: {1}", path, e.Message);
+            return null;
+        }
+    }
 
     void Apply(CoordinatorInput input)
     {
         var (next, effects) = _state.Handle(input);
         _state = next;
+        var followUps = new List<CoordinatorInput>();
         foreach (var effect in effects)
         {
             switch (effect)
@@ -93,10 +127,10 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
                     Timers.StartSingleTimer("phase", new CoordinatorInput.TimerFired(s.Token), s.Delay);
                     break;
                 case Effect.StartOutput o:
-                    _writer.Tell(new ArtifactWriter.Start(o.RunId, o.Output, o.SpecJson, _state.Run?.Spec.Checkpoint.Keep ?? 1));
+                    _checkpoints.Tell(new CheckpointActor.Start(o.RunId, o.Output, o.SpecJson, _state.Run?.Spec.Checkpoint.Keep ?? 1, o.ResumeAt));
                     break;
                 case Effect.AppendMetrics m:
-                    _writer.Tell(new ArtifactWriter.Append(m.Row));
+                    _checkpoints.Tell(new CheckpointActor.Append(m.Row));
                     _log.Info(m.Row.ToConsole(_state.Run?.Spec.Training.Iterations ?? 0));
                     break;
                 case Effect.Log { Warning: true } l:
@@ -108,7 +142,35 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
                 case Effect.Committed c:
                     _log.Debug("committed {0} on ranks {1}", c.Step, string.Join(",", c.Ranks));
                     break;
+                case Effect.PersistRun p:
+                    Directory.CreateDirectory(_stateDir);
+                    var tmp = Path.Combine(_stateDir, RunFile + ".tmp");
+                    File.WriteAllText(tmp, JsonSerializer.Serialize(p.Record with { Output = Path.GetFullPath(p.Record.Output) }, RunSpec.Json));
+                    File.Move(tmp, Path.Combine(_stateDir, RunFile), overwrite: true);
+                    break;
+                case Effect.ForgetRun:
+                    File.Delete(Path.Combine(_stateDir, RunFile));
+                    break;
+                case Effect.FindCheckpoint f:
+                    followUps.Add(FindCheckpoint(f.Output));
+                    break;
             }
         }
+        foreach (var input2 in followUps) Apply(input2);
+    }
+
+    static CoordinatorInput.CheckpointFound FindCheckpoint(string output)
+    {
+        var dir = CheckpointStore.LatestValid(output, out var skipped);
+        CoordinatorCheckpoint? state = null;
+        if (dir is not null)
+        {
+            var json = Path.Combine(dir, "coordinator.json");
+            // A local run's checkpoint has no coordinator.json: its state.json gives the iteration.
+            state = File.Exists(json)
+                ? CoordinatorCheckpoint.FromJson(File.ReadAllText(json))
+                : new CoordinatorCheckpoint("", CheckpointStore.ReadState(dir).Iteration, 0, 1, 0, [], 0);
+        }
+        return new CoordinatorInput.CheckpointFound(dir, state, [.. skipped]);
     }
 }

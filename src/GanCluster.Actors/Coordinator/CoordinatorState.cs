@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Text.Json;
 using GanCluster.Protocol;
 using GanCluster.Training.Output;
 using GanCluster.Training.Spec;
@@ -7,24 +8,47 @@ using static GanCluster.Protocol.WorkerProtocol;
 
 namespace GanCluster.Actors.Coordinator;
 
-/// <summary>The coordinator's explicit states (after Ray Train's controller).</summary>
-public enum RunPhase { Idle, Starting, Running, Saving, Finishing, Failed }
+/// <summary>
+/// The coordinator's explicit states (after Ray Train's controller). Starting: a formation connects its ring.
+/// Recovering: a worker was lost; the update in flight is aborted everywhere. Resuming: the coordinator restarted
+/// and waits for workers to continue the run from its newest valid checkpoint.
+/// </summary>
+public enum RunPhase { Idle, Starting, Running, Saving, Recovering, Resuming, Finishing, Failed }
 
 public sealed record WorkerInfo(string WorkerId, string Device, string DataHost, int DataPort);
 
 /// <summary>Limits the coordinator enforces; typed options on the seed.</summary>
-public sealed record CoordinatorSettings(TimeSpan PrepareTimeout, TimeSpan StepTimeout, int ChecksumEvery);
+public sealed record CoordinatorSettings(TimeSpan PrepareTimeout, TimeSpan StepTimeout, int ChecksumEvery)
+{
+    /// <summary>After a restart, how long to wait for the previous number of workers before resuming with fewer.</summary>
+    public TimeSpan ResumeGrace { get; init; } = TimeSpan.FromSeconds(10);
+}
+
+/// <summary>The coordinator's part of a checkpoint (coordinator.json): what a restarted coordinator needs to go on.</summary>
+public sealed record CoordinatorCheckpoint(string RunId, long Iteration, long SamplesConsumed, int WorldSize, int PerWorkerBatch,
+    DateTimeOffset[] Failures, long SkippedTotal)
+{
+    public string ToJson() => JsonSerializer.Serialize(this, RunSpec.Json);
+    public static CoordinatorCheckpoint? FromJson(string json) => JsonSerializer.Deserialize<CoordinatorCheckpoint>(json, RunSpec.Json);
+}
+
+/// <summary>The run a coordinator is responsible for, kept on disk (Node:StateDir) until it ends.</summary>
+public sealed record RunRecord(string RunId, string Output, string SpecJson);
 
 /// <summary>Inputs: everything that can happen to the coordinator. <c>Now</c> comes from outside to keep Handle pure.</summary>
 public abstract record CoordinatorInput
 {
-    public sealed record WorkerUp(WorkerInfo Worker) : CoordinatorInput;
-    public sealed record WorkerDown(string WorkerId, string Why) : CoordinatorInput;
+    public sealed record WorkerUp(WorkerInfo Worker, DateTimeOffset Now = default) : CoordinatorInput;
+    public sealed record WorkerDown(string WorkerId, string Why, DateTimeOffset Now = default) : CoordinatorInput;
     public sealed record Submit(string SpecJson, long Session, DateTimeOffset Now) : CoordinatorInput;
     public sealed record FromWorker(IGanClusterMessage Message, DateTimeOffset Now) : CoordinatorInput;
     public sealed record ArtifactsDone(long Iteration, string? Error) : CoordinatorInput;
     /// <summary>A timer set by <see cref="Effect.Schedule"/> fired; ignored unless it is still the current one.</summary>
-    public sealed record TimerFired(long Token) : CoordinatorInput;
+    public sealed record TimerFired(long Token, DateTimeOffset Now = default) : CoordinatorInput;
+    /// <summary>The coordinator (re)started and found a run it had not finished.</summary>
+    public sealed record Recover(RunRecord Record, long Session, DateTimeOffset Now) : CoordinatorInput;
+    /// <summary>Answer to <see cref="Effect.FindCheckpoint"/>: the newest valid checkpoint, and the ones skipped (with why).</summary>
+    public sealed record CheckpointFound(string? Path, CoordinatorCheckpoint? State, string[] Skipped) : CoordinatorInput;
 }
 
 /// <summary>What the actor must do for a decision.</summary>
@@ -36,12 +60,19 @@ public abstract record Effect
     /// <summary>To the clients watching the run.</summary>
     public sealed record Publish(IGanClusterMessage Message) : Effect;
     public sealed record Schedule(long Token, TimeSpan Delay) : Effect;
-    public sealed record StartOutput(string RunId, string Output, string SpecJson) : Effect;
+    /// <summary>Open the run's outputs; with <paramref name="ResumeAt"/>, metrics rows after that iteration are dropped (they are trained again).</summary>
+    public sealed record StartOutput(string RunId, string Output, string SpecJson, long? ResumeAt = null) : Effect;
     public sealed record AppendMetrics(MetricsRow Row) : Effect;
     /// <summary>An entry of the coordinator's event log.</summary>
     public sealed record Log(string Text, bool Warning = false) : Effect;
     /// <summary>The update was committed (applied) on these ranks.</summary>
     public sealed record Committed(StepKey Step, int[] Ranks) : Effect;
+    /// <summary>Keep the run on disk so that a restarted coordinator resumes it.</summary>
+    public sealed record PersistRun(RunRecord Record) : Effect;
+    /// <summary>The run has ended: nothing to resume.</summary>
+    public sealed record ForgetRun(string RunId) : Effect;
+    /// <summary>Look for the newest valid checkpoint under the output; answer with <see cref="CoordinatorInput.CheckpointFound"/>.</summary>
+    public sealed record FindCheckpoint(string Output) : Effect;
 }
 
 /// <summary>The run being driven.</summary>
@@ -64,6 +95,32 @@ public sealed record ActiveRun(
 {
     public int WorldSize => Ranks.Length;
     public string Output => Spec.ResolvedOutput;
+    /// <summary>The current formation's name; every message of it carries this.</summary>
+    public long Session { get; init; }
+    /// <summary>The last update applied on every worker (null: none yet). A new formation continues after it.</summary>
+    public StepKey? Committed { get; init; }
+    /// <summary>Real samples drawn by committed-or-reduced D updates, over all ranks: a new formation's data position.</summary>
+    public long SamplesConsumed { get; init; }
+    /// <summary>Each worker's batch in batchMode per-worker (the global batch over the first world size).</summary>
+    public int PerWorkerBatch { get; init; }
+    /// <summary>When workers were lost or failed (the retry budget counts those of the last hour).</summary>
+    public ImmutableList<DateTimeOffset> Failures { get; init; } = [];
+    /// <summary>Workers that asked to leave; they are released at the next iteration boundary.</summary>
+    public ImmutableHashSet<string> Leaving { get; init; } = [];
+    /// <summary>Answers to <see cref="AbortStep"/> while recovering, by worker.</summary>
+    public ImmutableDictionary<string, StepAborted> Aborted { get; init; } = ImmutableDictionary<string, StepAborted>.Empty;
+    /// <summary>Workers asked to abort and not yet answered (while recovering).</summary>
+    public ImmutableHashSet<string> AbortPending { get; init; } = [];
+    /// <summary>The checkpoint a formation's rank 0 loads (after a coordinator restart or when no replica holds the state).</summary>
+    public string? ResumeCheckpoint { get; init; }
+    /// <summary>The world size recorded in the checkpoint being resumed: how many workers to wait for.</summary>
+    public int ExpectedWorkers { get; init; }
+    public long SkippedTotal { get; init; }
+    /// <summary>Resuming: the newest valid checkpoint has been looked for (and <see cref="ResumeCheckpoint"/> set if found).</summary>
+    public bool Located { get; init; }
+    /// <summary>When the save in progress was asked for (to report how long it held training up).</summary>
+    public DateTimeOffset SaveStartedAt { get; init; }
+    public long CompletedIterations => Committed is { Phase: StepPhase.Generator } c ? c.Iteration + 1 : Committed?.Iteration ?? 0;
 }
 
 /// <summary>
@@ -71,6 +128,12 @@ public sealed record ActiveRun(
 /// Algorithm 1 cluster-wide: every worker computes and all-reduces the same update, and only when all have reduced
 /// it is committed (applied) everywhere, piggy-backed on the next update. No G update starts before the k D updates of
 /// its iteration are committed on every worker; replies for any other update are rejected and logged.
+/// <para>
+/// Membership changes never restart the survivors. A lost worker aborts the update in flight (no replica applies a
+/// partial average) and the survivors re-form a ring without it; a joining or leaving worker is taken in or let go at
+/// the next iteration boundary. Every new formation gets rank 0's full state (weights, BatchNorm statistics, optimizer
+/// states), so all replicas start it identical.
+/// </para>
 /// </summary>
 public sealed record CoordinatorState(
     RunPhase Phase,
@@ -88,36 +151,52 @@ public sealed record CoordinatorState(
         var fx = new List<Effect>();
         var next = input switch
         {
-            CoordinatorInput.WorkerUp up => OnWorkerUp(up.Worker, fx),
+            CoordinatorInput.WorkerUp up => OnWorkerUp(up.Worker, up.Now, fx),
             CoordinatorInput.WorkerDown down => OnWorkerDown(down, fx),
             CoordinatorInput.Submit submit => OnSubmit(submit, fx),
             CoordinatorInput.FromWorker w => OnWorkerMessage(w.Message, w.Now, fx),
             CoordinatorInput.ArtifactsDone a => OnArtifacts(a, fx),
-            CoordinatorInput.TimerFired t => OnTimer(t.Token, fx),
+            CoordinatorInput.TimerFired t => OnTimer(t.Token, t.Now, fx),
+            CoordinatorInput.Recover r => OnRecover(r, fx),
+            CoordinatorInput.CheckpointFound c => OnCheckpointFound(c, fx),
             _ => this,
         };
         return (next, fx);
     }
 
-    public bool Busy => Phase is RunPhase.Starting or RunPhase.Running or RunPhase.Saving or RunPhase.Finishing;
+    public bool Busy => Phase is RunPhase.Starting or RunPhase.Running or RunPhase.Saving or RunPhase.Recovering or RunPhase.Resuming or RunPhase.Finishing;
 
-    CoordinatorState OnWorkerUp(WorkerInfo w, List<Effect> fx)
+    // ---------------------------------------------------------------- membership
+
+    CoordinatorState OnWorkerUp(WorkerInfo w, DateTimeOffset now, List<Effect> fx)
     {
         fx.Add(new Effect.Respond(new WorkerRegistered(w.WorkerId)));
         if (Workers.TryGetValue(w.WorkerId, out var known) && known == w) return this;
-        fx.Add(new Effect.Log($"worker {w.WorkerId} registered ({w.Device}, data plane {w.DataHost}:{w.DataPort}); {Workers.Count + 1} worker(s)"));
-        return this with { Workers = Workers.SetItem(w.WorkerId, w) };
+        var s = this with { Workers = Workers.SetItem(w.WorkerId, w) };
+        var joining = Busy && !Run!.Ranks.Contains(w.WorkerId);
+        fx.Add(new Effect.Log($"worker {w.WorkerId} registered ({w.Device}, data plane {w.DataHost}:{w.DataPort}); {s.Workers.Count} worker(s)" +
+                              (joining && Phase is RunPhase.Running or RunPhase.Saving ? $"; it joins run {Run!.RunId} at the next iteration boundary" : "")));
+        if (Phase == RunPhase.Resuming && s.Run!.Located && s.Workers.Count >= s.Run.ExpectedWorkers)
+            return s.FormAfterWait(now, fx);
+        return s;
     }
 
     CoordinatorState OnWorkerDown(CoordinatorInput.WorkerDown down, List<Effect> fx)
     {
         if (!Workers.ContainsKey(down.WorkerId)) return this;
         var s = this with { Workers = Workers.Remove(down.WorkerId) };
-        fx.Add(new Effect.Log($"worker {down.WorkerId} left: {down.Why}", Warning: true));
-        if (s.Busy && Run!.Ranks.Contains(down.WorkerId))
-            return s.Fail($"worker {down.WorkerId} (rank {Run.Ranks.IndexOf(down.WorkerId)}) was lost during {Phase} at {Run.Step}: {down.Why}", fx);
-        return s;
+        var run = Run;
+        var inRun = s.Busy && run!.Ranks.Contains(down.WorkerId);
+        var graceful = run is not null && run.Leaving.Contains(down.WorkerId);
+        fx.Add(new Effect.Log($"worker {down.WorkerId} left: {down.Why}", Warning: inRun && !graceful));
+        if (!inRun) return s;
+        var rank = run!.Ranks.IndexOf(down.WorkerId);
+        return Phase == RunPhase.Recovering
+            ? s.AbortAnswered(down.WorkerId, null, fx)
+            : s.Recover($"worker {down.WorkerId} (rank {rank}) was lost during {Phase} at {run.Step}: {down.Why}", counted: !graceful, down.Now, fx);
     }
+
+    // ---------------------------------------------------------------- submit
 
     CoordinatorState OnSubmit(CoordinatorInput.Submit submit, List<Effect> fx)
     {
@@ -143,64 +222,142 @@ public sealed record CoordinatorState(
             return this;
         }
 
-        // Ranks in a stable order; at most one sample per worker and step.
-        var ranks = Workers.Keys.OrderBy(k => k, StringComparer.Ordinal).Take(spec.Training.BatchSize).ToImmutableArray();
-        var batches = SplitBatch(spec.Training.BatchSize, ranks.Length);
+        // At most one sample per worker and step.
+        var world = Math.Min(Workers.Count, spec.Training.BatchSize);
         var runId = $"{spec.Name}-{submit.Now:yyyyMMdd-HHmmss}";
-        var peers = ranks.Select((id, r) => new PeerAddress(r, Workers[id].DataHost, Workers[id].DataPort)).ToArray();
-        var run = new ActiveRun(runId, spec, submit.SpecJson, ranks, [.. batches], GanScheduleKeys.First,
-            Enumerable.Range(0, ranks.Length).ToImmutableHashSet(), ImmutableDictionary<int, StepReduced>.Empty,
-            ImmutableDictionary<int, string>.Empty, false, submit.Now, submit.Now, 0);
-
-        fx.Add(new Effect.Respond(new RunProtocol.SubmitAck(runId, ranks.Length, spec.ResolvedOutput)));
-        fx.Add(new Effect.StartOutput(runId, spec.ResolvedOutput, submit.SpecJson));
+        var run = NewRun(runId, spec, submit.SpecJson, submit.Now) with
+        {
+            Session = submit.Session,
+            PerWorkerBatch = Math.Max(1, spec.Training.BatchSize / world),
+            ExpectedWorkers = world,
+        };
+        var batches = BatchesFor(run, world);
+        fx.Add(new Effect.Respond(new RunProtocol.SubmitAck(runId, world, spec.ResolvedOutput)));
+        fx.Add(new Effect.PersistRun(new RunRecord(runId, spec.ResolvedOutput, submit.SpecJson)));
         fx.Add(new Effect.Log($"run {runId}: {spec.Model.Kind} on {spec.Dataset.Kind}, k={spec.Training.K}, {spec.Training.Iterations} iterations, " +
-                              $"global batch {spec.Training.BatchSize} over {ranks.Length} worker(s) [{string.Join(", ", batches)}], seed {spec.Training.Seed}"));
-        for (var r = 0; r < ranks.Length; r++)
-            fx.Add(new Effect.ToWorker(ranks[r], new PrepareRun(runId, submit.SpecJson, r, ranks.Length, batches, submit.Session, peers, Settings.ChecksumEvery)));
-        var s = this with { Phase = RunPhase.Starting, Run = run, LastError = null };
-        return s.Arm(Settings.PrepareTimeout, fx);
+                              $"global batch {batches.Sum()} over {world} worker(s) [{string.Join(", ", batches)}], seed {spec.Training.Seed}"));
+        // Like a local run, a run whose output folder holds a valid checkpoint goes on from it.
+        return (this with { Phase = RunPhase.Resuming, Run = run, LastError = null }).FindCheckpoint(fx);
     }
+
+    static ActiveRun NewRun(string runId, RunSpec spec, string specJson, DateTimeOffset now) =>
+        new(runId, spec, specJson, [], [], GanScheduleKeys.First, [], ImmutableDictionary<int, StepReduced>.Empty,
+            ImmutableDictionary<int, string>.Empty, false, now, now, 0);
 
     /// <summary>Global batch B over W workers: B/W each, the remainder to the lowest ranks.</summary>
     public static int[] SplitBatch(int batch, int workers) =>
         Enumerable.Range(0, workers).Select(r => batch / workers + (r < batch % workers ? 1 : 0)).ToArray();
+
+    /// <summary>Per-worker batches for a world of <paramref name="workers"/>, by <c>training.batchMode</c>.</summary>
+    public static int[] BatchesFor(ActiveRun run, int workers) =>
+        run.Spec.Training.BatchMode == "per-worker"
+            ? Enumerable.Repeat(run.PerWorkerBatch, workers).ToArray()
+            : SplitBatch(run.Spec.Training.BatchSize, workers);
+
+    // ---------------------------------------------------------------- forming a ring
+
+    /// <summary>Sends every member its rank, shard and the formation's starting point; waits for all to be ready.</summary>
+    CoordinatorState Form(ImmutableArray<string> ranks, ResumeFrom? resume, DateTimeOffset now, List<Effect> fx)
+    {
+        var run = Run!;
+        var session = resume is null ? run.Session : run.Session + 1;
+        var batches = BatchesFor(run, ranks.Length);
+        var peers = ranks.Select((id, r) => new PeerAddress(r, Workers[id].DataHost, Workers[id].DataPort)).ToArray();
+        for (var r = 0; r < ranks.Length; r++)
+            fx.Add(new Effect.ToWorker(ranks[r], new PrepareRun(run.RunId, run.SpecJson, r, ranks.Length, batches, session, peers, Settings.ChecksumEvery, resume)));
+        if (resume is not null)
+            fx.Add(new Effect.Log($"run {run.RunId}: re-forming with {ranks.Length} worker(s) [{string.Join(", ", ranks)}], batches [{string.Join(", ", batches)}], " +
+                                  $"after {resume.Position?.ToString() ?? "the start"}" + (resume.Checkpoint is null ? "; state from rank 0's replica" : $"; state from {resume.Checkpoint}")));
+        var next = run with
+        {
+            Ranks = ranks,
+            LocalBatches = [.. batches],
+            Session = session,
+            Pending = Enumerable.Range(0, ranks.Length).ToImmutableHashSet(),
+            Replies = ImmutableDictionary<int, StepReduced>.Empty,
+            Aborted = ImmutableDictionary<string, StepAborted>.Empty,
+            AbortPending = [],
+            Committed = resume?.Position ?? run.Committed,
+        };
+        return (this with { Phase = RunPhase.Starting, Run = next }).Arm(Settings.PrepareTimeout, fx);
+    }
+
+    /// <summary>Members of the next formation: holders of the current state first (rank 0 broadcasts it), then the rest.</summary>
+    ImmutableArray<string> NextMembers(IEnumerable<string> stateHolders)
+    {
+        var run = Run!;
+        var eligible = Workers.Keys.Where(id => !run.Leaving.Contains(id)).ToHashSet();
+        var holders = stateHolders.Where(eligible.Contains).ToList();
+        var others = eligible.Except(holders).OrderBy(k => k, StringComparer.Ordinal);
+        return [.. holders.Concat(others).Take(run.Spec.Training.BatchSize)];
+    }
+
+    bool MembershipChanged(ActiveRun run) =>
+        run.Ranks.Any(run.Leaving.Contains) || Workers.Keys.Any(id => !run.Ranks.Contains(id) && !run.Leaving.Contains(id));
+
+    // ---------------------------------------------------------------- worker messages
 
     CoordinatorState OnWorkerMessage(IGanClusterMessage message, DateTimeOffset now, List<Effect> fx)
     {
         var run = Run;
         switch (message)
         {
-            case RunPrepared p when Phase == RunPhase.Starting && p.RunId == run!.RunId && run.Pending.Contains(p.Rank):
+            case RunPrepared p when Phase == RunPhase.Starting && Current(p.RunId, p.Session) && run!.Pending.Contains(p.Rank):
             {
                 var pending = run.Pending.Remove(p.Rank);
-                var s = this with { Run = run with { Pending = pending } };
+                var s = WithRun(run with { Pending = pending });
                 if (!pending.IsEmpty) return s;
-                fx.Add(new Effect.Log($"run {run.RunId}: all {run.WorldSize} worker(s) ready; training"));
-                return s.Execute(GanScheduleKeys.First, commit: null, now, fx) with { Phase = RunPhase.Running };
+                fx.Add(new Effect.Log($"run {run.RunId}: all {run.WorldSize} worker(s) ready; training from {(run.Committed is null ? "the start" : $"after {run.Committed}")}"));
+                return s.Continue(now, fx);
             }
-            case PrepareFailed f when Phase == RunPhase.Starting && f.RunId == run!.RunId:
+            case PrepareFailed f when Phase == RunPhase.Starting && Current(f.RunId, f.Session):
                 return Fail($"worker {f.WorkerId} (rank {f.Rank}) could not prepare the run: {f.Reason}", fx);
 
-            case StepReduced r when Phase == RunPhase.Running && r.RunId == run!.RunId && r.Step == run.Step && run.Pending.Contains(r.Rank):
+            case StepReduced r when Phase == RunPhase.Running && Current(r.RunId, r.Session) && r.Step == run!.Step && run.Pending.Contains(r.Rank):
             {
-                var s = this with { Run = run with { Pending = run.Pending.Remove(r.Rank), Replies = run.Replies.SetItem(r.Rank, r) } };
+                var s = WithRun(run with { Pending = run.Pending.Remove(r.Rank), Replies = run.Replies.SetItem(r.Rank, r) });
                 return s.Run!.Pending.IsEmpty ? s.OnStepReduced(now, fx) : s;
             }
-            case StepFailed f when Busy && f.RunId == run!.RunId && f.Step == run.Step:
-                var who = f.Rank >= 0 && f.Rank < run.WorldSize ? $"worker {run.Ranks[f.Rank]} (rank {f.Rank})" : "a worker";
-                return Fail($"{who} failed {f.Step}: {f.Reason}", fx);
+            case StepFailed f when Phase is RunPhase.Starting or RunPhase.Running or RunPhase.Saving or RunPhase.Finishing && Current(f.RunId, f.Session):
+                var who = f.Rank >= 0 && f.Rank < run!.WorldSize ? $"worker {run.Ranks[f.Rank]} (rank {f.Rank})" : "a worker";
+                return Recover($"{who} failed {f.Step}: {f.Reason}", counted: true, now, fx);
+            case StepFailed when Phase == RunPhase.Recovering:
+                return this;   // the ring broke under the others too: already being handled
 
-            case RunFinishedOnWorker w when Phase == RunPhase.Finishing && w.RunId == run!.RunId && run.Pending.Contains(w.Rank):
+            case StepAborted a when Phase == RunPhase.Recovering && Current(a.RunId, a.Session) && run!.AbortPending.Contains(a.WorkerId):
+                return AbortAnswered(a.WorkerId, a, fx);
+
+            case ArtifactsSnapshotted a when Phase == RunPhase.Saving && Current(a.RunId, a.Session) && a.Iteration == run!.CompletedIterations:
             {
-                var s = this with { Run = run with { Pending = run.Pending.Remove(w.Rank), FinalChecksums = run.FinalChecksums.SetItem(w.Rank, w.Checksum) } };
+                var held = (now - run.SaveStartedAt).TotalMilliseconds;
+                fx.Add(new Effect.Log(FormattableString.Invariant(
+                    $"run {run.RunId}: outputs of iteration {a.Iteration} snapshotted; training held up {held:F0} ms (snapshot {a.StallMs:F0} ms), written in the background")));
+                return (this with { Phase = RunPhase.Running }).Continue(now, fx);
+            }
+
+            case RunFinishedOnWorker w when Phase == RunPhase.Finishing && Current(w.RunId, w.Session) && run!.Pending.Contains(w.Rank):
+            {
+                var s = WithRun(run with { Pending = run.Pending.Remove(w.Rank), FinalChecksums = run.FinalChecksums.SetItem(w.Rank, w.Checksum) });
                 return s.TryComplete(fx);
+            }
+
+            case LeaveRun l:
+            {
+                if (run is null || !Busy || !run.Ranks.Contains(l.WorkerId))
+                {
+                    fx.Add(new Effect.Respond(new LeaveAccepted(l.WorkerId)));
+                    return this;
+                }
+                fx.Add(new Effect.Log($"worker {l.WorkerId} asked to leave run {run.RunId}; it is released at the next iteration boundary"));
+                return WithRun(run with { Leaving = run.Leaving.Add(l.WorkerId) });
             }
             default:
                 fx.Add(new Effect.Log($"rejected {Describe(message)}: not expected in {Phase}" + (run is null ? "" : $" at {run.RunId} {run.Step}"), Warning: true));
                 return this;
         }
     }
+
+    bool Current(string runId, long session) => Run is { } r && r.RunId == runId && r.Session == session;
 
     CoordinatorState OnStepReduced(DateTimeOffset now, List<Effect> fx)
     {
@@ -213,20 +370,20 @@ public sealed record CoordinatorState(
             return Fail($"replicas diverged at {step}: parameter checksums " + string.Join(", ", checksums.OrderBy(c => c.Rank).Select(c => $"rank {c.Rank}={c.Item2[..12]}")), fx);
 
         // NaN guard: every rank holds the same average, so one verdict; the commit then skips it everywhere.
-        var s = this;
         if (run.Replies.Values.Any(r => r.NonFinite))
         {
             var consecutive = run.ConsecutiveSkips + 1;
             fx.Add(new Effect.Log($"run {run.RunId}: {step} has non-finite gradients; skipped on every worker ({consecutive} in a row)", Warning: true));
             if (consecutive >= t.MaxNonFiniteSkips)
                 return Fail($"diverged: {consecutive} consecutive updates with non-finite gradients (last {step}); the last good checkpoint is kept", fx);
-            s = s with { Run = run with { ConsecutiveSkips = consecutive, SkippedInWindow = run.SkippedInWindow + 1 } };
+            run = run with { ConsecutiveSkips = consecutive, SkippedInWindow = run.SkippedInWindow + 1, SkippedTotal = run.SkippedTotal + 1 };
         }
         else if (run.ConsecutiveSkips > 0)
         {
-            s = s with { Run = run with { ConsecutiveSkips = 0 } };
+            run = run with { ConsecutiveSkips = 0 };
         }
-        run = s.Run!;
+        if (step.Phase == StepPhase.Discriminator) run = run with { SamplesConsumed = run.SamplesConsumed + run.LocalBatches.Sum() };
+
         var stats = run.Replies.Values.Where(r => r.Stats is not null).ToList();
         if (stats.Count > 0)
         {
@@ -234,37 +391,248 @@ public sealed record CoordinatorState(
             var iteration = step.Iteration + 1;
             var seconds = Math.Max((now - run.WindowStartedAt).TotalSeconds, 1e-9);
             var row = new MetricsRow(iteration, W(x => x.LossD), W(x => x.LossG), W(x => x.DReal), W(x => x.DFake),
-                (iteration - run.WindowStartIteration) * t.BatchSize / seconds, (now - run.StartedAt).TotalSeconds, run.SkippedInWindow);
+                (iteration - run.WindowStartIteration) * run.LocalBatches.Sum() / seconds, (now - run.StartedAt).TotalSeconds, run.SkippedInWindow);
             fx.Add(new Effect.AppendMetrics(row));
             fx.Add(new Effect.Publish(new RunProtocol.ProgressReported(run.RunId, row.Iteration, t.Iterations, row.LossD, row.LossG, row.DReal, row.DFake,
                 row.ImagesPerSecond, row.ElapsedSeconds)));
-            s = s with { Run = run with { WindowStartedAt = now, WindowStartIteration = iteration, SkippedInWindow = 0 } };
+            run = run with { WindowStartedAt = now, WindowStartIteration = iteration, SkippedInWindow = 0 };
         }
-        s = s with { Run = s.Run! with { Replies = ImmutableDictionary<int, StepReduced>.Empty } };
+        var s = WithRun(run with { Replies = ImmutableDictionary<int, StepReduced>.Empty });
 
-        if (step.Phase == StepPhase.Generator)
-        {
-            var done = step.Iteration + 1;
-            if (done == t.Iterations)
-            {
-                fx.Add(new Effect.Committed(step, AllRanks(run)));
-                foreach (var (id, r) in run.Ranks.Select((id, r) => (id, r)))
-                    fx.Add(new Effect.ToWorker(id, new FinishRun(run.RunId, step, run.Output)));
-                fx.Add(new Effect.Log($"run {run.RunId}: {done} iterations done; finishing"));
-                return (s with { Phase = RunPhase.Finishing, Run = s.Run! with { Pending = AllRanks(run).ToImmutableHashSet() } }).Arm(Settings.StepTimeout, fx);
-            }
-            var sampleEvery = t.SampleEvery > 0 ? t.SampleEvery : run.Spec.Checkpoint.Every;
-            var checkpoint = done % run.Spec.Checkpoint.Every == 0;
-            if (checkpoint || done % sampleEvery == 0)
-            {
-                fx.Add(new Effect.Committed(step, AllRanks(run)));
-                foreach (var id in run.Ranks)
-                    fx.Add(new Effect.ToWorker(id, new SaveArtifacts(run.RunId, done, checkpoint, step)));
-                return (s with { Phase = RunPhase.Saving }).Arm(Settings.StepTimeout, fx);
-            }
-        }
+        if (step.Phase != StepPhase.Generator)
+            return s.Execute(GanScheduleKeys.Next(step, t.K), commit: step, now, fx);
+
+        // An iteration boundary: finish, save, or take workers in and out.
+        var done = step.Iteration + 1;
+        if (done == t.Iterations) return s.Finish(commit: step, fx);
+        var sampleEvery = t.SampleEvery > 0 ? t.SampleEvery : run.Spec.Checkpoint.Every;
+        var checkpoint = done % run.Spec.Checkpoint.Every == 0;
+        if (checkpoint || done % sampleEvery == 0) return s.Save(done, checkpoint, commit: step, now, fx);
+        if (s.MembershipChanged(run)) return s.Reform(commit: step, now, fx);
         return s.Execute(GanScheduleKeys.Next(step, t.K), commit: step, now, fx);
     }
+
+    /// <summary>After a formation is ready or a save is snapshotted: the next update, a re-form, or the end.</summary>
+    CoordinatorState Continue(DateTimeOffset now, List<Effect> fx)
+    {
+        var run = Run!;
+        var t = run.Spec.Training;
+        if (run.CompletedIterations >= t.Iterations) return Finish(commit: null, fx);
+        if (run.Committed is { Phase: StepPhase.Generator } && MembershipChanged(run)) return Reform(commit: null, now, fx);
+        var next = run.Committed is null ? GanScheduleKeys.First : GanScheduleKeys.Next(run.Committed, t.K);
+        return Execute(next, commit: null, now, fx);
+    }
+
+    /// <summary>A re-form at an iteration boundary (a join or a graceful leave): every member holds the same state.</summary>
+    CoordinatorState Reform(StepKey? commit, DateTimeOffset now, List<Effect> fx)
+    {
+        var run = Run!;
+        if (commit is not null) fx.Add(new Effect.Committed(commit, AllRanks(run)));
+        var position = commit ?? run.Committed;
+        var s = ReleaseLeavers(fx);
+        var members = s.NextMembers(run.Ranks);
+        if (members.IsEmpty) return s.WaitForWorkers(now, fx);
+        return s.Form(members, new ResumeFrom(position, ApplyPosition: commit is not null, run.SamplesConsumed, Checkpoint: null), now, fx);
+    }
+
+    /// <summary>Lets leaving workers go: they are no longer part of the run, so their departure is not a failure.</summary>
+    CoordinatorState ReleaseLeavers(List<Effect> fx)
+    {
+        var run = Run!;
+        foreach (var id in run.Leaving)
+        {
+            fx.Add(new Effect.ToWorker(id, new StopRun(run.RunId, "left the run")));
+            fx.Add(new Effect.ToWorker(id, new LeaveAccepted(id)));
+            fx.Add(new Effect.Log($"worker {id} released from run {run.RunId}"));
+        }
+        return this with { Workers = Workers.RemoveRange(run.Leaving), Run = run with { Leaving = [] } };
+    }
+
+    CoordinatorState Save(long done, bool checkpoint, StepKey? commit, DateTimeOffset now, List<Effect> fx)
+    {
+        var run = Run!;
+        if (commit is not null) fx.Add(new Effect.Committed(commit, AllRanks(run)));
+        run = run with { Committed = commit ?? run.Committed, SaveStartedAt = now };
+        var json = CheckpointJson(run);
+        foreach (var id in run.Ranks)
+            fx.Add(new Effect.ToWorker(id, new SaveArtifacts(run.RunId, run.Session, done, checkpoint, commit, json)));
+        return (this with { Phase = RunPhase.Saving, Run = run }).Arm(Settings.StepTimeout, fx);
+    }
+
+    CoordinatorState Finish(StepKey? commit, List<Effect> fx)
+    {
+        var run = Run!;
+        if (commit is not null) fx.Add(new Effect.Committed(commit, AllRanks(run)));
+        run = run with { Committed = commit ?? run.Committed, FinalChecksums = ImmutableDictionary<int, string>.Empty, Pending = AllRanks(run).ToImmutableHashSet() };
+        var json = CheckpointJson(run);
+        foreach (var id in run.Ranks)
+            fx.Add(new Effect.ToWorker(id, new FinishRun(run.RunId, run.Session, commit, run.Output, json)));
+        fx.Add(new Effect.Log($"run {run.RunId}: {run.Spec.Training.Iterations} iterations done; finishing"));
+        return (this with { Phase = RunPhase.Finishing, Run = run }).Arm(Settings.StepTimeout, fx);
+    }
+
+    static string CheckpointJson(ActiveRun run) =>
+        new CoordinatorCheckpoint(run.RunId, run.CompletedIterations, run.SamplesConsumed, run.WorldSize, run.PerWorkerBatch,
+            [.. run.Failures], run.SkippedTotal).ToJson();
+
+    // ---------------------------------------------------------------- failures
+
+    /// <summary>
+    /// A worker was lost or a step failed: abort the update in flight on every remaining worker (nobody applies it), then
+    /// re-form without the lost ones and go on from the last committed update. Counted against the retry budget.
+    /// </summary>
+    CoordinatorState Recover(string reason, bool counted, DateTimeOffset now, List<Effect> fx)
+    {
+        var run = Run!;
+        if (Phase == RunPhase.Resuming) return this;
+        if (counted)
+        {
+            var failures = run.Failures.Add(now).RemoveAll(f => f < now - TimeSpan.FromHours(1));
+            run = run with { Failures = failures };
+            if (failures.Count > run.Spec.Training.MaxFailuresPerHour)
+                return WithRun(run).Fail($"{reason}; the retry budget is spent ({failures.Count} failures within an hour, training.maxFailuresPerHour = " +
+                                         $"{run.Spec.Training.MaxFailuresPerHour})", fx);
+        }
+        if (Phase == RunPhase.Finishing && run.FinalChecksums.Count > 0 && run.Pending.Count == 0)
+            return WithRun(run);   // the end is only waiting for the final files
+        fx.Add(new Effect.Log($"run {run.RunId}: {reason}; aborting {run.Step} everywhere and re-forming from {(run.Committed?.ToString() ?? "the start")}",
+            Warning: true));
+        var session = run.Session + 1;
+        var ask = run.Ranks.Where(Workers.ContainsKey).ToImmutableHashSet();
+        foreach (var id in ask) fx.Add(new Effect.ToWorker(id, new AbortStep(run.RunId, session)));
+        var s = this with
+        {
+            Phase = RunPhase.Recovering,
+            Run = run with { Session = session, AbortPending = ask, Aborted = ImmutableDictionary<string, StepAborted>.Empty, Pending = [] },
+        };
+        return s.AbortPending.IsEmpty ? s.FinishRecovery(now, fx) : s.Arm(Settings.StepTimeout, fx);
+    }
+
+    ImmutableHashSet<string> AbortPending => Run!.AbortPending;
+
+    CoordinatorState AbortAnswered(string workerId, StepAborted? answer, List<Effect> fx)
+    {
+        var run = Run!;
+        var s = WithRun(run with
+        {
+            AbortPending = run.AbortPending.Remove(workerId),
+            Aborted = answer is null ? run.Aborted : run.Aborted.SetItem(workerId, answer),
+        });
+        return s.AbortPending.IsEmpty ? s.FinishRecovery(DateTimeOffset.MinValue, fx) : s;
+    }
+
+    CoordinatorState FinishRecovery(DateTimeOffset now, List<Effect> fx)
+    {
+        var run = Run!;
+        // Workers that did not answer are dropped; if they are alive, their next registration makes them joiners.
+        var silent = run.AbortPending;
+        foreach (var id in silent) fx.Add(new Effect.Log($"worker {id} did not answer the abort within {Settings.StepTimeout.TotalSeconds:F0} s; dropped", Warning: true));
+        var s = this with { Workers = Workers.RemoveRange(silent) };
+        s = s.ReleaseLeavers(fx);
+        run = s.Run!;
+        // Rank 0 must hold exactly the last committed update: it gives its state to all the others.
+        var holders = run.Ranks.Where(id => run.Aborted.TryGetValue(id, out var a) && a.HasReplica && a.LastApplied == run.Committed).ToList();
+        var members = s.NextMembers(holders);
+        if (members.IsEmpty) return s.WaitForWorkers(now, fx);
+        if (holders.Count == 0 && run.Committed is not null)
+        {
+            fx.Add(new Effect.Log($"run {run.RunId}: no surviving replica holds {run.Committed}; resuming from the newest checkpoint", Warning: true));
+            return (s with { Phase = RunPhase.Resuming, Run = run with { ExpectedWorkers = members.Length } }).FindCheckpoint(fx);
+        }
+        return s.Form(members, new ResumeFrom(run.Committed, ApplyPosition: false, run.SamplesConsumed, Checkpoint: null), now, fx);
+    }
+
+    /// <summary>No worker is left: the state in memory is gone, so the run goes on from its newest checkpoint once workers come.</summary>
+    CoordinatorState WaitForWorkers(DateTimeOffset now, List<Effect> fx)
+    {
+        var run = Run!;
+        fx.Add(new Effect.Log($"run {run.RunId}: no workers left; it resumes from the newest checkpoint when workers join", Warning: true));
+        return (this with { Phase = RunPhase.Resuming, Run = run with { ExpectedWorkers = 1 } }).FindCheckpoint(fx);
+    }
+
+    CoordinatorState FindCheckpoint(List<Effect> fx)
+    {
+        fx.Add(new Effect.FindCheckpoint(Run!.Output));
+        return this with { TimerToken = TimerToken + 1, Run = Run with { Located = false } };
+    }
+
+    // ---------------------------------------------------------------- a restarted coordinator
+
+    CoordinatorState OnRecover(CoordinatorInput.Recover r, List<Effect> fx)
+    {
+        if (Busy) return this;
+        RunSpec spec;
+        try
+        {
+            spec = RunSpecValidator.Parse(r.Record.SpecJson, $"run {r.Record.RunId}", checkPaths: false);
+        }
+        catch (InvalidRunSpecException e)
+        {
+            fx.Add(new Effect.Log($"run {r.Record.RunId} cannot be resumed: its spec is invalid ({string.Join("; ", e.Errors)})", Warning: true));
+            fx.Add(new Effect.ForgetRun(r.Record.RunId));
+            return this;
+        }
+        fx.Add(new Effect.Log($"run {r.Record.RunId} was not finished when the coordinator stopped; resuming it from its newest valid checkpoint"));
+        var run = NewRun(r.Record.RunId, spec, r.Record.SpecJson, r.Now) with { Session = r.Session, ExpectedWorkers = 1 };
+        return (this with { Phase = RunPhase.Resuming, Run = run, LastError = null }).FindCheckpoint(fx);
+    }
+
+    CoordinatorState OnCheckpointFound(CoordinatorInput.CheckpointFound c, List<Effect> fx)
+    {
+        if (Phase != RunPhase.Resuming) return this;
+        var run = Run!;
+        foreach (var skipped in c.Skipped) fx.Add(new Effect.Log($"skipping checkpoint {skipped}; using an older one", Warning: true));
+        ActiveRun next;
+        long resumeAt;
+        if (c.Path is null || c.State is null)
+        {
+            fx.Add(new Effect.Log($"run {run.RunId}: no checkpoint under {run.Output}; training from iteration 0"));
+            next = run with { Committed = null, SamplesConsumed = 0, ResumeCheckpoint = null };
+            resumeAt = 0;
+        }
+        else
+        {
+            var st = c.State;
+            fx.Add(new Effect.Log($"run {run.RunId}: resuming from {c.Path} (iteration {st.Iteration}); waiting for {st.WorldSize} worker(s), at most {Settings.ResumeGrace.TotalSeconds:F0} s"));
+            next = run with
+            {
+                Committed = st.Iteration == 0 ? null : new StepKey(st.Iteration - 1, StepPhase.Generator, 0),
+                SamplesConsumed = st.SamplesConsumed,
+                PerWorkerBatch = st.PerWorkerBatch,
+                Failures = [.. st.Failures],
+                SkippedTotal = st.SkippedTotal,
+                ResumeCheckpoint = c.Path,
+                ExpectedWorkers = Math.Max(1, st.WorldSize),
+                WindowStartIteration = st.Iteration,
+            };
+            resumeAt = st.Iteration;
+        }
+        fx.Add(new Effect.StartOutput(run.RunId, run.Output, run.SpecJson, resumeAt));
+        var s = WithRun(next with { Ranks = [], Pending = [], Located = true });
+        if (s.Workers.Count >= next.ExpectedWorkers) return s.FormAfterWait(DateTimeOffset.MinValue, fx);
+        return s.Arm(Settings.ResumeGrace, fx);
+    }
+
+    /// <summary>Resuming: form with the registered workers; rank 0 loads the checkpoint (or a fresh start without one).</summary>
+    CoordinatorState FormAfterWait(DateTimeOffset now, List<Effect> fx)
+    {
+        if (!Run!.Leaving.IsEmpty) return ReleaseLeavers(fx).FormAfterWait(now, fx);
+        var run = Run!;
+        var members = NextMembers([]);
+        if (members.IsEmpty)
+        {
+            fx.Add(new Effect.Log($"run {run.RunId}: waiting for workers to resume"));
+            return Arm(Settings.ResumeGrace, fx);
+        }
+        if (run.Spec.Training.BatchMode == "per-worker" && run.PerWorkerBatch <= 0)
+            run = run with { PerWorkerBatch = Math.Max(1, run.Spec.Training.BatchSize / members.Length) };
+        var s = WithRun(run with { Session = run.Session + 1 });
+        if (run.ResumeCheckpoint is null && run.Committed is null)
+            return s.Form(members, resume: null, now, fx);
+        return s.Form(members, new ResumeFrom(run.Committed, ApplyPosition: false, run.SamplesConsumed, run.ResumeCheckpoint), now, fx);
+    }
+
+    // ---------------------------------------------------------------- outputs and the end
 
     CoordinatorState OnArtifacts(CoordinatorInput.ArtifactsDone a, List<Effect> fx)
     {
@@ -272,13 +640,9 @@ public sealed record CoordinatorState(
         if (run is null) return this;
         if (a.Error is not null)
             return Busy ? Fail($"saving the outputs of iteration {a.Iteration} failed: {a.Error}", fx) : this;
-        if (Phase == RunPhase.Saving && a.Iteration == run.Step.Iteration + 1)
-        {
-            fx.Add(new Effect.Log($"run {run.RunId}: outputs of iteration {a.Iteration} saved under {run.Output}"));
-            return (this with { Phase = RunPhase.Running }).Execute(GanScheduleKeys.Next(run.Step, run.Spec.Training.K), commit: null, DateTimeOffset.MinValue, fx);
-        }
+        fx.Add(new Effect.Log($"run {run.RunId}: outputs of iteration {a.Iteration} written under {run.Output}"));
         if (Phase == RunPhase.Finishing && a.Iteration == run.Spec.Training.Iterations)
-            return (this with { Run = run with { FinalArtifactsSaved = true } }).TryComplete(fx);
+            return WithRun(run with { FinalArtifactsSaved = true }).TryComplete(fx);
         return this;
     }
 
@@ -289,25 +653,39 @@ public sealed record CoordinatorState(
         var distinct = run.FinalChecksums.Values.Distinct().ToList();
         if (distinct.Count != 1)
             return Fail("replicas diverged at the end: final checksums " + string.Join(", ", run.FinalChecksums.OrderBy(c => c.Key).Select(c => $"rank {c.Key}={c.Value[..12]}")), fx);
-        foreach (var id in run.Ranks) fx.Add(new Effect.ToWorker(id, new StopRun(run.RunId, "completed")));
-        var message = $"{run.Spec.Training.Iterations} iterations on {run.WorldSize} worker(s); final parameter checksum {distinct[0]}";
+        foreach (var id in run.Ranks.Where(Workers.ContainsKey)) fx.Add(new Effect.ToWorker(id, new StopRun(run.RunId, "completed")));
+        var s = ReleaseLeavers(fx);
+        var failures = run.Failures.Count == 0 ? "" : $"; {run.Failures.Count} worker failure(s) recovered";
+        var message = $"{run.Spec.Training.Iterations} iterations on {run.WorldSize} worker(s); final parameter checksum {distinct[0]}{failures}";
         fx.Add(new Effect.Log($"run {run.RunId} completed: {message}"));
         fx.Add(new Effect.Publish(new RunProtocol.RunEnded(run.RunId, "completed", message, run.Output, distinct[0])));
-        return this with { Phase = RunPhase.Idle, TimerToken = TimerToken + 1 };
+        fx.Add(new Effect.ForgetRun(run.RunId));
+        return s with { Phase = RunPhase.Idle, TimerToken = TimerToken + 1 };
     }
 
-    CoordinatorState OnTimer(long token, List<Effect> fx)
+    CoordinatorState OnTimer(long token, DateTimeOffset now, List<Effect> fx)
     {
         if (token != TimerToken || !Busy) return this;
         var run = Run!;
-        var missing = string.Join(", ", run.Pending.OrderBy(r => r).Select(r => $"{run.Ranks[r]} (rank {r})"));
-        return Phase switch
+        var missing = string.Join(", ", run.Pending.OrderBy(r => r).Where(r => r < run.WorldSize).Select(r => $"{run.Ranks[r]} (rank {r})"));
+        var limit = Settings.StepTimeout.TotalSeconds;
+        switch (Phase)
         {
-            RunPhase.Starting => Fail($"worker(s) {missing} did not get ready within {Settings.PrepareTimeout.TotalSeconds:F0} s", fx),
-            RunPhase.Saving => Fail($"saving the outputs after {run.Step} did not finish within {Settings.StepTimeout.TotalSeconds:F0} s", fx),
-            RunPhase.Finishing when run.Pending.IsEmpty => Fail($"the final outputs were not saved within {Settings.StepTimeout.TotalSeconds:F0} s", fx),
-            _ => Fail($"worker(s) {missing} did not complete {run.Step} within {Settings.StepTimeout.TotalSeconds:F0} s", fx),
-        };
+            case RunPhase.Starting:
+                return Recover($"worker(s) {missing} did not get ready within {Settings.PrepareTimeout.TotalSeconds:F0} s", counted: true, now, fx);
+            case RunPhase.Saving:
+                return Recover($"saving the outputs after {run.Committed} did not finish within {limit:F0} s", counted: true, now, fx);
+            case RunPhase.Recovering:
+                return FinishRecovery(now, fx);
+            case RunPhase.Resuming:
+                return FormAfterWait(now, fx);
+            case RunPhase.Finishing when run.Pending.IsEmpty:
+                return Fail($"the final outputs were not saved within {limit:F0} s", fx);
+            case RunPhase.Finishing:
+                return Recover($"worker(s) {missing} did not finish within {limit:F0} s", counted: true, now, fx);
+            default:
+                return Recover($"worker(s) {missing} did not complete {run.Step} within {limit:F0} s", counted: true, now, fx);
+        }
     }
 
     /// <summary>Send one update to every worker, committing the previous one.</summary>
@@ -322,13 +700,18 @@ public sealed record CoordinatorState(
                              && step.Iteration > 0 && step.Iteration % Settings.ChecksumEvery == 0;
         if (commit is not null) fx.Add(new Effect.Committed(commit, AllRanks(run)));
         foreach (var id in run.Ranks)
-            fx.Add(new Effect.ToWorker(id, new ExecuteStep(run.RunId, step, commit, reportStats, reportChecksum)));
+            fx.Add(new Effect.ToWorker(id, new ExecuteStep(run.RunId, run.Session, step, commit, reportStats, reportChecksum)));
         var started = run.StartedAt;
         var window = run.WindowStartedAt;
         if (step == GanScheduleKeys.First && now != DateTimeOffset.MinValue) (started, window) = (now, now);
         var s = this with
         {
-            Run = run with { Step = step, Pending = AllRanks(run).ToImmutableHashSet(), StartedAt = started, WindowStartedAt = window },
+            Phase = RunPhase.Running,
+            Run = run with
+            {
+                Step = step, Pending = AllRanks(run).ToImmutableHashSet(), StartedAt = started, WindowStartedAt = window,
+                Committed = commit ?? run.Committed,
+            },
         };
         return s.Arm(Settings.StepTimeout, fx);
     }
@@ -340,7 +723,9 @@ public sealed record CoordinatorState(
         if (run is not null)
         {
             foreach (var id in run.Ranks.Where(Workers.ContainsKey)) fx.Add(new Effect.ToWorker(id, new StopRun(run.RunId, reason)));
+            foreach (var id in run.Leaving) fx.Add(new Effect.ToWorker(id, new LeaveAccepted(id)));
             fx.Add(new Effect.Publish(new RunProtocol.RunEnded(run.RunId, "failed", reason, run.Output, null)));
+            fx.Add(new Effect.ForgetRun(run.RunId));
         }
         return this with { Phase = RunPhase.Failed, LastError = reason, TimerToken = TimerToken + 1 };
     }
@@ -352,6 +737,8 @@ public sealed record CoordinatorState(
         return this with { TimerToken = token };
     }
 
+    CoordinatorState WithRun(ActiveRun run) => this with { Run = run };
+
     static int[] AllRanks(ActiveRun run) => Enumerable.Range(0, run.WorldSize).ToArray();
 
     static string Describe(IGanClusterMessage m) => m switch
@@ -360,6 +747,7 @@ public sealed record CoordinatorState(
         StepFailed f => $"StepFailed {f.RunId} {f.Step} from rank {f.Rank}",
         RunPrepared p => $"RunPrepared {p.RunId} from rank {p.Rank}",
         RunFinishedOnWorker w => $"RunFinishedOnWorker {w.RunId} from rank {w.Rank}",
+        StepAborted a => $"StepAborted {a.RunId} from {a.WorkerId}",
         _ => m.GetType().Name,
     };
 }

@@ -28,6 +28,9 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         """;
 
     sealed record RegisterTick;
+    /// <summary>From coordinated shutdown (SIGTERM): leave the run cleanly, then answer <see cref="LeaveDone"/>.</summary>
+    public sealed record LeaveGracefully;
+    public sealed record LeaveDone;
 
     readonly ILoggingAdapter _log = Context.GetLogger();
     readonly WorkerSettings _settings;
@@ -36,6 +39,9 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
     RingListener? _listener;
     WorkerSession? _session;
     string? _runId;
+    long _formation;
+    Task? _upload;                 // rank 0's save in flight to the seed; at most one
+    IActorRef? _leaveRequester;
 
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -53,6 +59,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         Receive<WorkerRegistered>(_ => { });
         Receive<PrepareRun>(OnPrepare);
         Receive<ExecuteStep>(OnExecute);
+        Receive<AbortStep>(OnAbort);
         Receive<SaveArtifacts>(OnSave);
         Receive<FinishRun>(OnFinish);
         Receive<StopRun>(s =>
@@ -61,6 +68,25 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             _log.Info("run {0} stopped: {1}", s.RunId, s.Reason);
             EndSession();
         });
+        Receive<LeaveGracefully>(_ =>
+        {
+            Timers.Cancel("register");   // no more heartbeats: they would make us a joiner again
+            if (_session is null)
+            {
+                Sender.Tell(new LeaveDone());
+                return;
+            }
+            _log.Info("shutting down: asking to leave run {0} at the next iteration boundary", _runId);
+            _leaveRequester = Sender;
+            _coordinator.Tell(new LeaveRun(_settings.WorkerId));
+        });
+        Receive<LeaveAccepted>(_ =>
+        {
+            _log.Info("left the run; shutting down");
+            EndSession();
+            _leaveRequester?.Tell(new LeaveDone());
+            _leaveRequester = null;
+        });
     }
 
     protected override void PreStart()
@@ -68,38 +94,70 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         _listener = RingListener.Start(IPAddress.Parse(_settings.DataBind));
         _log.Info("worker {0} on {1}; data plane {2}:{3}", _settings.WorkerId, _device, _settings.DataHost, _listener.Port);
         Timers.StartPeriodicTimer("register", new RegisterTick(), TimeSpan.Zero, TimeSpan.FromSeconds(2));
+
+        // SIGTERM / scale-down: leave the run at an iteration boundary before the node leaves the cluster.
+        var self = Self;
+        var wait = _settings.RingTimeout + TimeSpan.FromSeconds(30);
+        CoordinatedShutdown.Get(Context.System).AddTask(CoordinatedShutdown.PhaseBeforeClusterShutdown, "leave-run-" + Self.Path.Name, async () =>
+        {
+            try { await self.Ask<LeaveDone>(new LeaveGracefully(), wait); }
+            catch (Exception e) when (e is AskTimeoutException or TaskCanceledException) { }
+            return Akka.Done.Instance;
+        });
     }
 
     protected override void PostStop()
     {
         EndSession();
+        // A save still uploading is waited for (bounded): nothing written on rank 0 is thrown away at shutdown.
+        try { _upload?.Wait(_settings.UploadTimeout); } catch (AggregateException) { }
         _listener?.Dispose();
     }
 
     void OnPrepare(PrepareRun p)
     {
-        EndSession();
+        RunSpec spec;
         try
         {
-            var spec = RunSpecValidator.Parse(p.SpecJson, $"run {p.RunId}");
-            var peers = p.Peers.Select(x => new RingPeer(x.Rank, x.Host, x.Port)).ToList();
-            var ring = RingAllReduce.Connect(_listener!, p.Session, p.Rank, peers, _settings.RingTimeout, log: m => _log.Warning("data plane: {0}", m));
-            _session = new WorkerSession(spec, p.Rank, p.WorldSize, p.LocalBatches[p.Rank], _device, new RingReduce(ring));
-            _runId = p.RunId;
-            _log.Info("run {0}: rank {1} of {2}, local batch {3}, {4} samples", p.RunId, p.Rank, p.WorldSize, p.LocalBatches[p.Rank], _session.DatasetSize);
-            Sender.Tell(new RunPrepared(p.RunId, p.Rank, _settings.WorkerId, _session.DatasetSize));
+            spec = RunSpecValidator.Parse(p.SpecJson, $"run {p.RunId}");
+            // A survivor keeps its replica (re-form); a fresh run, another run or a worker without one builds it.
+            if (p.Resume is null || _session is null || _session.RunId != p.RunId)
+            {
+                EndSession();
+                _session = new WorkerSession(p.RunId, spec, _device);
+            }
         }
         catch (Exception e)
         {
             _log.Error(e, "run {0}: could not prepare", p.RunId);
             EndSession();
-            Sender.Tell(new PrepareFailed(p.RunId, p.Rank, _settings.WorkerId, e.Message));
+            Sender.Tell(new PrepareFailed(p.RunId, p.Session, p.Rank, _settings.WorkerId, e.Message));
+            return;
+        }
+        var s = _session;
+        _runId = p.RunId;
+        _formation = p.Session;
+        try
+        {
+            var peers = p.Peers.Select(x => new RingPeer(x.Rank, x.Host, x.Port)).ToList();
+            var ring = RingAllReduce.Connect(_listener!, p.Session, p.Rank, peers, _settings.RingTimeout, log: m => _log.Warning("data plane: {0}", m));
+            s.Form(p.Rank, p.WorldSize, p.LocalBatches[p.Rank], new RingReduce(ring), p.Resume);
+            _log.Info("run {0}: rank {1} of {2}, local batch {3}, {4} samples{5}", p.RunId, p.Rank, p.WorldSize, p.LocalBatches[p.Rank], s.DatasetSize,
+                p.Resume is null ? "" : $", from {p.Resume.Position?.ToString() ?? "the start"}" + (p.Resume.Checkpoint is null || p.Rank != 0 ? "" : $" ({p.Resume.Checkpoint})"));
+            Sender.Tell(new RunPrepared(p.RunId, p.Session, p.Rank, _settings.WorkerId, s.DatasetSize));
+        }
+        catch (Exception e)
+        {
+            // The ring could not form (a peer died meanwhile, say): the coordinator re-forms without it.
+            _log.Error(e, "run {0}: forming rank {1} failed", p.RunId, p.Rank);
+            s.Abort();
+            Sender.Tell(new StepFailed(p.RunId, p.Session, p.Resume?.Position ?? new StepKey(0, StepPhase.Discriminator, 0), p.Rank, e.Message));
         }
     }
 
     void OnExecute(ExecuteStep e)
     {
-        if (!Current(e.RunId, e.Step)) return;
+        if (!Current(e.RunId, e.Session, e.Step)) return;
         var s = _session!;
         try
         {
@@ -112,93 +170,123 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
                 var w = s.Replica.TakeStats();
                 stats = new WindowStats(w.LossD, w.LossG, w.DReal, w.DFake, w.GSteps);
             }
-            Sender.Tell(new StepReduced(e.RunId, e.Step, s.Rank, s.LocalBatch, stats, checksum, NonFinite: !finite));
+            Sender.Tell(new StepReduced(e.RunId, e.Session, e.Step, s.Rank, s.LocalBatch, stats, checksum, NonFinite: !finite));
         }
         catch (Exception ex)
         {
-            Fail(e.RunId, e.Step, ex);
+            Fail(e.RunId, e.Session, e.Step, ex);
         }
+    }
+
+    void OnAbort(AbortStep a)
+    {
+        var has = a.RunId == _runId && _session is not null;
+        if (has)
+        {
+            _session!.Abort();
+            _formation = a.Session;
+            _log.Warning("run {0}: update in flight aborted; this replica holds {1}", a.RunId, _session.LastCommitted?.ToString() ?? "no update yet");
+        }
+        Sender.Tell(new StepAborted(a.RunId, a.Session, _settings.WorkerId, has, has ? _session!.LastCommitted : null));
     }
 
     void OnSave(SaveArtifacts a)
     {
-        if (!Current(a.RunId, a.Commit)) return;
+        var step = a.Commit ?? new StepKey(a.Iteration - 1, StepPhase.Generator, 0);
+        if (!Current(a.RunId, a.Session, step)) return;
         var s = _session!;
         try
         {
-            s.Commit(a.Commit);
+            if (a.Commit is not null) s.Commit(a.Commit);
             s.SyncBuffers();
-            if (s.Rank == 0) Upload(s, a.RunId, a.Iteration, a.Checkpoint, Sender);
+            if (s.Rank != 0) return;
+            var stall = Snapshot(s, a.RunId, a.Iteration, a.Checkpoint, a.CoordinatorJson, Sender);
+            Sender.Tell(new ArtifactsSnapshotted(a.RunId, a.Session, a.Iteration, stall.TotalMilliseconds));
         }
         catch (Exception ex)
         {
-            Fail(a.RunId, a.Commit, ex);
+            Fail(a.RunId, a.Session, step, ex);
         }
     }
 
     void OnFinish(FinishRun f)
     {
-        if (!Current(f.RunId, f.Commit)) return;
+        var step = f.Commit ?? new StepKey(_session?.Spec.Training.Iterations - 1 ?? 0, StepPhase.Generator, 0);
+        if (!Current(f.RunId, f.Session, step)) return;
         var s = _session!;
         try
         {
-            s.Commit(f.Commit);
+            if (f.Commit is not null) s.Commit(f.Commit);
             s.SyncBuffers();
             var checksum = s.Checksum(withBuffers: true);
             _log.Info("run {0}: rank {1} final parameter checksum {2}", f.RunId, s.Rank, checksum);
-            if (s.Rank == 0) Upload(s, f.RunId, f.Commit.Iteration + 1, checkpoint: true, Sender);
-            Sender.Tell(new RunFinishedOnWorker(f.RunId, s.Rank, checksum));
+            if (s.Rank == 0) Snapshot(s, f.RunId, s.Spec.Training.Iterations, checkpoint: true, f.CoordinatorJson, Sender);
+            Sender.Tell(new RunFinishedOnWorker(f.RunId, f.Session, s.Rank, checksum));
         }
         catch (Exception ex)
         {
-            Fail(f.RunId, f.Commit, ex);
+            Fail(f.RunId, f.Session, step, ex);
         }
     }
 
-    /// <summary>Writes samples (and a checkpoint) locally, then streams them to the seed in acknowledged chunks.</summary>
-    void Upload(WorkerSession s, string runId, long iteration, bool checkpoint, IActorRef coordinator)
+    /// <summary>
+    /// Serializes samples (and a checkpoint) in memory, then streams them to the seed in acknowledged chunks on a pool
+    /// thread while training goes on. A new save first waits for the previous upload, so a slow link slows training
+    /// rather than piling snapshots up in memory. Returns how long training was held up.
+    /// </summary>
+    TimeSpan Snapshot(WorkerSession s, string runId, long iteration, bool checkpoint, string coordinatorJson, IActorRef coordinator)
     {
-        var folder = Path.Combine(Path.GetTempPath(), $"gancluster-upload-{_settings.WorkerId}-{Guid.NewGuid():N}");
-        try
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        try { _upload?.Wait(); } catch (AggregateException) { }   // its failure was already reported to the coordinator
+        var bundle = s.Snapshot(iteration, checkpoint, coordinatorJson);
+        var stall = clock.Elapsed;
+        var timeout = _settings.UploadTimeout;
+        var log = _log;
+        _upload = Task.Run(async () =>
         {
-            var files = s.WriteArtifacts(folder, iteration, checkpoint);
-            var buffer = new byte[ChunkBytes];
-            foreach (var rel in files)
+            try
             {
-                using var fs = File.OpenRead(Path.Combine(folder, rel));
-                long offset = 0;
-                do
+                foreach (var (rel, bytes) in bundle.Files)
                 {
-                    var n = fs.Read(buffer, 0, buffer.Length);
-                    var last = fs.Position == fs.Length;
-                    // Blocking here is fine: this thread is the worker's own, and the run waits for these files anyway.
-                    coordinator.Ask<ChunkAck>(new FileChunk(runId, iteration, rel, offset, buffer[..n], last), _settings.UploadTimeout)
-                        .GetAwaiter().GetResult();
-                    offset += n;
-                } while (fs.Position < fs.Length);
+                    var offset = 0;
+                    do
+                    {
+                        var n = Math.Min(ChunkBytes, bytes.Length - offset);
+                        var last = offset + n == bytes.Length;
+                        await coordinator.Ask<ChunkAck>(new FileChunk(runId, iteration, rel, offset, bytes[offset..(offset + n)], last), timeout);
+                        offset += n;
+                    } while (offset < bytes.Length);
+                }
+                coordinator.Tell(new ArtifactsUploaded(runId, iteration, bundle.Files.Select(f => f.Path).ToArray(), checkpoint));
             }
-            coordinator.Tell(new ArtifactsUploaded(runId, iteration, files.ToArray(), checkpoint));
-        }
-        finally
-        {
-            try { Directory.Delete(folder, true); } catch (IOException) { }
-        }
+            catch (Exception e)
+            {
+                log.Error(e, "run {0}: uploading the outputs of iteration {1} failed", runId, iteration);
+                coordinator.Tell(new ArtifactsFailed(runId, iteration, e.Message));
+            }
+        });
+        log.Info("run {0}: outputs of iteration {1} snapshotted in {2:F0} ms; uploading in the background", runId, iteration, stall.TotalMilliseconds);
+        return stall;
     }
 
-    bool Current(string runId, StepKey step)
+    bool Current(string runId, long session, StepKey step)
     {
-        if (runId == _runId && _session is not null) return true;
-        _log.Warning("rejected {0} for run {1}: this worker is on run {2}", step, runId, _runId ?? "(none)");
-        Sender.Tell(new StepFailed(runId, step, -1, $"worker {_settings.WorkerId} is not part of run {runId}"));
+        if (runId == _runId && session == _formation && _session is not null) return true;
+        _log.Warning("rejected {0} for run {1} (formation {2}): this worker is on run {3} (formation {4})", step, runId, session, _runId ?? "(none)", _formation);
+        Sender.Tell(new StepFailed(runId, session, step, -1, $"worker {_settings.WorkerId} is not part of run {runId} formation {session}"));
         return false;
     }
 
-    void Fail(string runId, StepKey step, Exception ex)
+    /// <summary>
+    /// A step failed here (often: the ring broke because a peer died). The replica is kept: it holds the last committed
+    /// update unless the failure hit while applying, and the coordinator only takes a state from a replica that says so.
+    /// </summary>
+    void Fail(string runId, long session, StepKey step, Exception ex)
     {
         _log.Error(ex, "run {0}: {1} failed", runId, step);
         var rank = _session?.Rank ?? -1;
-        Sender.Tell(new StepFailed(runId, step, rank, ex.Message));
-        EndSession();
+        _session?.Abort();
+        Sender.Tell(new StepFailed(runId, session, step, rank, ex.Message));
     }
 
     void EndSession()

@@ -7,6 +7,7 @@ using GanCluster.Training.Spec;
 using GanCluster.Training.Training;
 using TorchSharp;
 using static TorchSharp.torch;
+using static GanCluster.Protocol.WorkerProtocol;
 
 namespace GanCluster.Actors.Worker;
 
@@ -17,48 +18,94 @@ public interface IAllReduce : IDisposable
     double WeightedMean(Span<float> data, double weight);
 }
 
+/// <summary>One save of rank 0, held in memory until uploaded: paths relative to the run's output folder.</summary>
+public sealed record ArtifactBundle(long Iteration, bool Checkpoint, IReadOnlyList<(string Path, byte[] Bytes)> Files);
+
 /// <summary>
 /// One worker's part of a run, without actors: its replica, its shard, the pending (reduced, not yet applied) update.
-/// Every call runs on the worker's own thread.
+/// A session outlives formations: when workers join or leave, <see cref="Form"/> gives it a new rank, shard and ring
+/// while it keeps its replica. Every call runs on the worker's own thread.
 /// </summary>
 public sealed class WorkerSession : IDisposable
 {
-    readonly IAllReduce _reduce;
+    IAllReduce? _reduce;
     readonly SampleSet _data;
-    readonly BatchCursor _cursor;
+    BatchCursor _cursor = null!;
     readonly FlatBuffer _buffers;   // BatchNorm running statistics, averaged before saving
     StepKey? _pending;
     bool _pendingFinite;
 
-    public WorkerSession(RunSpec spec, int rank, int worldSize, int localBatch, Device device, IAllReduce reduce)
+    /// <summary>Loads the data and builds the replica; <see cref="Form"/> then joins it to a ring.</summary>
+    public WorkerSession(string runId, RunSpec spec, Device device)
     {
+        RunId = runId;
         Spec = spec;
-        Rank = rank;
-        LocalBatch = localBatch;
         Device = device;
-        _reduce = reduce;
-        var t = spec.Training;
-
-        var loaded = RunData.Load(spec.Dataset, t.Seed);
+        var loaded = RunData.Load(spec.Dataset, spec.Training.Seed);
         _data = device.type == DeviceType.CUDA ? loaded.To(device) : loaded;
         if (!ReferenceEquals(_data, loaded)) loaded.Dispose();
-        _cursor = new BatchCursor(new ShardSampler(_data.Count, rank, worldSize, t.Seed));
-
-        // Each rank draws its own noise; the union over ranks is the global batch's noise.
-        Replica = new GanReplica(spec, device, noiseSeed: t.Seed + 1_000_003L * rank);
+        Replica = new GanReplica(spec, device, noiseSeed: spec.Training.Seed);
         _buffers = new FlatBuffer(Replica.G.buffers().Concat(Replica.D.buffers()).Where(b => b.is_floating_point()), device);
-        BroadcastWeightsFromRankZero();
     }
 
+    /// <summary>A session of a fresh run at <paramref name="rank"/> (the one-formation case).</summary>
+    public WorkerSession(RunSpec spec, int rank, int worldSize, int localBatch, Device device, IAllReduce reduce)
+        : this("run", spec, device) => Form(rank, worldSize, localBatch, reduce, resume: null);
+
+    public string RunId { get; }
     public RunSpec Spec { get; }
-    public int Rank { get; }
-    public int LocalBatch { get; }
+    public int Rank { get; private set; }
+    public int WorldSize { get; private set; }
+    public int LocalBatch { get; private set; }
     public Device Device { get; }
     public GanReplica Replica { get; }
     public int DatasetSize => _data.Count;
     public BatchCursor Cursor => _cursor;
     /// <summary>Updates applied, in order (the worker's own event log).</summary>
     public List<StepKey> Applied { get; } = [];
+    /// <summary>The last update applied or skipped here (null: none yet); after <see cref="Form"/>, the formation's position.</summary>
+    public StepKey? LastCommitted { get; private set; }
+
+    /// <summary>
+    /// Joins a formation: a new rank, world size, batch, shard position and ring. A fresh run (<paramref name="resume"/>
+    /// null) takes rank 0's initial weights. Otherwise pending work is applied (<see cref="ResumeFrom.ApplyPosition"/>)
+    /// or dropped, rank 0 loads the checkpoint if one is named, and rank 0's whole state goes to every rank.
+    /// </summary>
+    public void Form(int rank, int worldSize, int localBatch, IAllReduce reduce, ResumeFrom? resume)
+    {
+        if (resume is { ApplyPosition: true } && _pending is not null && _pending == resume.Position) Commit(resume.Position);
+        _pending = null;
+        _reduce?.Dispose();
+        _reduce = reduce;
+        (Rank, WorldSize, LocalBatch) = (rank, worldSize, localBatch);
+        var t = Spec.Training;
+        var sampler = new ShardSampler(_data.Count, rank, worldSize, t.Seed);
+        // Each rank draws its own noise; the union over ranks is the global batch's noise.
+        var noiseSeed = t.Seed + 1_000_003L * rank;
+        if (resume is null)
+        {
+            _cursor = new BatchCursor(sampler);
+            Replica.ReseedNoise(noiseSeed);
+            BroadcastWeightsFromRankZero();
+            LastCommitted = null;
+            return;
+        }
+
+        // The data position of the whole cluster, re-dealt over this world: exact when the world has not changed.
+        var epochSamples = (long)sampler.ShardSize * worldSize;
+        _cursor = new BatchCursor(sampler, resume.SamplesConsumed / epochSamples, (int)(resume.SamplesConsumed % epochSamples / worldSize));
+        if (resume.Checkpoint is not null && rank == 0)
+        {
+            var problem = CheckpointStore.Verify(resume.Checkpoint);
+            if (problem is not null) throw new InvalidDataException($"checkpoint {resume.Checkpoint}: {problem}");
+            CheckpointStore.Restore(resume.Checkpoint, Replica, CheckpointStore.ReadState(resume.Checkpoint));
+        }
+        var blob = BroadcastBytes(rank == 0 ? Replica.SaveState() : null);
+        if (rank != 0) Replica.LoadState(blob);
+        var position = resume.Position is null ? 0 : resume.Position.Iteration * 2 + (resume.Position.Phase == StepPhase.Generator ? 1 : 0);
+        Replica.ReseedNoise(DeterministicRandom.Mix(noiseSeed, position));
+        LastCommitted = resume.Position;
+    }
 
     /// <summary>Rank 0's weights everywhere: a weighted mean with weight 1 on rank 0 and 0 elsewhere.</summary>
     void BroadcastWeightsFromRankZero()
@@ -68,9 +115,35 @@ public sealed class WorkerSession : IDisposable
         foreach (var f in new[] { g, d })
         {
             f.GatherValues();
-            _reduce.WeightedMean(f.Span, Rank == 0 ? 1 : 0);
+            _reduce!.WeightedMean(f.Span, Rank == 0 ? 1 : 0);
             f.ScatterValues();
         }
+    }
+
+    /// <summary>
+    /// Rank 0's bytes on every rank, through the same weighted mean (weight 1 on rank 0, 0 elsewhere): two bytes per
+    /// float as integers below 2^16, which float sums carry exactly. Twice the bytes of a raw copy; used only when forming.
+    /// </summary>
+    byte[] BroadcastBytes(byte[]? data)
+    {
+        var weight = Rank == 0 ? 1 : 0;
+        var n = data?.Length ?? 0;
+        var header = new float[] { n & 0xFFFF, n >>> 16 };
+        _reduce!.WeightedMean(header, weight);
+        n = (int)header[0] | ((int)header[1] << 16);
+        var packed = new float[(n + 1) / 2];
+        if (data is not null)
+            for (var i = 0; i < n; i += 2) packed[i / 2] = data[i] | (i + 1 < n ? data[i + 1] << 8 : 0);
+        _reduce.WeightedMean(packed, weight);
+        if (data is not null) return data;
+        var bytes = new byte[n];
+        for (var i = 0; i < n; i += 2)
+        {
+            var v = (int)packed[i / 2];
+            bytes[i] = (byte)v;
+            if (i + 1 < n) bytes[i + 1] = (byte)(v >> 8);
+        }
+        return bytes;
     }
 
     /// <summary>Applies the pending update, which must be <paramref name="commit"/>.</summary>
@@ -82,6 +155,7 @@ public sealed class WorkerSession : IDisposable
         if (!_pendingFinite)
         {
             Skipped.Add(commit);   // NaN guard: the same decision on every replica, since all hold the same average
+            LastCommitted = commit;
             return;
         }
         Replica.SetIteration(commit.Iteration);
@@ -96,6 +170,7 @@ public sealed class WorkerSession : IDisposable
             Replica.ApplyGenerator();
         }
         Applied.Add(commit);
+        LastCommitted = commit;
     }
 
     /// <summary>Updates skipped because their averaged gradients were not finite.</summary>
@@ -123,21 +198,26 @@ public sealed class WorkerSession : IDisposable
             grads = Replica.GGrads;
         }
         grads.GatherGrads();
-        _reduce.WeightedMean(grads.Span, LocalBatch);
+        _reduce!.WeightedMean(grads.Span, LocalBatch);
         _pending = step;
         _pendingFinite = grads.AllFinite();
         return _pendingFinite;
     }
 
-    /// <summary>Drops a reduced update that will never be committed.</summary>
-    public void Drop() => _pending = null;
+    /// <summary>Drops a reduced update that will never be committed, and the ring (a new formation brings its own).</summary>
+    public void Abort()
+    {
+        _pending = null;
+        _reduce?.Dispose();
+        _reduce = null;
+    }
 
     /// <summary>BatchNorm running statistics averaged over replicas, so every replica saves and samples the same model.</summary>
     public void SyncBuffers()
     {
         if (_buffers.Length == 0) return;
         _buffers.GatherValues();
-        _reduce.WeightedMean(_buffers.Span, 1);
+        _reduce!.WeightedMean(_buffers.Span, 1);
         _buffers.ScatterValues();
     }
 
@@ -159,17 +239,33 @@ public sealed class WorkerSession : IDisposable
         return Convert.ToHexString(sha.GetHashAndReset()).ToLowerInvariant();
     }
 
-    /// <summary>Writes samples (and a checkpoint) of the current model under <paramref name="folder"/>; returns relative paths.</summary>
-    public IReadOnlyList<string> WriteArtifacts(string folder, long iteration, bool checkpoint)
+    /// <summary>
+    /// Samples (and a checkpoint holding <paramref name="coordinatorJson"/>) of the current model, serialized in memory:
+    /// the only part of a save that training waits for. Paths are relative to the run's output folder.
+    /// </summary>
+    public ArtifactBundle Snapshot(long iteration, bool checkpoint, string coordinatorJson)
     {
-        using var fixedNoise = RunArtifacts.FixedNoise(Replica, Spec.Training.Seed);
-        var files = RunArtifacts.WriteSamples(Replica, fixedNoise, folder, iteration).Files.ToList();
+        var files = new List<(string, byte[])>();
+        var tmp = Path.Combine(Path.GetTempPath(), $"gancluster-samples-{Guid.NewGuid():N}");
+        try
+        {
+            using var fixedNoise = RunArtifacts.FixedNoise(Replica, Spec.Training.Seed);
+            foreach (var rel in RunArtifacts.WriteSamples(Replica, fixedNoise, tmp, iteration).Files)
+                files.Add((rel, File.ReadAllBytes(Path.Combine(tmp, rel))));
+        }
+        finally
+        {
+            try { Directory.Delete(tmp, true); } catch (IOException) { }
+        }
         if (checkpoint)
         {
-            var dir = RunArtifacts.SaveCheckpoint(folder, Replica, iteration, _cursor, keep: 1);
-            files.AddRange(Directory.GetFiles(dir).Select(f => Path.GetRelativePath(folder, f).Replace('\\', '/')));
+            var extra = new Dictionary<string, byte[]> { ["coordinator.json"] = System.Text.Encoding.UTF8.GetBytes(coordinatorJson) };
+            var snap = CheckpointStore.Snapshot(Replica, RunArtifacts.StateOf(Replica, iteration, _cursor), extra);
+            var folder = "checkpoints/" + Path.GetFileName(CheckpointStore.PathOf("", iteration));
+            foreach (var (name, bytes) in snap.Files) files.Add(($"{folder}/{name}", bytes));
+            files.Add(($"{folder}/manifest.json", CheckpointStore.Manifest(snap)));
         }
-        return files;
+        return new ArtifactBundle(iteration, checkpoint, files);
     }
 
     public void Dispose()
@@ -177,6 +273,6 @@ public sealed class WorkerSession : IDisposable
         _buffers.Dispose();
         Replica.Dispose();
         _data.Dispose();
-        _reduce.Dispose();
+        _reduce?.Dispose();
     }
 }

@@ -47,7 +47,8 @@ public static class CheckpointStore
     /// Everything a checkpoint holds, serialized to memory: the only part training has to wait for. Weights and optimizer
     /// states are copied out of the (device) tensors here, so training may change them as soon as this returns.
     /// </summary>
-    public static CheckpointSnapshot Snapshot(GanReplica replica, CheckpointState state)
+    /// <param name="extra">More files for the checkpoint (a cluster adds the coordinator's coordinator.json); covered by the manifest.</param>
+    public static CheckpointSnapshot Snapshot(GanReplica replica, CheckpointState state, IReadOnlyDictionary<string, byte[]>? extra = null)
     {
         static byte[] Serialize(Action<BinaryWriter> write)
         {
@@ -63,8 +64,13 @@ public static class CheckpointStore
             ["optG.bin"] = Serialize(replica.OptG.save_state_dict),
             ["state.json"] = JsonSerializer.SerializeToUtf8Bytes(state, RunSpec.Json),
         };
+        foreach (var (name, bytes) in extra ?? new Dictionary<string, byte[]>()) files[name] = bytes;
         return new CheckpointSnapshot(state.Iteration, files);
     }
+
+    /// <summary>manifest.json of a snapshot: the SHA-256 of every file.</summary>
+    public static byte[] Manifest(CheckpointSnapshot snapshot) =>
+        JsonSerializer.SerializeToUtf8Bytes(snapshot.Files.ToDictionary(f => f.Key, f => Convert.ToHexString(SHA256.HashData(f.Value)).ToLowerInvariant()), RunSpec.Json);
 
     /// <summary>Writes a snapshot: temporary folder, fsync, manifest of SHA-256s, rename, then keeps the newest <paramref name="keep"/>.</summary>
     public static string Write(string output, CheckpointSnapshot snapshot, int keep)
@@ -76,17 +82,12 @@ public static class CheckpointStore
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
         Directory.CreateDirectory(tmp);
 
-        var manifest = new Dictionary<string, string>();
-        foreach (var (name, bytes) in snapshot.Files)
+        foreach (var (name, bytes) in snapshot.Files.Append(new("manifest.json", Manifest(snapshot))))
         {
-            using (var fs = new FileStream(Path.Combine(tmp, name), FileMode.CreateNew, FileAccess.Write))
-            {
-                fs.Write(bytes);
-                fs.Flush(flushToDisk: true);
-            }
-            manifest[name] = Convert.ToHexString(SHA256.HashData(bytes)).ToLowerInvariant();
+            using var fs = new FileStream(Path.Combine(tmp, name), FileMode.CreateNew, FileAccess.Write);
+            fs.Write(bytes);
+            fs.Flush(flushToDisk: true);
         }
-        WriteSynced(Path.Combine(tmp, "manifest.json"), JsonSerializer.Serialize(manifest, RunSpec.Json));
 
         if (Directory.Exists(final)) Directory.Delete(final, true);
         Directory.Move(tmp, final);
@@ -124,11 +125,12 @@ public static class CheckpointStore
         try { manifest = JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(manifestPath)); }
         catch (JsonException e) { return $"manifest.json is not valid JSON ({e.Message})"; }
         if (manifest is null) return "manifest.json is empty";
-        foreach (var f in Files)
+        foreach (var f in Files.Where(f => !manifest.ContainsKey(f))) return $"{f} is not in the manifest";
+        foreach (var (f, expected) in manifest)
         {
             var path = Path.Combine(dir, f);
+            if (f.Contains('/') || f.Contains('\\') || f.Contains("..")) return $"the manifest names {f}, outside the checkpoint";
             if (!File.Exists(path)) return $"{f} is missing";
-            if (!manifest.TryGetValue(f, out var expected)) return $"{f} is not in the manifest";
             if (!string.Equals(Sha256(path), expected, StringComparison.OrdinalIgnoreCase)) return $"{f} fails its checksum";
         }
         return null;
@@ -165,13 +167,6 @@ public static class CheckpointStore
     {
         var all = Directory.GetDirectories(root, Prefix + "*").OrderByDescending(Path.GetFileName, StringComparer.Ordinal).ToList();
         foreach (var old in all.Skip(keep)) Directory.Delete(old, true);
-    }
-
-    static void WriteSynced(string path, string text)
-    {
-        using var fs = new FileStream(path, FileMode.Create, FileAccess.Write);
-        using (var w = new StreamWriter(fs, leaveOpen: true)) w.Write(text);
-        fs.Flush(flushToDisk: true);
     }
 
     static string Sha256(string path)

@@ -35,5 +35,14 @@ public sealed class MetricsCsv : IDisposable
         _writer.Flush();
     }
 
+    /// <summary>On resume, rows past <paramref name="upTo"/> are dropped: those iterations are trained again.</summary>
+    public static void Trim(string path, long upTo)
+    {
+        if (!File.Exists(path)) return;
+        var lines = File.ReadAllLines(path);
+        var kept = lines.Where((l, i) => i == 0 || long.TryParse(l.Split(',')[0], CultureInfo.InvariantCulture, out var it) && it <= upTo).ToArray();
+        File.WriteAllLines(path, kept);
+    }
+
     public void Dispose() => _writer.Dispose();
 }

@@ -119,6 +119,14 @@ public sealed record TrainingSpec
     public int LogEvery { get; init; } = 50;
     /// <summary>Iterations between sample grids; 0 = with each checkpoint.</summary>
     public int SampleEvery { get; init; }
+    /// <summary>
+    /// When workers join or leave a cluster run: <c>global</c> keeps <see cref="BatchSize"/> as the global batch and
+    /// resizes per-worker batches (the GAN's dynamics do not change); <c>per-worker</c> keeps each worker's batch
+    /// (BatchSize / the first world size), so the global batch grows and shrinks with the cluster.
+    /// </summary>
+    public string BatchMode { get; init; } = "global";
+    /// <summary>Worker failures (lost or failed steps) tolerated within any hour of a cluster run before it ends as failed.</summary>
+    public int MaxFailuresPerHour { get; init; } = 5;
 }
 
 public sealed record CheckpointSpec

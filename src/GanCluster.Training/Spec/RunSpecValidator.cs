@@ -159,6 +159,8 @@ public static partial class RunSpecValidator
         Check(Losses.Contains(t.Loss), "training.loss", $"must be non-saturating or minimax (got \"{t.Loss}\")");
         Check(t.GNoise is "reuse" or "fresh", "training.gNoise", $"must be reuse or fresh (got \"{t.GNoise}\")");
         Check(t.LrDecay is "none" or "linear", "training.lrDecay", $"must be none or linear (got \"{t.LrDecay}\")");
+        Check(t.BatchMode is "global" or "per-worker", "training.batchMode", $"must be global or per-worker (got \"{t.BatchMode}\")");
+        Check(t.MaxFailuresPerHour >= 0, "training.maxFailuresPerHour", $"must be 0 or more (got {t.MaxFailuresPerHour})");
         Check(t.MaxNonFiniteSkips >= 1, "training.maxNonFiniteSkips", $"must be at least 1 (got {t.MaxNonFiniteSkips})");
         Check(t.LogEvery >= 1, "training.logEvery", $"must be at least 1 (got {t.LogEvery})");
         Check(t.SampleEvery >= 0, "training.sampleEvery", $"must be 0 (with checkpoints) or more (got {t.SampleEvery})");

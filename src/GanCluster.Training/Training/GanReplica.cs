@@ -163,6 +163,35 @@ public sealed class GanReplica : IDisposable
     /// <summary>Adam/SGD step on G with the gradients in G's .grad.</summary>
     public void ApplyGenerator() => OptG.step();
 
+    /// <summary>Restarts the noise stream from <paramref name="seed"/> (a rank's stream after a re-form).</summary>
+    public void ReseedNoise(long seed) => _noise.manual_seed(seed);
+
+    /// <summary>
+    /// G and D (weights and BatchNorm statistics) and both optimizer states as one blob: what a new formation's rank 0
+    /// hands every other rank. Written and read in the same order.
+    /// </summary>
+    public byte[] SaveState()
+    {
+        using var ms = new MemoryStream();
+        using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true))
+        {
+            G.save(w);
+            D.save(w);
+            OptD.save_state_dict(w);
+            OptG.save_state_dict(w);
+        }
+        return ms.ToArray();
+    }
+
+    public void LoadState(byte[] blob)
+    {
+        using var r = new BinaryReader(new MemoryStream(blob, writable: false));
+        G.load(r);
+        D.load(r);
+        OptD.load_state_dict(r);
+        OptG.load_state_dict(r);
+    }
+
     /// <summary>Means since the last call (one device sync).</summary>
     public StepStats TakeStats()
     {

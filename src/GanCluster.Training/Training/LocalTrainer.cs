@@ -58,7 +58,7 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
             CheckpointStore.Restore(resumeFrom, replica, state);
             cursor = new BatchCursor(sampler, state.DataEpoch, state.DataOffset);
             start = state.Iteration;
-            TrimMetrics(Path.Combine(output, "metrics.csv"), start);
+            MetricsCsv.Trim(Path.Combine(output, "metrics.csv"), start);
             log.WriteLine($"    resuming from {resumeFrom} (iteration {start})");
         }
 
@@ -169,15 +169,6 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
         if (quality is not null) log.WriteLine($"    final samples: {quality}");
         if (lastCheckpoint is not null) log.WriteLine($"    checkpoint: {lastCheckpoint}");
         return new LocalRunResult(iteration, output, lastCheckpoint, lastSamples, quality, cancelled, diverged, skippedUpdates);
-    }
-
-    /// <summary>On resume, rows past the checkpoint are dropped: they are trained again.</summary>
-    static void TrimMetrics(string path, long upTo)
-    {
-        if (!File.Exists(path)) return;
-        var lines = File.ReadAllLines(path);
-        var kept = lines.Where((l, i) => i == 0 || long.TryParse(l.Split(',')[0], CultureInfo.InvariantCulture, out var it) && it <= upTo).ToArray();
-        File.WriteAllLines(path, kept);
     }
 
     static long Count(nn.Module m) => m.parameters().Sum(p => p.numel());

@@ -6,13 +6,15 @@ using static GanCluster.Protocol.ArtifactProtocol;
 namespace GanCluster.Actors.Coordinator;
 
 /// <summary>
-/// Writes a run's outputs on the seed's disk: metrics.csv, spec.json, and the samples and checkpoints that rank 0
-/// uploads in chunks. Uploads land in a hidden folder and are published (checkpoints after their manifest verifies)
-/// only when complete.
+/// The checkpoint actor: persists a run on the seed's disk (a shared volume on a real cluster): metrics.csv, spec.json,
+/// and the samples and checkpoints that rank 0 snapshots in memory and uploads in chunks while training goes on.
+/// Uploads land in a hidden folder and are published only when complete; a checkpoint only after every file matches
+/// its manifest, then renamed into place (atomic) and pruned to <c>checkpoint.keep</c>.
 /// </summary>
-public sealed class ArtifactWriter : ReceiveActor
+public sealed class CheckpointActor : ReceiveActor
 {
-    public sealed record Start(string RunId, string Output, string SpecJson, int Keep);
+    /// <param name="ResumeAt">Resuming at this iteration: metrics rows after it are dropped (they are trained again).</param>
+    public sealed record Start(string RunId, string Output, string SpecJson, int Keep, long? ResumeAt = null);
     public sealed record Append(MetricsRow Row);
     /// <summary>Told to the parent when an upload is published (Error null) or failed.</summary>
     public sealed record Done(long Iteration, string? Error);
@@ -23,7 +25,7 @@ public sealed class ArtifactWriter : ReceiveActor
     int _keep = 1;
     MetricsCsv? _metrics;
 
-    public ArtifactWriter()
+    public CheckpointActor()
     {
         Receive<Start>(s =>
         {
@@ -31,7 +33,9 @@ public sealed class ArtifactWriter : ReceiveActor
             (_runId, _output, _keep) = (s.RunId, Path.GetFullPath(s.Output), s.Keep);
             Directory.CreateDirectory(_output);
             File.WriteAllText(Path.Combine(_output, "spec.json"), s.SpecJson);
-            _metrics = new MetricsCsv(Path.Combine(_output, "metrics.csv"));
+            var metrics = Path.Combine(_output, "metrics.csv");
+            if (s.ResumeAt is { } at) MetricsCsv.Trim(metrics, at);
+            _metrics = new MetricsCsv(metrics);
             _log.Info("run {0}: outputs under {1}", s.RunId, _output);
         });
         Receive<Append>(a => _metrics?.Append(a.Row));
