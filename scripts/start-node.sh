@@ -3,11 +3,12 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 role=$1; shift
-host=127.0.0.1; port=""; seeds=""; devices=cpu; logdir="$root/logs"; foreground=0; extra=()
+host=127.0.0.1; port=""; seeds=""; statedir=0; devices=cpu; logdir="$root/logs"; foreground=0; extra=()
 usage() {
   cat >&2 <<TXT
 usage: scripts/start-$role.sh [--host IP] [--port N] [--seeds host:port[,host:port]] [--devices cpu|cuda:0,cuda:1|all]
-                             [--torch-lib-dir DIR] [--cpu-threads N] [--log-dir DIR] [--foreground] [--Node:Option=value ...]
+                             [--torch-lib-dir DIR] [--cpu-threads N] [--log-dir DIR] [--state-dir DIR]
+                             [--foreground] [--Node:Option=value ...]
 TXT
   exit 2
 }
@@ -20,6 +21,7 @@ while [ $# -gt 0 ]; do
     --torch-lib-dir) extra+=("--Node:TorchLibDir=$2"); shift 2 ;;
     --cpu-threads) extra+=("--Node:CpuThreads=$2"); shift 2 ;;
     --log-dir) logdir=$2; shift 2 ;;
+    --state-dir) extra+=("--Node:StateDir=$2"); statedir=1; shift 2 ;;
     --foreground) foreground=1; shift ;;
     --Node:*) extra+=("$1"); shift ;;
     -h|--help) usage ;;
@@ -28,6 +30,8 @@ while [ $# -gt 0 ]; do
 done
 if [ "$role" = seed ]; then
   port=${port:-4053}; seeds=${seeds:-$host:$port}; roles=seed
+  # The run being driven and the members to rejoin after a restart (a shared volume when several seeds can host it).
+  [ $statedir = 1 ] || extra+=("--Node:StateDir=$root/state")
 else
   port=${port:-0}; roles=worker
   [ -n "$seeds" ] || { echo "start-worker.sh: --seeds host:port is required (where the seed listens)" >&2; exit 2; }

@@ -53,6 +53,12 @@ var settings = new CoordinatorSettings(TimeSpan.FromSeconds(options.PrepareTimeo
 // SIGTERM: a worker leaves its run at an iteration boundary before the node leaves the cluster; give it the time.
 var leaveTimeout = TimeSpan.FromSeconds(options.StepTimeoutSeconds + 30);
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = leaveTimeout + TimeSpan.FromSeconds(30));
+// A restarted seed also tries the members it remembers (after the configured seeds): it rejoins its workers' cluster.
+var remembered = options.IsSeed ? MemberBook.Read(options.StateDir) : [];
+var seedNodes = options.SeedList.Select(s => $"{s.Host}:{s.Port}").Concat(remembered).Distinct()
+    .Select(a => $"akka.tcp://{ClusterHocon.SystemName}@{a}").ToArray();
+if (remembered.Count > 0) Console.WriteLine($"gancluster node: also trying remembered members {string.Join(", ", remembered)} as seeds");
+
 builder.Services.AddAkka(ClusterHocon.SystemName, akka =>
 {
     akka.AddHocon(ClusterHocon.Serialization, HoconAddMode.Prepend)
@@ -62,7 +68,7 @@ builder.Services.AddAkka(ClusterHocon.SystemName, akka =>
         .WithClustering(new ClusterOptions
         {
             Roles = options.RoleList.ToArray(),
-            SeedNodes = options.SeedList.Select(s => $"akka.tcp://{ClusterHocon.SystemName}@{s.Host}:{s.Port}").ToArray(),
+            SeedNodes = seedNodes,
             // Downing by Akka's split-brain resolver, never auto-down: the side with the majority survives.
             SplitBrainResolver = new KeepMajorityOption(),
         });
@@ -74,6 +80,7 @@ builder.Services.AddAkka(ClusterHocon.SystemName, akka =>
             .WithClusterClientReceptionist("receptionist", "seed")
             .WithActors((system, registry) =>
             {
+                system.ActorOf(Props.Create(() => new MemberBook(options.StateDir)), "member-book");
                 var gateway = system.ActorOf(Props.Create(() => new ClientGateway(registry.Get<CoordinatorActor>())), ClientGateway.Name);
                 ClusterClientReceptionist.Get(system).RegisterService(gateway);
             });

@@ -84,6 +84,51 @@ public class EquivalenceTests
     }
 
     /// <summary>Real TCP rings among threads of this process (each rank connects in parallel, as separate workers would).</summary>
+    [Fact]
+    public void A_re_formed_ring_gives_a_newcomer_rank_0s_weights_and_optimizer_states_and_all_go_on_identical()
+    {
+        // Two workers train 3 iterations; a third joins at the boundary (ring of 3); all train 3 more.
+        var spec = Specs.Ring8(48, 6, k: 2);
+        var first = new InProcessGroup(2);
+        var second = new InProcessGroup(3);
+        var boundary = new StepKey(2, StepPhase.Generator, 0);
+        var finals = new float[3][];
+        var applied = new List<StepKey>[3];
+        using var barrier = new Barrier(3);
+        var threads = Enumerable.Range(0, 3).Select(id => new Thread(() =>
+        {
+            using var session = new WorkerSession("run", spec, CPU);
+            if (id < 2)
+            {
+                session.Form(id, 2, 24, first.Member(id), resume: null);
+                foreach (var step in Steps(spec.Training.K, 3))
+                {
+                    session.ComputeAndReduce(step);
+                    if (step != boundary) session.Commit(step);     // the last one is applied by the re-form
+                }
+            }
+            barrier.SignalAndWait(TimeSpan.FromMinutes(1));
+            // Newcomer (id 2) gets rank 2, never 0: rank 0 holds the state everyone takes.
+            session.Form(id, 3, 16, second.Member(id), new WorkerProtocol.ResumeFrom(boundary, ApplyPosition: true, SamplesConsumed: 3 * 2 * 48, null));
+            Assert.Equal(boundary, session.LastCommitted);
+            foreach (var step in Steps(spec.Training.K, 6).Where(s => s.Iteration >= 3))
+            {
+                session.ComputeAndReduce(step);
+                session.Commit(step);
+            }
+            finals[id] = Parameters(session.Replica);
+            applied[id] = [.. session.Applied];
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+
+        // Adam's moments and step counts came along: otherwise the newcomer's next steps would differ.
+        Assert.Equal(finals[0], finals[1]);
+        Assert.Equal(finals[0], finals[2]);
+        Assert.Equal(Steps(2, 6).Count(), applied[0].Count);
+        Assert.Equal(Steps(2, 6).Count(s => s.Iteration >= 3), applied[2].Count);
+    }
+
     static IAllReduce[] Rings(int n)
     {
         var listeners = Enumerable.Range(0, n).Select(_ => GanCluster.DataPlane.RingListener.Start(System.Net.IPAddress.Loopback)).ToArray();

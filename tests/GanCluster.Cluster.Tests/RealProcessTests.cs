@@ -8,6 +8,7 @@ using GanCluster.Training.Training;
 namespace GanCluster.Cluster.Tests;
 
 /// <summary>One seed and two workers as real processes on 127.0.0.1, driven through the CLI.</summary>
+[Collection("processes")]
 public partial class RealProcessTests(LiveCluster cluster) : IClassFixture<LiveCluster>
 {
     [Fact]

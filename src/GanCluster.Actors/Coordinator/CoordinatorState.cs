@@ -175,7 +175,7 @@ public sealed record CoordinatorState(
         var s = this with { Workers = Workers.SetItem(w.WorkerId, w) };
         var joining = Busy && !Run!.Ranks.Contains(w.WorkerId);
         fx.Add(new Effect.Log($"worker {w.WorkerId} registered ({w.Device}, data plane {w.DataHost}:{w.DataPort}); {s.Workers.Count} worker(s)" +
-                              (joining && Phase is RunPhase.Running or RunPhase.Saving ? $"; it joins run {Run!.RunId} at the next iteration boundary" : "")));
+                              (joining && Phase is RunPhase.Running or RunPhase.Saving ? $"; it joins run {Run!.RunId} at the next iteration boundary (now at {Run.Step})" : "")));
         if (Phase == RunPhase.Resuming && s.Run!.Located && s.Workers.Count >= s.Run.ExpectedWorkers)
             return s.FormAfterWait(now, fx);
         return s;

@@ -1,0 +1,189 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using GanCluster.Training.Output;
+
+namespace GanCluster.Cluster.Tests;
+
+/// <summary>
+/// Crashes and membership changes with real processes on 127.0.0.1: nodes are killed with SIGKILL, stopped with
+/// SIGTERM, started mid-run and restarted, and the run must finish with every iteration trained exactly once.
+/// </summary>
+[Collection("processes")]
+public partial class FaultToleranceTests
+{
+    static string Spec(string output, int iterations, int logEvery, int checkpointEvery) => $$"""
+        {
+          "name": "ft",
+          "dataset": { "kind": "ring8", "size": 20000 },
+          "model": { "kind": "mlp", "nz": 4, "ngf": 32, "ndf": 32 },
+          "training": { "iterations": {{iterations}}, "batchSize": 64, "lrD": 0.001, "lrG": 0.001, "seed": 11, "logEvery": {{logEvery}} },
+          "checkpoint": { "every": {{checkpointEvery}}, "keep": 3 },
+          "output": "{{output}}"
+        }
+        """;
+
+    static string WriteSpec(TempFolder dir, int iterations, int logEvery, int checkpointEvery)
+    {
+        var path = Path.Combine(dir.Path, "spec.json");
+        File.WriteAllText(path, Spec(Path.Combine(dir.Path, "out"), iterations, logEvery, checkpointEvery));
+        return path;
+    }
+
+    /// <summary>The iteration column of metrics.csv.</summary>
+    static long[] MetricIterations(string output)
+    {
+        var path = Path.Combine(output, "metrics.csv");
+        if (!File.Exists(path)) return [];
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        using var r = new StreamReader(fs);
+        return r.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1)
+            .Select(l => long.Parse(l.Split(',')[0], CultureInfo.InvariantCulture)).ToArray();
+    }
+
+    static long LastMetric(string output) => MetricIterations(output).DefaultIfEmpty(0).Max();
+
+    static void AssertEachIterationOnce(string output, int logEvery, int iterations) =>
+        Assert.Equal(Enumerable.Range(1, iterations / logEvery).Select(i => (long)i * logEvery), MetricIterations(output));
+
+    static string FinalChecksum(string log) => WorkerChecksumRegex().Matches(log).Last().Groups[1].Value;
+
+    [Fact]
+    public async Task A_worker_killed_with_SIGKILL_mid_run_is_dropped_and_the_survivors_finish_without_a_repeat_or_a_gap()
+    {
+        using var nodes = new NodeProcesses();
+        using var dir = new TempFolder();
+        var port = NodeProcesses.FreePort();
+        nodes.StartSeed(port);
+        var workers = Enumerable.Range(0, 3).Select(_ => nodes.StartWorker(port)).ToList();
+        nodes.WaitForWorkers(port, 3);
+        var output = Path.Combine(dir.Path, "out");
+
+        var submit = Task.Run(() => CliProcess.Run(["submit", WriteSpec(dir, 3000, 50, 1000), "--cluster", $"127.0.0.1:{port}", "--wait"], timeoutSeconds: 600));
+        nodes.WaitFor(() => LastMetric(output) >= 400, TimeSpan.FromMinutes(3), "400 iterations trained");
+        nodes.Kill(workers[2]);
+        var killedAt = LastMetric(output);
+
+        var run = await submit;
+        Assert.True(run.ExitCode == 0, $"{run.StdOut}{run.StdErr}\n{nodes.AllLogs()}");
+        Assert.Contains("on 2 worker(s)", run.StdOut);
+        Assert.Contains("1 worker failure(s) recovered", run.StdOut);
+        Assert.True(killedAt < 3000, $"the worker was killed only after the run ended ({killedAt})");
+        AssertEachIterationOnce(output, 50, 3000);
+        var checksum = ChecksumRegex().Match(run.StdOut).Groups[1].Value;
+        Assert.Equal(checksum, FinalChecksum(nodes.Log(workers[0])));
+        Assert.Equal(checksum, FinalChecksum(nodes.Log(workers[1])));
+        Assert.Null(CheckpointStore.Verify(Path.Combine(output, "checkpoints", "iter-00003000")));
+    }
+
+    [Fact]
+    public async Task A_worker_started_mid_run_joins_within_two_iterations_and_one_stopped_with_SIGTERM_leaves_without_a_failure()
+    {
+        using var nodes = new NodeProcesses();
+        using var dir = new TempFolder();
+        var port = NodeProcesses.FreePort();
+        var seed = nodes.StartSeed(port);
+        var first = Enumerable.Range(0, 2).Select(_ => nodes.StartWorker(port)).ToList();
+        nodes.WaitForWorkers(port, 2);
+        var output = Path.Combine(dir.Path, "out");
+
+        var submit = Task.Run(() => CliProcess.Run(["submit", WriteSpec(dir, 4000, 50, 1000), "--cluster", $"127.0.0.1:{port}", "--wait"], timeoutSeconds: 600));
+        nodes.WaitFor(() => LastMetric(output) >= 300, TimeSpan.FromMinutes(3), "300 iterations trained");
+
+        // Join: registered at some step of iteration N, trained with the others from the end of iteration ≤ N + 1.
+        var joiner = nodes.StartWorker(port);
+        nodes.WaitFor(() => ReformRegex().IsMatch(nodes.Log(seed)), TimeSpan.FromMinutes(2), "the newcomer included");
+        var registeredAt = long.Parse(JoinRegex().Match(nodes.Log(seed)).Groups[1].Value);
+        var includedAfter = long.Parse(ReformRegex().Match(nodes.Log(seed)).Groups[1].Value);
+        Assert.InRange(includedAfter - registeredAt, 0, 1);
+        nodes.WaitFor(() => nodes.Log(joiner).Contains("rank 2 of 3"), TimeSpan.FromMinutes(1), "the newcomer at rank 2");
+
+        // Leave: SIGTERM makes the node leave its run at the next boundary, then the cluster, then exit.
+        nodes.Terminate(first[0]);
+        nodes.WaitFor(() => NodeProcesses.Exited(first[0]), TimeSpan.FromMinutes(2), "the stopped worker exited");
+        Assert.Contains("left the run", nodes.Log(first[0]));
+
+        var run = await submit;
+        Assert.True(run.ExitCode == 0, $"{run.StdOut}{run.StdErr}\n{nodes.AllLogs()}");
+        Assert.DoesNotContain("failure", run.StdOut);
+        Assert.Contains("on 2 worker(s)", run.StdOut);
+        AssertEachIterationOnce(output, 50, 4000);
+        var checksum = ChecksumRegex().Match(run.StdOut).Groups[1].Value;
+        Assert.Equal(checksum, FinalChecksum(nodes.Log(first[1])));
+        Assert.Equal(checksum, FinalChecksum(nodes.Log(joiner)));              // the newcomer's weights are everyone's
+    }
+
+    [Fact]
+    public void A_seed_killed_with_SIGKILL_and_restarted_resumes_the_run_skipping_a_corrupt_checkpoint()
+    {
+        using var nodes = new NodeProcesses();
+        using var dir = new TempFolder();
+        var port = NodeProcesses.FreePort();
+        var seed = nodes.StartSeed(port);
+        var workers = Enumerable.Range(0, 2).Select(_ => nodes.StartWorker(port)).ToList();
+        nodes.WaitForWorkers(port, 2);
+        var output = Path.Combine(dir.Path, "out");
+        const int every = 500, iterations = 4000;
+
+        var submitted = CliProcess.Run(["submit", WriteSpec(dir, iterations, 100, every), "--cluster", $"127.0.0.1:{port}"], timeoutSeconds: 60);
+        Assert.True(submitted.ExitCode == 0, submitted.StdErr);
+
+        // 1. Kill the only seed, flip a byte of the newest checkpoint, start the seed again.
+        nodes.WaitFor(() => CheckpointStore.List(output).Count >= 2, TimeSpan.FromMinutes(3), "two checkpoints written");
+        seed = RestartSeed(nodes, seed, port, corruptNewest: true, output, out var newest);
+        var previous = CheckpointStore.PathOf(output, CheckpointNumber(newest) - every);
+        nodes.WaitFor(() => nodes.Log(seed).Contains("resuming from"), TimeSpan.FromMinutes(3), "the restarted coordinator resumes");
+        var log = nodes.Log(seed);
+        Assert.Contains($"skipping checkpoint {newest}: G.bin fails its checksum", log);
+        Assert.Contains($"resuming from {previous} (iteration {CheckpointNumber(previous)})", log);
+
+        // 2. Kill it again without corruption: at most checkpoint.every iterations are trained again.
+        nodes.WaitFor(() => CheckpointStore.List(output).Count > 0 && CheckpointNumber(CheckpointStore.List(output)[0]) > CheckpointNumber(previous) + every,
+            TimeSpan.FromMinutes(3), "a new checkpoint after the resume");
+        var trainedBeforeKill = LastMetric(output);
+        seed = RestartSeed(nodes, seed, port, corruptNewest: false, output, out newest);
+        nodes.WaitFor(() => nodes.Log(seed).Contains("resuming from"), TimeSpan.FromMinutes(3), "the restarted coordinator resumes again");
+        var resumedAt = long.Parse(ResumedRegex().Match(nodes.Log(seed)).Groups[1].Value);
+        Assert.Equal(CheckpointNumber(newest), resumedAt);
+        Assert.True(trainedBeforeKill - resumedAt <= every, $"lost {trainedBeforeKill - resumedAt} iterations (checkpoint.every = {every})");
+
+        nodes.WaitFor(() => nodes.Log(seed).Contains($"{iterations} iterations on 2 worker(s); final parameter checksum"), TimeSpan.FromMinutes(5), "the run completed");
+        AssertEachIterationOnce(output, 100, iterations);
+        Assert.Null(CheckpointStore.Verify(CheckpointStore.PathOf(output, iterations)));
+        var checksum = ChecksumRegex().Match(nodes.Log(seed)).Groups[1].Value;
+        Assert.All(workers, w => Assert.Equal(checksum, FinalChecksum(nodes.Log(w))));
+        Assert.False(File.Exists(Path.Combine(nodes.StateDir, "active-run.json")));   // nothing left to resume
+    }
+
+    /// <summary>SIGKILLs the seed, optionally flips a byte of the newest checkpoint, and starts a seed on the same port.</summary>
+    static int RestartSeed(NodeProcesses nodes, int seedPid, int port, bool corruptNewest, string output, out string newest)
+    {
+        nodes.Kill(seedPid);
+        nodes.WaitFor(() => NodeProcesses.Exited(seedPid), TimeSpan.FromSeconds(30), "the seed process gone");
+        newest = CheckpointStore.List(output)[0];
+        if (corruptNewest)
+        {
+            var g = Path.Combine(newest, "G.bin");
+            var bytes = File.ReadAllBytes(g);
+            bytes[bytes.Length / 2] ^= 0x40;
+            File.WriteAllBytes(g, bytes);
+        }
+        return nodes.StartSeed(port);
+    }
+
+    static long CheckpointNumber(string dir) => long.Parse(Path.GetFileName(dir)["iter-".Length..], CultureInfo.InvariantCulture);
+
+    [GeneratedRegex("final parameter checksum ([0-9a-f]{64})")]
+    private static partial Regex ChecksumRegex();
+
+    [GeneratedRegex("rank \\d+ final parameter checksum ([0-9a-f]{64})")]
+    private static partial Regex WorkerChecksumRegex();
+
+    [GeneratedRegex(@"joins run \S+ at the next iteration boundary \(now at it(\d+)/")]
+    private static partial Regex JoinRegex();
+
+    [GeneratedRegex(@"re-forming with 3 worker\(s\).* after it(\d+)/G")]
+    private static partial Regex ReformRegex();
+
+    [GeneratedRegex(@"resuming from \S+ \(iteration (\d+)\)")]
+    private static partial Regex ResumedRegex();
+}

@@ -1,0 +1,123 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+
+namespace GanCluster.Cluster.Tests;
+
+/// <summary>
+/// Seed and worker nodes as real processes on 127.0.0.1, started with scripts/start-seed.sh and start-worker.sh as a
+/// user starts them, each with its own log. Every process still running is killed (SIGKILL) on dispose.
+/// </summary>
+public sealed partial class NodeProcesses : IDisposable
+{
+    readonly List<int> _pids = [];
+    readonly Dictionary<int, string> _logs = new();
+
+    public NodeProcesses()
+    {
+        Root = FindRoot();
+        Logs = Path.Combine(Path.GetTempPath(), "gancluster-nodes-" + Guid.NewGuid().ToString("N"));
+        StateDir = Path.Combine(Logs, "state");
+    }
+
+    public string Root { get; }
+    public string Logs { get; }
+    public string StateDir { get; }
+
+    public int StartSeed(int port) =>
+        Start("start-seed.sh", "--host", "127.0.0.1", "--port", port.ToString(), "--log-dir", Logs, "--state-dir", StateDir,
+            "--Node:ResumeGraceSeconds=5");
+
+    /// <summary>One libtorch thread per worker: several CPU workers share this machine's cores.</summary>
+    public int StartWorker(int seedPort) =>
+        Start("start-worker.sh", "--host", "127.0.0.1", "--seeds", $"127.0.0.1:{seedPort}", "--cpu-threads", "1", "--log-dir", Logs);
+
+    int Start(string script, params string[] args)
+    {
+        var psi = new ProcessStartInfo(Path.Combine(Root, "scripts", script)) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Root };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEnd();
+        var stderr = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        if (p.ExitCode != 0) throw new InvalidOperationException($"{script} failed ({p.ExitCode}): {stdout}{stderr}");
+        var pid = PidRegex().Match(stdout);
+        var log = LogRegex().Match(stdout);
+        if (!pid.Success || !log.Success) throw new InvalidOperationException($"{script} printed no pid or log: {stdout}");
+        var id = int.Parse(pid.Groups[1].Value);
+        _pids.Add(id);
+        _logs[id] = log.Groups[1].Value;
+        return id;
+    }
+
+    /// <summary>The log of the node with this pid.</summary>
+    public string Log(int pid) => File.Exists(_logs[pid]) ? File.ReadAllText(_logs[pid]) : "";
+
+    public string AllLogs() => string.Join("\n", _logs.Select(l => $"==> {l.Value} (pid {l.Key})\n{Log(l.Key)}"));
+
+    public void Kill(int pid)
+    {
+        try { Process.GetProcessById(pid).Kill(); }   // SIGKILL
+        catch (ArgumentException) { }
+    }
+
+    public void Terminate(int pid)
+    {
+        using var p = Process.Start("kill", ["-TERM", pid.ToString()]);
+        p.WaitForExit();
+    }
+
+    public static bool Exited(int pid)
+    {
+        try { return Process.GetProcessById(pid).HasExited; }
+        catch (ArgumentException) { return true; }
+    }
+
+    /// <summary>Polls <paramref name="condition"/> until it holds; fails with the logs after <paramref name="timeout"/>.</summary>
+    public void WaitFor(Func<bool> condition, TimeSpan timeout, string what)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        using var tick = new PeriodicTimer(TimeSpan.FromMilliseconds(200));
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"{what}: not within {timeout.TotalSeconds:F0} s\n{AllLogs()}");
+            tick.WaitForNextTickAsync().AsTask().Wait();
+        }
+    }
+
+    public void WaitForWorkers(int seedPort, int count) =>
+        WaitFor(() => CliProcess.Run(["status", "--cluster", $"127.0.0.1:{seedPort}", "--connect-timeout", "5"], timeoutSeconds: 60).StdOut.Contains($"workers {count}"),
+            TimeSpan.FromMinutes(3), $"{count} workers registered");
+
+    public static int FreePort()
+    {
+        using var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        return ((IPEndPoint)l.LocalEndpoint).Port;
+    }
+
+    static string FindRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "GanCluster.sln"))) dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("GanCluster.sln not found above " + AppContext.BaseDirectory);
+    }
+
+    public void Dispose()
+    {
+        foreach (var pid in _pids)
+        {
+            try { Process.GetProcessById(pid).Kill(entireProcessTree: true); }
+            catch (ArgumentException) { }          // already gone
+            catch (InvalidOperationException) { }
+        }
+        try { Directory.Delete(Logs, true); } catch (IOException) { }
+    }
+
+    [GeneratedRegex(@"pid (\d+)")]
+    private static partial Regex PidRegex();
+
+    [GeneratedRegex(@"logs: (\S+)")]
+    private static partial Regex LogRegex();
+}
