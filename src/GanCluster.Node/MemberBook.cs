@@ -15,14 +15,18 @@ public sealed class MemberBook : ReceiveActor
 
     public MemberBook(string stateDir)
     {
-        var cluster = Cluster.Get(Context.System);
+        var self = Cluster.Get(Context.System).SelfAddress;
         var path = Path.Combine(stateDir, FileName);
-        Receive<ClusterEvent.IMemberEvent>(_ =>
+        var up = new SortedSet<string>(StringComparer.Ordinal);
+        // Kept from the events themselves: Cluster.State is updated asynchronously and may lag behind them.
+        Receive<ClusterEvent.IMemberEvent>(e =>
         {
-            var members = cluster.State.Members.Where(m => m.Status == MemberStatus.Up && !m.Address.Equals(cluster.SelfAddress))
-                .Select(m => $"{m.Address.Host}:{m.Address.Port}").OrderBy(a => a, StringComparer.Ordinal).ToArray();
+            var address = $"{e.Member.Address.Host}:{e.Member.Address.Port}";
+            if (e.Member.Address.Equals(self)) return;
+            var changed = e is ClusterEvent.MemberUp ? up.Add(address) : e is ClusterEvent.MemberRemoved && up.Remove(address);
+            if (!changed) return;
             Directory.CreateDirectory(stateDir);
-            File.WriteAllText(path + ".tmp", JsonSerializer.Serialize(members));
+            File.WriteAllText(path + ".tmp", JsonSerializer.Serialize(up.ToArray()));
             File.Move(path + ".tmp", path, overwrite: true);
         });
     }

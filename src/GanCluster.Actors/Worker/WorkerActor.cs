@@ -246,7 +246,8 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         {
             try
             {
-                foreach (var (rel, bytes) in bundle.Files)
+                var files = bundle.Render().Concat(bundle.Files).ToList();
+                foreach (var (rel, bytes) in files)
                 {
                     var offset = 0;
                     do
@@ -257,7 +258,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
                         offset += n;
                     } while (offset < bytes.Length);
                 }
-                coordinator.Tell(new ArtifactsUploaded(runId, iteration, bundle.Files.Select(f => f.Path).ToArray(), checkpoint));
+                coordinator.Tell(new ArtifactsUploaded(runId, iteration, files.Select(f => f.Path).ToArray(), checkpoint));
             }
             catch (Exception e)
             {

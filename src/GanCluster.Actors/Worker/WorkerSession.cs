@@ -19,7 +19,9 @@ public interface IAllReduce : IDisposable
 }
 
 /// <summary>One save of rank 0, held in memory until uploaded: paths relative to the run's output folder.</summary>
-public sealed record ArtifactBundle(long Iteration, bool Checkpoint, IReadOnlyList<(string Path, byte[] Bytes)> Files);
+/// <param name="Render">Encodes the samples (PNG, CSV): run off the training thread, before uploading.</param>
+public sealed record ArtifactBundle(long Iteration, bool Checkpoint, IReadOnlyList<(string Path, byte[] Bytes)> Files,
+    Func<IEnumerable<(string Path, byte[] Bytes)>> Render);
 
 /// <summary>
 /// One worker's part of a run, without actors: its replica, its shard, the pending (reduced, not yet applied) update.
@@ -246,16 +248,27 @@ public sealed class WorkerSession : IDisposable
     public ArtifactBundle Snapshot(long iteration, bool checkpoint, string coordinatorJson)
     {
         var files = new List<(string, byte[])>();
-        var tmp = Path.Combine(Path.GetTempPath(), $"gancluster-samples-{Guid.NewGuid():N}");
-        try
+        // G's samples from the fixed noise, copied to the host; PNG/CSV encoding happens in the background (Render).
+        Tensor fake;
+        using (var scope = NewDisposeScope())
         {
             using var fixedNoise = RunArtifacts.FixedNoise(Replica, Spec.Training.Seed);
-            foreach (var rel in RunArtifacts.WriteSamples(Replica, fixedNoise, tmp, iteration).Files)
-                files.Add((rel, File.ReadAllBytes(Path.Combine(tmp, rel))));
+            fake = Replica.Generate(fixedNoise).cpu().clone().DetachFromDisposeScope();
         }
-        finally
+        var (isImage, kind) = (Replica.IsImage, Spec.Dataset.Kind);
+        IEnumerable<(string, byte[])> Render()
         {
-            try { Directory.Delete(tmp, true); } catch (IOException) { }
+            var tmp = Path.Combine(Path.GetTempPath(), $"gancluster-samples-{Guid.NewGuid():N}");
+            try
+            {
+                using (fake)
+                    return RunArtifacts.RenderSamples(fake, isImage, kind, tmp, iteration).Files
+                        .Select(rel => (rel, File.ReadAllBytes(Path.Combine(tmp, rel)))).ToList();
+            }
+            finally
+            {
+                try { Directory.Delete(tmp, true); } catch (IOException) { }
+            }
         }
         if (checkpoint)
         {
@@ -265,7 +278,7 @@ public sealed class WorkerSession : IDisposable
             foreach (var (name, bytes) in snap.Files) files.Add(($"{folder}/{name}", bytes));
             files.Add(($"{folder}/manifest.json", CheckpointStore.Manifest(snap)));
         }
-        return new ArtifactBundle(iteration, checkpoint, files);
+        return new ArtifactBundle(iteration, checkpoint, files, Render);
     }
 
     public void Dispose()

@@ -26,14 +26,21 @@ public static class RunArtifacts
     public static (IReadOnlyList<string> Files, ModeQualityResult? Quality) WriteSamples(GanReplica replica, Tensor fixedNoise, string folder, long iteration)
     {
         using var scope = NewDisposeScope();
+        return RenderSamples(replica.Generate(fixedNoise), replica.IsImage, replica.Spec.Dataset.Kind, folder, iteration);
+    }
+
+    /// <summary>
+    /// Writes G's output <paramref name="fake"/> (a CPU tensor is fine on any thread) as <see cref="WriteSamples"/> does:
+    /// what a cluster's rank 0 leaves to its background upload, so that training waits only for G's forward pass.
+    /// </summary>
+    public static (IReadOnlyList<string> Files, ModeQualityResult? Quality) RenderSamples(Tensor fake, bool isImage, string kind, string folder, long iteration)
+    {
         var name = $"samples/{CheckpointStore.Prefix}{iteration.ToString("D8", CultureInfo.InvariantCulture)}";
-        var fake = replica.Generate(fixedNoise);
-        if (replica.IsImage)
+        if (isImage)
         {
             ImageWriter.SaveGrid(fake, Path.Combine(folder, name + ".png"));
             return ([name + ".png"], null);
         }
-        var kind = replica.Spec.Dataset.Kind;
         var xy = fake.cpu().contiguous().data<float>().ToArray();
         var mixture = RunData.Mixture(kind);
         ImageWriter.SaveScatter(xy, Path.Combine(folder, name + ".png"), kind == "grid25" ? 5.5f : 1.6f, mixture?.Modes);
