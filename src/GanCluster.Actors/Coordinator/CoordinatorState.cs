@@ -505,10 +505,8 @@ public sealed record CoordinatorState(
             Phase = RunPhase.Recovering,
             Run = run with { Session = session, AbortPending = ask, Aborted = ImmutableDictionary<string, StepAborted>.Empty, Pending = [] },
         };
-        return s.AbortPending.IsEmpty ? s.FinishRecovery(now, fx) : s.Arm(Settings.StepTimeout, fx);
+        return ask.IsEmpty ? s.FinishRecovery(now, fx) : s.Arm(Settings.StepTimeout, fx);
     }
-
-    ImmutableHashSet<string> AbortPending => Run!.AbortPending;
 
     CoordinatorState AbortAnswered(string workerId, StepAborted? answer, List<Effect> fx)
     {
@@ -518,7 +516,7 @@ public sealed record CoordinatorState(
             AbortPending = run.AbortPending.Remove(workerId),
             Aborted = answer is null ? run.Aborted : run.Aborted.SetItem(workerId, answer),
         });
-        return s.AbortPending.IsEmpty ? s.FinishRecovery(DateTimeOffset.MinValue, fx) : s;
+        return s.Run!.AbortPending.IsEmpty ? s.FinishRecovery(DateTimeOffset.MinValue, fx) : s;
     }
 
     CoordinatorState FinishRecovery(DateTimeOffset now, List<Effect> fx)
@@ -626,7 +624,7 @@ public sealed record CoordinatorState(
         }
         if (run.Spec.Training.BatchMode == "per-worker" && run.PerWorkerBatch <= 0)
             run = run with { PerWorkerBatch = Math.Max(1, run.Spec.Training.BatchSize / members.Length) };
-        var s = WithRun(run with { Session = run.Session + 1 });
+        var s = WithRun(run);   // Form names the new formation
         if (run.ResumeCheckpoint is null && run.Committed is null)
             return s.Form(members, resume: null, now, fx);
         return s.Form(members, new ResumeFrom(run.Committed, ApplyPosition: false, run.SamplesConsumed, run.ResumeCheckpoint), now, fx);
