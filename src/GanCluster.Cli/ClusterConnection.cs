@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Net;
 using System.Net.Sockets;
 using System.Threading.Channels;
@@ -14,27 +15,48 @@ namespace GanCluster.Cli;
 sealed class ClusterConnection : IDisposable
 {
     readonly ActorSystem _system;
-    readonly IActorRef _client, _listener;
+    readonly IActorRef _listener;
+    readonly ClusterClientSettings _settings;
+    volatile IActorRef _client;
+    int _clients;
     readonly Channel<object> _inbox = Channel.CreateUnbounded<object>();
 
+    /// <param name="cluster">One or more seeds, <c>host:port[,host:port]</c>: the client's first contacts.</param>
     public ClusterConnection(string cluster, TimeSpan connectTimeout)
     {
-        var i = cluster.LastIndexOf(':');
-        if (i <= 0 || !int.TryParse(cluster[(i + 1)..], out var port)) throw new UsageException($"--cluster {cluster}: expected host:port");
-        var host = cluster[..i];
-        Receptionist = $"akka.tcp://{ClusterHocon.SystemName}@{host}:{port}/system/receptionist";
+        var seeds = cluster.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (seeds.Length == 0) throw new UsageException("--cluster: expected host:port[,host:port]");
+        var contacts = seeds.Select(seed =>
+        {
+            var i = seed.LastIndexOf(':');
+            if (i <= 0 || !int.TryParse(seed[(i + 1)..], out var port)) throw new UsageException($"--cluster {seed}: expected host:port");
+            return (Host: seed[..i], Path: $"akka.tcp://{ClusterHocon.SystemName}@{seed[..i]}:{port}/system/receptionist");
+        }).ToList();
+        Receptionist = string.Join(", ", contacts.Select(c => c.Path));
         ConnectTimeout = connectTimeout;
         var config = ConfigurationFactory.ParseString($$"""
             akka.actor.provider = remote
-            akka.remote.dot-netty.tcp { hostname = "{{LocalAddressFor(host)}}", port = 0 }
-            akka.loglevel = ERROR
+            akka.remote.dot-netty.tcp { hostname = "{{LocalAddressFor(contacts[0].Host)}}", port = 0 }
+            # Off: a seed going away makes Akka log "Disassociated" with a stack trace; this client reports contact itself.
+            akka.loglevel = OFF
+            akka.stdout-loglevel = OFF
             akka.cluster.client.reconnect-timeout = {{Math.Max(1, (int)connectTimeout.TotalSeconds)}}s
             """).WithFallback(ClusterHocon.Serialization);
         _system = ActorSystem.Create("gancluster-client", config);
+        _settings = ClusterClientSettings.Create(_system).WithInitialContacts(contacts.Select(c => ActorPath.Parse(c.Path)).ToImmutableHashSet());
         _listener = _system.ActorOf(Props.Create(() => new Listener(_inbox.Writer)));
-        var settings = ClusterClientSettings.Create(_system).WithInitialContacts([ActorPath.Parse(Receptionist)]);
-        _client = _system.ActorOf(ClusterClient.Props(settings), "client");
+        _client = NewClient();
     }
+
+    IActorRef NewClient()
+    {
+        var client = _system.ActorOf(ClusterClient.Props(_settings), $"client-{++_clients}");
+        _listener.Tell(new Listener.WatchClient(client));
+        return client;
+    }
+
+    /// <summary>After <see cref="ContactLost"/>: a new ClusterClient that starts again from the first contacts.</summary>
+    public void Reconnect() => _client = NewClient();
 
     public string Receptionist { get; }
     public TimeSpan ConnectTimeout { get; }
@@ -42,8 +64,8 @@ sealed class ClusterConnection : IDisposable
     public void Send(IGanClusterMessage message) => _client.Tell(new ClusterClient.Send(ClientGateway.Path, message), _listener);
 
     /// <summary>The first reply, or a clear error naming the address when the cluster does not answer in time.</summary>
-    public object First() => Next(ConnectTimeout)
-        ?? throw new UsageException($"could not reach a GanCluster seed at {Receptionist}: no answer within {ConnectTimeout.TotalSeconds:F0} s (is a seed running there?)");
+    public object First() => Next(ConnectTimeout) is { } m and not ContactLost ? m
+        : throw new UsageException($"could not reach a GanCluster seed at {Receptionist}: no answer within {ConnectTimeout.TotalSeconds:F0} s (is a seed running there?)");
 
     public object? Next(TimeSpan timeout)
     {
@@ -71,8 +93,18 @@ sealed class ClusterConnection : IDisposable
 
     public void Dispose() => _system.Terminate().Wait(TimeSpan.FromSeconds(5));
 
+    /// <summary>In the inbox when the ClusterClient gave up: no contact point answered for <c>reconnect-timeout</c>.</summary>
+    public sealed record ContactLost;
+
     sealed class Listener : ReceiveActor
     {
-        public Listener(ChannelWriter<object> writer) => ReceiveAny(m => writer.TryWrite(m));
+        public sealed record WatchClient(IActorRef Client);
+
+        public Listener(ChannelWriter<object> writer)
+        {
+            Receive<WatchClient>(w => Context.Watch(w.Client));
+            Receive<Terminated>(_ => writer.TryWrite(new ContactLost()));
+            ReceiveAny(m => writer.TryWrite(m));
+        }
     }
 }

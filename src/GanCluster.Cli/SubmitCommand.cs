@@ -53,22 +53,70 @@ static class SubmitCommand
                 Console.Error.WriteLine($"error: the cluster refused the run: {nack.Reason}");
                 foreach (var e in nack.Errors) Console.Error.WriteLine($"  - {e}");
                 return 2;
-            case RunProtocol.SubmitAck ack:
-                Console.WriteLine($"submitted run {ack.RunId} ({parsed.Training.Iterations} iterations) to {ack.Workers} worker(s); outputs on the seed under {ack.Output}");
+            case RunProtocol.SubmitAck a:
+                Console.WriteLine($"submitted run {a.RunId} ({parsed.Training.Iterations} iterations) to {a.Workers} worker(s); outputs on the seed under {a.Output}");
                 if (!wait) return 0;
-                break;
+                return Follow(c, a.RunId);
+            default:
+                throw new InvalidOperationException("unexpected answer to SubmitRun");
         }
+    }
+
+    /// <summary>
+    /// Prints the run's progress until it ends. Asks to follow it again every <see cref="Rewatch"/>: that keeps the
+    /// ClusterClient's reply tunnel alive between slow logging intervals, and re-registers this client with a
+    /// coordinator that moved to another seed (which may train a few iterations again from its checkpoint). When no seed
+    /// answers, it keeps trying for <see cref="GiveUpAfter"/> (a seed being restarted), then fails naming the addresses.
+    /// </summary>
+    static int Follow(ClusterConnection c, string runId)
+    {
+        long last = 0;
+        string state = "Running";
+        var nextWatch = DateTime.UtcNow + Rewatch;
+        DateTime? lostSince = null;
         while (true)
         {
-            switch (c.Next(Timeout.InfiniteTimeSpan))
+            var wait = nextWatch - DateTime.UtcNow;
+            var message = wait > TimeSpan.Zero ? c.Next(wait) : null;
+            if (DateTime.UtcNow >= nextWatch)
             {
-                case RunProtocol.ProgressReported p:
+                c.Send(new RunProtocol.WatchRun(runId));
+                nextWatch = DateTime.UtcNow + Rewatch;
+            }
+            if (message is not null and not ClusterConnection.ContactLost) lostSince = null;
+            switch (message)
+            {
+                case RunProtocol.ProgressReported p when p.RunId == runId:
+                    if (p.Iteration <= last) Console.WriteLine($"(the run went back to a checkpoint before iteration {p.Iteration}; those iterations are trained again)");
+                    last = p.Iteration;
                     Console.WriteLine(new MetricsRow(p.Iteration, p.LossD, p.LossG, p.DReal, p.DFake, p.ImagesPerSecond, p.ElapsedSeconds).ToConsole(p.Total));
                     break;
-                case RunProtocol.RunEnded end:
+                case RunProtocol.WatchAck a when a.State != state:
+                    if (a.State == "Resuming") Console.WriteLine($"(the coordinator is resuming run {runId} from its newest checkpoint)");
+                    state = a.State;
+                    break;
+                case RunProtocol.WatchNack n:
+                    Console.Error.WriteLine($"error: cannot follow run {runId} any more: {n.Reason}");
+                    return 1;
+                case ClusterConnection.ContactLost:
+                    lostSince ??= DateTime.UtcNow;
+                    if (DateTime.UtcNow - lostSince > GiveUpAfter)
+                    {
+                        Console.Error.WriteLine($"error: lost contact with the cluster: no seed answered for {GiveUpAfter.TotalSeconds:F0} s (tried {c.Receptionist}). " +
+                                                "The run may still be going: check with `gancluster status --cluster HOST:PORT`.");
+                        return 3;
+                    }
+                    Console.WriteLine($"(lost contact with the cluster; trying {c.Receptionist} again)");
+                    c.Reconnect();
+                    nextWatch = DateTime.UtcNow;
+                    break;
+                case RunProtocol.RunEnded end when end.RunId == runId:
                     Console.WriteLine($"run {end.RunId} {end.Status}: {end.Message}");
                     return end.Status == "completed" ? 0 : 1;
             }
         }
     }
+
+    static readonly TimeSpan Rewatch = TimeSpan.FromSeconds(10);
+    static readonly TimeSpan GiveUpAfter = TimeSpan.FromMinutes(2);
 }

@@ -26,8 +26,9 @@ public sealed class MemberBook : ReceiveActor
             var changed = e is ClusterEvent.MemberUp ? up.Add(address) : e is ClusterEvent.MemberRemoved && up.Remove(address);
             if (!changed) return;
             Directory.CreateDirectory(stateDir);
-            File.WriteAllText(path + ".tmp", JsonSerializer.Serialize(up.ToArray()));
-            File.Move(path + ".tmp", path, overwrite: true);
+            var tmp = $"{path}.{Environment.ProcessId}.tmp";   // several seeds may share the state folder
+            File.WriteAllText(tmp, JsonSerializer.Serialize(up.ToArray()));
+            File.Move(tmp, path, overwrite: true);
         });
     }
 

@@ -29,6 +29,15 @@ public static class RunProtocol
     /// <summary>The run is over: <c>completed</c> or <c>failed</c>, with a message.</summary>
     public sealed record RunEnded(string RunId, string Status, string Message, string Output, string? FinalChecksum) : IGanClusterMessage;
 
+    /// <summary>
+    /// Follow a run already submitted: the sender gets its progress and its end. A client sends it again now and then,
+    /// so it keeps following after the coordinator moved to another seed or its connection was re-established.
+    /// Replies <see cref="WatchAck"/>, the <see cref="RunEnded"/> of a run that is over, or <see cref="WatchNack"/>.
+    /// </summary>
+    public sealed record WatchRun(string RunId) : IGanClusterMessage;
+    public sealed record WatchAck(string RunId, string State, long Iteration) : IGanClusterMessage;
+    public sealed record WatchNack(string RunId, string Reason) : IGanClusterMessage;
+
     public sealed record GetStatus : IGanClusterMessage;
     public sealed record StatusReported(string State, string? RunId, int Workers, long Iteration, string? LastError) : IGanClusterMessage;
 }

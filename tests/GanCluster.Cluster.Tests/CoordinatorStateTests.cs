@@ -336,6 +336,35 @@ public class CoordinatorStateTests
     }
 
     [Fact]
+    public void A_client_can_follow_a_resuming_or_running_run_and_is_told_how_a_finished_one_ended()
+    {
+        var h = new Sim();
+        static IGanClusterMessage Answer(IReadOnlyList<Effect> fx) => Assert.Single(fx.OfType<Effect.Respond>()).Message;
+
+        // A coordinator that moved to another seed knows the run from its record while it waits for the workers.
+        h.Found = new CoordinatorInput.CheckpointFound("/runs/t/checkpoints/iter-00000002", new CoordinatorCheckpoint("t-1", 2, 20, 1, 10, [], 0), []);
+        h.Feed(new CoordinatorInput.Recover(new RunRecord("t-1", "/runs/t", Sim.Spec(iterations: 4)), 77, h.Now));
+        h.Pump();
+        var resuming = h.Feed(new CoordinatorInput.Watch("t-1"));
+        Assert.Equal(new RunProtocol.WatchAck("t-1", "Resuming", 2), Answer(resuming));
+        Assert.Single(resuming.OfType<Effect.AddWatcher>());
+
+        var other = h.Feed(new CoordinatorInput.Watch("t-0"));
+        Assert.Contains("driving run t-1, not t-0", Assert.IsType<RunProtocol.WatchNack>(Answer(other)).Reason);
+        Assert.Empty(other.OfType<Effect.AddWatcher>());
+
+        h.Up("a");
+        h.Pump();
+        Assert.Equal("completed", h.Ended!.Status);
+        var ended = h.Feed(new CoordinatorInput.Watch("t-1"));
+        Assert.Equal(h.Ended, Answer(ended));                                    // a late follower still learns the end
+        Assert.Empty(ended.OfType<Effect.AddWatcher>());
+
+        var unknown = new Sim().Feed(new CoordinatorInput.Watch("t-1"));
+        Assert.Contains("does not know run t-1", Assert.IsType<RunProtocol.WatchNack>(Answer(unknown)).Reason);
+    }
+
+    [Fact]
     public void A_restarted_coordinator_with_fewer_workers_resumes_after_the_grace_period()
     {
         var h = new Sim();

@@ -113,7 +113,7 @@ public partial class FaultToleranceTests
     }
 
     [Fact]
-    public void A_seed_killed_with_SIGKILL_and_restarted_resumes_the_run_skipping_a_corrupt_checkpoint()
+    public async Task A_seed_killed_with_SIGKILL_and_restarted_resumes_the_run_skipping_a_corrupt_checkpoint_while_the_client_follows()
     {
         using var nodes = new NodeProcesses();
         using var dir = new TempFolder();
@@ -124,8 +124,8 @@ public partial class FaultToleranceTests
         var output = Path.Combine(dir.Path, "out");
         const int every = 500, iterations = 4000;
 
-        var submitted = CliProcess.Run(["submit", WriteSpec(dir, iterations, 100, every), "--cluster", $"127.0.0.1:{port}"], timeoutSeconds: 60);
-        Assert.True(submitted.ExitCode == 0, submitted.StdErr);
+        // The client follows the run through both restarts of the only seed it knows.
+        var submit = Task.Run(() => CliProcess.Run(["submit", WriteSpec(dir, iterations, 100, every), "--cluster", $"127.0.0.1:{port}", "--wait"], timeoutSeconds: 600));
 
         // 1. Kill the only seed, flip a byte of the newest checkpoint, start the seed again.
         nodes.WaitFor(() => CheckpointStore.List(output).Count >= 2, TimeSpan.FromMinutes(3), "two checkpoints written");
@@ -146,12 +146,45 @@ public partial class FaultToleranceTests
         Assert.Equal(CheckpointNumber(newest), resumedAt);
         Assert.True(trainedBeforeKill - resumedAt <= every, $"lost {trainedBeforeKill - resumedAt} iterations (checkpoint.every = {every})");
 
-        nodes.WaitFor(() => nodes.Log(seed).Contains($"{iterations} iterations on 2 worker(s); final parameter checksum"), TimeSpan.FromMinutes(5), "the run completed");
+        var run = await submit;
+        Assert.True(run.ExitCode == 0, $"{run.StdOut}{run.StdErr}\n{nodes.AllLogs()}");
+        Assert.Contains($"completed: {iterations} iterations on 2 worker(s)", run.StdOut);
         AssertEachIterationOnce(output, 100, iterations);
         Assert.Null(CheckpointStore.Verify(CheckpointStore.PathOf(output, iterations)));
         var checksum = ChecksumRegex().Match(nodes.Log(seed)).Groups[1].Value;
         Assert.All(workers, w => Assert.Equal(checksum, FinalChecksum(nodes.Log(w))));
         Assert.False(File.Exists(Path.Combine(nodes.StateDir, "active-run.json")));   // nothing left to resume
+    }
+
+    [Fact]
+    public async Task With_two_seeds_the_loss_of_the_one_hosting_the_coordinator_moves_it_and_the_waiting_client_follows_the_run_to_its_end()
+    {
+        using var nodes = new NodeProcesses();
+        using var dir = new TempFolder();
+        int p1 = NodeProcesses.FreePort(), p2 = NodeProcesses.FreePort();
+        var first = nodes.StartSeed(p1, p1, p2);
+        nodes.WaitFor(() => nodes.Log(first).Contains("coordinator started"), TimeSpan.FromMinutes(2), "the coordinator on the first seed");
+        var second = nodes.StartSeed(p2, p1, p2);
+        var workers = Enumerable.Range(0, 2).Select(_ => nodes.StartWorker(p1, p2)).ToList();
+        nodes.WaitForWorkers(p2, 2);                               // through the second seed: it is a member and reaches the singleton
+        var output = Path.Combine(dir.Path, "out");
+        const int every = 400, iterations = 2000;
+
+        // The client is given the first seed only: it learns the other receptionists from it.
+        var submit = Task.Run(() => CliProcess.Run(["submit", WriteSpec(dir, iterations, 50, every), "--cluster", $"127.0.0.1:{p1}", "--wait"], timeoutSeconds: 600));
+        nodes.WaitFor(() => CheckpointStore.List(output).Count >= 1, TimeSpan.FromMinutes(3), "a checkpoint written");
+        nodes.Kill(first);
+
+        nodes.WaitFor(() => nodes.Log(second).Contains("resuming from"), TimeSpan.FromMinutes(3), "the coordinator resumes on the second seed");
+        Assert.Contains($"coordinator started on akka.tcp://gancluster@127.0.0.1:{p2}", nodes.Log(second));
+        var run = await submit;
+        Assert.True(run.ExitCode == 0, $"{run.StdOut}{run.StdErr}\n{nodes.AllLogs()}");
+        Assert.Contains($"completed: {iterations} iterations on 2 worker(s)", run.StdOut);
+        Assert.Contains($"[{iterations}/{iterations}]", run.StdOut);
+        AssertEachIterationOnce(output, 50, iterations);
+        Assert.Null(CheckpointStore.Verify(CheckpointStore.PathOf(output, iterations)));
+        var checksum = ChecksumRegex().Match(run.StdOut).Groups[1].Value;
+        Assert.All(workers, w => Assert.Equal(checksum, FinalChecksum(nodes.Log(w))));
     }
 
     /// <summary>SIGKILLs the seed, optionally flips a byte of the newest checkpoint, and starts a seed on the same port.</summary>

@@ -25,13 +25,16 @@ public sealed partial class NodeProcesses : IDisposable
     public string Logs { get; }
     public string StateDir { get; }
 
-    public int StartSeed(int port) =>
-        Start("start-seed.sh", "--host", "127.0.0.1", "--port", port.ToString(), "--log-dir", Logs, "--state-dir", StateDir,
-            "--Node:ResumeGraceSeconds=5");
+    /// <summary>A seed on <paramref name="port"/>; with <paramref name="seedPorts"/>, one of several seeds (all share <see cref="StateDir"/>).</summary>
+    public int StartSeed(int port, params int[] seedPorts) =>
+        Start("start-seed.sh", "--host", "127.0.0.1", "--port", port.ToString(), "--seeds", Seeds(seedPorts.Length > 0 ? seedPorts : [port]),
+            "--log-dir", Logs, "--state-dir", StateDir, "--Node:ResumeGraceSeconds=5");
 
     /// <summary>One libtorch thread per worker: several CPU workers share this machine's cores.</summary>
-    public int StartWorker(int seedPort) =>
-        Start("start-worker.sh", "--host", "127.0.0.1", "--seeds", $"127.0.0.1:{seedPort}", "--cpu-threads", "1", "--log-dir", Logs);
+    public int StartWorker(params int[] seedPorts) =>
+        Start("start-worker.sh", "--host", "127.0.0.1", "--seeds", Seeds(seedPorts), "--cpu-threads", "1", "--log-dir", Logs);
+
+    public static string Seeds(IEnumerable<int> ports) => string.Join(",", ports.Select(p => $"127.0.0.1:{p}"));
 
     int Start(string script, params string[] args)
     {

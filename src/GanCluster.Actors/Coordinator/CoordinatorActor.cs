@@ -56,9 +56,10 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Receive<ClusterEvent.IMemberEvent>(_ => { });
         Receive<RunProtocol.SubmitRun>(s =>
         {
-            if (s.Watch) _watchers.Add(Sender);
+            if (s.Watch && _watchers.Add(Sender)) Context.Watch(Sender);
             Apply(new CoordinatorInput.Submit(s.SpecJson, Random.Shared.NextInt64(1, long.MaxValue / 2), DateTimeOffset.UtcNow));
         });
+        Receive<RunProtocol.WatchRun>(w => Apply(new CoordinatorInput.Watch(w.RunId)));
         Receive<RunProtocol.GetStatus>(_ =>
             Sender.Tell(new RunProtocol.StatusReported(_state.Phase.ToString(), _state.Run?.RunId, _state.Workers.Count,
                 _state.Run?.CompletedIterations ?? 0, _state.LastError)));
@@ -119,6 +120,9 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
                 case Effect.Respond r:
                     Sender.Tell(r.Message, Self);
                     break;
+                case Effect.AddWatcher:
+                    if (_watchers.Add(Sender)) Context.Watch(Sender);
+                    break;
                 case Effect.Publish p:
                     foreach (var watcher in _watchers) watcher.Tell(p.Message, Self);
                     if (p.Message is RunProtocol.RunEnded) _watchers.Clear();
@@ -144,7 +148,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
                     break;
                 case Effect.PersistRun p:
                     Directory.CreateDirectory(_stateDir);
-                    var tmp = Path.Combine(_stateDir, RunFile + ".tmp");
+                    var tmp = Path.Combine(_stateDir, $"{RunFile}.{Environment.ProcessId}.tmp");   // seeds may share the folder
                     File.WriteAllText(tmp, JsonSerializer.Serialize(p.Record with { Output = Path.GetFullPath(p.Record.Output) }, RunSpec.Json));
                     File.Move(tmp, Path.Combine(_stateDir, RunFile), overwrite: true);
                     break;

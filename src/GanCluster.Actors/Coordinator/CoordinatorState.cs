@@ -49,6 +49,8 @@ public abstract record CoordinatorInput
     public sealed record Recover(RunRecord Record, long Session, DateTimeOffset Now) : CoordinatorInput;
     /// <summary>Answer to <see cref="Effect.FindCheckpoint"/>: the newest valid checkpoint, and the ones skipped (with why).</summary>
     public sealed record CheckpointFound(string? Path, CoordinatorCheckpoint? State, string[] Skipped) : CoordinatorInput;
+    /// <summary>A client asks to follow a run (again): after a reconnect, or after the coordinator moved.</summary>
+    public sealed record Watch(string RunId) : CoordinatorInput;
 }
 
 /// <summary>What the actor must do for a decision.</summary>
@@ -59,6 +61,8 @@ public abstract record Effect
     public sealed record Respond(IGanClusterMessage Message) : Effect;
     /// <summary>To the clients watching the run.</summary>
     public sealed record Publish(IGanClusterMessage Message) : Effect;
+    /// <summary>Whoever sent the input being handled watches the run from now on.</summary>
+    public sealed record AddWatcher : Effect;
     public sealed record Schedule(long Token, TimeSpan Delay) : Effect;
     /// <summary>Open the run's outputs; with <paramref name="ResumeAt"/>, metrics rows after that iteration are dropped (they are trained again).</summary>
     public sealed record StartOutput(string RunId, string Output, string SpecJson, long? ResumeAt = null) : Effect;
@@ -159,10 +163,14 @@ public sealed record CoordinatorState(
             CoordinatorInput.TimerFired t => OnTimer(t.Token, t.Now, fx),
             CoordinatorInput.Recover r => OnRecover(r, fx),
             CoordinatorInput.CheckpointFound c => OnCheckpointFound(c, fx),
+            CoordinatorInput.Watch w => OnWatch(w.RunId, fx),
             _ => this,
         };
         return (next, fx);
     }
+
+    /// <summary>How the last run driven by this coordinator ended (null: none has ended here).</summary>
+    public RunProtocol.RunEnded? Ended { get; init; }
 
     public bool Busy => Phase is RunPhase.Starting or RunPhase.Running or RunPhase.Saving or RunPhase.Recovering or RunPhase.Resuming or RunPhase.Finishing;
 
@@ -238,6 +246,22 @@ public sealed record CoordinatorState(
                               $"global batch {batches.Sum()} over {world} worker(s) [{string.Join(", ", batches)}], seed {spec.Training.Seed}"));
         // Like a local run, a run whose output folder holds a valid checkpoint goes on from it.
         return (this with { Phase = RunPhase.Resuming, Run = run, LastError = null }).FindCheckpoint(fx);
+    }
+
+    CoordinatorState OnWatch(string runId, List<Effect> fx)
+    {
+        if (Busy && Run!.RunId == runId)
+        {
+            fx.Add(new Effect.AddWatcher());
+            fx.Add(new Effect.Respond(new RunProtocol.WatchAck(runId, Phase.ToString(), Run.CompletedIterations)));
+        }
+        else if (Ended?.RunId == runId)
+            fx.Add(new Effect.Respond(Ended));
+        else
+            fx.Add(new Effect.Respond(new RunProtocol.WatchNack(runId, Busy
+                ? $"the coordinator is driving run {Run!.RunId}, not {runId}"
+                : $"the coordinator does not know run {runId} (it may have ended while the coordinator moved to another seed: look at its output folder)")));
+        return this;
     }
 
     static ActiveRun NewRun(string runId, RunSpec spec, string specJson, DateTimeOffset now) =>
@@ -656,9 +680,10 @@ public sealed record CoordinatorState(
         var failures = run.Failures.Count == 0 ? "" : $"; {run.Failures.Count} worker failure(s) recovered";
         var message = $"{run.Spec.Training.Iterations} iterations on {run.WorldSize} worker(s); final parameter checksum {distinct[0]}{failures}";
         fx.Add(new Effect.Log($"run {run.RunId} completed: {message}"));
-        fx.Add(new Effect.Publish(new RunProtocol.RunEnded(run.RunId, "completed", message, run.Output, distinct[0])));
+        var ended = new RunProtocol.RunEnded(run.RunId, "completed", message, run.Output, distinct[0]);
+        fx.Add(new Effect.Publish(ended));
         fx.Add(new Effect.ForgetRun(run.RunId));
-        return s with { Phase = RunPhase.Idle, TimerToken = TimerToken + 1 };
+        return s with { Phase = RunPhase.Idle, TimerToken = TimerToken + 1, Ended = ended };
     }
 
     CoordinatorState OnTimer(long token, DateTimeOffset now, List<Effect> fx)
@@ -718,14 +743,16 @@ public sealed record CoordinatorState(
     {
         var run = Run;
         fx.Add(new Effect.Log($"run {run?.RunId} failed: {reason}", Warning: true));
+        var ended = Ended;
         if (run is not null)
         {
             foreach (var id in run.Ranks.Where(Workers.ContainsKey)) fx.Add(new Effect.ToWorker(id, new StopRun(run.RunId, reason)));
             foreach (var id in run.Leaving) fx.Add(new Effect.ToWorker(id, new LeaveAccepted(id)));
-            fx.Add(new Effect.Publish(new RunProtocol.RunEnded(run.RunId, "failed", reason, run.Output, null)));
+            ended = new RunProtocol.RunEnded(run.RunId, "failed", reason, run.Output, null);
+            fx.Add(new Effect.Publish(ended));
             fx.Add(new Effect.ForgetRun(run.RunId));
         }
-        return this with { Phase = RunPhase.Failed, LastError = reason, TimerToken = TimerToken + 1 };
+        return this with { Phase = RunPhase.Failed, LastError = reason, TimerToken = TimerToken + 1, Ended = ended };
     }
 
     CoordinatorState Arm(TimeSpan delay, List<Effect> fx)
