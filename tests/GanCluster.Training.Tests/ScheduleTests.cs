@@ -73,7 +73,7 @@ public class ScheduleTests
         using var dir = new TempFolder();
         random.manual_seed(5);
         using var replica = new GanReplica(TinySpecs.Ring8(dir.Path, 1), CPU, noiseSeed: 5);
-        replica.OptD.zero_grad();
+        replica.FlatD.ZeroGrad();
         replica.ComputeGeneratorGradients(16);
         Assert.All(replica.D.parameters(), p => Assert.True(p.grad is null || p.grad.abs().sum().item<float>() == 0));
         Assert.Contains(replica.G.parameters(), p => p.grad is not null && p.grad.abs().sum().item<float>() > 0);

@@ -149,6 +149,7 @@ public static class CheckpointStore
         {
             replica.OptD.load_state_dict(Path.Combine(dir, "optD.bin"));
             replica.OptG.load_state_dict(Path.Combine(dir, "optG.bin"));
+            replica.OptimizerStateLoaded();
         }
         if (state.NoiseState.Length > 0)
         {

@@ -12,23 +12,31 @@ namespace GanCluster.Training.Training;
 public sealed unsafe class FlatBuffer : IDisposable
 {
     readonly Tensor[] _params;
+    readonly FlatNetwork? _network;   // parameters and gradients already end to end on the device: one copy each way
     readonly long[] _offsets;
     readonly Tensor? _deviceFlat; // null on CPU: the host buffer is the flat buffer
     readonly IntPtr _ptr;
 
-    public FlatBuffer(IEnumerable<Tensor> parameters, Device device)
+    /// <summary>A network whose parameters and gradients already lie end to end: gather and scatter are one copy each.</summary>
+    public FlatBuffer(FlatNetwork network) : this([], network.Values.device, checked((int)network.Length)) => _network = network;
+
+    public FlatBuffer(IEnumerable<Tensor> parameters, Device device) : this(parameters.ToArray(), device, -1)
     {
-        _params = parameters.ToArray();
+    }
+
+    FlatBuffer(Tensor[] parameters, Device device, int length)
+    {
+        _params = parameters;
         _offsets = new long[_params.Length + 1];
         for (var i = 0; i < _params.Length; i++) _offsets[i + 1] = _offsets[i] + _params[i].numel();
-        Length = checked((int)_offsets[^1]);
+        Length = length >= 0 ? length : checked((int)_offsets[^1]);
 
         var host = zeros(Length, ScalarType.Float32, CPU);
         Host = device.type == DeviceType.CUDA ? host.pin_memory() : host;
         if (!ReferenceEquals(Host, host)) host.Dispose();
         Host.DetachFromDisposeScope();
         using (var storage = Host.storage<float>()) _ptr = storage.data_ptr();
-        if (device.type != DeviceType.CPU)
+        if (device.type != DeviceType.CPU && length < 0)
             _deviceFlat = zeros(Length, ScalarType.Float32, device).DetachFromDisposeScope();
     }
 
@@ -52,13 +60,27 @@ public sealed unsafe class FlatBuffer : IDisposable
     }
 
     /// <summary>param.grad → flat host buffer (zeros for a parameter without a gradient).</summary>
-    public void GatherGrads() => Gather(p => p.grad);
+    public void GatherGrads()
+    {
+        if (_network is not null) Host.copy_(_network.Grads);   // synchronous device-to-host copy
+        else Gather(p => p.grad);
+    }
+
     /// <summary>param values → flat host buffer.</summary>
-    public void GatherValues() => Gather(p => p);
+    public void GatherValues()
+    {
+        if (_network is not null) Host.copy_(_network.Values);
+        else Gather(p => p);
+    }
 
     /// <summary>Flat host buffer → param.grad.</summary>
     public void ScatterGrads()
     {
+        if (_network is not null)
+        {
+            _network.Grads.copy_(Host);
+            return;
+        }
         using var scope = NewDisposeScope();
         var src = ToDevice();
         using var _ = no_grad();
@@ -75,6 +97,11 @@ public sealed unsafe class FlatBuffer : IDisposable
     /// <summary>Flat host buffer → param values (used to broadcast identical initial weights).</summary>
     public void ScatterValues()
     {
+        if (_network is not null)
+        {
+            using (no_grad()) _network.Values.copy_(Host);
+            return;
+        }
         using var scope = NewDisposeScope();
         var src = ToDevice();
         using var _ = no_grad();

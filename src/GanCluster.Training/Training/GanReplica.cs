@@ -51,6 +51,8 @@ public sealed class GanReplica : IDisposable
         D.to(device);
         OptD = MakeOptimizer(D, _training.OptimizerD, _training.LrD, _training.MomentumD);
         OptG = MakeOptimizer(G, _training.OptimizerG, _training.LrG, _training.MomentumG);
+        FlatD = new FlatNetwork(D, OptD, _training.OptimizerD, _training.Beta1, _training.Beta2, _training.MomentumD, device);
+        FlatG = new FlatNetwork(G, OptG, _training.OptimizerG, _training.Beta1, _training.Beta2, _training.MomentumG, device);
         _noise = new Generator((ulong)noiseSeed, device);
         _statSums = zeros(4, ScalarType.Float32, device).DetachFromDisposeScope();
     }
@@ -63,6 +65,9 @@ public sealed class GanReplica : IDisposable
     public Sequential D { get; }
     public OptimizerHelper OptD { get; }
     public OptimizerHelper OptG { get; }
+    /// <summary>D's parameters, gradients and optimizer state as flat buffers (the optimizer steps there).</summary>
+    public FlatNetwork FlatD { get; }
+    public FlatNetwork FlatG { get; }
     /// <summary>The noise generator (its state is part of a checkpoint).</summary>
     public Generator NoiseGenerator => _noise;
 
@@ -71,8 +76,8 @@ public sealed class GanReplica : IDisposable
     /// <summary>Whether the last computed loss was finite (always true unless <see cref="CheckLosses"/>).</summary>
     public bool LastLossFinite { get; private set; } = true;
 
-    public FlatBuffer DGrads => _dGrads ??= new FlatBuffer(D.parameters(), Device);
-    public FlatBuffer GGrads => _gGrads ??= new FlatBuffer(G.parameters(), Device);
+    public FlatBuffer DGrads => _dGrads ??= new FlatBuffer(FlatD);
+    public FlatBuffer GGrads => _gGrads ??= new FlatBuffer(FlatG);
 
     OptimizerHelper MakeOptimizer(nn.Module module, string kind, double lr, double momentum) => kind switch
     {
@@ -95,7 +100,7 @@ public sealed class GanReplica : IDisposable
     {
         using var scope = NewDisposeScope();
         var b = (int)real.shape[0];
-        OptD.zero_grad();
+        FlatD.ZeroGrad();
 
         var realLogits = D.forward(real);                        // [B]
         var z = noise ?? SampleNoise(b);
@@ -128,7 +133,7 @@ public sealed class GanReplica : IDisposable
     public void ComputeGeneratorGradients(int batchSize, Tensor? noise = null)
     {
         using var scope = NewDisposeScope();
-        OptG.zero_grad();
+        FlatG.ZeroGrad();
         var fake = _fakeForG is not null && _fakeForG.shape[0] == batchSize ? _fakeForG : G.forward(noise ?? SampleNoise(batchSize));
 
         // D's weights need no gradient here: skipping them saves a third of D's backward pass.
@@ -158,10 +163,10 @@ public sealed class GanReplica : IDisposable
     }
 
     /// <summary>Adam/SGD step on D with the gradients in D's .grad.</summary>
-    public void ApplyDiscriminator() => OptD.step();
+    public void ApplyDiscriminator() => FlatD.Step();
 
     /// <summary>Adam/SGD step on G with the gradients in G's .grad.</summary>
-    public void ApplyGenerator() => OptG.step();
+    public void ApplyGenerator() => FlatG.Step();
 
     /// <summary>Restarts the noise stream from <paramref name="seed"/> (a rank's stream after a re-form).</summary>
     public void ReseedNoise(long seed) => _noise.manual_seed(seed);
@@ -190,6 +195,14 @@ public sealed class GanReplica : IDisposable
         D.load(r);
         OptD.load_state_dict(r);
         OptG.load_state_dict(r);
+        OptimizerStateLoaded();
+    }
+
+    /// <summary>After either optimizer's load_state_dict: the loaded moments go into the flat buffers.</summary>
+    public void OptimizerStateLoaded()
+    {
+        FlatD.StateLoaded();
+        FlatG.StateLoaded();
     }
 
     /// <summary>Means since the last call (one device sync).</summary>
@@ -221,6 +234,8 @@ public sealed class GanReplica : IDisposable
         _statSums.Dispose();
         OptD.Dispose();
         OptG.Dispose();
+        FlatD.Dispose();
+        FlatG.Dispose();
         G.Dispose();
         D.Dispose();
         _noise.Dispose();
