@@ -113,7 +113,10 @@ public static class WorkerProtocol
     public sealed record WindowStats(double LossD, double LossG, double DReal, double DFake, int Iterations);
 }
 
-/// <summary>Rank 0 → seed: run outputs (samples, checkpoints) in chunks below Akka's frame limit.</summary>
+/// <summary>
+/// Rank 0 ↔ seed: run outputs (samples, checkpoints) go up in chunks below Akka's frame limit; the checkpoint a resumed
+/// run starts from comes down the same way, so workers need no shared volume.
+/// </summary>
 public static class ArtifactProtocol
 {
     public const int ChunkBytes = 64 * 1024;
@@ -125,4 +128,11 @@ public static class ArtifactProtocol
     public sealed record ArtifactsUploaded(string RunId, long Iteration, string[] Files, bool Checkpoint) : IGanClusterMessage;
     public sealed record ArtifactsSaved(string RunId, long Iteration) : IGanClusterMessage;
     public sealed record ArtifactsFailed(string RunId, long Iteration, string Reason) : IGanClusterMessage;
+
+    /// <summary>Rank 0 of a resumed run asks the seed for a checkpoint's files; answered with <see cref="CheckpointListed"/> or <see cref="CheckpointRefused"/>.</summary>
+    public sealed record ListCheckpoint(string RunId, string Checkpoint) : IGanClusterMessage;
+    public sealed record CheckpointListed(string RunId, string Checkpoint, string[] Files, long[] Sizes) : IGanClusterMessage;
+    /// <summary>Up to <see cref="ChunkBytes"/> of one of its files from <paramref name="Offset"/>; answered with a <see cref="FileChunk"/> or <see cref="CheckpointRefused"/>.</summary>
+    public sealed record ReadCheckpoint(string RunId, string Checkpoint, string File, long Offset) : IGanClusterMessage;
+    public sealed record CheckpointRefused(string RunId, string Checkpoint, string Reason) : IGanClusterMessage;
 }

@@ -135,6 +135,8 @@ public partial class FaultToleranceTests
         var log = nodes.Log(seed);
         Assert.Contains($"skipping checkpoint {newest}: G.bin fails its checksum", log);
         Assert.Contains($"resuming from {previous} (iteration {CheckpointNumber(previous)})", log);
+        // Rank 0 takes the checkpoint from the seed (no shared volume assumed), checked against its manifest.
+        nodes.WaitFor(() => workers.Any(w => nodes.Log(w).Contains($"fetched checkpoint {previous} from the seed")), TimeSpan.FromMinutes(1), "rank 0 fetched the checkpoint");
 
         // 2. Kill it again without corruption: at most checkpoint.every iterations are trained again.
         nodes.WaitFor(() => CheckpointStore.List(output).Count > 0 && CheckpointNumber(CheckpointStore.List(output)[0]) > CheckpointNumber(previous) + every,

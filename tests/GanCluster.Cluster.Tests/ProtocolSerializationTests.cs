@@ -57,6 +57,10 @@ public sealed class ProtocolSerializationTests : IDisposable
             new ArtifactsUploaded("run-1", 500, ["samples/a.png", "checkpoints/iter-00000500/G.bin"], true),
             new ArtifactsSaved("run-1", 500),
             new ArtifactsFailed("run-1", 500, "disk full"),
+            new ListCheckpoint("run-1", "/runs/x/checkpoints/iter-00000500"),
+            new CheckpointListed("run-1", "/runs/x/checkpoints/iter-00000500", ["G.bin", "manifest.json"], [1234567, 321]),
+            new ReadCheckpoint("run-1", "/runs/x/checkpoints/iter-00000500", "G.bin", 65536),
+            new CheckpointRefused("run-1", "/etc", "not a checkpoint of run run-1"),
         ];
         return all.Select(m => new object[] { m });
     }

@@ -9,7 +9,8 @@ namespace GanCluster.Actors.Coordinator;
 /// The checkpoint actor: persists a run on the seed's disk (a shared volume on a real cluster): metrics.csv, spec.json,
 /// and the samples and checkpoints that rank 0 snapshots in memory and uploads in chunks while training goes on.
 /// Uploads land in a hidden folder and are published only when complete; a checkpoint only after every file matches
-/// its manifest, then renamed into place (atomic) and pruned to <c>checkpoint.keep</c>.
+/// its manifest, then renamed into place (atomic) and pruned to <c>checkpoint.keep</c>. It also serves the run's
+/// checkpoints back, file by file in chunks, to rank 0 of a resumed run.
 /// </summary>
 public sealed class CheckpointActor : ReceiveActor
 {
@@ -41,6 +42,51 @@ public sealed class CheckpointActor : ReceiveActor
         Receive<Append>(a => _metrics?.Append(a.Row));
         Receive<FileChunk>(OnChunk);
         Receive<ArtifactsUploaded>(OnUploaded);
+        Receive<ListCheckpoint>(OnList);
+        Receive<ReadCheckpoint>(OnRead);
+    }
+
+    /// <summary>The checkpoint folder if it is one of this run's (nothing else on the seed's disk is served), else null and why.</summary>
+    string? Served(string runId, string checkpoint, out string why)
+    {
+        why = "";
+        var dir = Path.GetFullPath(checkpoint);
+        if (runId != _runId) why = $"the seed's outputs are open for run {_runId ?? "(none)"}, not {runId}";
+        else if (!string.Equals(Path.GetDirectoryName(dir), Path.GetFullPath(CheckpointStore.Folder(_output)), StringComparison.Ordinal))
+            why = $"{checkpoint} is not a checkpoint of run {runId}";
+        else if (!Directory.Exists(dir)) why = $"{checkpoint} does not exist on the seed";
+        else return dir;
+        return null;
+    }
+
+    void OnList(ListCheckpoint l)
+    {
+        var dir = Served(l.RunId, l.Checkpoint, out var why);
+        if (dir is null)
+        {
+            Sender.Tell(new CheckpointRefused(l.RunId, l.Checkpoint, why));
+            return;
+        }
+        var files = Directory.GetFiles(dir).Select(f => new FileInfo(f)).OrderBy(f => f.Name, StringComparer.Ordinal).ToList();
+        _log.Info("run {0}: serving {1} to {2} ({3:F1} MB)", l.RunId, dir, Sender.Path.Address, files.Sum(f => f.Length) / 1e6);
+        Sender.Tell(new CheckpointListed(l.RunId, l.Checkpoint, files.Select(f => f.Name).ToArray(), files.Select(f => f.Length).ToArray()));
+    }
+
+    void OnRead(ReadCheckpoint r)
+    {
+        var dir = Served(r.RunId, r.Checkpoint, out var why);
+        var path = dir is null ? null : Path.Combine(dir, r.File);
+        if (path is not null && (r.File != Path.GetFileName(r.File) || !File.Exists(path))) (path, why) = (null, $"{r.File} is not a file of {r.Checkpoint}");
+        if (path is null)
+        {
+            Sender.Tell(new CheckpointRefused(r.RunId, r.Checkpoint, why));
+            return;
+        }
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read);
+        var data = new byte[(int)Math.Clamp(fs.Length - r.Offset, 0, ChunkBytes)];
+        fs.Seek(r.Offset, SeekOrigin.Begin);
+        fs.ReadExactly(data);
+        Sender.Tell(new FileChunk(r.RunId, 0, r.File, r.Offset, data, r.Offset + data.Length >= fs.Length));
     }
 
     string Staging(long iteration) => Path.Combine(_output, $".upload-{iteration:D8}");

@@ -65,6 +65,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
                 _state.Run?.CompletedIterations ?? 0, _state.LastError)));
         Receive<ArtifactProtocol.FileChunk>(c => _checkpoints.Forward(c));
         Receive<ArtifactProtocol.ArtifactsUploaded>(u => _checkpoints.Forward(u));
+        Receive<ArtifactProtocol.ListCheckpoint>(l => _checkpoints.Forward(l));
+        Receive<ArtifactProtocol.ReadCheckpoint>(r => _checkpoints.Forward(r));
         Receive<ArtifactProtocol.ArtifactsFailed>(f => Apply(new CoordinatorInput.ArtifactsDone(f.Iteration, $"rank 0 could not upload them: {f.Reason}")));
         Receive<CheckpointActor.Done>(d => Apply(new CoordinatorInput.ArtifactsDone(d.Iteration, d.Error)));
         Receive<CoordinatorInput.TimerFired>(t => Apply(t with { Now = DateTimeOffset.UtcNow }));

@@ -3,6 +3,7 @@ using Akka.Actor;
 using Akka.Event;
 using GanCluster.DataPlane;
 using GanCluster.Protocol;
+using GanCluster.Training.Output;
 using GanCluster.Training.Spec;
 using TorchSharp;
 using static GanCluster.Protocol.ArtifactProtocol;
@@ -137,13 +138,30 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         var s = _session;
         _runId = p.RunId;
         _formation = p.Session;
+        string? fetched = null;
+        var source = p.Resume?.Checkpoint;   // on the seed
+        if (p.Rank == 0 && source is { } checkpoint)
+        {
+            try
+            {
+                fetched = FetchCheckpoint(p.RunId, checkpoint, Sender);
+            }
+            catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or AskTimeoutException)
+            {
+                _log.Error(e, "run {0}: could not fetch checkpoint {1} from the seed", p.RunId, checkpoint);
+                EndSession();
+                Sender.Tell(new PrepareFailed(p.RunId, p.Session, p.Rank, _settings.WorkerId, $"could not fetch checkpoint {checkpoint} from the seed: {e.Message}"));
+                return;
+            }
+            p = p with { Resume = p.Resume! with { Checkpoint = fetched } };
+        }
         try
         {
             var peers = p.Peers.Select(x => new RingPeer(x.Rank, x.Host, x.Port)).ToList();
             var ring = RingAllReduce.Connect(_listener!, p.Session, p.Rank, peers, _settings.RingTimeout, log: m => _log.Warning("data plane: {0}", m));
             s.Form(p.Rank, p.WorldSize, p.LocalBatches[p.Rank], new RingReduce(ring), p.Resume);
             _log.Info("run {0}: rank {1} of {2}, local batch {3}, {4} samples{5}", p.RunId, p.Rank, p.WorldSize, p.LocalBatches[p.Rank], s.DatasetSize,
-                p.Resume is null ? "" : $", from {p.Resume.Position?.ToString() ?? "the start"}" + (p.Resume.Checkpoint is null || p.Rank != 0 ? "" : $" ({p.Resume.Checkpoint})"));
+                p.Resume is null ? "" : $", from {p.Resume.Position?.ToString() ?? "the start"}" + (source is null || p.Rank != 0 ? "" : $" ({source})"));
             Sender.Tell(new RunPrepared(p.RunId, p.Session, p.Rank, _settings.WorkerId, s.DatasetSize));
         }
         catch (Exception e)
@@ -153,7 +171,58 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             s.Abort();
             Sender.Tell(new StepFailed(p.RunId, p.Session, p.Resume?.Position ?? new StepKey(0, StepPhase.Discriminator, 0), p.Rank, e.Message));
         }
+        finally
+        {
+            if (fetched is not null) Directory.Delete(fetched, recursive: true);   // loaded into the replica by now
+        }
     }
+
+    /// <summary>
+    /// Rank 0 of a resumed run: the checkpoint's files from the seed's checkpoint actor, chunk by chunk, into a local
+    /// folder checked against its manifest, so workers need no shared volume. Synchronous like all work on this thread:
+    /// the worker has nothing else to do until its formation is prepared (the other ranks wait in the ring connect).
+    /// </summary>
+    string FetchCheckpoint(string runId, string checkpoint, IActorRef seed)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var timeout = _settings.UploadTimeout;
+        var local = Path.Combine(Path.GetTempPath(), "gancluster-resume", $"{Environment.ProcessId}-{Path.GetFileName(checkpoint)}");
+        if (Directory.Exists(local)) Directory.Delete(local, recursive: true);
+        Directory.CreateDirectory(local);
+        var listed = Answer<CheckpointListed>(seed.Ask(new ListCheckpoint(runId, checkpoint), timeout));
+        for (var i = 0; i < listed.Files.Length; i++)
+        {
+            var name = Path.GetFileName(listed.Files[i]);
+            using var fs = new FileStream(Path.Combine(local, name), FileMode.CreateNew, FileAccess.Write);
+            // Up to FetchWindow chunks asked for at once: one round trip per chunk would cap this at 64 KB per RTT.
+            var size = listed.Sizes[i];
+            var pending = new Queue<(long Offset, Task<object> Ask)>();
+            for (long next = 0; next < size || pending.Count > 0;)
+            {
+                for (; pending.Count < FetchWindow && next < size; next += ChunkBytes)
+                    pending.Enqueue((next, seed.Ask(new ReadCheckpoint(runId, checkpoint, name, next), timeout)));
+                var (offset, ask) = pending.Dequeue();
+                var chunk = Answer<FileChunk>(ask);
+                var expected = Math.Min(ChunkBytes, size - offset);
+                if (chunk.Offset != offset || chunk.Data.Length != expected)
+                    throw new InvalidDataException($"{name}: asked for {expected} bytes at {offset}, got {chunk.Data.Length} at {chunk.Offset}");
+                fs.Write(chunk.Data);
+            }
+        }
+        var problem = CheckpointStore.Verify(local);
+        if (problem is not null) throw new InvalidDataException($"as received: {problem}");
+        _log.Info("run {0}: fetched checkpoint {1} from the seed ({2:F1} MB in {3:F1} s)", runId, checkpoint, listed.Sizes.Sum() / 1e6, clock.Elapsed.TotalSeconds);
+        return local;
+    }
+
+    const int FetchWindow = 8;
+
+    static T Answer<T>(Task<object> ask) => ask.GetAwaiter().GetResult() switch
+    {
+        T answer => answer,
+        CheckpointRefused r => throw new InvalidDataException($"the seed refused: {r.Reason}"),
+        var other => throw new InvalidDataException($"unexpected answer {other.GetType().Name}"),
+    };
 
     void OnExecute(ExecuteStep e)
     {
