@@ -112,8 +112,8 @@ public sealed class WorkerSession : IDisposable
     /// <summary>Rank 0's weights everywhere: a weighted mean with weight 1 on rank 0 and 0 elsewhere.</summary>
     void BroadcastWeightsFromRankZero()
     {
-        using var g = new FlatBuffer(Replica.G.parameters(), Device);
-        using var d = new FlatBuffer(Replica.D.parameters(), Device);
+        using var g = new FlatBuffer(Replica.FlatG);
+        using var d = new FlatBuffer(Replica.FlatD);
         foreach (var f in new[] { g, d })
         {
             f.GatherValues();
