@@ -40,6 +40,10 @@ public partial class FaultToleranceTests
             .Select(l => long.Parse(l.Split(',')[0], CultureInfo.InvariantCulture)).ToArray();
     }
 
+    /// <summary><c>submit --wait</c> in the background: the client follows the run to its end.</summary>
+    static Task<CliProcess.Result> SubmitAndFollow(TempFolder dir, int iterations, int logEvery, int checkpointEvery, int port) =>
+        Task.Run(() => CliProcess.Run(["submit", WriteSpec(dir, iterations, logEvery, checkpointEvery), "--cluster", $"127.0.0.1:{port}", "--wait"], timeoutSeconds: 600));
+
     static long LastMetric(string output) => MetricIterations(output).DefaultIfEmpty(0).Max();
 
     static void AssertEachIterationOnce(string output, int logEvery, int iterations) =>
@@ -54,11 +58,11 @@ public partial class FaultToleranceTests
         using var dir = new TempFolder();
         var port = NodeProcesses.FreePort();
         nodes.StartSeed(port);
-        var workers = Enumerable.Range(0, 3).Select(_ => nodes.StartWorker(port)).ToList();
+        var workers = nodes.StartWorkers(3, port);
         nodes.WaitForWorkers(port, 3);
         var output = Path.Combine(dir.Path, "out");
 
-        var submit = Task.Run(() => CliProcess.Run(["submit", WriteSpec(dir, 3000, 50, 1000), "--cluster", $"127.0.0.1:{port}", "--wait"], timeoutSeconds: 600));
+        var submit = SubmitAndFollow(dir, 3000, 50, 1000, port);
         nodes.WaitFor(() => LastMetric(output) >= 400, TimeSpan.FromMinutes(3), "400 iterations trained");
         nodes.Kill(workers[2]);
         var killedAt = LastMetric(output);
@@ -82,11 +86,11 @@ public partial class FaultToleranceTests
         using var dir = new TempFolder();
         var port = NodeProcesses.FreePort();
         var seed = nodes.StartSeed(port);
-        var first = Enumerable.Range(0, 2).Select(_ => nodes.StartWorker(port)).ToList();
+        var first = nodes.StartWorkers(2, port);
         nodes.WaitForWorkers(port, 2);
         var output = Path.Combine(dir.Path, "out");
 
-        var submit = Task.Run(() => CliProcess.Run(["submit", WriteSpec(dir, 4000, 50, 1000), "--cluster", $"127.0.0.1:{port}", "--wait"], timeoutSeconds: 600));
+        var submit = SubmitAndFollow(dir, 4000, 50, 1000, port);
         nodes.WaitFor(() => LastMetric(output) >= 300, TimeSpan.FromMinutes(3), "300 iterations trained");
 
         // Join: registered at some step of iteration N, trained with the others from the end of iteration ≤ N + 1.
@@ -119,13 +123,13 @@ public partial class FaultToleranceTests
         using var dir = new TempFolder();
         var port = NodeProcesses.FreePort();
         var seed = nodes.StartSeed(port);
-        var workers = Enumerable.Range(0, 2).Select(_ => nodes.StartWorker(port)).ToList();
+        var workers = nodes.StartWorkers(2, port);
         nodes.WaitForWorkers(port, 2);
         var output = Path.Combine(dir.Path, "out");
         const int every = 500, iterations = 4000;
 
         // The client follows the run through both restarts of the only seed it knows.
-        var submit = Task.Run(() => CliProcess.Run(["submit", WriteSpec(dir, iterations, 100, every), "--cluster", $"127.0.0.1:{port}", "--wait"], timeoutSeconds: 600));
+        var submit = SubmitAndFollow(dir, iterations, 100, every, port);
 
         // 1. Kill the only seed, flip a byte of the newest checkpoint, start the seed again.
         nodes.WaitFor(() => CheckpointStore.List(output).Count >= 2, TimeSpan.FromMinutes(3), "two checkpoints written");
@@ -167,13 +171,13 @@ public partial class FaultToleranceTests
         var first = nodes.StartSeed(p1, p1, p2);
         nodes.WaitFor(() => nodes.Log(first).Contains("coordinator started"), TimeSpan.FromMinutes(2), "the coordinator on the first seed");
         var second = nodes.StartSeed(p2, p1, p2);
-        var workers = Enumerable.Range(0, 2).Select(_ => nodes.StartWorker(p1, p2)).ToList();
+        var workers = nodes.StartWorkers(2, p1, p2);
         nodes.WaitForWorkers(p2, 2);                               // through the second seed: it is a member and reaches the singleton
         var output = Path.Combine(dir.Path, "out");
         const int every = 400, iterations = 2000;
 
         // The client is given the first seed only: it learns the other receptionists from it.
-        var submit = Task.Run(() => CliProcess.Run(["submit", WriteSpec(dir, iterations, 50, every), "--cluster", $"127.0.0.1:{p1}", "--wait"], timeoutSeconds: 600));
+        var submit = SubmitAndFollow(dir, iterations, 50, every, p1);
         nodes.WaitFor(() => CheckpointStore.List(output).Count >= 1, TimeSpan.FromMinutes(3), "a checkpoint written");
         nodes.Kill(first);
 

@@ -34,6 +34,8 @@ public sealed partial class NodeProcesses : IDisposable
     public int StartWorker(params int[] seedPorts) =>
         Start("start-worker.sh", "--host", "127.0.0.1", "--seeds", Seeds(seedPorts), "--cpu-threads", "1", "--log-dir", Logs);
 
+    public List<int> StartWorkers(int count, params int[] seedPorts) => Enumerable.Range(0, count).Select(_ => StartWorker(seedPorts)).ToList();
+
     public static string Seeds(IEnumerable<int> ports) => string.Join(",", ports.Select(p => $"127.0.0.1:{p}"));
 
     int Start(string script, params string[] args)

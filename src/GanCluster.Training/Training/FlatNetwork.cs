@@ -26,6 +26,7 @@ public sealed class FlatNetwork : IDisposable
     readonly double _beta1, _beta2, _momentum;
     readonly Tensor? _first, _second;           // Adam: exp_avg, exp_avg_sq; SGD: momentum buffer (first)
     readonly Tensor[] _firstViews, _secondViews;
+    IList<OptimizerState> _states;              // the optimizer's live per-parameter states; read again after a load
     long _step;
     bool _momentumStarted;
 
@@ -56,6 +57,7 @@ public sealed class FlatNetwork : IDisposable
         if (_adam) _second = zeros(Length, ScalarType.Float32, device).DetachFromDisposeScope();
         _firstViews = _first is null ? [] : Enumerable.Range(0, _params.Length).Select(i => View(_first, i)).ToArray();
         _secondViews = _second is null ? [] : Enumerable.Range(0, _params.Length).Select(i => View(_second, i)).ToArray();
+        _states = States();
         if (_adam) BindAdamState();
     }
 
@@ -79,11 +81,10 @@ public sealed class FlatNetwork : IDisposable
     /// <summary>Points the TorchSharp optimizer's per-parameter moments at the flat ones (copying what they hold).</summary>
     void BindAdamState()
     {
-        var states = States();
         using var _ = no_grad();
-        for (var i = 0; i < states.Count; i++)
+        for (var i = 0; i < _states.Count; i++)
         {
-            var s = (Adam.State)states[i];
+            var s = (Adam.State)_states[i];
             if (!ReferenceEquals(s.exp_avg, _firstViews[i]))
             {
                 _firstViews[i].copy_(s.exp_avg);
@@ -103,17 +104,17 @@ public sealed class FlatNetwork : IDisposable
     /// <summary>After the optimizer's load_state_dict: takes the loaded moments into the flat buffers.</summary>
     public void StateLoaded()
     {
+        _states = States();
         if (_adam)
         {
             BindAdamState();
             return;
         }
         if (_first is null) return;
-        var states = States();
         using var _ = no_grad();
-        for (var i = 0; i < states.Count; i++)
+        for (var i = 0; i < _states.Count; i++)
         {
-            var s = (SGD.State)states[i];
+            var s = (SGD.State)_states[i];
             if (s.momentum_buffer is null || ReferenceEquals(s.momentum_buffer, _firstViews[i])) continue;
             _firstViews[i].copy_(s.momentum_buffer);
             s.momentum_buffer.Dispose();
@@ -140,7 +141,7 @@ public sealed class FlatNetwork : IDisposable
             _second!.mul_(_beta2).addcmul_(Grads, Grads, value: 1 - _beta2);
             var denom = _second.sqrt().div_(Math.Sqrt(bias2)).add_(AdamEps);
             Values.addcdiv_(_first, denom, value: -lr / bias1);
-            foreach (var s in States()) ((Adam.State)s).step = _step;
+            foreach (var s in _states) ((Adam.State)s).step = _step;
         }
         else if (_first is null)
         {
@@ -153,8 +154,7 @@ public sealed class FlatNetwork : IDisposable
             else
             {
                 _first.copy_(Grads);
-                var states = States();
-                for (var i = 0; i < states.Count; i++) ((SGD.State)states[i]).momentum_buffer = _firstViews[i];
+                for (var i = 0; i < _states.Count; i++) ((SGD.State)_states[i]).momentum_buffer = _firstViews[i];
                 _momentumStarted = true;
             }
             Values.add_(_first, alpha: -lr);
