@@ -10,6 +10,7 @@ var root = new RootCommand("GanCluster: distributed GAN and DCGAN training on To
     ExportCommand.Build(),
     SubmitCommand.Build(),
     SubmitCommand.BuildStatus(),
+    SubmitCommand.BuildCancel(),
 };
 // Commands handle SIGINT/SIGTERM themselves (a run stops after its current iteration and saves a checkpoint).
 return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });

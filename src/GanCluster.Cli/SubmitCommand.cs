@@ -5,7 +5,10 @@ using GanCluster.Training.Spec;
 
 namespace GanCluster.Cli;
 
-/// <summary><c>gancluster submit spec.json --cluster host:port [--wait]</c> and <c>gancluster status --cluster host:port</c>.</summary>
+/// <summary>
+/// The cluster client: <c>gancluster submit spec.json --cluster host:port [--wait]</c>, <c>gancluster status</c> and
+/// <c>gancluster cancel [RUN_ID]</c>. Exit codes of a followed run: 0 completed, 1 failed, 3 lost contact, 4 cancelled.
+/// </summary>
 static class SubmitCommand
 {
     static Option<string> Cluster() => new("--cluster") { Description = "A seed node, host:port", Required = true };
@@ -38,6 +41,48 @@ static class SubmitCommand
         return cmd;
     }
 
+    public static Command BuildCancel()
+    {
+        var runId = new Argument<string?>("run-id") { Description = "The run to cancel (default: the run the cluster is driving)", Arity = ArgumentArity.ZeroOrOne };
+        var cluster = Cluster();
+        var wait = new Option<bool>("--wait") { Description = "Wait until the run has stopped and its checkpoint is written" };
+        var timeout = ConnectTimeout();
+        var cmd = new Command("cancel",
+            "Stop a cluster run at its next iteration boundary after writing a checkpoint; submitting the same spec again continues from it")
+            { runId, cluster, wait, timeout };
+        cmd.SetAction(r => Common.Guard(() => Cancel(r.GetValue(runId), r.GetValue(cluster)!, r.GetValue(wait), TimeSpan.FromSeconds(r.GetValue(timeout)))));
+        return cmd;
+    }
+
+    static int Cancel(string? runId, string cluster, bool wait, TimeSpan connectTimeout)
+    {
+        using var c = new ClusterConnection(cluster, connectTimeout);
+        if (runId is null)
+        {
+            c.Send(new RunProtocol.GetStatus());
+            var s = (RunProtocol.StatusReported)c.First();
+            if (s.RunId is null || s.State is "Idle" or "Failed")
+                throw new UsageException($"no run is active on the cluster (the coordinator is {s.State}); nothing to cancel");
+            runId = s.RunId;
+        }
+        c.Send(new RunProtocol.CancelRun(runId, $"{Environment.UserName}@{Environment.MachineName}"));
+        switch (c.First())
+        {
+            case RunProtocol.CancelNack nack:
+                Console.Error.WriteLine($"error: cannot cancel run {nack.RunId}: {nack.Reason}");
+                return 2;
+            case RunProtocol.CancelAck ack:
+                Console.WriteLine(ack.Message);
+                if (!wait) return 0;
+                c.Send(new RunProtocol.WatchRun(runId));
+                // Completed counts too: the last iteration may have been under way when the cancel came.
+                var code = Follow(c, runId, quiet: true);
+                return code is CancelledExit or 0 ? 0 : code;
+            default:
+                throw new InvalidOperationException("unexpected answer to CancelRun");
+        }
+    }
+
     static int Submit(string specPath, string cluster, bool wait, TimeSpan connectTimeout)
     {
         // Validate here first (dataset paths are checked on the workers): a bad spec never leaves this machine.
@@ -56,7 +101,10 @@ static class SubmitCommand
             case RunProtocol.SubmitAck a:
                 Console.WriteLine($"submitted run {a.RunId} ({parsed.Training.Iterations} iterations) to {a.Workers} worker(s); outputs on the seed under {a.Output}");
                 if (!wait) return 0;
-                return Follow(c, a.RunId);
+                // Ctrl+C stops following, not the run.
+                Console.CancelKeyPress += (_, _) =>
+                    Console.Error.WriteLine($"\nstopped following; run {a.RunId} goes on. Stop it with: gancluster cancel {a.RunId} --cluster {cluster}");
+                return Follow(c, a.RunId, quiet: false);
             default:
                 throw new InvalidOperationException("unexpected answer to SubmitRun");
         }
@@ -68,7 +116,7 @@ static class SubmitCommand
     /// coordinator that moved to another seed (which may train a few iterations again from its checkpoint). When no seed
     /// answers, it keeps trying for <see cref="GiveUpAfter"/> (a seed being restarted), then fails naming the addresses.
     /// </summary>
-    static int Follow(ClusterConnection c, string runId)
+    static int Follow(ClusterConnection c, string runId, bool quiet)
     {
         long last = 0;
         string state = "Running";
@@ -86,6 +134,8 @@ static class SubmitCommand
             if (message is not null and not ClusterConnection.ContactLost) lostSince = null;
             switch (message)
             {
+                case RunProtocol.ProgressReported when quiet:
+                    break;
                 case RunProtocol.ProgressReported p when p.RunId == runId:
                     if (p.Iteration <= last) Console.WriteLine($"(the run went back to a checkpoint before iteration {p.Iteration}; those iterations are trained again)");
                     last = p.Iteration;
@@ -112,11 +162,12 @@ static class SubmitCommand
                     break;
                 case RunProtocol.RunEnded end when end.RunId == runId:
                     Console.WriteLine($"run {end.RunId} {end.Status}: {end.Message}");
-                    return end.Status == "completed" ? 0 : 1;
+                    return end.Status switch { "completed" => 0, "cancelled" => CancelledExit, _ => 1 };
             }
         }
     }
 
+    const int CancelledExit = 4;
     static readonly TimeSpan Rewatch = TimeSpan.FromSeconds(10);
     static readonly TimeSpan GiveUpAfter = TimeSpan.FromMinutes(2);
 }

@@ -26,7 +26,7 @@ public static class RunProtocol
     public sealed record ProgressReported(string RunId, long Iteration, long Total, double LossD, double LossG, double DReal, double DFake,
         double ImagesPerSecond, double ElapsedSeconds) : IGanClusterMessage;
 
-    /// <summary>The run is over: <c>completed</c> or <c>failed</c>, with a message.</summary>
+    /// <summary>The run is over: <c>completed</c>, <c>failed</c> or <c>cancelled</c>, with a message.</summary>
     public sealed record RunEnded(string RunId, string Status, string Message, string Output, string? FinalChecksum) : IGanClusterMessage;
 
     /// <summary>
@@ -37,6 +37,15 @@ public static class RunProtocol
     public sealed record WatchRun(string RunId) : IGanClusterMessage;
     public sealed record WatchAck(string RunId, string State, long Iteration) : IGanClusterMessage;
     public sealed record WatchNack(string RunId, string Reason) : IGanClusterMessage;
+
+    /// <summary>
+    /// Stop a run at its next iteration boundary, after a checkpoint of that iteration is written, so the same spec
+    /// submitted again continues from it. <paramref name="By"/> names who asked (for the logs). Replies
+    /// <see cref="CancelAck"/> or <see cref="CancelNack"/>; watchers then get <see cref="RunEnded"/> with status <c>cancelled</c>.
+    /// </summary>
+    public sealed record CancelRun(string RunId, string By) : IGanClusterMessage;
+    public sealed record CancelAck(string RunId, string Message) : IGanClusterMessage;
+    public sealed record CancelNack(string RunId, string Reason) : IGanClusterMessage;
 
     public sealed record GetStatus : IGanClusterMessage;
     public sealed record StatusReported(string State, string? RunId, int Workers, long Iteration, string? LastError) : IGanClusterMessage;

@@ -25,6 +25,10 @@ public sealed class Sim
     public CoordinatorInput.CheckpointFound Found = new(null, null, []);
     /// <summary>Called before a worker answers an update; may kill workers or add some.</summary>
     public Action<Sim, ExecuteStep, string>? BeforeReduce;
+    /// <summary>Called before rank 0 answers a save.</summary>
+    public Action<Sim, SaveArtifacts>? BeforeSnapshot;
+    /// <summary>Rank 0 snapshots saves but the checkpoint actor never reports them written (a slow or lost upload).</summary>
+    public bool HoldUploads;
 
     public IReadOnlyList<Effect> Feed(CoordinatorInput input)
     {
@@ -103,13 +107,14 @@ public sealed class Sim
             case Effect.ToWorker { Message: SaveArtifacts s } w:
                 Apply(w.WorkerId, s.Commit);
                 if (Rank[w.WorkerId] != 0) break;
+                BeforeSnapshot?.Invoke(this, s);
                 Worker(new ArtifactsSnapshotted(s.RunId, s.Session, s.Iteration, 3));
-                Feed(new CoordinatorInput.ArtifactsDone(s.Iteration, null));
+                if (!HoldUploads) Feed(new CoordinatorInput.ArtifactsDone(s.Iteration, null));
                 break;
             case Effect.ToWorker { Message: FinishRun f } w:
                 Apply(w.WorkerId, f.Commit);
                 Worker(new RunFinishedOnWorker(f.RunId, f.Session, Rank[w.WorkerId], "final-checksum-0123456789"));
-                if (Rank[w.WorkerId] == 0) Feed(new CoordinatorInput.ArtifactsDone(State.Run!.Spec.Training.Iterations, null));
+                if (Rank[w.WorkerId] == 0 && !HoldUploads) Feed(new CoordinatorInput.ArtifactsDone(State.Run!.Spec.Training.Iterations, null));
                 break;
         }
     }
@@ -339,8 +344,6 @@ public class CoordinatorStateTests
     public void A_client_can_follow_a_resuming_or_running_run_and_is_told_how_a_finished_one_ended()
     {
         var h = new Sim();
-        static IGanClusterMessage Answer(IReadOnlyList<Effect> fx) => Assert.Single(fx.OfType<Effect.Respond>()).Message;
-
         // A coordinator that moved to another seed knows the run from its record while it waits for the workers.
         h.Found = new CoordinatorInput.CheckpointFound("/runs/t/checkpoints/iter-00000002", new CoordinatorCheckpoint("t-1", 2, 20, 1, 10, [], 0), []);
         h.Feed(new CoordinatorInput.Recover(new RunRecord("t-1", "/runs/t", Sim.Spec(iterations: 4)), 77, h.Now));
@@ -480,5 +483,153 @@ public class CoordinatorStateTests
         Reduce(true);
         Assert.Equal(RunPhase.Failed, h.State.Phase);
         Assert.Contains("diverged: 3 consecutive updates with non-finite gradients", h.Ended!.Message);
+    }
+
+    // ---------------------------------------------------------------- cancel
+
+    static IGanClusterMessage Answer(IReadOnlyList<Effect> fx) => Assert.Single(fx.OfType<Effect.Respond>()).Message;
+
+    [Fact]
+    public void A_cancelled_run_stops_at_the_next_iteration_boundary_on_a_checkpoint_of_it_and_is_forgotten()
+    {
+        var h = new Sim();
+        h.Workers(2);
+        var runId = h.Submit(Sim.Spec(k: 2, iterations: 10));
+        IGanClusterMessage? ack = null;
+        h.BeforeReduce = (sim, e, id) =>
+        {
+            if (ack is null && e.Step == new StepKey(3, StepPhase.Discriminator, 1)) ack = Answer(sim.Feed(new CoordinatorInput.Cancel(runId, "ana@laptop", sim.Now)));
+        };
+        h.Pump();
+
+        Assert.Contains("stops at the next iteration boundary (it is at it3/D1)", Assert.IsType<RunProtocol.CancelAck>(ack).Message);
+        Assert.All(h.Applied.Values, l => Assert.Equal(Sim.Schedule(4, 2), l));   // iteration 3 finished, nothing of 4 applied
+        Assert.DoesNotContain(h.Sent<ExecuteStep>(), e => e.Step.Iteration >= 4);
+        var saves = h.Sent<SaveArtifacts>().ToList();
+        Assert.Equal(2, saves.Count);                                              // one checkpoint save, to both ranks
+        Assert.All(saves, s => Assert.Equal((4L, true), (s.Iteration, s.Checkpoint)));
+        Assert.Equal(4, CoordinatorCheckpoint.FromJson(saves[0].CoordinatorJson)!.Iteration);
+        Assert.Equal(2, h.Sent<StopRun>().Count(s => s.Reason == "cancelled"));
+
+        var ended = h.Ended!;
+        Assert.Equal("cancelled", ended.Status);
+        Assert.Contains("stopped by ana@laptop after 4 of 10 iterations", ended.Message);
+        Assert.Contains("iter-00000004; submit the same spec again to continue from it", ended.Message);
+        Assert.Equal(RunPhase.Idle, h.State.Phase);
+        Assert.Single(h.All.OfType<Effect.ForgetRun>());                          // a restarted coordinator does not resume it
+    }
+
+    [Fact]
+    public void A_cancel_during_a_checkpoint_save_ends_on_that_checkpoint_without_writing_another()
+    {
+        var h = new Sim();
+        h.Workers(2);
+        var runId = h.Submit(Sim.Spec(iterations: 10, every: 2));
+        h.BeforeSnapshot = (sim, s) =>
+        {
+            if (s.Iteration == 4) sim.Feed(new CoordinatorInput.Cancel(runId, "ana@laptop", sim.Now));
+        };
+        h.Pump();
+
+        Assert.Equal(new long[] { 2, 4 }, h.Sent<SaveArtifacts>().Select(s => s.Iteration).Distinct());
+        Assert.Equal(4, h.Sent<SaveArtifacts>().Count());
+        Assert.Equal("cancelled", h.Ended!.Status);
+        Assert.Contains("after 4 of 10 iterations; checkpoint", h.Ended.Message);
+        Assert.All(h.Applied.Values, l => Assert.Equal(Sim.Schedule(4, 1), l));
+    }
+
+    [Fact]
+    public void A_cancelled_run_ends_only_when_its_checkpoint_is_written_and_says_so_when_rank_0_is_lost_first()
+    {
+        foreach (var lose in new[] { false, true })
+        {
+            var h = new Sim { HoldUploads = true };
+            h.Workers(2);
+            var runId = h.Submit(Sim.Spec(iterations: 10));
+            h.BeforeReduce = (sim, e, _) =>
+            {
+                if (e.Step.Iteration == 2 && sim.State.Run!.CancelledBy is null) sim.Feed(new CoordinatorInput.Cancel(runId, "ana@laptop", sim.Now));
+            };
+            h.Pump();
+            Assert.Equal(RunPhase.Cancelling, h.State.Phase);
+            Assert.Null(h.Ended);
+            Assert.Contains("is already being cancelled", Assert.IsType<RunProtocol.CancelAck>(Answer(h.Feed(new CoordinatorInput.Cancel(runId, "bo", h.Now)))).Message);
+
+            if (lose)
+            {
+                h.Kill("w1");                                                      // rank 1: its part is done
+                Assert.Null(h.Ended);
+                h.Kill("w0");                                                      // rank 0 held the checkpoint
+                Assert.Equal("cancelled", h.Ended!.Status);
+                Assert.Contains("rank 0 (w0) was lost before the checkpoint of iteration 3 was written; submit the same spec again to continue from the newest checkpoint before it",
+                    h.Ended.Message);
+            }
+            else
+            {
+                h.Feed(new CoordinatorInput.ArtifactsDone(3, null));
+                Assert.Equal("cancelled", h.Ended!.Status);
+                Assert.Contains("after 3 of 10 iterations; checkpoint", h.Ended.Message);
+            }
+            Assert.Equal(RunPhase.Idle, h.State.Phase);
+        }
+
+        // The upload never finishes: the step timeout fails the run, naming the checkpoint.
+        var t = new Sim { HoldUploads = true };
+        t.Workers(1);
+        var id = t.Submit(Sim.Spec(iterations: 10));
+        t.BeforeReduce = (sim, e, _) =>
+        {
+            if (sim.State.Run!.CancelledBy is null) sim.Feed(new CoordinatorInput.Cancel(id, "ana@laptop", sim.Now));
+        };
+        t.Pump();
+        t.Feed(new CoordinatorInput.TimerFired(t.State.TimerToken, t.Now));
+        Assert.Equal("failed", t.Ended!.Status);
+        Assert.Contains("the checkpoint of iteration 1 that the cancelled run ends on was not written within 10 s", t.Ended.Message);
+    }
+
+    [Fact]
+    public void A_run_resuming_without_workers_is_cancelled_at_once_and_its_checkpoints_are_kept()
+    {
+        var h = new Sim();
+        h.Found = new CoordinatorInput.CheckpointFound("/runs/t/checkpoints/iter-00000006", new CoordinatorCheckpoint("t-1", 6, 60, 2, 5, [], 0), []);
+        h.Feed(new CoordinatorInput.Recover(new RunRecord("t-1", "/runs/t", Sim.Spec(iterations: 10)), 77, h.Now));
+        h.Pump();
+        Assert.Equal(RunPhase.Resuming, h.State.Phase);
+
+        var fx = h.Feed(new CoordinatorInput.Cancel("t-1", "ana@laptop", h.Now));
+        Assert.Contains("it ends now", Assert.IsType<RunProtocol.CancelAck>(Answer(fx)).Message);
+        Assert.Equal("cancelled", h.Ended!.Status);
+        Assert.Contains("after 6 of 10 iterations; checkpoint", h.Ended.Message);
+        Assert.Contains("iter-00000006", h.Ended.Message);
+        Assert.Single(fx.OfType<Effect.ForgetRun>());
+        Assert.Empty(h.Sent<SaveArtifacts>());
+
+        h.Up("late");                                                               // a worker that comes now starts nothing
+        h.Pump();
+        Assert.Empty(h.Sent<PrepareRun>());
+    }
+
+    [Fact]
+    public void A_cancel_is_refused_with_a_reason_when_there_is_nothing_it_could_stop()
+    {
+        var h = new Sim();
+        Assert.Contains("no run is active (the coordinator is Idle)",
+            Assert.IsType<RunProtocol.CancelNack>(Answer(h.Feed(new CoordinatorInput.Cancel("t-1", "ana", h.Now)))).Reason);
+
+        h.Workers(1);
+        var runId = h.Submit(Sim.Spec(iterations: 2));
+        Assert.Contains($"driving run {runId}, not t-0",
+            Assert.IsType<RunProtocol.CancelNack>(Answer(h.Feed(new CoordinatorInput.Cancel("t-0", "ana", h.Now)))).Reason);
+
+        // All iterations trained, the final files on their way: the end is moments away and comes as "completed".
+        h.HoldUploads = true;
+        h.Pump();
+        Assert.Equal(RunPhase.Finishing, h.State.Phase);
+        Assert.Contains("has trained all its iterations",
+            Assert.IsType<RunProtocol.CancelNack>(Answer(h.Feed(new CoordinatorInput.Cancel(runId, "ana", h.Now)))).Reason);
+        h.Feed(new CoordinatorInput.ArtifactsDone(2, null));
+        Assert.Equal("completed", h.Ended!.Status);
+        Assert.Contains($"run {runId} has already ended (completed)",
+            Assert.IsType<RunProtocol.CancelNack>(Answer(h.Feed(new CoordinatorInput.Cancel(runId, "ana", h.Now)))).Reason);
     }
 }

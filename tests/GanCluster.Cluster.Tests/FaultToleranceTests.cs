@@ -193,6 +193,47 @@ public partial class FaultToleranceTests
         Assert.All(workers, w => Assert.Equal(checksum, FinalChecksum(nodes.Log(w))));
     }
 
+    [Fact]
+    public async Task A_run_cancelled_from_the_console_stops_on_a_checkpoint_and_the_same_spec_submitted_again_finishes_it()
+    {
+        using var nodes = new NodeProcesses();
+        using var dir = new TempFolder();
+        var port = NodeProcesses.FreePort();
+        var seed = nodes.StartSeed(port);
+        var workers = nodes.StartWorkers(2, port);
+        nodes.WaitForWorkers(port, 2);
+        var output = Path.Combine(dir.Path, "out");
+        const int iterations = 2000;
+
+        var submit = SubmitAndFollow(dir, iterations, 50, 1000, port);
+        nodes.WaitFor(() => LastMetric(output) >= 200, TimeSpan.FromMinutes(3), "200 iterations trained");
+        var cancel = CliProcess.Run(["cancel", "--cluster", $"127.0.0.1:{port}", "--wait"], timeoutSeconds: 120);   // the active run, by default
+        Assert.True(cancel.ExitCode == 0, $"{cancel.StdOut}{cancel.StdErr}\n{nodes.AllLogs()}");
+        Assert.Contains("stops at the next iteration boundary", cancel.StdOut);
+
+        var first = await submit;
+        Assert.True(first.ExitCode == 4, $"exit {first.ExitCode}: {first.StdOut}{first.StdErr}");   // 4: cancelled
+        var end = CancelledRegex().Match(first.StdOut);
+        Assert.True(end.Success, first.StdOut);
+        var stoppedAt = long.Parse(end.Groups[1].Value, CultureInfo.InvariantCulture);
+        Assert.InRange(stoppedAt, 200, iterations - 1);
+        var checkpoint = CheckpointStore.PathOf(output, stoppedAt);
+        Assert.Contains($"checkpoint {checkpoint}; submit the same spec again to continue from it", first.StdOut);
+        Assert.Null(CheckpointStore.Verify(checkpoint));
+        Assert.Matches(CancelledRegex(), cancel.StdOut);                         // --wait saw the same end
+        Assert.False(File.Exists(Path.Combine(nodes.StateDir, "active-run.json")));   // a restarted seed would not resume it
+        Assert.Contains("state Idle", CliProcess.Run(["status", "--cluster", $"127.0.0.1:{port}"]).StdOut);
+        Assert.Equal(2, CliProcess.Run(["cancel", "--cluster", $"127.0.0.1:{port}"]).ExitCode);          // nothing left to cancel
+
+        var second = await SubmitAndFollow(dir, iterations, 50, 1000, port);
+        Assert.True(second.ExitCode == 0, $"{second.StdOut}{second.StdErr}\n{nodes.AllLogs()}");
+        Assert.Contains($"resuming from {checkpoint} (iteration {stoppedAt})", nodes.Log(seed));
+        Assert.Contains($"completed: {iterations} iterations on 2 worker(s)", second.StdOut);
+        AssertEachIterationOnce(output, 50, iterations);
+        var checksum = ChecksumRegex().Match(second.StdOut).Groups[1].Value;
+        Assert.All(workers, w => Assert.Equal(checksum, FinalChecksum(nodes.Log(w))));
+    }
+
     /// <summary>SIGKILLs the seed, optionally flips a byte of the newest checkpoint, and starts a seed on the same port.</summary>
     static int RestartSeed(NodeProcesses nodes, int seedPid, int port, bool corruptNewest, string output, out string newest)
     {
@@ -210,6 +251,9 @@ public partial class FaultToleranceTests
     }
 
     static long CheckpointNumber(string dir) => long.Parse(Path.GetFileName(dir)["iter-".Length..], CultureInfo.InvariantCulture);
+
+    [GeneratedRegex(@"cancelled: stopped by \S+ after (\d+) of \d+ iterations")]
+    private static partial Regex CancelledRegex();
 
     [GeneratedRegex("final parameter checksum ([0-9a-f]{64})")]
     private static partial Regex ChecksumRegex();

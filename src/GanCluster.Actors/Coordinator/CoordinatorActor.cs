@@ -60,6 +60,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             Apply(new CoordinatorInput.Submit(s.SpecJson, Random.Shared.NextInt64(1, long.MaxValue / 2), DateTimeOffset.UtcNow));
         });
         Receive<RunProtocol.WatchRun>(w => Apply(new CoordinatorInput.Watch(w.RunId)));
+        Receive<RunProtocol.CancelRun>(c => Apply(new CoordinatorInput.Cancel(c.RunId, c.By, DateTimeOffset.UtcNow)));
         Receive<RunProtocol.GetStatus>(_ =>
             Sender.Tell(new RunProtocol.StatusReported(_state.Phase.ToString(), _state.Run?.RunId, _state.Workers.Count,
                 _state.Run?.CompletedIterations ?? 0, _state.LastError)));

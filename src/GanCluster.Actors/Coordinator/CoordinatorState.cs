@@ -11,9 +11,10 @@ namespace GanCluster.Actors.Coordinator;
 /// <summary>
 /// The coordinator's explicit states (after Ray Train's controller). Starting: a formation connects its ring.
 /// Recovering: a worker was lost; the update in flight is aborted everywhere. Resuming: the coordinator restarted
-/// and waits for workers to continue the run from its newest valid checkpoint.
+/// and waits for workers to continue the run from its newest valid checkpoint. Cancelling: a client cancelled the run;
+/// the checkpoint it ends on is being written.
 /// </summary>
-public enum RunPhase { Idle, Starting, Running, Saving, Recovering, Resuming, Finishing, Failed }
+public enum RunPhase { Idle, Starting, Running, Saving, Recovering, Resuming, Finishing, Cancelling, Failed }
 
 public sealed record WorkerInfo(string WorkerId, string Device, string DataHost, int DataPort);
 
@@ -51,6 +52,8 @@ public abstract record CoordinatorInput
     public sealed record CheckpointFound(string? Path, CoordinatorCheckpoint? State, string[] Skipped) : CoordinatorInput;
     /// <summary>A client asks to follow a run (again): after a reconnect, or after the coordinator moved.</summary>
     public sealed record Watch(string RunId) : CoordinatorInput;
+    /// <summary>A client asks to stop a run; it ends at the next iteration boundary on a checkpoint.</summary>
+    public sealed record Cancel(string RunId, string By, DateTimeOffset Now = default) : CoordinatorInput;
 }
 
 /// <summary>What the actor must do for a decision.</summary>
@@ -124,6 +127,11 @@ public sealed record ActiveRun(
     public bool Located { get; init; }
     /// <summary>When the save in progress was asked for (to report how long it held training up).</summary>
     public DateTimeOffset SaveStartedAt { get; init; }
+    /// <summary>The iteration of the newest checkpoint asked for or resumed from (-1: none), and whether it is on disk.</summary>
+    public long CheckpointAt { get; init; } = -1;
+    public bool CheckpointWritten { get; init; }
+    /// <summary>Who cancelled the run (null: nobody); it ends at the next iteration boundary on a checkpoint.</summary>
+    public string? CancelledBy { get; init; }
     public long CompletedIterations => Committed is { Phase: StepPhase.Generator } c ? c.Iteration + 1 : Committed?.Iteration ?? 0;
 }
 
@@ -164,6 +172,7 @@ public sealed record CoordinatorState(
             CoordinatorInput.Recover r => OnRecover(r, fx),
             CoordinatorInput.CheckpointFound c => OnCheckpointFound(c, fx),
             CoordinatorInput.Watch w => OnWatch(w.RunId, fx),
+            CoordinatorInput.Cancel c => OnCancel(c, fx),
             _ => this,
         };
         return (next, fx);
@@ -172,7 +181,8 @@ public sealed record CoordinatorState(
     /// <summary>How the last run driven by this coordinator ended (null: none has ended here).</summary>
     public RunProtocol.RunEnded? Ended { get; init; }
 
-    public bool Busy => Phase is RunPhase.Starting or RunPhase.Running or RunPhase.Saving or RunPhase.Recovering or RunPhase.Resuming or RunPhase.Finishing;
+    public bool Busy => Phase is RunPhase.Starting or RunPhase.Running or RunPhase.Saving or RunPhase.Recovering or RunPhase.Resuming or RunPhase.Finishing
+        or RunPhase.Cancelling;
 
     // ---------------------------------------------------------------- membership
 
@@ -199,6 +209,8 @@ public sealed record CoordinatorState(
         fx.Add(new Effect.Log($"worker {down.WorkerId} left: {down.Why}", Warning: inRun && !graceful));
         if (!inRun) return s;
         var rank = run!.Ranks.IndexOf(down.WorkerId);
+        if (Phase == RunPhase.Cancelling)   // every replica is done; only rank 0's upload of the checkpoint matters
+            return rank == 0 ? s.EndCancelled($"rank 0 ({down.WorkerId}) was lost before the checkpoint of iteration {run.CheckpointAt} was written", fx) : s;
         return Phase == RunPhase.Recovering
             ? s.AbortAnswered(down.WorkerId, null, fx)
             : s.Recover($"worker {down.WorkerId} (rank {rank}) was lost during {Phase} at {run.Step}: {down.Why}", counted: !graceful, down.Now, fx);
@@ -262,6 +274,77 @@ public sealed record CoordinatorState(
                 ? $"the coordinator is driving run {Run!.RunId}, not {runId}"
                 : $"the coordinator does not know run {runId} (it may have ended while the coordinator moved to another seed: look at its output folder)")));
         return this;
+    }
+
+    CoordinatorState OnCancel(CoordinatorInput.Cancel c, List<Effect> fx)
+    {
+        string? refusal = null;
+        if (!Busy)
+            refusal = Ended?.RunId == c.RunId ? $"run {c.RunId} has already ended ({Ended.Status})" : $"no run is active (the coordinator is {Phase})";
+        else if (Run!.RunId != c.RunId)
+            refusal = $"the coordinator is driving run {Run.RunId}, not {c.RunId}";
+        else if (Phase == RunPhase.Finishing)
+            refusal = $"run {c.RunId} has trained all its iterations and is finishing";
+        if (refusal is not null)
+        {
+            fx.Add(new Effect.Respond(new RunProtocol.CancelNack(c.RunId, refusal)));
+            return this;
+        }
+        var run = Run!;
+        if (run.CancelledBy is not null)
+        {
+            fx.Add(new Effect.Respond(new RunProtocol.CancelAck(c.RunId, $"run {c.RunId} is already being cancelled (asked by {run.CancelledBy})")));
+            return this;
+        }
+        var s = WithRun(run with { CancelledBy = c.By });
+        fx.Add(new Effect.Log($"run {run.RunId}: cancelled by {c.By} during {Phase} at {run.Step}"));
+        if (Phase == RunPhase.Resuming)
+        {
+            // No formation holds a newer state than the newest checkpoint: end now.
+            fx.Add(new Effect.Respond(new RunProtocol.CancelAck(c.RunId, $"run {c.RunId} was resuming; it ends now and its checkpoints stay as they are")));
+            return s.EndCancelled(null, fx);
+        }
+        fx.Add(new Effect.Respond(new RunProtocol.CancelAck(c.RunId,
+            $"run {c.RunId} stops at the next iteration boundary (it is at {run.Step}) after writing a checkpoint")));
+        return s;
+    }
+
+    /// <summary>
+    /// A cancelled run at an iteration boundary (<paramref name="commit"/>: the G update just reduced everywhere, or null
+    /// when the formation already holds the boundary). It ends on a checkpoint of this iteration: written now, or already
+    /// written or being written.
+    /// </summary>
+    CoordinatorState HonourCancel(StepKey? commit, DateTimeOffset now, List<Effect> fx)
+    {
+        var run = Run!;
+        var done = commit is not null ? commit.Iteration + 1 : run.CompletedIterations;
+        if (done == 0) return EndCancelled(null, fx);
+        if (commit is null && run.CheckpointAt == done)
+            return run.CheckpointWritten ? EndCancelled(null, fx) : (this with { Phase = RunPhase.Cancelling }).Arm(Settings.StepTimeout, fx);
+        return Save(done, checkpoint: true, commit, now, fx);
+    }
+
+    /// <summary>
+    /// The end of a cancelled run: the workers drop it and nothing is resumed by a restarted coordinator. Submitting
+    /// the same spec again continues from its newest checkpoint (<paramref name="problem"/>: why the last one is missing).
+    /// </summary>
+    CoordinatorState EndCancelled(string? problem, List<Effect> fx)
+    {
+        var run = Run!;
+        foreach (var id in run.Ranks.Where(Workers.ContainsKey)) fx.Add(new Effect.ToWorker(id, new StopRun(run.RunId, "cancelled")));
+        var s = ReleaseLeavers(fx);
+        var trained = Math.Max(run.CompletedIterations, run.CheckpointWritten ? run.CheckpointAt : 0);
+        var where = problem is not null
+            ? $"{problem}; submit the same spec again to continue from the newest checkpoint before it"
+            : run.CheckpointWritten && run.CheckpointAt > 0
+                ? $"checkpoint {CheckpointStore.PathOf(run.Output, run.CheckpointAt)}; submit the same spec again to continue from it"
+                : "no checkpoint was written";
+        var message = $"stopped by {run.CancelledBy} after {trained} of {run.Spec.Training.Iterations} iterations; {where}";
+        fx.Add(new Effect.Log($"run {run.RunId} cancelled: {message}", Warning: problem is not null));
+        var ended = new RunProtocol.RunEnded(run.RunId, "cancelled", message, run.Output, null);
+        fx.Add(new Effect.Publish(ended));
+        fx.Add(new Effect.ForgetRun(run.RunId));
+        return s with { Phase = RunPhase.Idle, TimerToken = TimerToken + 1, Ended = ended };
     }
 
     static ActiveRun NewRun(string runId, RunSpec spec, string specJson, DateTimeOffset now) =>
@@ -429,6 +512,7 @@ public sealed record CoordinatorState(
         // An iteration boundary: finish, save, or take workers in and out.
         var done = step.Iteration + 1;
         if (done == t.Iterations) return s.Finish(commit: step, fx);
+        if (run.CancelledBy is not null) return s.HonourCancel(commit: step, now, fx);
         var sampleEvery = t.SampleEvery > 0 ? t.SampleEvery : run.Spec.Checkpoint.Every;
         var checkpoint = done % run.Spec.Checkpoint.Every == 0;
         if (checkpoint || done % sampleEvery == 0) return s.Save(done, checkpoint, commit: step, now, fx);
@@ -442,6 +526,7 @@ public sealed record CoordinatorState(
         var run = Run!;
         var t = run.Spec.Training;
         if (run.CompletedIterations >= t.Iterations) return Finish(commit: null, fx);
+        if (run.CancelledBy is not null && run.Committed is null or { Phase: StepPhase.Generator }) return HonourCancel(commit: null, now, fx);
         if (run.Committed is { Phase: StepPhase.Generator } && MembershipChanged(run)) return Reform(commit: null, now, fx);
         var next = run.Committed is null ? GanScheduleKeys.First : GanScheduleKeys.Next(run.Committed, t.K);
         return Execute(next, commit: null, now, fx);
@@ -477,6 +562,7 @@ public sealed record CoordinatorState(
         var run = Run!;
         if (commit is not null) fx.Add(new Effect.Committed(commit, AllRanks(run)));
         run = run with { Committed = commit ?? run.Committed, SaveStartedAt = now };
+        if (checkpoint) run = run with { CheckpointAt = done, CheckpointWritten = false };
         var json = CheckpointJson(run);
         foreach (var id in run.Ranks)
             fx.Add(new Effect.ToWorker(id, new SaveArtifacts(run.RunId, run.Session, done, checkpoint, commit, json)));
@@ -604,6 +690,8 @@ public sealed record CoordinatorState(
         if (Phase != RunPhase.Resuming) return this;
         var run = Run!;
         foreach (var skipped in c.Skipped) fx.Add(new Effect.Log($"skipping checkpoint {skipped}; using an older one", Warning: true));
+        if (run.CancelledBy is not null)   // cancelled while recovering: nothing newer than this checkpoint is left
+            return WithRun(run with { CheckpointAt = c.State?.Iteration ?? -1, CheckpointWritten = c.Path is not null && c.State is not null }).EndCancelled(null, fx);
         ActiveRun next;
         long resumeAt;
         if (c.Path is null || c.State is null)
@@ -626,6 +714,8 @@ public sealed record CoordinatorState(
                 ResumeCheckpoint = c.Path,
                 ExpectedWorkers = Math.Max(1, st.WorldSize),
                 WindowStartIteration = st.Iteration,
+                CheckpointAt = st.Iteration,
+                CheckpointWritten = true,
             };
             resumeAt = st.Iteration;
         }
@@ -663,9 +753,15 @@ public sealed record CoordinatorState(
         if (a.Error is not null)
             return Busy ? Fail($"saving the outputs of iteration {a.Iteration} failed: {a.Error}", fx) : this;
         fx.Add(new Effect.Log($"run {run.RunId}: outputs of iteration {a.Iteration} written under {run.Output}"));
+        var s = this;
+        if (a.Iteration == run.CheckpointAt)
+        {
+            s = WithRun(run = run with { CheckpointWritten = true });
+            if (Phase == RunPhase.Cancelling) return s.EndCancelled(null, fx);
+        }
         if (Phase == RunPhase.Finishing && a.Iteration == run.Spec.Training.Iterations)
-            return WithRun(run with { FinalArtifactsSaved = true }).TryComplete(fx);
-        return this;
+            return s.WithRun(run with { FinalArtifactsSaved = true }).TryComplete(fx);
+        return s;
     }
 
     CoordinatorState TryComplete(List<Effect> fx)
@@ -702,6 +798,8 @@ public sealed record CoordinatorState(
                 return FinishRecovery(now, fx);
             case RunPhase.Resuming:
                 return FormAfterWait(now, fx);
+            case RunPhase.Cancelling:
+                return Fail($"the checkpoint of iteration {run.CheckpointAt} that the cancelled run ends on was not written within {limit:F0} s", fx);
             case RunPhase.Finishing when run.Pending.IsEmpty:
                 return Fail($"the final outputs were not saved within {limit:F0} s", fx);
             case RunPhase.Finishing:
