@@ -1,4 +1,5 @@
 using System.Net;
+using Microsoft.Extensions.Configuration;
 
 namespace GanCluster.Node;
 
@@ -50,6 +51,35 @@ public sealed class NodeOptions
     public string EffectivePublicHost => string.IsNullOrWhiteSpace(PublicHost) ? Host : PublicHost!;
     public IReadOnlyList<(string Host, int Port)> SeedList => Seeds.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
         .Select(s => { var i = s.LastIndexOf(':'); return (s[..i], int.Parse(s[(i + 1)..])); }).ToList();
+
+    /// <summary>
+    /// Reads the "Node" section: an unknown setting (a typo in GANCLUSTER_Node__Seeds is otherwise ignored silently),
+    /// a value of the wrong type and every failed check come back as problems, each naming its option.
+    /// </summary>
+    public static (NodeOptions Options, List<string> Problems) Bind(IConfiguration configuration)
+    {
+        var section = configuration.GetSection("Node");
+        var known = typeof(NodeOptions).GetProperties().Where(p => p.CanWrite).Select(p => p.Name).ToList();
+        var problems = section.GetChildren().Where(c => !known.Contains(c.Key, StringComparer.OrdinalIgnoreCase))
+            .Select(c => $"Node:{c.Key} is not a node setting (known: {string.Join(", ", known)})").ToList();
+        var options = new NodeOptions();
+        foreach (var property in typeof(NodeOptions).GetProperties().Where(p => p.CanWrite))
+        {
+            var raw = section[property.Name];
+            if (raw is null) continue;
+            try
+            {
+                var type = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
+                property.SetValue(options, Convert.ChangeType(raw, type, System.Globalization.CultureInfo.InvariantCulture));
+            }
+            catch (Exception e) when (e is FormatException or OverflowException)
+            {
+                problems.Add($"Node:{property.Name} must be {(property.PropertyType == typeof(int) ? "a whole number" : property.PropertyType.Name)} (got \"{raw}\")");
+            }
+        }
+        if (problems.Count == 0) problems.AddRange(options.Validate());
+        return (options, problems);
+    }
 
     /// <summary>Every problem, each naming its option.</summary>
     public List<string> Validate()

@@ -21,8 +21,7 @@ var configFile = builder.Configuration["config"] ?? Path.Combine(AppContext.Base
 builder.Configuration.AddJsonFile(configFile, optional: true)
     .AddEnvironmentVariables("GANCLUSTER_")
     .AddCommandLine(args);
-var options = builder.Configuration.GetSection("Node").Get<NodeOptions>() ?? new NodeOptions();
-var problems = options.Validate();
+var (options, problems) = NodeOptions.Bind(builder.Configuration);
 if (problems.Count > 0)
 {
     Console.Error.WriteLine("error: invalid node settings:\n" + string.Join("\n", problems.Select(p => "  - " + p)));

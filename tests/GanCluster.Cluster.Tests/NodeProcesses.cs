@@ -56,6 +56,24 @@ public sealed partial class NodeProcesses : IDisposable
         return id;
     }
 
+    /// <summary>
+    /// The node program (copied next to the tests) as a container runs it: configured only by <paramref name="environment"/>,
+    /// no flags, output to a log of its own.
+    /// </summary>
+    public int StartNode(Dictionary<string, string> environment, string workingDirectory, string name)
+    {
+        Directory.CreateDirectory(Logs);
+        var log = Path.Combine(Logs, $"{name}.log");
+        var psi = new ProcessStartInfo("bash") { WorkingDirectory = workingDirectory };
+        foreach (var a in new[] { "-c", "exec dotnet \"$0\" >\"$1\" 2>&1 </dev/null", Path.Combine(AppContext.BaseDirectory, "GanCluster.Node.dll"), log })
+            psi.ArgumentList.Add(a);
+        foreach (var (k, v) in environment) psi.Environment[k] = v;
+        using var p = Process.Start(psi)!;                                      // exec: the pid is the node's
+        _pids.Add(p.Id);
+        _logs[p.Id] = log;
+        return p.Id;
+    }
+
     /// <summary>The log of the node with this pid.</summary>
     public string Log(int pid) => File.Exists(_logs[pid]) ? File.ReadAllText(_logs[pid]) : "";
 
@@ -102,7 +120,7 @@ public sealed partial class NodeProcesses : IDisposable
         return ((IPEndPoint)l.LocalEndpoint).Port;
     }
 
-    static string FindRoot()
+    public static string FindRoot()
     {
         var dir = new DirectoryInfo(AppContext.BaseDirectory);
         while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "GanCluster.sln"))) dir = dir.Parent;
