@@ -13,6 +13,18 @@ static class SubmitCommand
 {
     static Option<string> Cluster() => new("--cluster") { Description = "A seed node, host:port", Required = true };
     static Option<int> ConnectTimeout() => new("--connect-timeout") { Description = "Seconds to wait for the cluster to answer", DefaultValueFactory = _ => 10 };
+    static Option<int> GiveUpAfter() => new("--give-up-after")
+    {
+        Description = "With --wait: seconds to keep trying when no seed answers (a seed being restarted or the coordinator moving) before exit 3",
+        DefaultValueFactory = _ => 120,
+    };
+
+    static TimeSpan Seconds(ParseResult r, Option<int> option, int min)
+    {
+        var value = r.GetValue(option);
+        if (value < min) throw new UsageException($"{option.Name} must be at least {min} (got {value})");
+        return TimeSpan.FromSeconds(value);
+    }
 
     public static Command Build()
     {
@@ -20,8 +32,9 @@ static class SubmitCommand
         var cluster = Cluster();
         var wait = new Option<bool>("--wait") { Description = "Follow the run to its end, printing a line per logging interval" };
         var timeout = ConnectTimeout();
-        var cmd = new Command("submit", "Submit a run spec to a GanCluster cluster") { spec, cluster, wait, timeout };
-        cmd.SetAction(r => Common.Guard(() => Submit(r.GetValue(spec)!, r.GetValue(cluster)!, r.GetValue(wait), TimeSpan.FromSeconds(r.GetValue(timeout)))));
+        var giveUp = GiveUpAfter();
+        var cmd = new Command("submit", "Submit a run spec to a GanCluster cluster") { spec, cluster, wait, timeout, giveUp };
+        cmd.SetAction(r => Common.Guard(() => Submit(r.GetValue(spec)!, r.GetValue(cluster)!, r.GetValue(wait), Seconds(r, timeout, 1), Seconds(r, giveUp, 0))));
         return cmd;
     }
 
@@ -47,14 +60,15 @@ static class SubmitCommand
         var cluster = Cluster();
         var wait = new Option<bool>("--wait") { Description = "Wait until the run has stopped and its checkpoint is written" };
         var timeout = ConnectTimeout();
+        var giveUp = GiveUpAfter();
         var cmd = new Command("cancel",
             "Stop a cluster run at its next iteration boundary after writing a checkpoint; submitting the same spec again continues from it")
-            { runId, cluster, wait, timeout };
-        cmd.SetAction(r => Common.Guard(() => Cancel(r.GetValue(runId), r.GetValue(cluster)!, r.GetValue(wait), TimeSpan.FromSeconds(r.GetValue(timeout)))));
+            { runId, cluster, wait, timeout, giveUp };
+        cmd.SetAction(r => Common.Guard(() => Cancel(r.GetValue(runId), r.GetValue(cluster)!, r.GetValue(wait), Seconds(r, timeout, 1), Seconds(r, giveUp, 0))));
         return cmd;
     }
 
-    static int Cancel(string? runId, string cluster, bool wait, TimeSpan connectTimeout)
+    static int Cancel(string? runId, string cluster, bool wait, TimeSpan connectTimeout, TimeSpan giveUpAfter)
     {
         using var c = new ClusterConnection(cluster, connectTimeout);
         if (runId is null)
@@ -76,14 +90,14 @@ static class SubmitCommand
                 if (!wait) return 0;
                 c.Send(new RunProtocol.WatchRun(runId));
                 // Completed counts too: the last iteration may have been under way when the cancel came.
-                var code = Follow(c, runId, quiet: true);
+                var code = Follow(c, runId, quiet: true, giveUpAfter);
                 return code is CancelledExit or 0 ? 0 : code;
             default:
                 throw new InvalidOperationException("unexpected answer to CancelRun");
         }
     }
 
-    static int Submit(string specPath, string cluster, bool wait, TimeSpan connectTimeout)
+    static int Submit(string specPath, string cluster, bool wait, TimeSpan connectTimeout, TimeSpan giveUpAfter)
     {
         // Validate here first (dataset paths are checked on the workers): a bad spec never leaves this machine.
         if (!File.Exists(specPath)) throw new UsageException($"{specPath} does not exist");
@@ -104,7 +118,7 @@ static class SubmitCommand
                 // Ctrl+C stops following, not the run.
                 Console.CancelKeyPress += (_, _) =>
                     Console.Error.WriteLine($"\nstopped following; run {a.RunId} goes on. Stop it with: gancluster cancel {a.RunId} --cluster {cluster}");
-                return Follow(c, a.RunId, quiet: false);
+                return Follow(c, a.RunId, quiet: false, giveUpAfter);
             default:
                 throw new InvalidOperationException("unexpected answer to SubmitRun");
         }
@@ -114,9 +128,9 @@ static class SubmitCommand
     /// Prints the run's progress until it ends. Asks to follow it again every <see cref="Rewatch"/>: that keeps the
     /// ClusterClient's reply tunnel alive between slow logging intervals, and re-registers this client with a
     /// coordinator that moved to another seed (which may train a few iterations again from its checkpoint). When no seed
-    /// answers, it keeps trying for <see cref="GiveUpAfter"/> (a seed being restarted), then fails naming the addresses.
+    /// answers, it keeps trying for <paramref name="giveUpAfter"/> (a seed being restarted), then fails naming the addresses.
     /// </summary>
-    static int Follow(ClusterConnection c, string runId, bool quiet)
+    static int Follow(ClusterConnection c, string runId, bool quiet, TimeSpan giveUpAfter)
     {
         long last = 0;
         string state = "Running";
@@ -150,9 +164,9 @@ static class SubmitCommand
                     return 1;
                 case ClusterConnection.ContactLost:
                     lostSince ??= DateTime.UtcNow;
-                    if (DateTime.UtcNow - lostSince > GiveUpAfter)
+                    if (DateTime.UtcNow - lostSince > giveUpAfter)
                     {
-                        Console.Error.WriteLine($"error: lost contact with the cluster: no seed answered for {GiveUpAfter.TotalSeconds:F0} s (tried {c.Receptionist}). " +
+                        Console.Error.WriteLine($"error: lost contact with the cluster: no seed answered for {giveUpAfter.TotalSeconds:F0} s (tried {c.Receptionist}). " +
                                                 "The run may still be going: check with `gancluster status --cluster HOST:PORT`.");
                         return 3;
                     }
@@ -169,5 +183,4 @@ static class SubmitCommand
 
     const int CancelledExit = 4;
     static readonly TimeSpan Rewatch = TimeSpan.FromSeconds(10);
-    static readonly TimeSpan GiveUpAfter = TimeSpan.FromMinutes(2);
 }

@@ -234,6 +234,31 @@ public partial class FaultToleranceTests
         Assert.All(workers, w => Assert.Equal(checksum, FinalChecksum(nodes.Log(w))));
     }
 
+    [Fact]
+    public async Task A_client_following_a_run_whose_only_seed_is_gone_gives_up_after_give_up_after_naming_the_seed()
+    {
+        using var nodes = new NodeProcesses();
+        using var dir = new TempFolder();
+        var port = NodeProcesses.FreePort();
+        var seed = nodes.StartSeed(port);
+        nodes.StartWorkers(1, port);
+        nodes.WaitForWorkers(port, 1);
+        var output = Path.Combine(dir.Path, "out");
+
+        var spec = WriteSpec(dir, 100_000, 50, 100_000);
+        var submit = Task.Run(() => CliProcess.Run(["submit", spec, "--cluster", $"127.0.0.1:{port}", "--wait", "--connect-timeout", "2", "--give-up-after", "5"],
+            timeoutSeconds: 300));
+        nodes.WaitFor(() => LastMetric(output) >= 100, TimeSpan.FromMinutes(2), "100 iterations trained");
+        nodes.Kill(seed);
+        var killed = DateTime.UtcNow;
+
+        var run = await submit;
+        Assert.True(run.ExitCode == 3, $"exit {run.ExitCode}: {run.StdOut}{run.StdErr}");
+        Assert.Contains($"no seed answered for 5 s (tried akka.tcp://gancluster@127.0.0.1:{port}/system/receptionist)", run.StdErr);
+        Assert.Contains("The run may still be going", run.StdErr);
+        Assert.InRange((DateTime.UtcNow - killed).TotalSeconds, 5, 60);
+    }
+
     /// <summary>SIGKILLs the seed, optionally flips a byte of the newest checkpoint, and starts a seed on the same port.</summary>
     static int RestartSeed(NodeProcesses nodes, int seedPid, int port, bool corruptNewest, string output, out string newest)
     {
