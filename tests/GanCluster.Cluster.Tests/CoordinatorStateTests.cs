@@ -29,6 +29,8 @@ public sealed class Sim
     public Action<Sim, SaveArtifacts>? BeforeSnapshot;
     /// <summary>Rank 0 snapshots saves but the checkpoint actor never reports them written (a slow or lost upload).</summary>
     public bool HoldUploads;
+    /// <summary>The mode quality the checkpoint actor reports with each published save.</summary>
+    public Func<long, string?> Quality = _ => null;
 
     public IReadOnlyList<Effect> Feed(CoordinatorInput input)
     {
@@ -109,12 +111,13 @@ public sealed class Sim
                 if (Rank[w.WorkerId] != 0) break;
                 BeforeSnapshot?.Invoke(this, s);
                 Worker(new ArtifactsSnapshotted(s.RunId, s.Session, s.Iteration, 3));
-                if (!HoldUploads) Feed(new CoordinatorInput.ArtifactsDone(s.Iteration, null));
+                if (!HoldUploads) Feed(new CoordinatorInput.ArtifactsDone(s.Iteration, null, Quality(s.Iteration)));
                 break;
             case Effect.ToWorker { Message: FinishRun f } w:
                 Apply(w.WorkerId, f.Commit);
                 Worker(new RunFinishedOnWorker(f.RunId, f.Session, Rank[w.WorkerId], "final-checksum-0123456789"));
-                if (Rank[w.WorkerId] == 0 && !HoldUploads) Feed(new CoordinatorInput.ArtifactsDone(State.Run!.Spec.Training.Iterations, null));
+                if (Rank[w.WorkerId] == 0 && !HoldUploads)
+                    Feed(new CoordinatorInput.ArtifactsDone(State.Run!.Spec.Training.Iterations, null, Quality(State.Run.Spec.Training.Iterations)));
                 break;
         }
     }
@@ -167,6 +170,18 @@ public class CoordinatorStateTests
         Assert.Equal(2, CoordinatorCheckpoint.FromJson(save.CoordinatorJson)!.Iteration);
         Assert.Single(h.All.OfType<Effect.PersistRun>());
         Assert.Single(h.All.OfType<Effect.ForgetRun>());
+    }
+
+    [Fact]
+    public void The_end_of_a_run_reports_the_mode_quality_of_its_final_samples_and_the_log_that_of_every_save()
+    {
+        var h = new Sim { Quality = i => $"modes {i}/8, high-quality 9{i}.0 % of 2500" };
+        h.Workers(2);
+        h.Submit(Sim.Spec(iterations: 4, every: 2));
+        h.Pump();
+        Assert.Equal("completed", h.Ended!.Status);
+        Assert.EndsWith("; final samples: modes 4/8, high-quality 94.0 % of 2500", h.Ended.Message);
+        Assert.Contains(h.All.OfType<Effect.Log>(), l => l.Text.EndsWith("outputs of iteration 2 written under runs/t; samples: modes 2/8, high-quality 92.0 % of 2500"));
     }
 
     [Fact]

@@ -39,6 +39,7 @@ public partial class RealProcessTests(LiveCluster cluster) : IClassFixture<LiveC
         var q = ModeQuality.Evaluate(xy, SyntheticDatasets.Ring8Modes, SyntheticDatasets.Ring8Std);
         Assert.Equal(2500, q.Samples);
         Assert.True(q.ModesCovered >= 6 && q.HighQualityFraction >= 0.80, q.ToString());
+        Assert.Contains($"final samples: {q}", run.StdOut);                       // the seed rates them as a local run does
 
         // Every worker logs the same final parameter checksum.
         var logged = cluster.WorkerLogs().Select(l => WorkerChecksumRegex().Matches(l).Last().Groups[1].Value).ToList();

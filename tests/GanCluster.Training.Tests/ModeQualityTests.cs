@@ -31,4 +31,25 @@ public class ModeQualityTests
         Assert.Equal(0, r.ModesCovered);
         Assert.Equal(0, r.HighQualityFraction);
     }
+
+    [Fact]
+    public void A_samples_csv_reads_back_its_points_and_is_rated_against_its_dataset_mixture()
+    {
+        using var dir = new TempFolder();
+        var path = Path.Combine(dir.Path, "samples", "iter-00000010.csv");
+        // 50 points around each ring8 mode, within 1 std; plus one point far from every mode.
+        var ring = GanCluster.Training.Data.SyntheticDatasets.Ring8Modes;
+        var std = GanCluster.Training.Data.SyntheticDatasets.Ring8Std;
+        var points = ring.SelectMany(m => Enumerable.Range(0, 50).SelectMany(k => new[] { m.X + std * MathF.Cos(k), m.Y + std * MathF.Sin(k) / 3 }))
+            .Concat([9f, 9f]).ToArray();
+        SampleCsv.Write(path, points);
+
+        var read = SampleCsv.Read(path);
+        Assert.Equal(points.Length, read.Length);
+        Assert.All(points.Zip(read), p => Assert.Equal(p.First, p.Second, 1e-5f));          // 7 significant digits
+        var q = SampleCsv.Quality(path, "ring8")!;
+        Assert.Equal((8, 8, 401), (q.ModesCovered, q.Modes, q.Samples));
+        Assert.Equal(400.0 / 401, q.HighQualityFraction, 9);                       // all but the far point
+        Assert.Null(SampleCsv.Quality(path, "mnist"));                              // no mixture to rate against
+    }
 }

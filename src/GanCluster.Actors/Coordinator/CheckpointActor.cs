@@ -1,6 +1,8 @@
 using Akka.Actor;
 using Akka.Event;
 using GanCluster.Training.Output;
+using GanCluster.Training.Spec;
+using GanCluster.Training.Training;
 using static GanCluster.Protocol.ArtifactProtocol;
 
 namespace GanCluster.Actors.Coordinator;
@@ -17,13 +19,14 @@ public sealed class CheckpointActor : ReceiveActor
     /// <param name="ResumeAt">Resuming at this iteration: metrics rows after it are dropped (they are trained again).</param>
     public sealed record Start(string RunId, string Output, string SpecJson, int Keep, long? ResumeAt = null);
     public sealed record Append(MetricsRow Row);
-    /// <summary>Told to the parent when an upload is published (Error null) or failed.</summary>
-    public sealed record Done(long Iteration, string? Error);
+    /// <summary>Told to the parent when an upload is published (Error null) or failed; with the samples' mode quality (ring8, grid25).</summary>
+    public sealed record Done(long Iteration, string? Error, string? Quality = null);
 
     readonly ILoggingAdapter _log = Context.GetLogger();
     string? _runId;
     string _output = "";
     int _keep = 1;
+    string _datasetKind = "";
     MetricsCsv? _metrics;
 
     public CheckpointActor()
@@ -32,6 +35,7 @@ public sealed class CheckpointActor : ReceiveActor
         {
             _metrics?.Dispose();
             (_runId, _output, _keep) = (s.RunId, Path.GetFullPath(s.Output), s.Keep);
+            _datasetKind = RunSpecValidator.Parse(s.SpecJson, s.RunId, checkPaths: false).Dataset.Kind;
             Directory.CreateDirectory(_output);
             File.WriteAllText(Path.Combine(_output, "spec.json"), s.SpecJson);
             var metrics = Path.Combine(_output, "metrics.csv");
@@ -116,11 +120,17 @@ public sealed class CheckpointActor : ReceiveActor
         try
         {
             var samples = Path.Combine(staging, "samples");
+            string? quality = null;
             if (Directory.Exists(samples))
             {
                 Directory.CreateDirectory(Path.Combine(_output, "samples"));
                 foreach (var f in Directory.GetFiles(samples))
-                    File.Move(f, Path.Combine(_output, "samples", Path.GetFileName(f)), overwrite: true);
+                {
+                    var published = Path.Combine(_output, "samples", Path.GetFileName(f));
+                    File.Move(f, published, overwrite: true);
+                    // 2500 points: a few ms, and the same check as a local run's "final samples" line.
+                    if (published.EndsWith(".csv", StringComparison.Ordinal)) quality = SampleCsv.Quality(published, _datasetKind)?.ToString();
+                }
             }
             if (u.Checkpoint)
             {
@@ -136,7 +146,7 @@ public sealed class CheckpointActor : ReceiveActor
                 foreach (var old in CheckpointStore.List(_output).Skip(_keep)) Directory.Delete(old, true);
             }
             Directory.Delete(staging, true);
-            Context.Parent.Tell(new Done(u.Iteration, null));
+            Context.Parent.Tell(new Done(u.Iteration, null, quality));
         }
         catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
         {

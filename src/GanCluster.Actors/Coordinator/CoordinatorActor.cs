@@ -69,7 +69,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Receive<ArtifactProtocol.ListCheckpoint>(l => _checkpoints.Forward(l));
         Receive<ArtifactProtocol.ReadCheckpoint>(r => _checkpoints.Forward(r));
         Receive<ArtifactProtocol.ArtifactsFailed>(f => Apply(new CoordinatorInput.ArtifactsDone(f.Iteration, $"rank 0 could not upload them: {f.Reason}")));
-        Receive<CheckpointActor.Done>(d => Apply(new CoordinatorInput.ArtifactsDone(d.Iteration, d.Error)));
+        Receive<CheckpointActor.Done>(d => Apply(new CoordinatorInput.ArtifactsDone(d.Iteration, d.Error, d.Quality)));
         Receive<CoordinatorInput.TimerFired>(t => Apply(t with { Now = DateTimeOffset.UtcNow }));
         Receive<IGanClusterMessage>(m => Apply(new CoordinatorInput.FromWorker(m, DateTimeOffset.UtcNow)));
     }

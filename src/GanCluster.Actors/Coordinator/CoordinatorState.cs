@@ -43,7 +43,8 @@ public abstract record CoordinatorInput
     public sealed record WorkerDown(string WorkerId, string Why, DateTimeOffset Now = default) : CoordinatorInput;
     public sealed record Submit(string SpecJson, long Session, DateTimeOffset Now) : CoordinatorInput;
     public sealed record FromWorker(IGanClusterMessage Message, DateTimeOffset Now) : CoordinatorInput;
-    public sealed record ArtifactsDone(long Iteration, string? Error) : CoordinatorInput;
+    /// <summary>Outputs of an iteration published (or failed), with the samples' mode quality on ring8/grid25.</summary>
+    public sealed record ArtifactsDone(long Iteration, string? Error, string? Quality = null) : CoordinatorInput;
     /// <summary>A timer set by <see cref="Effect.Schedule"/> fired; ignored unless it is still the current one.</summary>
     public sealed record TimerFired(long Token, DateTimeOffset Now = default) : CoordinatorInput;
     /// <summary>The coordinator (re)started and found a run it had not finished.</summary>
@@ -130,6 +131,8 @@ public sealed record ActiveRun(
     /// <summary>The iteration of the newest checkpoint asked for or resumed from (-1: none), and whether it is on disk.</summary>
     public long CheckpointAt { get; init; } = -1;
     public bool CheckpointWritten { get; init; }
+    /// <summary>Mode quality of the newest published samples (ring8, grid25), e.g. "modes 8/8, high-quality 87.9 % of 2500".</summary>
+    public string? Quality { get; init; }
     /// <summary>Who cancelled the run (null: nobody); it ends at the next iteration boundary on a checkpoint.</summary>
     public string? CancelledBy { get; init; }
     public long CompletedIterations => Committed is { Phase: StepPhase.Generator } c ? c.Iteration + 1 : Committed?.Iteration ?? 0;
@@ -339,7 +342,8 @@ public sealed record CoordinatorState(
             : run.CheckpointWritten && run.CheckpointAt > 0
                 ? $"checkpoint {CheckpointStore.PathOf(run.Output, run.CheckpointAt)}; submit the same spec again to continue from it"
                 : "no checkpoint was written";
-        var message = $"stopped by {run.CancelledBy} after {trained} of {run.Spec.Training.Iterations} iterations; {where}";
+        var message = $"stopped by {run.CancelledBy} after {trained} of {run.Spec.Training.Iterations} iterations; {where}" +
+                      (run.Quality is null ? "" : $"; newest samples: {run.Quality}");
         fx.Add(new Effect.Log($"run {run.RunId} cancelled: {message}", Warning: problem is not null));
         var ended = new RunProtocol.RunEnded(run.RunId, "cancelled", message, run.Output, null);
         fx.Add(new Effect.Publish(ended));
@@ -752,11 +756,12 @@ public sealed record CoordinatorState(
         if (run is null) return this;
         if (a.Error is not null)
             return Busy ? Fail($"saving the outputs of iteration {a.Iteration} failed: {a.Error}", fx) : this;
-        fx.Add(new Effect.Log($"run {run.RunId}: outputs of iteration {a.Iteration} written under {run.Output}"));
-        var s = this;
+        fx.Add(new Effect.Log($"run {run.RunId}: outputs of iteration {a.Iteration} written under {run.Output}" + (a.Quality is null ? "" : $"; samples: {a.Quality}")));
+        if (a.Quality is not null) run = run with { Quality = a.Quality };
+        var s = WithRun(run);
         if (a.Iteration == run.CheckpointAt)
         {
-            s = WithRun(run = run with { CheckpointWritten = true });
+            s = s.WithRun(run = run with { CheckpointWritten = true });
             if (Phase == RunPhase.Cancelling) return s.EndCancelled(null, fx);
         }
         if (Phase == RunPhase.Finishing && a.Iteration == run.Spec.Training.Iterations)
@@ -774,7 +779,8 @@ public sealed record CoordinatorState(
         foreach (var id in run.Ranks.Where(Workers.ContainsKey)) fx.Add(new Effect.ToWorker(id, new StopRun(run.RunId, "completed")));
         var s = ReleaseLeavers(fx);
         var failures = run.Failures.Count == 0 ? "" : $"; {run.Failures.Count} worker failure(s) recovered";
-        var message = $"{run.Spec.Training.Iterations} iterations on {run.WorldSize} worker(s); final parameter checksum {distinct[0]}{failures}";
+        var samples = run.Quality is null ? "" : $"; final samples: {run.Quality}";
+        var message = $"{run.Spec.Training.Iterations} iterations on {run.WorldSize} worker(s); final parameter checksum {distinct[0]}{failures}{samples}";
         fx.Add(new Effect.Log($"run {run.RunId} completed: {message}"));
         var ended = new RunProtocol.RunEnded(run.RunId, "completed", message, run.Output, distinct[0]);
         fx.Add(new Effect.Publish(ended));

@@ -77,4 +77,13 @@ public static class SampleCsv
         w.Close();
         File.Move(path + ".tmp", path, overwrite: true);
     }
+
+    /// <summary>The points of a file <see cref="Write"/> wrote, as x0, y0, x1, y1, ...</summary>
+    public static float[] Read(string path) =>
+        File.ReadLines(path).Skip(1).Where(l => l.Length > 0)
+            .SelectMany(l => l.Split(',').Select(v => float.Parse(v, CultureInfo.InvariantCulture))).ToArray();
+
+    /// <summary>Mode quality of a samples CSV of a ring8/grid25 run (null for other datasets).</summary>
+    public static ModeQualityResult? Quality(string path, string datasetKind) =>
+        RunData.Mixture(datasetKind) is { } m ? ModeQuality.Evaluate(Read(path), m.Modes, m.Std) : null;
 }
