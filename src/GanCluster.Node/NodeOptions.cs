@@ -42,6 +42,13 @@ public sealed class NodeOptions
     public string StateDir { get; set; } = "state";
     /// <summary>Seconds a restarted coordinator waits for the run's previous number of workers before resuming with fewer.</summary>
     public int ResumeGraceSeconds { get; set; } = 10;
+    /// <summary>
+    /// Seconds the split-brain resolver waits for membership to settle before downing unreachable nodes (Akka's
+    /// stable-after; the singleton also waits this long after a removal). A crashed seed's coordinator is back after
+    /// about detection + 2 × this. Lower fails over sooner but risks downing a node that was only slow; set the same
+    /// value on every node.
+    /// </summary>
+    public int DowningStableAfterSeconds { get; set; } = 20;
     /// <summary>A PyTorch install's torch/lib to load libtorch (and CUDA) from; default $TORCH_LIB_DIR or the bundled CPU libtorch.</summary>
     public string? TorchLibDir { get; set; }
 
@@ -105,6 +112,7 @@ public sealed class NodeOptions
         if (CpuThreads < 0) e.Add($"Node:CpuThreads must be 0 (default) or more (got {CpuThreads})");
         if (string.IsNullOrWhiteSpace(StateDir)) e.Add("Node:StateDir must name a folder");
         if (ResumeGraceSeconds < 0) e.Add($"Node:ResumeGraceSeconds must be 0 or more (got {ResumeGraceSeconds})");
+        if (DowningStableAfterSeconds < 1) e.Add($"Node:DowningStableAfterSeconds must be at least 1 (got {DowningStableAfterSeconds})");
         if (ChecksumEvery < 0) e.Add($"Node:ChecksumEvery must be 0 or more (got {ChecksumEvery})");
         return e;
     }

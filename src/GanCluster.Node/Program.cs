@@ -63,6 +63,10 @@ builder.Services.AddAkka(ClusterHocon.SystemName, akka =>
     akka.AddHocon(ClusterHocon.Serialization, HoconAddMode.Prepend)
         .AddHocon(WorkerActor.DispatcherHocon, HoconAddMode.Prepend)
         .AddHocon($"akka.coordinated-shutdown.phases.before-cluster-shutdown.timeout = {(int)leaveTimeout.TotalSeconds}s", HoconAddMode.Prepend)
+        // No typed options for these in Akka.Hosting. The resolver's stable-after (Akka's default 20 s), and as many 1 s
+        // singleton hand-over retries as its seconds: Akka's removal margin is stable-after, but retries never go below 15.
+        .AddHocon($"akka.cluster.split-brain-resolver.stable-after = {options.DowningStableAfterSeconds}s", HoconAddMode.Prepend)
+        .AddHocon($"akka.cluster.singleton.min-number-of-hand-over-retries = {options.DowningStableAfterSeconds}", HoconAddMode.Prepend)
         .WithRemoting(new RemoteOptions { HostName = options.Host, Port = options.Port, PublicHostName = options.EffectivePublicHost })
         .WithClustering(new ClusterOptions
         {

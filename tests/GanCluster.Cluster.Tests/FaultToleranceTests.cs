@@ -166,6 +166,7 @@ public partial class FaultToleranceTests
     public async Task With_two_seeds_the_loss_of_the_one_hosting_the_coordinator_moves_it_and_the_waiting_client_follows_the_run_to_its_end()
     {
         using var nodes = new NodeProcesses();
+        nodes.ExtraArgs.Add("--Node:DowningStableAfterSeconds=7");             // every node: about 20 s to fail over instead of 47
         using var dir = new TempFolder();
         int p1 = NodeProcesses.FreePort(), p2 = NodeProcesses.FreePort();
         var first = nodes.StartSeed(p1, p1, p2);
@@ -183,6 +184,7 @@ public partial class FaultToleranceTests
 
         nodes.WaitFor(() => nodes.Log(second).Contains("resuming from"), TimeSpan.FromMinutes(3), "the coordinator resumes on the second seed");
         Assert.Contains($"coordinator started on akka.tcp://gancluster@127.0.0.1:{p2}", nodes.Log(second));
+        Assert.Contains("waiting for stable-after = 7000 ms", nodes.AllLogs());   // the resolver's leader (any node) got Node:DowningStableAfterSeconds
         var run = await submit;
         Assert.True(run.ExitCode == 0, $"{run.StdOut}{run.StdErr}\n{nodes.AllLogs()}");
         Assert.Contains($"completed: {iterations} iterations on 2 worker(s)", run.StdOut);

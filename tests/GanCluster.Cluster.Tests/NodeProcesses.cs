@@ -24,6 +24,8 @@ public sealed partial class NodeProcesses : IDisposable
     public string Root { get; }
     public string Logs { get; }
     public string StateDir { get; }
+    /// <summary>Flags given to every node started with the scripts from now on.</summary>
+    public List<string> ExtraArgs { get; } = [];
 
     /// <summary>A seed on <paramref name="port"/>; with <paramref name="seedPorts"/>, one of several seeds (all share <see cref="StateDir"/>).</summary>
     public int StartSeed(int port, params int[] seedPorts) =>
@@ -41,7 +43,7 @@ public sealed partial class NodeProcesses : IDisposable
     int Start(string script, params string[] args)
     {
         var psi = new ProcessStartInfo(Path.Combine(Root, "scripts", script)) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Root };
-        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var a in args.Concat(ExtraArgs)) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEnd();
         var stderr = p.StandardError.ReadToEnd();
