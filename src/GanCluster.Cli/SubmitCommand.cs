@@ -48,7 +48,10 @@ static class SubmitCommand
             using var c = new ClusterConnection(r.GetValue(cluster)!, TimeSpan.FromSeconds(r.GetValue(timeout)));
             c.Send(new RunProtocol.GetStatus());
             var s = (RunProtocol.StatusReported)c.First();
-            Console.WriteLine($"state {s.State}; workers {s.Workers}; run {s.RunId ?? "-"}; iteration {s.Iteration}" + (s.LastError is null ? "" : $"; last error: {s.LastError}"));
+            Console.WriteLine($"state {s.State}; workers {s.Workers}; run {s.RunId ?? "-"}; iteration {s.Iteration}" + (s.Total > 0 ? $"/{s.Total}" : "") +
+                              (s.LastError is null ? "" : $"; last error: {s.LastError}"));
+            foreach (var w in s.Members ?? [])
+                Console.WriteLine($"  worker {w.WorkerId} ({w.Device})" + (w.Rank >= 0 ? $": rank {w.Rank} of run {s.RunId}" : ": idle"));
             return 0;
         }));
         return cmd;

@@ -48,7 +48,10 @@ public static class RunProtocol
     public sealed record CancelNack(string RunId, string Reason) : IGanClusterMessage;
 
     public sealed record GetStatus : IGanClusterMessage;
-    public sealed record StatusReported(string State, string? RunId, int Workers, long Iteration, string? LastError) : IGanClusterMessage;
+    /// <summary>The coordinator's state; <paramref name="Members"/>: every registered worker, with its rank in the run (-1: none).</summary>
+    public sealed record StatusReported(string State, string? RunId, int Workers, long Iteration, string? LastError, long Total = 0,
+        WorkerStatus[]? Members = null) : IGanClusterMessage;
+    public sealed record WorkerStatus(string WorkerId, string Device, int Rank);
 }
 
 /// <summary>

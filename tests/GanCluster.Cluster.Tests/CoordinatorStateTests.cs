@@ -185,6 +185,32 @@ public class CoordinatorStateTests
     }
 
     [Fact]
+    public void Status_gives_the_run_progress_and_every_worker_with_its_rank()
+    {
+        var h = new Sim();
+        h.Workers(2);
+        Assert.Equal(["w0: -1", "w1: -1"], h.State.Status().Members!.Select(m => $"{m.WorkerId}: {m.Rank}"));
+        var runId = h.Submit(Sim.Spec(iterations: 6));
+        RunProtocol.StatusReported? during = null;
+        h.BeforeReduce = (sim, e, _) =>
+        {
+            if (e.Step == new StepKey(3, StepPhase.Discriminator, 0) && during is null)
+            {
+                sim.Up("late");                                                     // registered, not yet in the run
+                during = sim.State.Status();
+            }
+        };
+        h.Pump();
+
+        Assert.Equal(("Running", runId, 3, 3L, 6L), (during!.State, during.RunId, during.Workers, during.Iteration, during.Total));
+        Assert.Equal(["late: -1", "w0: 0", "w1: 1"], during.Members!.Select(m => $"{m.WorkerId}: {m.Rank}"));
+        Assert.All(during.Members!, m => Assert.Equal("cpu", m.Device));
+        var after = h.State.Status();
+        Assert.Equal(("Idle", 6L), (after.State, after.Iteration));
+        Assert.All(after.Members!, m => Assert.Equal(-1, m.Rank));
+    }
+
+    [Fact]
     public void The_G_update_is_not_sent_before_every_worker_reduced_the_last_D_update()
     {
         var h = new Sim();

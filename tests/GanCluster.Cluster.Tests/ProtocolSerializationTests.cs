@@ -33,6 +33,7 @@ public sealed class ProtocolSerializationTests : IDisposable
             new CancelNack("run-9", "no run is active"),
             new GetStatus(),
             new StatusReported("Running", "run-1", 3, 42, null),
+            new StatusReported("Running", "run-1", 2, 42, "worker lost", 2000, [new WorkerStatus("127.0.0.1:4000/cpu", "cpu", 0), new WorkerStatus("b", "cuda:1", -1)]),
             new RegisterWorker("127.0.0.1:4000/cpu", "cpu", "127.0.0.1", 45000),
             new WorkerRegistered("127.0.0.1:4000/cpu"),
             new PrepareRun("run-1", "{}", 1, 3, [4, 3, 3], 987654321, [new PeerAddress(0, "10.0.0.1", 1), new PeerAddress(1, "10.0.0.2", 2)], 50, null),

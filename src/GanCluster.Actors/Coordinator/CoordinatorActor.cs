@@ -61,9 +61,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         });
         Receive<RunProtocol.WatchRun>(w => Apply(new CoordinatorInput.Watch(w.RunId)));
         Receive<RunProtocol.CancelRun>(c => Apply(new CoordinatorInput.Cancel(c.RunId, c.By, DateTimeOffset.UtcNow)));
-        Receive<RunProtocol.GetStatus>(_ =>
-            Sender.Tell(new RunProtocol.StatusReported(_state.Phase.ToString(), _state.Run?.RunId, _state.Workers.Count,
-                _state.Run?.CompletedIterations ?? 0, _state.LastError)));
+        Receive<RunProtocol.GetStatus>(_ => Sender.Tell(_state.Status()));
         Receive<ArtifactProtocol.FileChunk>(c => _checkpoints.Forward(c));
         Receive<ArtifactProtocol.ArtifactsUploaded>(u => _checkpoints.Forward(u));
         Receive<ArtifactProtocol.ListCheckpoint>(l => _checkpoints.Forward(l));

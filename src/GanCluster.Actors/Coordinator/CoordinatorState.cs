@@ -184,6 +184,12 @@ public sealed record CoordinatorState(
     /// <summary>How the last run driven by this coordinator ended (null: none has ended here).</summary>
     public RunProtocol.RunEnded? Ended { get; init; }
 
+    /// <summary>The answer to a client's <see cref="RunProtocol.GetStatus"/>.</summary>
+    public RunProtocol.StatusReported Status() =>
+        new(Phase.ToString(), Run?.RunId, Workers.Count, Run?.CompletedIterations ?? 0, LastError, Run?.Spec.Training.Iterations ?? 0,
+            [.. Workers.Values.OrderBy(w => w.WorkerId, StringComparer.Ordinal)
+                .Select(w => new RunProtocol.WorkerStatus(w.WorkerId, w.Device, Busy ? Run!.Ranks.IndexOf(w.WorkerId) : -1))]);
+
     public bool Busy => Phase is RunPhase.Starting or RunPhase.Running or RunPhase.Saving or RunPhase.Recovering or RunPhase.Resuming or RunPhase.Finishing
         or RunPhase.Cancelling;
 
