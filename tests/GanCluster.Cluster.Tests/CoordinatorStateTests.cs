@@ -64,6 +64,18 @@ public sealed class Sim
         return ((RunProtocol.SubmitAck)fx.OfType<Effect.Respond>().Single().Message).RunId;
     }
 
+    /// <summary>
+    /// A coordinator (re)started with run t-1 (output /runs/t) on record, whose newest valid checkpoint is at
+    /// <paramref name="iteration"/> of a world of <paramref name="worldSize"/>; then pumped (it waits for workers).
+    /// </summary>
+    public void Restart(string spec, long iteration, int worldSize, int perWorkerBatch, string checkpoint = "", params string[] skipped)
+    {
+        Found = new CoordinatorInput.CheckpointFound(checkpoint == "" ? $"/runs/t/checkpoints/iter-{iteration:D8}" : checkpoint,
+            new CoordinatorCheckpoint("t-1", iteration, iteration * worldSize * perWorkerBatch, worldSize, perWorkerBatch, [], 0), skipped);
+        Feed(new CoordinatorInput.Recover(new RunRecord("t-1", "/runs/t", spec), 77, Now));
+        Pump();
+    }
+
     /// <summary>Answers effects until none is left.</summary>
     public void Pump()
     {
@@ -361,12 +373,7 @@ public class CoordinatorStateTests
     public void A_restarted_coordinator_resumes_its_run_from_the_newest_valid_checkpoint_and_says_which_it_skipped()
     {
         var h = new Sim();
-        var spec = Sim.Spec(iterations: 10, every: 2);
-        h.Found = new CoordinatorInput.CheckpointFound("/runs/t/checkpoints/iter-00000004",
-            new CoordinatorCheckpoint("t-1", 4, 4 * 10, WorldSize: 2, PerWorkerBatch: 5, [], 0),
-            ["/runs/t/checkpoints/iter-00000006: G.bin fails its checksum"]);
-        h.Feed(new CoordinatorInput.Recover(new RunRecord("t-1", "/runs/t", spec), 77, h.Now));
-        h.Pump();
+        h.Restart(Sim.Spec(iterations: 10, every: 2), iteration: 4, worldSize: 2, perWorkerBatch: 5, skipped: "/runs/t/checkpoints/iter-00000006: G.bin fails its checksum");
         Assert.Equal(RunPhase.Resuming, h.State.Phase);
         Assert.Contains(h.All.OfType<Effect.Log>(), l => l.Warning && l.Text.Contains("iter-00000006: G.bin fails its checksum"));
         Assert.Equal(4, h.All.OfType<Effect.StartOutput>().Single().ResumeAt);
@@ -386,9 +393,7 @@ public class CoordinatorStateTests
     {
         var h = new Sim();
         // A coordinator that moved to another seed knows the run from its record while it waits for the workers.
-        h.Found = new CoordinatorInput.CheckpointFound("/runs/t/checkpoints/iter-00000002", new CoordinatorCheckpoint("t-1", 2, 20, 1, 10, [], 0), []);
-        h.Feed(new CoordinatorInput.Recover(new RunRecord("t-1", "/runs/t", Sim.Spec(iterations: 4)), 77, h.Now));
-        h.Pump();
+        h.Restart(Sim.Spec(iterations: 4), iteration: 2, worldSize: 1, perWorkerBatch: 10);
         var resuming = h.Feed(new CoordinatorInput.Watch("t-1"));
         Assert.Equal(new RunProtocol.WatchAck("t-1", "Resuming", 2), Answer(resuming));
         Assert.Single(resuming.OfType<Effect.AddWatcher>());
@@ -412,9 +417,7 @@ public class CoordinatorStateTests
     public void A_restarted_coordinator_with_fewer_workers_resumes_after_the_grace_period()
     {
         var h = new Sim();
-        h.Found = new CoordinatorInput.CheckpointFound("/c", new CoordinatorCheckpoint("t-1", 2, 20, 3, 3, [], 0), []);
-        h.Feed(new CoordinatorInput.Recover(new RunRecord("t-1", "/runs/t", Sim.Spec(iterations: 4)), 77, h.Now));
-        h.Pump();
+        h.Restart(Sim.Spec(iterations: 4), iteration: 2, worldSize: 3, perWorkerBatch: 3, checkpoint: "/c");
         h.Up("a");
         Assert.Empty(h.Sent<PrepareRun>());
         var timer = h.All.OfType<Effect.Schedule>().Last();
@@ -632,9 +635,7 @@ public class CoordinatorStateTests
     public void A_run_resuming_without_workers_is_cancelled_at_once_and_its_checkpoints_are_kept()
     {
         var h = new Sim();
-        h.Found = new CoordinatorInput.CheckpointFound("/runs/t/checkpoints/iter-00000006", new CoordinatorCheckpoint("t-1", 6, 60, 2, 5, [], 0), []);
-        h.Feed(new CoordinatorInput.Recover(new RunRecord("t-1", "/runs/t", Sim.Spec(iterations: 10)), 77, h.Now));
-        h.Pump();
+        h.Restart(Sim.Spec(iterations: 10), iteration: 6, worldSize: 2, perWorkerBatch: 5);
         Assert.Equal(RunPhase.Resuming, h.State.Phase);
 
         var fx = h.Feed(new CoordinatorInput.Cancel("t-1", "ana@laptop", h.Now));

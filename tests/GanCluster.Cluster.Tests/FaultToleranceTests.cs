@@ -56,10 +56,7 @@ public partial class FaultToleranceTests
     {
         using var nodes = new NodeProcesses();
         using var dir = new TempFolder();
-        var port = NodeProcesses.FreePort();
-        nodes.StartSeed(port);
-        var workers = nodes.StartWorkers(3, port);
-        nodes.WaitForWorkers(port, 3);
+        var (port, _, workers) = nodes.StartCluster(3);
         var output = Path.Combine(dir.Path, "out");
 
         var submit = SubmitAndFollow(dir, 3000, 50, 1000, port);
@@ -84,10 +81,7 @@ public partial class FaultToleranceTests
     {
         using var nodes = new NodeProcesses();
         using var dir = new TempFolder();
-        var port = NodeProcesses.FreePort();
-        var seed = nodes.StartSeed(port);
-        var first = nodes.StartWorkers(2, port);
-        nodes.WaitForWorkers(port, 2);
+        var (port, seed, first) = nodes.StartCluster(2);
         var output = Path.Combine(dir.Path, "out");
 
         var submit = SubmitAndFollow(dir, 4000, 50, 1000, port);
@@ -121,10 +115,7 @@ public partial class FaultToleranceTests
     {
         using var nodes = new NodeProcesses();
         using var dir = new TempFolder();
-        var port = NodeProcesses.FreePort();
-        var seed = nodes.StartSeed(port);
-        var workers = nodes.StartWorkers(2, port);
-        nodes.WaitForWorkers(port, 2);
+        var (port, seed, workers) = nodes.StartCluster(2);
         var output = Path.Combine(dir.Path, "out");
         const int every = 500, iterations = 4000;
 
@@ -200,10 +191,7 @@ public partial class FaultToleranceTests
     {
         using var nodes = new NodeProcesses();
         using var dir = new TempFolder();
-        var port = NodeProcesses.FreePort();
-        var seed = nodes.StartSeed(port);
-        var workers = nodes.StartWorkers(2, port);
-        nodes.WaitForWorkers(port, 2);
+        var (port, seed, workers) = nodes.StartCluster(2);
         var output = Path.Combine(dir.Path, "out");
         const int iterations = 2000;
 
@@ -241,10 +229,7 @@ public partial class FaultToleranceTests
     {
         using var nodes = new NodeProcesses();
         using var dir = new TempFolder();
-        var port = NodeProcesses.FreePort();
-        var seed = nodes.StartSeed(port);
-        nodes.StartWorkers(1, port);
-        nodes.WaitForWorkers(port, 1);
+        var (port, seed, _) = nodes.StartCluster(1);
         var output = Path.Combine(dir.Path, "out");
 
         var spec = WriteSpec(dir, 100_000, 50, 100_000);

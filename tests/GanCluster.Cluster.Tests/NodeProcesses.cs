@@ -38,6 +38,16 @@ public sealed partial class NodeProcesses : IDisposable
 
     public List<int> StartWorkers(int count, params int[] seedPorts) => Enumerable.Range(0, count).Select(_ => StartWorker(seedPorts)).ToList();
 
+    /// <summary>One seed on a free port and <paramref name="workers"/> workers, waited for until all have registered.</summary>
+    public (int Port, int Seed, List<int> Workers) StartCluster(int workers)
+    {
+        var port = FreePort();
+        var seed = StartSeed(port);
+        var started = StartWorkers(workers, port);
+        WaitForWorkers(port, workers);
+        return (port, seed, started);
+    }
+
     public static string Seeds(IEnumerable<int> ports) => string.Join(",", ports.Select(p => $"127.0.0.1:{p}"));
 
     int Start(string script, params string[] args)

@@ -1,7 +1,6 @@
 using Akka.Actor;
 using Akka.Event;
 using GanCluster.Training.Output;
-using GanCluster.Training.Spec;
 using GanCluster.Training.Training;
 using static GanCluster.Protocol.ArtifactProtocol;
 
@@ -17,7 +16,8 @@ namespace GanCluster.Actors.Coordinator;
 public sealed class CheckpointActor : ReceiveActor
 {
     /// <param name="ResumeAt">Resuming at this iteration: metrics rows after it are dropped (they are trained again).</param>
-    public sealed record Start(string RunId, string Output, string SpecJson, int Keep, long? ResumeAt = null);
+    /// <param name="DatasetKind">ring8 and grid25 samples are rated for mode quality as they are published.</param>
+    public sealed record Start(string RunId, string Output, string SpecJson, int Keep, long? ResumeAt = null, string DatasetKind = "");
     public sealed record Append(MetricsRow Row);
     /// <summary>Told to the parent when an upload is published (Error null) or failed; with the samples' mode quality (ring8, grid25).</summary>
     public sealed record Done(long Iteration, string? Error, string? Quality = null);
@@ -35,7 +35,7 @@ public sealed class CheckpointActor : ReceiveActor
         {
             _metrics?.Dispose();
             (_runId, _output, _keep) = (s.RunId, Path.GetFullPath(s.Output), s.Keep);
-            _datasetKind = RunSpecValidator.Parse(s.SpecJson, s.RunId, checkPaths: false).Dataset.Kind;
+            _datasetKind = s.DatasetKind;
             Directory.CreateDirectory(_output);
             File.WriteAllText(Path.Combine(_output, "spec.json"), s.SpecJson);
             var metrics = Path.Combine(_output, "metrics.csv");

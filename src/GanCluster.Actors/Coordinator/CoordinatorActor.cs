@@ -132,7 +132,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
                     Timers.StartSingleTimer("phase", new CoordinatorInput.TimerFired(s.Token), s.Delay);
                     break;
                 case Effect.StartOutput o:
-                    _checkpoints.Tell(new CheckpointActor.Start(o.RunId, o.Output, o.SpecJson, _state.Run?.Spec.Checkpoint.Keep ?? 1, o.ResumeAt));
+                    _checkpoints.Tell(new CheckpointActor.Start(o.RunId, o.Output, o.SpecJson, _state.Run?.Spec.Checkpoint.Keep ?? 1, o.ResumeAt,
+                        _state.Run?.Spec.Dataset.Kind ?? ""));
                     break;
                 case Effect.AppendMetrics m:
                     _checkpoints.Tell(new CheckpointActor.Append(m.Row));
