@@ -76,6 +76,14 @@ builder.Services.AddAkka(ClusterHocon.SystemName, akka =>
             SplitBrainResolver = new KeepMajorityOption(),
         });
 
+    // What Akka actually uses once every HOCON layer is merged: the place to check Node:DowningStableAfterSeconds took.
+    akka.WithActors((system, _) =>
+    {
+        var sbr = system.Settings.Config.GetConfig("akka.cluster.split-brain-resolver");
+        Console.WriteLine($"gancluster node: downing by {sbr.GetString("active-strategy")} after {sbr.GetTimeSpan("stable-after").TotalSeconds:F0} s stable-after, " +
+                          $"{system.Settings.Config.GetInt("akka.cluster.singleton.min-number-of-hand-over-retries")} singleton hand-over retries");
+    });
+
     var singleton = new ClusterSingletonOptions { Role = "seed" };
     if (options.IsSeed)
     {
