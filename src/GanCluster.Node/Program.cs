@@ -48,6 +48,7 @@ if (options.IsWorker)
 var settings = new CoordinatorSettings(TimeSpan.FromSeconds(options.PrepareTimeoutSeconds), TimeSpan.FromSeconds(options.StepTimeoutSeconds), options.ChecksumEvery)
 {
     ResumeGrace = TimeSpan.FromSeconds(options.ResumeGraceSeconds),
+    OutputRoot = Directory.GetCurrentDirectory(),
 };
 // SIGTERM: a worker leaves its run at an iteration boundary before the node leaves the cluster; give it the time.
 var leaveTimeout = TimeSpan.FromSeconds(options.StepTimeoutSeconds + 30);

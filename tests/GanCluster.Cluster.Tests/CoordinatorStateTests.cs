@@ -11,7 +11,7 @@ namespace GanCluster.Cluster.Tests;
 public sealed class Sim
 {
     public static readonly DateTimeOffset T0 = new(2026, 11, 26, 12, 0, 0, TimeSpan.Zero);
-    public static readonly CoordinatorSettings Settings = new(TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(10), ChecksumEvery: 2);
+    public static readonly CoordinatorSettings Settings = new(TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(10), ChecksumEvery: 2) { OutputRoot = "/" };
 
     readonly Queue<Effect> _queue = new();
     public CoordinatorState State = CoordinatorState.Initial(Settings);
@@ -68,11 +68,12 @@ public sealed class Sim
     /// A coordinator (re)started with run t-1 (output /runs/t) on record, whose newest valid checkpoint is at
     /// <paramref name="iteration"/> of a world of <paramref name="worldSize"/>; then pumped (it waits for workers).
     /// </summary>
-    public void Restart(string spec, long iteration, int worldSize, int perWorkerBatch, string checkpoint = "", params string[] skipped)
+    public void Restart(string spec, long iteration, int worldSize, int perWorkerBatch, string checkpoint = "", string? cancelledBy = null,
+        params string[] skipped)
     {
         Found = new CoordinatorInput.CheckpointFound(checkpoint == "" ? $"/runs/t/checkpoints/iter-{iteration:D8}" : checkpoint,
             new CoordinatorCheckpoint("t-1", iteration, iteration * worldSize * perWorkerBatch, worldSize, perWorkerBatch, [], 0), skipped);
-        Feed(new CoordinatorInput.Recover(new RunRecord("t-1", "/runs/t", spec), 77, Now));
+        Feed(new CoordinatorInput.Recover(new RunRecord("t-1", "/runs/t", spec, cancelledBy), 77, Now));
         Pump();
     }
 
@@ -193,7 +194,7 @@ public class CoordinatorStateTests
         h.Pump();
         Assert.Equal("completed", h.Ended!.Status);
         Assert.EndsWith("; final samples: modes 4/8, high-quality 94.0 % of 2500", h.Ended.Message);
-        Assert.Contains(h.All.OfType<Effect.Log>(), l => l.Text.EndsWith("outputs of iteration 2 written under runs/t; samples: modes 2/8, high-quality 92.0 % of 2500"));
+        Assert.Contains(h.All.OfType<Effect.Log>(), l => l.Text.EndsWith("outputs of iteration 2 written under /runs/t; samples: modes 2/8, high-quality 92.0 % of 2500"));
     }
 
     [Fact]
@@ -649,6 +650,30 @@ public class CoordinatorStateTests
         h.Up("late");                                                               // a worker that comes now starts nothing
         h.Pump();
         Assert.Empty(h.Sent<PrepareRun>());
+    }
+
+    [Fact]
+    public void A_cancel_is_kept_with_the_run_so_a_coordinator_that_takes_over_ends_the_run_instead_of_resuming_it()
+    {
+        var h = new Sim { HoldUploads = true };
+        h.Workers(2);
+        var runId = h.Submit(Sim.Spec(iterations: 10));
+        h.BeforeReduce = (sim, e, _) =>
+        {
+            if (e.Step.Iteration == 5 && sim.State.Run!.CancelledBy is null) sim.Feed(new CoordinatorInput.Cancel(runId, "ana@laptop", sim.Now));
+        };
+        h.Pump();
+        Assert.Equal(RunPhase.Cancelling, h.State.Phase);                        // the seed dies here, checkpoint 6 not yet written
+        var record = h.All.OfType<Effect.PersistRun>().Last().Record;
+        Assert.Equal((runId, "ana@laptop"), (record.RunId, record.CancelledBy));
+
+        var next = new Sim();                                                      // the coordinator on another seed
+        next.Workers(2);
+        next.Restart(record.SpecJson, iteration: 4, worldSize: 2, perWorkerBatch: 5, cancelledBy: record.CancelledBy);
+        Assert.Equal("cancelled", next.Ended!.Status);
+        Assert.Contains("stopped by ana@laptop after 4 of 10 iterations; checkpoint /runs/t/checkpoints/iter-00000004", next.Ended.Message);
+        Assert.Empty(next.Sent<PrepareRun>());
+        Assert.Single(next.All.OfType<Effect.ForgetRun>());
     }
 
     [Fact]

@@ -23,6 +23,8 @@ public sealed record CoordinatorSettings(TimeSpan PrepareTimeout, TimeSpan StepT
 {
     /// <summary>After a restart, how long to wait for the previous number of workers before resuming with fewer.</summary>
     public TimeSpan ResumeGrace { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>What a spec's relative <c>output</c> is under (the seed's working directory), so clients are told full paths; null: as given.</summary>
+    public string? OutputRoot { get; init; }
 }
 
 /// <summary>The coordinator's part of a checkpoint (coordinator.json): what a restarted coordinator needs to go on.</summary>
@@ -33,8 +35,11 @@ public sealed record CoordinatorCheckpoint(string RunId, long Iteration, long Sa
     public static CoordinatorCheckpoint? FromJson(string json) => JsonSerializer.Deserialize<CoordinatorCheckpoint>(json, RunSpec.Json);
 }
 
-/// <summary>The run a coordinator is responsible for, kept on disk (Node:StateDir) until it ends.</summary>
-public sealed record RunRecord(string RunId, string Output, string SpecJson);
+/// <summary>
+/// The run a coordinator is responsible for, kept on disk (Node:StateDir) until it ends. <paramref name="CancelledBy"/>:
+/// a cancel was accepted, so a coordinator that takes over ends the run instead of resuming it.
+/// </summary>
+public sealed record RunRecord(string RunId, string Output, string SpecJson, string? CancelledBy = null);
 
 /// <summary>Inputs: everything that can happen to the coordinator. <c>Now</c> comes from outside to keep Handle pure.</summary>
 public abstract record CoordinatorInput
@@ -102,7 +107,8 @@ public sealed record ActiveRun(
     int ConsecutiveSkips = 0)
 {
     public int WorldSize => Ranks.Length;
-    public string Output => Spec.ResolvedOutput;
+    /// <summary>The run's output folder on the seed: the spec's, under <see cref="CoordinatorSettings.OutputRoot"/> when relative.</summary>
+    public string Output { get; init; } = "";
     /// <summary>The current formation's name; every message of it carries this.</summary>
     public long Session { get; init; }
     /// <summary>The last update applied on every worker (null: none yet). A new formation continues after it.</summary>
@@ -254,15 +260,15 @@ public sealed record CoordinatorState(
         // At most one sample per worker and step.
         var world = Math.Min(Workers.Count, spec.Training.BatchSize);
         var runId = $"{spec.Name}-{submit.Now:yyyyMMdd-HHmmss}";
-        var run = NewRun(runId, spec, submit.SpecJson, submit.Now) with
+        var run = NewRun(runId, spec, submit.SpecJson, submit.Now, Settings) with
         {
             Session = submit.Session,
             PerWorkerBatch = Math.Max(1, spec.Training.BatchSize / world),
             ExpectedWorkers = world,
         };
         var batches = BatchesFor(run, world);
-        fx.Add(new Effect.Respond(new RunProtocol.SubmitAck(runId, world, spec.ResolvedOutput)));
-        fx.Add(new Effect.PersistRun(new RunRecord(runId, spec.ResolvedOutput, submit.SpecJson)));
+        fx.Add(new Effect.Respond(new RunProtocol.SubmitAck(runId, world, run.Output)));
+        fx.Add(new Effect.PersistRun(new RunRecord(runId, run.Output, submit.SpecJson)));
         fx.Add(new Effect.Log($"run {runId}: {spec.Model.Kind} on {spec.Dataset.Kind}, k={spec.Training.K}, {spec.Training.Iterations} iterations, " +
                               $"global batch {batches.Sum()} over {world} worker(s) [{string.Join(", ", batches)}], seed {spec.Training.Seed}"));
         // Like a local run, a run whose output folder holds a valid checkpoint goes on from it.
@@ -307,6 +313,8 @@ public sealed record CoordinatorState(
         }
         var s = WithRun(run with { CancelledBy = c.By });
         fx.Add(new Effect.Log($"run {run.RunId}: cancelled by {c.By} during {Phase} at {run.Step}"));
+        // Kept with the run: if this coordinator dies before the end, the next one honours the cancel.
+        fx.Add(new Effect.PersistRun(new RunRecord(run.RunId, run.Output, run.SpecJson, c.By)));
         if (Phase == RunPhase.Resuming)
         {
             // No formation holds a newer state than the newest checkpoint: end now.
@@ -357,9 +365,13 @@ public sealed record CoordinatorState(
         return s with { Phase = RunPhase.Idle, TimerToken = TimerToken + 1, Ended = ended };
     }
 
-    static ActiveRun NewRun(string runId, RunSpec spec, string specJson, DateTimeOffset now) =>
+    static ActiveRun NewRun(string runId, RunSpec spec, string specJson, DateTimeOffset now, CoordinatorSettings settings) =>
         new(runId, spec, specJson, [], [], GanScheduleKeys.First, [], ImmutableDictionary<int, StepReduced>.Empty,
-            ImmutableDictionary<int, string>.Empty, false, now, now, 0);
+            ImmutableDictionary<int, string>.Empty, false, now, now, 0)
+        {
+            // Path.GetFullPath with a base only combines and normalizes: no file system, so this stays pure.
+            Output = settings.OutputRoot is { } root ? Path.GetFullPath(spec.ResolvedOutput, root) : spec.ResolvedOutput,
+        };
 
     /// <summary>Global batch B over W workers: B/W each, the remainder to the lowest ranks.</summary>
     public static int[] SplitBatch(int batch, int workers) =>
@@ -690,8 +702,10 @@ public sealed record CoordinatorState(
             fx.Add(new Effect.ForgetRun(r.Record.RunId));
             return this;
         }
-        fx.Add(new Effect.Log($"run {r.Record.RunId} was not finished when the coordinator stopped; resuming it from its newest valid checkpoint"));
-        var run = NewRun(r.Record.RunId, spec, r.Record.SpecJson, r.Now) with { Session = r.Session, ExpectedWorkers = 1 };
+        fx.Add(new Effect.Log(r.Record.CancelledBy is null
+            ? $"run {r.Record.RunId} was not finished when the coordinator stopped; resuming it from its newest valid checkpoint"
+            : $"run {r.Record.RunId} was being cancelled by {r.Record.CancelledBy} when the coordinator stopped; ending it on its newest valid checkpoint"));
+        var run = NewRun(r.Record.RunId, spec, r.Record.SpecJson, r.Now, Settings) with { Session = r.Session, ExpectedWorkers = 1, CancelledBy = r.Record.CancelledBy };
         return (this with { Phase = RunPhase.Resuming, Run = run, LastError = null }).FindCheckpoint(fx);
     }
 
