@@ -77,6 +77,23 @@ public sealed class Sim
         Pump();
     }
 
+    /// <summary>
+    /// A 10-iteration run on <paramref name="workers"/> workers that ana@laptop cancels during iteration
+    /// <paramref name="at"/>, pumped; with <paramref name="holdUploads"/> it stays Cancelling (its checkpoint unwritten).
+    /// </summary>
+    public static Sim Cancelled(long at, int workers = 2, bool holdUploads = false)
+    {
+        var h = new Sim { HoldUploads = holdUploads };
+        h.Workers(workers);
+        var runId = h.Submit(Spec(iterations: 10));
+        h.BeforeReduce = (sim, e, _) =>
+        {
+            if (e.Step.Iteration == at && sim.State.Run!.CancelledBy is null) sim.Feed(new CoordinatorInput.Cancel(runId, "ana@laptop", sim.Now));
+        };
+        h.Pump();
+        return h;
+    }
+
     /// <summary>Answers effects until none is left.</summary>
     public void Pump()
     {
@@ -588,14 +605,8 @@ public class CoordinatorStateTests
     {
         foreach (var lose in new[] { false, true })
         {
-            var h = new Sim { HoldUploads = true };
-            h.Workers(2);
-            var runId = h.Submit(Sim.Spec(iterations: 10));
-            h.BeforeReduce = (sim, e, _) =>
-            {
-                if (e.Step.Iteration == 2 && sim.State.Run!.CancelledBy is null) sim.Feed(new CoordinatorInput.Cancel(runId, "ana@laptop", sim.Now));
-            };
-            h.Pump();
+            var h = Sim.Cancelled(at: 2, holdUploads: true);
+            var runId = h.State.Run!.RunId;
             Assert.Equal(RunPhase.Cancelling, h.State.Phase);
             Assert.Null(h.Ended);
             Assert.Contains("is already being cancelled", Assert.IsType<RunProtocol.CancelAck>(Answer(h.Feed(new CoordinatorInput.Cancel(runId, "bo", h.Now)))).Message);
@@ -619,14 +630,7 @@ public class CoordinatorStateTests
         }
 
         // The upload never finishes: the step timeout fails the run, naming the checkpoint.
-        var t = new Sim { HoldUploads = true };
-        t.Workers(1);
-        var id = t.Submit(Sim.Spec(iterations: 10));
-        t.BeforeReduce = (sim, e, _) =>
-        {
-            if (sim.State.Run!.CancelledBy is null) sim.Feed(new CoordinatorInput.Cancel(id, "ana@laptop", sim.Now));
-        };
-        t.Pump();
+        var t = Sim.Cancelled(at: 0, workers: 1, holdUploads: true);
         t.Feed(new CoordinatorInput.TimerFired(t.State.TimerToken, t.Now));
         Assert.Equal("failed", t.Ended!.Status);
         Assert.Contains("the checkpoint of iteration 1 that the cancelled run ends on was not written within 10 s", t.Ended.Message);
@@ -655,14 +659,8 @@ public class CoordinatorStateTests
     [Fact]
     public void A_cancel_is_kept_with_the_run_so_a_coordinator_that_takes_over_ends_the_run_instead_of_resuming_it()
     {
-        var h = new Sim { HoldUploads = true };
-        h.Workers(2);
-        var runId = h.Submit(Sim.Spec(iterations: 10));
-        h.BeforeReduce = (sim, e, _) =>
-        {
-            if (e.Step.Iteration == 5 && sim.State.Run!.CancelledBy is null) sim.Feed(new CoordinatorInput.Cancel(runId, "ana@laptop", sim.Now));
-        };
-        h.Pump();
+        var h = Sim.Cancelled(at: 5, holdUploads: true);
+        var runId = h.State.Run!.RunId;
         Assert.Equal(RunPhase.Cancelling, h.State.Phase);                        // the seed dies here, checkpoint 6 not yet written
         var record = h.All.OfType<Effect.PersistRun>().Last().Record;
         Assert.Equal((runId, "ana@laptop"), (record.RunId, record.CancelledBy));
