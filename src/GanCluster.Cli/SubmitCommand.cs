@@ -151,7 +151,10 @@ static class SubmitCommand
             if (message is not null and not ClusterConnection.ContactLost) lostSince = null;
             switch (message)
             {
-                case RunProtocol.ProgressReported when quiet:
+                case RunProtocol.ProgressReported or RunProtocol.RunNoted when quiet:
+                    break;
+                case RunProtocol.RunNoted n when n.RunId == runId:
+                    Console.WriteLine(n.Warning ? $"(warning: {n.Text})" : $"({n.Text})");
                     break;
                 case RunProtocol.ProgressReported p when p.RunId == runId:
                     if (p.Iteration <= last) Console.WriteLine($"(the run went back to a checkpoint before iteration {p.Iteration}; those iterations are trained again)");

@@ -26,6 +26,9 @@ public static class RunProtocol
     public sealed record ProgressReported(string RunId, long Iteration, long Total, double LossD, double LossG, double DReal, double DFake,
         double ImagesPerSecond, double ElapsedSeconds) : IGanClusterMessage;
 
+    /// <summary>Something a user following the run should know: a worker lost or joined, a re-form, a resume, a save.</summary>
+    public sealed record RunNoted(string RunId, string Text, bool Warning) : IGanClusterMessage;
+
     /// <summary>The run is over: <c>completed</c>, <c>failed</c> or <c>cancelled</c>, with a message.</summary>
     public sealed record RunEnded(string RunId, string Status, string Message, string Output, string? FinalChecksum) : IGanClusterMessage;
 

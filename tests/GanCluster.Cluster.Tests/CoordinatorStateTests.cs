@@ -320,6 +320,15 @@ public class CoordinatorStateTests
         Assert.Equal(Sim.Schedule(10, 1), h.Applied["w1"]);
         // One metrics row per logged iteration: none twice, none missing.
         Assert.Equal(new long[] { 2, 4, 6, 8, 10 }, h.All.OfType<Effect.AppendMetrics>().Select(m => m.Row.Iteration));
+
+        // Clients following the run are told, in order, without the run id the log lines start with.
+        var notes = h.All.OfType<Effect.Publish>().Select(p => p.Message).OfType<RunProtocol.RunNoted>().Select(n => (n.Warning, n.Text)).ToList();
+        var lost = notes.FindIndex(n => n == (true, "worker w2 left: killed"));
+        var aborting = notes.FindIndex(n => n.Warning && n.Text.StartsWith("worker w2 (rank 2) was lost during Running at it5/D0: killed; aborting it5/D0 everywhere"));
+        var reformed = notes.FindIndex(n => !n.Warning && n.Text.StartsWith("re-forming with 2 worker(s) [w0, w1], batches [5, 5], after it4/G"));
+        Assert.True(lost >= 0 && lost < aborting && aborting < reformed, string.Join("\n", notes));
+        Assert.Contains((false, "outputs of iteration 8 written under /runs/t"), notes);
+        Assert.All(notes, n => Assert.DoesNotContain(h.State.Run!.RunId, n.Text.Split(';')[0]));
     }
 
     [Fact]

@@ -68,6 +68,9 @@ public partial class FaultToleranceTests
         Assert.True(run.ExitCode == 0, $"{run.StdOut}{run.StdErr}\n{nodes.AllLogs()}");
         Assert.Contains("on 2 worker(s)", run.StdOut);
         Assert.Contains("1 worker failure(s) recovered", run.StdOut);
+        // Told as it happened (the loss is seen first as a node gone, or as a broken ring on the survivors).
+        Assert.Matches(@"\(warning: .*; aborting it\d+/\w+ everywhere and re-forming from it\d+/", run.StdOut);
+        Assert.Contains("(re-forming with 2 worker(s)", run.StdOut);
         Assert.True(killedAt < 3000, $"the worker was killed only after the run ended ({killedAt})");
         AssertEachIterationOnce(output, 50, 3000);
         var checksum = ChecksumRegex().Match(run.StdOut).Groups[1].Value;

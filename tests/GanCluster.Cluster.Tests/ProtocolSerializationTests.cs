@@ -25,6 +25,7 @@ public sealed class ProtocolSerializationTests : IDisposable
             new ProgressReported("run-1", 100, 2000, 1.2, 0.9, 0.6, 0.4, 12345.6, 7.5),
             new RunEnded("run-1", "completed", "done", "runs/x", "abc"),
             new RunEnded("run-1", "failed", "worker lost", "runs/x", null),
+            new RunNoted("run-1", "worker w2 (rank 2) was lost; re-forming", true),
             new WatchRun("run-1"),
             new WatchAck("run-1", "Resuming", 500),
             new WatchNack("run-9", "no such run"),

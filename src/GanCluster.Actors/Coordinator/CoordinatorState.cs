@@ -221,7 +221,8 @@ public sealed record CoordinatorState(
         var run = Run;
         var inRun = s.Busy && run!.Ranks.Contains(down.WorkerId);
         var graceful = run is not null && run.Leaving.Contains(down.WorkerId);
-        fx.Add(new Effect.Log($"worker {down.WorkerId} left: {down.Why}", Warning: inRun && !graceful));
+        if (inRun) Note(fx, run!.RunId, $"worker {down.WorkerId} left: {down.Why}", warning: !graceful);
+        else fx.Add(new Effect.Log($"worker {down.WorkerId} left: {down.Why}"));
         if (!inRun) return s;
         var rank = run!.Ranks.IndexOf(down.WorkerId);
         if (Phase == RunPhase.Cancelling)   // every replica is done; only rank 0's upload of the checkpoint matters
@@ -312,7 +313,7 @@ public sealed record CoordinatorState(
             return this;
         }
         var s = WithRun(run with { CancelledBy = c.By });
-        fx.Add(new Effect.Log($"run {run.RunId}: cancelled by {c.By} during {Phase} at {run.Step}"));
+        Note(fx, run.RunId, $"run {run.RunId}: cancelled by {c.By} during {Phase} at {run.Step}");
         // Kept with the run: if this coordinator dies before the end, the next one honours the cancel.
         fx.Add(new Effect.PersistRun(new RunRecord(run.RunId, run.Output, run.SpecJson, c.By)));
         if (Phase == RunPhase.Resuming)
@@ -395,8 +396,8 @@ public sealed record CoordinatorState(
         for (var r = 0; r < ranks.Length; r++)
             fx.Add(new Effect.ToWorker(ranks[r], new PrepareRun(run.RunId, run.SpecJson, r, ranks.Length, batches, session, peers, Settings.ChecksumEvery, resume)));
         if (resume is not null)
-            fx.Add(new Effect.Log($"run {run.RunId}: re-forming with {ranks.Length} worker(s) [{string.Join(", ", ranks)}], batches [{string.Join(", ", batches)}], " +
-                                  $"after {resume.Position?.ToString() ?? "the start"}" + (resume.Checkpoint is null ? "; state from rank 0's replica" : $"; state from {resume.Checkpoint}")));
+            Note(fx, run.RunId, $"run {run.RunId}: re-forming with {ranks.Length} worker(s) [{string.Join(", ", ranks)}], batches [{string.Join(", ", batches)}], " +
+                                $"after {resume.Position?.ToString() ?? "the start"}" + (resume.Checkpoint is null ? "; state from rank 0's replica" : $"; state from {resume.Checkpoint}"));
         var next = run with
         {
             Ranks = ranks,
@@ -436,7 +437,7 @@ public sealed record CoordinatorState(
                 var pending = run.Pending.Remove(p.Rank);
                 var s = WithRun(run with { Pending = pending });
                 if (!pending.IsEmpty) return s;
-                fx.Add(new Effect.Log($"run {run.RunId}: all {run.WorldSize} worker(s) ready; training from {(run.Committed is null ? "the start" : $"after {run.Committed}")}"));
+                Note(fx, run.RunId, $"run {run.RunId}: all {run.WorldSize} worker(s) ready; training from {(run.Committed is null ? "the start" : $"after {run.Committed}")}");
                 return s.Continue(now, fx);
             }
             case PrepareFailed f when Phase == RunPhase.Starting && Current(f.RunId, f.Session):
@@ -477,7 +478,7 @@ public sealed record CoordinatorState(
                     fx.Add(new Effect.Respond(new LeaveAccepted(l.WorkerId)));
                     return this;
                 }
-                fx.Add(new Effect.Log($"worker {l.WorkerId} asked to leave run {run.RunId}; it is released at the next iteration boundary"));
+                Note(fx, run.RunId, $"worker {l.WorkerId} asked to leave run {run.RunId}; it is released at the next iteration boundary");
                 return WithRun(run with { Leaving = run.Leaving.Add(l.WorkerId) });
             }
             default:
@@ -502,7 +503,7 @@ public sealed record CoordinatorState(
         if (run.Replies.Values.Any(r => r.NonFinite))
         {
             var consecutive = run.ConsecutiveSkips + 1;
-            fx.Add(new Effect.Log($"run {run.RunId}: {step} has non-finite gradients; skipped on every worker ({consecutive} in a row)", Warning: true));
+            Note(fx, run.RunId, $"run {run.RunId}: {step} has non-finite gradients; skipped on every worker ({consecutive} in a row)", warning: true);
             if (consecutive >= t.MaxNonFiniteSkips)
                 return Fail($"diverged: {consecutive} consecutive updates with non-finite gradients (last {step}); the last good checkpoint is kept", fx);
             run = run with { ConsecutiveSkips = consecutive, SkippedInWindow = run.SkippedInWindow + 1, SkippedTotal = run.SkippedTotal + 1 };
@@ -574,7 +575,7 @@ public sealed record CoordinatorState(
         {
             fx.Add(new Effect.ToWorker(id, new StopRun(run.RunId, "left the run")));
             fx.Add(new Effect.ToWorker(id, new LeaveAccepted(id)));
-            fx.Add(new Effect.Log($"worker {id} released from run {run.RunId}"));
+            Note(fx, run.RunId, $"worker {id} released from run {run.RunId}");
         }
         return this with { Workers = Workers.RemoveRange(run.Leaving), Run = run with { Leaving = [] } };
     }
@@ -627,8 +628,8 @@ public sealed record CoordinatorState(
         }
         if (Phase == RunPhase.Finishing && run.FinalChecksums.Count > 0 && run.Pending.Count == 0)
             return WithRun(run);   // the end is only waiting for the final files
-        fx.Add(new Effect.Log($"run {run.RunId}: {reason}; aborting {run.Step} everywhere and re-forming from {(run.Committed?.ToString() ?? "the start")}",
-            Warning: true));
+        Note(fx, run.RunId, $"run {run.RunId}: {reason}; aborting {run.Step} everywhere and re-forming from {(run.Committed?.ToString() ?? "the start")}",
+            warning: true);
         var session = run.Session + 1;
         var ask = run.Ranks.Where(Workers.ContainsKey).ToImmutableHashSet();
         foreach (var id in ask) fx.Add(new Effect.ToWorker(id, new AbortStep(run.RunId, session)));
@@ -656,7 +657,7 @@ public sealed record CoordinatorState(
         var run = Run!;
         // Workers that did not answer are dropped; if they are alive, their next registration makes them joiners.
         var silent = run.AbortPending;
-        foreach (var id in silent) fx.Add(new Effect.Log($"worker {id} did not answer the abort within {Settings.StepTimeout.TotalSeconds:F0} s; dropped", Warning: true));
+        foreach (var id in silent) Note(fx, run.RunId, $"worker {id} did not answer the abort within {Settings.StepTimeout.TotalSeconds:F0} s; dropped", warning: true);
         var s = this with { Workers = Workers.RemoveRange(silent) };
         s = s.ReleaseLeavers(fx);
         run = s.Run!;
@@ -666,7 +667,7 @@ public sealed record CoordinatorState(
         if (members.IsEmpty) return s.WaitForWorkers(now, fx);
         if (holders.Count == 0 && run.Committed is not null)
         {
-            fx.Add(new Effect.Log($"run {run.RunId}: no surviving replica holds {run.Committed}; resuming from the newest checkpoint", Warning: true));
+            Note(fx, run.RunId, $"run {run.RunId}: no surviving replica holds {run.Committed}; resuming from the newest checkpoint", warning: true);
             return (s with { Phase = RunPhase.Resuming, Run = run with { ExpectedWorkers = members.Length } }).FindCheckpoint(fx);
         }
         return s.Form(members, new ResumeFrom(run.Committed, ApplyPosition: false, run.SamplesConsumed, Checkpoint: null), now, fx);
@@ -676,7 +677,7 @@ public sealed record CoordinatorState(
     CoordinatorState WaitForWorkers(DateTimeOffset now, List<Effect> fx)
     {
         var run = Run!;
-        fx.Add(new Effect.Log($"run {run.RunId}: no workers left; it resumes from the newest checkpoint when workers join", Warning: true));
+        Note(fx, run.RunId, $"run {run.RunId}: no workers left; it resumes from the newest checkpoint when workers join", warning: true);
         return (this with { Phase = RunPhase.Resuming, Run = run with { ExpectedWorkers = 1 } }).FindCheckpoint(fx);
     }
 
@@ -713,21 +714,21 @@ public sealed record CoordinatorState(
     {
         if (Phase != RunPhase.Resuming) return this;
         var run = Run!;
-        foreach (var skipped in c.Skipped) fx.Add(new Effect.Log($"skipping checkpoint {skipped}; using an older one", Warning: true));
+        foreach (var skipped in c.Skipped) Note(fx, run.RunId, $"skipping checkpoint {skipped}; using an older one", warning: true);
         if (run.CancelledBy is not null)   // cancelled while recovering: nothing newer than this checkpoint is left
             return WithRun(run with { CheckpointAt = c.State?.Iteration ?? -1, CheckpointWritten = c.Path is not null && c.State is not null }).EndCancelled(null, fx);
         ActiveRun next;
         long resumeAt;
         if (c.Path is null || c.State is null)
         {
-            fx.Add(new Effect.Log($"run {run.RunId}: no checkpoint under {run.Output}; training from iteration 0"));
+            Note(fx, run.RunId, $"run {run.RunId}: no checkpoint under {run.Output}; training from iteration 0");
             next = run with { Committed = null, SamplesConsumed = 0, ResumeCheckpoint = null };
             resumeAt = 0;
         }
         else
         {
             var st = c.State;
-            fx.Add(new Effect.Log($"run {run.RunId}: resuming from {c.Path} (iteration {st.Iteration}); waiting for {st.WorldSize} worker(s), at most {Settings.ResumeGrace.TotalSeconds:F0} s"));
+            Note(fx, run.RunId, $"run {run.RunId}: resuming from {c.Path} (iteration {st.Iteration}); waiting for {st.WorldSize} worker(s), at most {Settings.ResumeGrace.TotalSeconds:F0} s");
             next = run with
             {
                 Committed = st.Iteration == 0 ? null : new StepKey(st.Iteration - 1, StepPhase.Generator, 0),
@@ -776,7 +777,7 @@ public sealed record CoordinatorState(
         if (run is null) return this;
         if (a.Error is not null)
             return Busy ? Fail($"saving the outputs of iteration {a.Iteration} failed: {a.Error}", fx) : this;
-        fx.Add(new Effect.Log($"run {run.RunId}: outputs of iteration {a.Iteration} written under {run.Output}" + (a.Quality is null ? "" : $"; samples: {a.Quality}")));
+        Note(fx, run.RunId, $"run {run.RunId}: outputs of iteration {a.Iteration} written under {run.Output}" + (a.Quality is null ? "" : $"; samples: {a.Quality}"));
         if (a.Quality is not null) run = run with { Quality = a.Quality };
         var s = WithRun(run);
         if (a.Iteration == run.CheckpointAt)
@@ -887,6 +888,14 @@ public sealed record CoordinatorState(
     }
 
     CoordinatorState WithRun(ActiveRun run) => this with { Run = run };
+
+    /// <summary>A log entry that the clients following the run also get (<c>submit --wait</c> prints it).</summary>
+    static void Note(List<Effect> fx, string runId, string text, bool warning = false)
+    {
+        fx.Add(new Effect.Log(text, warning));
+        var prefix = $"run {runId}: ";
+        fx.Add(new Effect.Publish(new RunProtocol.RunNoted(runId, text.StartsWith(prefix, StringComparison.Ordinal) ? text[prefix.Length..] : text, warning)));
+    }
 
     static int[] AllRanks(ActiveRun run) => Enumerable.Range(0, run.WorldSize).ToArray();
 
