@@ -106,6 +106,9 @@ public partial class FaultToleranceTests
         var run = await submit;
         Assert.True(run.ExitCode == 0, $"{run.StdOut}{run.StdErr}\n{nodes.AllLogs()}");
         Assert.DoesNotContain("failure", run.StdOut);
+        Assert.Matches(@"\(worker \S+ registered \(cpu, .*\); it joins run \S+ at the next iteration boundary", run.StdOut);
+        Assert.Contains("(re-forming with 3 worker(s)", run.StdOut);
+        Assert.Matches(@"\(worker \S+ released from run", run.StdOut);
         Assert.Contains("on 2 worker(s)", run.StdOut);
         AssertEachIterationOnce(output, 50, 4000);
         var checksum = ChecksumRegex().Match(run.StdOut).Groups[1].Value;

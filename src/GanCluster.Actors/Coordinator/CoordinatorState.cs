@@ -206,9 +206,11 @@ public sealed record CoordinatorState(
         fx.Add(new Effect.Respond(new WorkerRegistered(w.WorkerId)));
         if (Workers.TryGetValue(w.WorkerId, out var known) && known == w) return this;
         var s = this with { Workers = Workers.SetItem(w.WorkerId, w) };
-        var joining = Busy && !Run!.Ranks.Contains(w.WorkerId);
-        fx.Add(new Effect.Log($"worker {w.WorkerId} registered ({w.Device}, data plane {w.DataHost}:{w.DataPort}); {s.Workers.Count} worker(s)" +
-                              (joining && Phase is RunPhase.Running or RunPhase.Saving ? $"; it joins run {Run!.RunId} at the next iteration boundary (now at {Run.Step})" : "")));
+        var registered = $"worker {w.WorkerId} registered ({w.Device}, data plane {w.DataHost}:{w.DataPort}); {s.Workers.Count} worker(s)";
+        if (Busy && !Run!.Ranks.Contains(w.WorkerId) && Phase is RunPhase.Running or RunPhase.Saving)
+            Note(fx, Run!.RunId, $"{registered}; it joins run {Run.RunId} at the next iteration boundary (now at {Run.Step})");
+        else
+            fx.Add(new Effect.Log(registered));
         if (Phase == RunPhase.Resuming && s.Run!.Located && s.Workers.Count >= s.Run.ExpectedWorkers)
             return s.FormAfterWait(now, fx);
         return s;
