@@ -11,12 +11,17 @@ opt=--Node:DowningStableAfterSeconds=$S
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; }
 trap cleanup EXIT
-start() { local out; out=$("$root/scripts/start-$1.sh" --host 127.0.0.1 --seeds $seeds --log-dir "$d" "${@:2}" "$opt"); pids+=("$(grep -o 'pid [0-9]*' <<<"$out" | cut -d' ' -f2)"); grep -o 'logs: [^ ]*' <<<"$out" | cut -d' ' -f2; }
-start seed --port $P1 --state-dir "$d/state" >/dev/null
+# Not in $(...): the pid must reach this shell's list so that the trap stops every node.
+start() {
+  local out; out=$("$root/scripts/start-$1.sh" --host 127.0.0.1 --seeds $seeds --log-dir "$d" "${@:2}" "$opt")
+  pids+=("$(grep -o 'pid [0-9]*' <<<"$out" | cut -d' ' -f2)")
+  log=$(grep -o 'logs: [^ ]*' <<<"$out" | cut -d' ' -f2)
+}
+start seed --port $P1 --state-dir "$d/state"
 sleep 8                                          # the first seed forms the cluster and hosts the coordinator
-log2=$(start seed --port $P2 --state-dir "$d/state")
-start worker --cpu-threads 1 >/dev/null
-start worker --cpu-threads 1 >/dev/null
+start seed --port $P2 --state-dir "$d/state"; log2=$log
+start worker --cpu-threads 1
+start worker --cpu-threads 1
 until "$root/scripts/gancluster" status --cluster 127.0.0.1:$P2 2>/dev/null | grep -q "workers 2"; do sleep 1; done
 cat >"$d/spec.json" <<J
 {"name":"failover","dataset":{"kind":"ring8","size":20000},"model":{"kind":"mlp","nz":4,"ngf":32,"ndf":32},
