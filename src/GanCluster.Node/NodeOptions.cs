@@ -66,11 +66,12 @@ public sealed class NodeOptions
     public static (NodeOptions Options, List<string> Problems) Bind(IConfiguration configuration)
     {
         var section = configuration.GetSection("Node");
-        var known = typeof(NodeOptions).GetProperties().Where(p => p.CanWrite).Select(p => p.Name).ToList();
+        var properties = typeof(NodeOptions).GetProperties().Where(p => p.CanWrite).ToList();
+        var known = properties.Select(p => p.Name).ToList();
         var problems = section.GetChildren().Where(c => !known.Contains(c.Key, StringComparer.OrdinalIgnoreCase))
             .Select(c => $"Node:{c.Key} is not a node setting (known: {string.Join(", ", known)})").ToList();
         var options = new NodeOptions();
-        foreach (var property in typeof(NodeOptions).GetProperties().Where(p => p.CanWrite))
+        foreach (var property in properties)
         {
             var raw = section[property.Name];
             if (raw is null) continue;

@@ -780,15 +780,11 @@ public sealed record CoordinatorState(
         if (a.Error is not null)
             return Busy ? Fail($"saving the outputs of iteration {a.Iteration} failed: {a.Error}", fx) : this;
         Note(fx, run.RunId, $"run {run.RunId}: outputs of iteration {a.Iteration} written under {run.Output}" + (a.Quality is null ? "" : $"; samples: {a.Quality}"));
-        if (a.Quality is not null) run = run with { Quality = a.Quality };
-        var s = WithRun(run);
-        if (a.Iteration == run.CheckpointAt)
-        {
-            s = s.WithRun(run = run with { CheckpointWritten = true });
-            if (Phase == RunPhase.Cancelling) return s.EndCancelled(null, fx);
-        }
+        var isCheckpoint = a.Iteration == run.CheckpointAt;
+        var s = WithRun(run with { Quality = a.Quality ?? run.Quality, CheckpointWritten = run.CheckpointWritten || isCheckpoint });
+        if (Phase == RunPhase.Cancelling && isCheckpoint) return s.EndCancelled(null, fx);
         if (Phase == RunPhase.Finishing && a.Iteration == run.Spec.Training.Iterations)
-            return s.WithRun(run with { FinalArtifactsSaved = true }).TryComplete(fx);
+            return s.WithRun(s.Run! with { FinalArtifactsSaved = true }).TryComplete(fx);
         return s;
     }
 
@@ -891,7 +887,10 @@ public sealed record CoordinatorState(
 
     CoordinatorState WithRun(ActiveRun run) => this with { Run = run };
 
-    /// <summary>A log entry that the clients following the run also get (<c>submit --wait</c> prints it).</summary>
+    /// <summary>
+    /// A log entry that the clients following the run also get (<c>submit --wait</c> prints it); they already know the
+    /// run, so a leading "run {id}: " of the log line is left out of theirs.
+    /// </summary>
     static void Note(List<Effect> fx, string runId, string text, bool warning = false)
     {
         fx.Add(new Effect.Log(text, warning));
