@@ -28,7 +28,14 @@ static class Common
     public static torch.Device Resolve(string device, TorchEnvironment env)
     {
         var text = device.Trim().ToLowerInvariant();
-        if (text == "auto") return env.CudaAvailable ? torch.CUDA : torch.CPU;
+        if (text == "auto")
+        {
+            if (env.CudaAvailable) return torch.CUDA;
+            // Never silently: someone who pointed at a PyTorch install or has its CUDA library expected a GPU.
+            if (env.CudaExpected)
+                Console.Error.WriteLine($"gancluster: --device auto: falling back to cpu: {env.CudaProblem}");
+            return torch.CPU;
+        }
         if (text == "cpu") return torch.CPU;
         if (text == "cuda" || text.StartsWith("cuda:", StringComparison.Ordinal))
         {
@@ -40,6 +47,28 @@ static class Common
             throw new UsageException($"--device {device}: this machine has {env.CudaDevices} CUDA device(s) (cuda:0..cuda:{env.CudaDevices - 1}).");
         }
         throw new UsageException($"--device {device}: expected auto, cpu, cuda or cuda:N.");
+    }
+
+    public static Option<string> CudnnBenchmark() => new("--cudnn-benchmark")
+    {
+        Description = "on (default) or off: let cuDNN time its convolution algorithms for each new shape (CUDA only)",
+        DefaultValueFactory = _ => "on",
+    };
+
+    /// <summary>Sets cudnn.benchmark for a CUDA device and says what is in effect; nothing on the CPU.</summary>
+    public static void ApplyCudnnBenchmark(string value, torch.Device device)
+    {
+        var on = value.Trim().ToLowerInvariant() switch
+        {
+            "on" or "true" => true,
+            "off" or "false" => false,
+            _ => throw new UsageException($"--cudnn-benchmark: expected on or off (got \"{value}\")"),
+        };
+        if (device.type != DeviceType.CUDA) return;
+        var set = TorchRuntime.SetCudnnBenchmark(on);
+        Console.WriteLine(set is null
+            ? "    cudnn.benchmark: not available (this libtorch does not export setBenchmarkCuDNN); libtorch's default"
+            : $"    cudnn.benchmark: {(set.Value ? "on" : "off")}");
     }
 
     /// <summary>Runs a command body, turning the errors a user can fix into one message and exit code 2.</summary>

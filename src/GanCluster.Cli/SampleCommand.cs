@@ -32,7 +32,7 @@ static class SampleCommand
             var state = CheckpointStore.ReadState(checkpoint);
             using var replica = new GanReplica(state.Spec, dev, noiseSeed: 0);
             CheckpointStore.Restore(checkpoint, replica, state, optimizers: false);
-            using var gen = new Generator((ulong)r.GetValue(seed), dev);
+            using var gen = new Generator((ulong)r.GetValue(seed));   // CPU: SampleNoise copies z to the device
             using var scope = NewDisposeScope();
             var fake = replica.Generate(replica.SampleNoise(n, gen));
             var path = r.GetValue(outFile)!;

@@ -16,7 +16,8 @@ static class TrainCommand
         var libDir = Common.TorchLibDir();
         var iterations = new Option<int?>("--iterations") { Description = "Override training.iterations" };
         var output = new Option<string?>("--output") { Description = "Override the spec's output folder" };
-        var cmd = new Command("train", "Train a GAN from a run spec") { spec, local, device, libDir, iterations, output };
+        var cudnn = Common.CudnnBenchmark();
+        var cmd = new Command("train", "Train a GAN from a run spec") { spec, local, device, libDir, iterations, output, cudnn };
         cmd.SetAction(r => Common.Guard(() =>
         {
             if (!r.GetValue(local))
@@ -29,6 +30,7 @@ static class TrainCommand
             if (errors.Count > 0) throw new InvalidRunSpecException(path ?? "(built-in default)", errors);
 
             var (_, dev) = Common.Start(r.GetValue(device)!, r.GetValue(libDir));
+            Common.ApplyCudnnBenchmark(r.GetValue(cudnn)!, dev);
             // Ctrl+C / SIGTERM: finish the current iteration, save a checkpoint, exit 130.
             using var stop = new CancellationTokenSource();
             void OnSignal(PosixSignalContext c)

@@ -6,11 +6,16 @@ namespace GanCluster.Node;
 /// <summary>Node:Devices → the devices to start one worker each on.</summary>
 public static class NodeDevices
 {
-    public static IReadOnlyList<torch.Device> Resolve(string devices, TorchEnvironment env)
+    public static IReadOnlyList<torch.Device> Resolve(string devices, TorchEnvironment env, Action<string>? warn = null)
     {
         var text = devices.Trim().ToLowerInvariant();
         if (text == "all")
-            return env.CudaAvailable ? Enumerable.Range(0, env.CudaDevices).Select(i => new torch.Device(DeviceType.CUDA, i)).ToList() : [torch.CPU];
+        {
+            if (env.CudaAvailable) return Enumerable.Range(0, env.CudaDevices).Select(i => new torch.Device(DeviceType.CUDA, i)).ToList();
+            // Said out loud: "all" on a GPU node that lost its CUDA would otherwise join as a slow CPU worker unnoticed.
+            warn?.Invoke($"Node:Devices=all: no usable CUDA ({env.CudaProblem}); falling back to one cpu worker");
+            return [torch.CPU];
+        }
         var result = new List<torch.Device>();
         foreach (var d in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {

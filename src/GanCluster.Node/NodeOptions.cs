@@ -49,6 +49,8 @@ public sealed class NodeOptions
     /// value on every node.
     /// </summary>
     public int DowningStableAfterSeconds { get; set; } = 20;
+    /// <summary>cuDNN autotuning of convolution algorithms on CUDA workers (cudnn.benchmark); ignored on CPU workers.</summary>
+    public bool CudnnBenchmark { get; set; } = true;
     /// <summary>A PyTorch install's torch/lib to load libtorch (and CUDA) from; default $TORCH_LIB_DIR or the bundled CPU libtorch.</summary>
     public string? TorchLibDir { get; set; }
 

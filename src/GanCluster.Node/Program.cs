@@ -35,8 +35,13 @@ if (options.IsWorker)
     try
     {
         var env = TorchRuntime.Initialize(options.TorchLibDir);
-        devices.AddRange(NodeDevices.Resolve(options.Devices, env));
+        devices.AddRange(NodeDevices.Resolve(options.Devices, env, warn: m => Console.Error.WriteLine($"gancluster node: warning: {m}")));
         if (options.CpuThreads > 0) torch.set_num_threads(options.CpuThreads);
+        if (devices.Any(d => d.type == DeviceType.CUDA))
+        {
+            var set = TorchRuntime.SetCudnnBenchmark(options.CudnnBenchmark);
+            Console.WriteLine($"gancluster node: cudnn.benchmark {(set is null ? "not available in this libtorch" : set.Value ? "on" : "off")}");
+        }
     }
     catch (Exception e) when (e is TorchLoadException or ArgumentException)
     {

@@ -43,7 +43,7 @@ public sealed class Sim
 
     public IReadOnlyList<Effect> Worker(IGanClusterMessage m) => Feed(new CoordinatorInput.FromWorker(m, Now));
 
-    public void Up(string id) => Feed(new CoordinatorInput.WorkerUp(new WorkerInfo(id, "cpu", "127.0.0.1", 9000 + Applied.Count), Now));
+    public void Up(string id, string device = "cpu") => Feed(new CoordinatorInput.WorkerUp(new WorkerInfo(id, device, "127.0.0.1", 9000 + Applied.Count), Now));
 
     public void Workers(int n)
     {
@@ -212,6 +212,43 @@ public class CoordinatorStateTests
         Assert.Equal("completed", h.Ended!.Status);
         Assert.EndsWith("; final samples: modes 4/8, high-quality 94.0 % of 2500", h.Ended.Message);
         Assert.Contains(h.All.OfType<Effect.Log>(), l => l.Text.EndsWith("outputs of iteration 2 written under /runs/t; samples: modes 2/8, high-quality 92.0 % of 2500"));
+    }
+
+    [Fact]
+    public void A_run_on_workers_that_mix_cpu_and_cuda_is_refused_naming_them()
+    {
+        var h = new Sim();
+        h.Up("a", "cuda:0");
+        h.Up("b", "cpu");
+        h.Up("c", "cuda:1");
+        var fx = h.Feed(new CoordinatorInput.Submit(Sim.Spec(), 42, h.Now));
+        var nack = Assert.IsType<RunProtocol.SubmitNack>(fx.OfType<Effect.Respond>().Single().Message);
+        Assert.Contains("mix device kinds: cpu (b) and cuda (a, c)", nack.Reason);
+        Assert.Equal(RunPhase.Idle, h.State.Phase);
+        Assert.Empty(h.Sent<PrepareRun>());
+
+        // Without the odd one out the same spec runs, on cuda:0 and cuda:1 together.
+        h.Feed(new CoordinatorInput.WorkerDown("b", "stopped", h.Now));
+        h.Submit(Sim.Spec());
+        h.Pump();
+        Assert.Equal("completed", h.Ended!.Status);
+    }
+
+    [Fact]
+    public void A_worker_of_another_device_kind_that_registers_mid_run_is_not_taken_in()
+    {
+        var h = new Sim();
+        h.Workers(2);
+        var runId = h.Submit(Sim.Spec(iterations: 6));
+        h.BeforeReduce = (sim, e, _) =>
+        {
+            if (e.Step == new StepKey(2, StepPhase.Discriminator, 0) && !sim.State.Workers.ContainsKey("gpu")) sim.Up("gpu", "cuda:0");
+        };
+        h.Pump();
+        Assert.Equal("completed", h.Ended!.Status);
+        Assert.DoesNotContain(h.Sent<PrepareRun>(), p => p.Rank >= 2);               // never re-formed with it
+        Assert.Contains(h.All.OfType<Effect.Publish>().Select(p => p.Message).OfType<RunProtocol.RunNoted>(),
+            n => n.Warning && n.Text.Contains("does not join run " + runId + ", which trains on cpu only"));
     }
 
     [Fact]

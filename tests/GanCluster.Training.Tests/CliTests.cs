@@ -89,7 +89,16 @@ public class CliTests
         };
         p.BeginOutputReadLine();
         var stderr = p.StandardError.ReadToEndAsync();
-        await firstLine.Task.WaitAsync(TimeSpan.FromMinutes(2));
+        try
+        {
+            await firstLine.Task.WaitAsync(TimeSpan.FromMinutes(2));
+        }
+        catch (TimeoutException)
+        {
+            p.Kill(entireProcessTree: true);   // never leave a spinning trainer behind for the tests that follow
+            var err = await stderr;
+            lock (stdout) Assert.Fail($"no [500/...] line within 2 minutes:\n{stdout}\n{err}");
+        }
 
         System.Diagnostics.Process.Start("kill", ["-TERM", p.Id.ToString()])!.WaitForExit();
         Assert.True(p.WaitForExit(60_000), "did not stop within 60 s of SIGTERM");

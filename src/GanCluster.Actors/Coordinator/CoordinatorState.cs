@@ -141,6 +141,8 @@ public sealed record ActiveRun(
     public string? Quality { get; init; }
     /// <summary>Who cancelled the run (null: nobody); it ends at the next iteration boundary on a checkpoint.</summary>
     public string? CancelledBy { get; init; }
+    /// <summary>The one kind of device the run trains on (<c>cpu</c>, <c>cuda</c>); null until its first formation is chosen.</summary>
+    public string? DeviceKind { get; init; }
     public long CompletedIterations => Committed is { Phase: StepPhase.Generator } c ? c.Iteration + 1 : Committed?.Iteration ?? 0;
 }
 
@@ -207,7 +209,9 @@ public sealed record CoordinatorState(
         if (Workers.TryGetValue(w.WorkerId, out var known) && known == w) return this;
         var s = this with { Workers = Workers.SetItem(w.WorkerId, w) };
         var registered = $"worker {w.WorkerId} registered ({w.Device}, data plane {w.DataHost}:{w.DataPort}); {s.Workers.Count} worker(s)";
-        if (Busy && !Run!.Ranks.Contains(w.WorkerId) && Phase is RunPhase.Running or RunPhase.Saving)
+        if (Busy && Run!.DeviceKind is { } kind && KindOf(w.Device) != kind)
+            Note(fx, Run.RunId, $"{registered}; it does not join run {Run.RunId}, which trains on {kind} only", warning: true);
+        else if (Busy && !Run!.Ranks.Contains(w.WorkerId) && Phase is RunPhase.Running or RunPhase.Saving)
             Note(fx, Run!.RunId, $"{registered}; it joins run {Run.RunId} at the next iteration boundary (now at {Run.Step})");
         else
             fx.Add(new Effect.Log(registered));
@@ -259,12 +263,19 @@ public sealed record CoordinatorState(
             fx.Add(new Effect.Respond(new RunProtocol.SubmitNack("no workers have joined the cluster", [])));
             return this;
         }
+        if (MixedDevices(Workers.Values) is { } mixed)
+        {
+            fx.Add(new Effect.Respond(new RunProtocol.SubmitNack(mixed, [])));
+            fx.Add(new Effect.Log($"refused a run: {mixed}", Warning: true));
+            return this;
+        }
 
         // At most one sample per worker and step.
         var world = Math.Min(Workers.Count, spec.Training.BatchSize);
         var runId = $"{spec.Name}-{submit.Now:yyyyMMdd-HHmmss}";
         var run = NewRun(runId, spec, submit.SpecJson, submit.Now, Settings) with
         {
+            DeviceKind = KindOf(Workers.Values.First().Device),
             Session = submit.Session,
             PerWorkerBatch = Math.Max(1, spec.Training.BatchSize / world),
             ExpectedWorkers = world,
@@ -414,18 +425,38 @@ public sealed record CoordinatorState(
         return (this with { Phase = RunPhase.Starting, Run = next }).Arm(Settings.PrepareTimeout, fx);
     }
 
+    /// <summary>The kind of a worker's device: <c>cpu</c> or <c>cuda</c> (<c>cuda:1</c> is a cuda).</summary>
+    public static string KindOf(string device) => device.Split(':')[0].Trim().ToLowerInvariant();
+
+    /// <summary>
+    /// Why these workers cannot train one run together (null: they can). CPU and CUDA kernels round differently (CUDA
+    /// fuses Adam's multiply-adds), so replicas on both would drift apart: a checksum failure, or silent drift without checksums.
+    /// </summary>
+    public static string? MixedDevices(IEnumerable<WorkerInfo> workers)
+    {
+        var kinds = workers.GroupBy(w => KindOf(w.Device)).OrderBy(g => g.Key, StringComparer.Ordinal).ToList();
+        if (kinds.Count <= 1) return null;
+        var listed = string.Join(" and ", kinds.Select(g => $"{g.Key} ({string.Join(", ", g.Select(w => w.WorkerId).Order(StringComparer.Ordinal))})"));
+        return $"the workers mix device kinds: {listed}. A run trains on one kind only (CPU and CUDA round the same update " +
+               "differently, so replicas would drift apart); stop the workers of one kind, or start them against another cluster";
+    }
+
+    /// <summary>Workers that can take part in the run: not leaving, and on the run's kind of device.</summary>
+    bool Eligible(ActiveRun run, string id) =>
+        !run.Leaving.Contains(id) && (run.DeviceKind is null || KindOf(Workers[id].Device) == run.DeviceKind);
+
     /// <summary>Members of the next formation: holders of the current state first (rank 0 broadcasts it), then the rest.</summary>
     ImmutableArray<string> NextMembers(IEnumerable<string> stateHolders)
     {
         var run = Run!;
-        var eligible = Workers.Keys.Where(id => !run.Leaving.Contains(id)).ToHashSet();
+        var eligible = Workers.Keys.Where(id => Eligible(run, id)).ToHashSet();
         var holders = stateHolders.Where(eligible.Contains).ToList();
         var others = eligible.Except(holders).OrderBy(k => k, StringComparer.Ordinal);
         return [.. holders.Concat(others).Take(run.Spec.Training.BatchSize)];
     }
 
     bool MembershipChanged(ActiveRun run) =>
-        run.Ranks.Any(run.Leaving.Contains) || Workers.Keys.Any(id => !run.Ranks.Contains(id) && !run.Leaving.Contains(id));
+        run.Ranks.Any(run.Leaving.Contains) || Workers.Keys.Any(id => !run.Ranks.Contains(id) && Eligible(run, id));
 
     // ---------------------------------------------------------------- worker messages
 
@@ -757,6 +788,12 @@ public sealed record CoordinatorState(
     {
         if (!Run!.Leaving.IsEmpty) return ReleaseLeavers(fx).FormAfterWait(now, fx);
         var run = Run!;
+        if (run.DeviceKind is null && !Workers.IsEmpty)
+        {
+            // A run taken over from a record: its kind is that of the workers that are here, which must agree.
+            if (MixedDevices(Workers.Values) is { } mixed) return Fail($"cannot resume: {mixed}", fx);
+            return WithRun(run with { DeviceKind = KindOf(Workers.Values.First().Device) }).FormAfterWait(now, fx);
+        }
         var members = NextMembers([]);
         if (members.IsEmpty)
         {

@@ -126,6 +126,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             {
                 EndSession();
                 _session = new WorkerSession(p.RunId, spec, _device);
+                _log.Info("run {0}: data {1}", p.RunId, _session.DataDescription);
             }
         }
         catch (Exception e)

@@ -31,9 +31,8 @@ public sealed record ArtifactBundle(long Iteration, bool Checkpoint, IReadOnlyLi
 public sealed class WorkerSession : IDisposable
 {
     IAllReduce? _reduce;
-    readonly SampleSet _data;
+    readonly DeviceData _data;
     BatchCursor _cursor = null!;
-    readonly FlatBuffer _buffers;   // BatchNorm running statistics, averaged before saving
     StepKey? _pending;
     bool _pendingFinite;
 
@@ -43,12 +42,12 @@ public sealed class WorkerSession : IDisposable
         RunId = runId;
         Spec = spec;
         Device = device;
-        var loaded = RunData.Load(spec.Dataset, spec.Training.Seed);
-        _data = device.type == DeviceType.CUDA ? loaded.To(device) : loaded;
-        if (!ReferenceEquals(_data, loaded)) loaded.Dispose();
+        _data = DeviceData.Place(RunData.Load(spec.Dataset, spec.Training.Seed), device, spec.Dataset.Placement);
         Replica = new GanReplica(spec, device, noiseSeed: spec.Training.Seed);
-        _buffers = new FlatBuffer(Replica.G.buffers().Concat(Replica.D.buffers()).Where(b => b.is_floating_point()), device);
     }
+
+    /// <summary>Where the data lives (for the worker's log).</summary>
+    public string DataDescription => _data.Description;
 
     /// <summary>A session of a fresh run at <paramref name="rank"/> (the one-formation case).</summary>
     public WorkerSession(RunSpec spec, int rank, int worldSize, int localBatch, Device device, IAllReduce reduce)
@@ -190,7 +189,7 @@ public sealed class WorkerSession : IDisposable
         if (step.Phase == StepPhase.Discriminator)
         {
             // D update: this rank's slice of a fresh real minibatch [b, ...] and fresh noise.
-            var real = _data.Batch(_cursor.Next(LocalBatch), Device);
+            var real = _data.Batch(_cursor, LocalBatch);
             Replica.ComputeDiscriminatorGradients(real, last: step.SubStep == Spec.Training.K - 1);
             grads = Replica.DGrads;
         }
@@ -217,29 +216,18 @@ public sealed class WorkerSession : IDisposable
     /// <summary>BatchNorm running statistics averaged over replicas, so every replica saves and samples the same model.</summary>
     public void SyncBuffers()
     {
-        if (_buffers.Length == 0) return;
-        _buffers.GatherValues();
-        _reduce!.WeightedMean(_buffers.Span, 1);
-        _buffers.ScatterValues();
+        var buffers = Replica.Buffers;
+        if (buffers.Length == 0) return;
+        buffers.GatherValues();
+        _reduce!.WeightedMean(buffers.Span, 1);
+        buffers.ScatterValues();
     }
 
     /// <summary>
     /// SHA-256 of G's and D's parameters, identical on every replica. BatchNorm running statistics are per worker
     /// during training (as DDP), so they count only with <paramref name="withBuffers"/>, after <see cref="SyncBuffers"/>.
     /// </summary>
-    public string Checksum(bool withBuffers = false)
-    {
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        foreach (var m in new nn.Module[] { Replica.G, Replica.D })
-        {
-            var tensors = m.parameters().Cast<Tensor>();
-            if (withBuffers) tensors = tensors.Concat(m.buffers().Where(b => b.is_floating_point()));
-            using var flat = new FlatBuffer(tensors, Device);
-            flat.GatherValues();
-            sha.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(flat.Span));
-        }
-        return Convert.ToHexString(sha.GetHashAndReset()).ToLowerInvariant();
-    }
+    public string Checksum(bool withBuffers = false) => Replica.Checksum(withBuffers);
 
     /// <summary>
     /// Samples (and a checkpoint holding <paramref name="coordinatorJson"/>) of the current model, serialized in memory:
@@ -283,7 +271,6 @@ public sealed class WorkerSession : IDisposable
 
     public void Dispose()
     {
-        _buffers.Dispose();
         Replica.Dispose();
         _data.Dispose();
         _reduce?.Dispose();

@@ -92,13 +92,29 @@ public sealed class BatchCursor
     /// <summary>The next <paramref name="batchSize"/> dataset indices of this rank's stream.</summary>
     public int[] Next(int batchSize)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
         var batch = new int[batchSize];
+        var filled = 0;
+        foreach (var s in NextSegments(batchSize))
+        {
+            Array.Copy(s.EpochIndices, s.Offset, batch, filled, s.Count);
+            filled += s.Count;
+        }
+        return batch;
+    }
+
+    /// <summary>
+    /// The next <paramref name="batchSize"/> indices as runs of an epoch's index array (one, or more when the batch
+    /// straddles epochs): a GPU run uploads each epoch's array once and slices it, instead of uploading every batch.
+    /// </summary>
+    public IReadOnlyList<BatchSegment> NextSegments(int batchSize)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
+        var segments = new List<BatchSegment>(1);
         var filled = 0;
         while (filled < batchSize)
         {
             var take = Math.Min(batchSize - filled, _indices.Length - Offset);
-            Array.Copy(_indices, Offset, batch, filled, take);
+            segments.Add(new BatchSegment(Epoch, _indices, Offset, take));
             filled += take;
             Offset += take;
             if (Offset == _indices.Length)
@@ -108,6 +124,9 @@ public sealed class BatchCursor
                 _indices = _sampler.EpochIndices(Epoch);
             }
         }
-        return batch;
+        return segments;
     }
 }
+
+/// <summary><paramref name="Count"/> indices from <paramref name="Offset"/> of <paramref name="Epoch"/>'s index array.</summary>
+public sealed record BatchSegment(long Epoch, int[] EpochIndices, int Offset, int Count);

@@ -7,7 +7,10 @@ using TorchSharp;
 namespace GanCluster.Training.Native;
 
 /// <summary>Where libtorch came from and what it can run on.</summary>
-public sealed record TorchEnvironment(string LibTorchDir, string BridgePath, bool BridgePatched, bool CudaAvailable, int CudaDevices);
+/// <param name="CudaProblem">Why CUDA is not usable (null when it is).</param>
+/// <param name="CudaExpected">CUDA was likely wanted: TORCH_LIB_DIR named a PyTorch install, or its CUDA library is there but failed.</param>
+public sealed record TorchEnvironment(string LibTorchDir, string BridgePath, bool BridgePatched, bool CudaAvailable, int CudaDevices,
+    string? CudaProblem = null, bool CudaExpected = false);
 
 /// <summary>Raised when libtorch cannot be loaded; the message lists what was tried and what to do.</summary>
 public sealed class TorchLoadException(string message) : Exception(message);
@@ -97,8 +100,13 @@ public static class TorchRuntime
         // 3. From here on TorchSharp's DllImports resolve to what was loaded above.
         NativeLibrary.SetDllImportResolver(typeof(torch).Assembly, Resolve);
         torch.InitializeDeviceType(DeviceType.CPU);
-        var cudaAvailable = Handles.ContainsKey("torch_cuda") && torch.TryInitializeDeviceType(DeviceType.CUDA);
-        return new TorchEnvironment(libDir, bridge, patched, cudaAvailable, cudaAvailable ? torch.cuda.device_count() : 0);
+        var hasCudaLib = Handles.ContainsKey("torch_cuda");
+        var cudaAvailable = hasCudaLib && torch.TryInitializeDeviceType(DeviceType.CUDA);
+        var problem = cudaAvailable ? null
+            : hasCudaLib ? $"{Path.Combine(libDir, "libtorch_cuda.so")} loaded, but CUDA did not initialise (no driver or no visible GPU?)"
+            : $"the libtorch in {libDir} is a CPU build (no libtorch_cuda.so)";
+        return new TorchEnvironment(libDir, bridge, patched, cudaAvailable, cudaAvailable ? torch.cuda.device_count() : 0,
+            problem, CudaExpected: !cudaAvailable && (explicitDir is not null || hasCudaLib));
     }
 
     /// <summary>
@@ -118,6 +126,46 @@ public static class TorchRuntime
             var ctx = ((delegate* unmanaged<IntPtr>)globalContext)();
             ((delegate* unmanaged<IntPtr, byte, void>)set)(ctx, enabled ? (byte)1 : (byte)0);
             return ((delegate* unmanaged<IntPtr, byte>)get)(ctx) != 0;
+        }
+    }
+
+    /// <summary>
+    /// Free and total memory of CUDA device <paramref name="index"/> in bytes (cudaMemGetInfo, from the CUDA runtime that
+    /// libtorch_cuda already loaded), or null when it cannot be asked. Makes <paramref name="index"/> the calling thread's
+    /// current device, which is harmless here: every thread that calls it works on that one device.
+    /// </summary>
+    public static unsafe (long Free, long Total)? CudaMemoryInfo(int index)
+    {
+        lock (Gate)
+        {
+            if (!Handles.ContainsKey("torch_cuda")) return null;
+            if (!Handles.TryGetValue("cudart", out var cudart))
+            {
+                foreach (var name in new[] { "libcudart.so.13", "libcudart.so.12", "libcudart.so" })
+                    if (NativeLibrary.TryLoad(name, out cudart)) break;
+                if (cudart == IntPtr.Zero) return null;
+                Handles["cudart"] = cudart;
+            }
+            if (!NativeLibrary.TryGetExport(cudart, "cudaSetDevice", out var setDevice)
+                || !NativeLibrary.TryGetExport(cudart, "cudaMemGetInfo", out var memGetInfo))
+                return null;
+            if (((delegate* unmanaged<int, int>)setDevice)(index) != 0) return null;
+            nuint free = 0, total = 0;
+            if (((delegate* unmanaged<nuint*, nuint*, int>)memGetInfo)(&free, &total) != 0) return null;
+            return ((long)free, (long)total);
+        }
+    }
+
+    /// <summary>Whether libtorch exports what <see cref="SetCudnnBenchmark"/> needs.</summary>
+    public static bool CudnnBenchmarkSettable
+    {
+        get
+        {
+            lock (Gate)
+                return Handles.TryGetValue("torch_cpu", out var lib)
+                       && NativeLibrary.TryGetExport(lib, "_ZN2at13globalContextEv", out _)
+                       && NativeLibrary.TryGetExport(lib, "_ZN2at7Context17setBenchmarkCuDNNEb", out _)
+                       && NativeLibrary.TryGetExport(lib, "_ZNK2at7Context14benchmarkCuDNNEv", out _);
         }
     }
 

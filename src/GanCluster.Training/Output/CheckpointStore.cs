@@ -58,10 +58,11 @@ public static class CheckpointStore
         }
         var files = new Dictionary<string, byte[]>
         {
-            ["G.bin"] = Serialize(w => replica.G.save(w)),
-            ["D.bin"] = Serialize(w => replica.D.save(w)),
-            ["optD.bin"] = Serialize(replica.OptD.save_state_dict),
-            ["optG.bin"] = Serialize(replica.OptG.save_state_dict),
+            // A few bulk device-to-host copies per network (flat parameters, moments, buffers), not one per tensor.
+            ["G.bin"] = Serialize(replica.SaveG),
+            ["D.bin"] = Serialize(replica.SaveD),
+            ["optD.bin"] = Serialize(replica.SaveOptD),
+            ["optG.bin"] = Serialize(replica.SaveOptG),
             ["state.json"] = JsonSerializer.SerializeToUtf8Bytes(state, RunSpec.Json),
         };
         foreach (var (name, bytes) in extra ?? new Dictionary<string, byte[]>()) files[name] = bytes;
@@ -151,11 +152,25 @@ public static class CheckpointStore
             replica.OptG.load_state_dict(Path.Combine(dir, "optG.bin"));
             replica.OptimizerStateLoaded();
         }
-        if (state.NoiseState.Length > 0)
+        if (state.NoiseState.Length > 0) SetNoiseState(replica.NoiseGenerator, state.NoiseState, dir);
+    }
+
+    /// <summary>
+    /// Restores a generator state saved by <see cref="NoiseStateOf"/>. The length is checked first: libtorch aborts the
+    /// whole process, with no exception, when set_state is given a state of another length.
+    /// </summary>
+    public static void SetNoiseState(Generator generator, string base64, string source)
+    {
+        byte[] bytes;
+        try { bytes = Convert.FromBase64String(base64); }
+        catch (FormatException) { throw new InvalidDataException($"{source}: state.json's noiseState is not base64"); }
+        using (var current = generator.get_state())
         {
-            using var s = tensor(Convert.FromBase64String(state.NoiseState));
-            replica.NoiseGenerator.set_state(s);
+            if (current.numel() != bytes.Length)
+                throw new InvalidDataException($"{source}: state.json's noiseState holds {bytes.Length} bytes, but this libtorch's CPU generator state is {current.numel()} bytes");
         }
+        using var s = tensor(bytes);
+        generator.set_state(s);
     }
 
     public static string NoiseStateOf(GanReplica replica)

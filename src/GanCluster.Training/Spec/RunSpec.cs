@@ -53,6 +53,11 @@ public sealed record DatasetSpec
     public string Resize { get; init; } = "crop";
     /// <summary>Number of points drawn for ring8 and grid25.</summary>
     public int Size { get; init; } = 100_000;
+    /// <summary>
+    /// Where the data lives on a GPU run: <c>auto</c> (on the GPU when it fits in half its free memory, else host),
+    /// <c>device</c> (on the GPU, or a clear error) or <c>host</c> (host memory, batches copied through pinned memory).
+    /// </summary>
+    public string Placement { get; init; } = "auto";
 
     [JsonIgnore] public bool IsSynthetic => Kind is "ring8" or "grid25";
 

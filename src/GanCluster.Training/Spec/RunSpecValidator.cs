@@ -130,6 +130,7 @@ public static partial class RunSpecValidator
             Check(d.Channels is null or 1 or 3, "dataset.channels", $"must be 1 or 3 (got {d.Channels})");
             Check(d.Resize is "crop" or "none", "dataset.resize", $"must be crop or none (got \"{d.Resize}\")");
         }
+        Check(d.Placement is "auto" or "device" or "host", "dataset.placement", $"must be auto, device or host (got \"{d.Placement}\")");
         if (d.IsSynthetic) Check(d.Size >= 1, "dataset.size", $"must be at least 1 (got {d.Size})");
 
         var m = s.Model;

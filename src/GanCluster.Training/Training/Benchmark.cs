@@ -38,9 +38,10 @@ public static class Benchmark
     public static BenchResult Run(Device device, int batch, int iterations, int warmup, bool flat, string variant, int imageSize = 64, int channels = 3)
     {
         var spec = DcganSpec(imageSize, channels);
-        random.manual_seed(0);
         using var replica = new GanReplica(spec, device, noiseSeed: 0);
-        using var real = (rand([batch, channels, imageSize, imageSize], ScalarType.Float32, device) * 2 - 1).DetachFromDisposeScope();
+        // The "real" batch from a seeded CPU generator, as every seeded draw here: the same numbers on every device.
+        using var gen = new Generator(0);
+        using var real = (GanReplica.DrawUniform([batch, channels, imageSize, imageSize], gen, device) * 2 - 1).DetachFromDisposeScope();
         double toHost = 0, fromHost = 0;
         var clock = new Stopwatch();
 

@@ -7,12 +7,14 @@ namespace GanCluster.Training.Training;
 /// <summary>
 /// One network's parameters, gradients and optimizer state, each laid end to end in one flat device tensor; every
 /// layer's parameter and .grad are views into them (autograd accumulates into an existing .grad in place). An update
-/// is then a few whole-buffer kernels (zeroing the gradients: 1, Adam: 6) instead of that many per parameter tensor,
+/// is then a few whole-buffer kernels (zeroing the gradients: 1, Adam: 8) instead of that many per parameter tensor,
 /// and the cluster moves gradients with one copy each way. On a GPU at small batch, per-kernel launch cost is much of
 /// the gap to PyTorch's multi-tensor optimizers.
 /// <para>
 /// The TorchSharp optimizer stays for its learning rate (set per iteration by lrDecay) and its checkpoint format: its
 /// per-parameter state tensors are views of the flat moments, so save_state_dict/load_state_dict read and write them.
+/// Those view objects are the optimizer's own (TorchSharp's SGD disposes its momentum buffer on load); this class
+/// computes with views of its own, so nothing the optimizer does to its objects can break a step.
 /// </para>
 /// </summary>
 public sealed class FlatNetwork : IDisposable
@@ -25,9 +27,10 @@ public sealed class FlatNetwork : IDisposable
     readonly bool _adam;
     readonly double _beta1, _beta2, _momentum;
     readonly Tensor? _first, _second;           // Adam: exp_avg, exp_avg_sq; SGD: momentum buffer (first)
-    readonly Tensor[] _firstViews, _secondViews;
+    readonly Tensor?[] _stateFirst, _stateSecond; // the view objects handed to the optimizer's states (null: none handed)
     IList<OptimizerState> _states;              // the optimizer's live per-parameter states; read again after a load
-    long _step;
+    long _step;                                 // Adam steps taken (host count; stale while _deviceStep is in use)
+    Tensor? _deviceStep;                        // Adam steps taken, float64 [] on the device: guarded steps never sync
     bool _momentumStarted;
 
     /// <param name="kind"><c>adam</c> or <c>sgd</c>, as <paramref name="optimizer"/> was made.</param>
@@ -40,6 +43,7 @@ public sealed class FlatNetwork : IDisposable
         _offsets = new long[_params.Length + 1];
         for (var i = 0; i < _params.Length; i++) _offsets[i + 1] = _offsets[i] + _params[i].numel();
         Length = _offsets[^1];
+        Device = device;
 
         Values = empty(Length, ScalarType.Float32, device).DetachFromDisposeScope();
         Grads = zeros(Length, ScalarType.Float32, device).DetachFromDisposeScope();
@@ -55,10 +59,10 @@ public sealed class FlatNetwork : IDisposable
         }
         if (_adam || _momentum != 0) _first = zeros(Length, ScalarType.Float32, device).DetachFromDisposeScope();
         if (_adam) _second = zeros(Length, ScalarType.Float32, device).DetachFromDisposeScope();
-        _firstViews = _first is null ? [] : Enumerable.Range(0, _params.Length).Select(i => View(_first, i)).ToArray();
-        _secondViews = _second is null ? [] : Enumerable.Range(0, _params.Length).Select(i => View(_second, i)).ToArray();
+        _stateFirst = new Tensor?[_params.Length];
+        _stateSecond = new Tensor?[_params.Length];
         _states = States();
-        if (_adam) BindAdamState();
+        TakeOptimizerState();
     }
 
     /// <summary>All parameters end to end [Length], in <c>parameters()</c> order.</summary>
@@ -66,6 +70,10 @@ public sealed class FlatNetwork : IDisposable
     /// <summary>All gradients end to end [Length].</summary>
     public Tensor Grads { get; }
     public long Length { get; }
+    public Device Device { get; }
+
+    /// <summary>Adam's step count (reads the device once when guarded steps were taken).</summary>
+    public long StepCount => _deviceStep is null ? _step : (long)_deviceStep.item<double>();
 
     Tensor View(Tensor flat, int i) =>
         flat.narrow(0, _offsets[i], _offsets[i + 1] - _offsets[i]).view(_params[i].shape).DetachFromDisposeScope();
@@ -78,59 +86,94 @@ public sealed class FlatNetwork : IDisposable
         return states;
     }
 
-    /// <summary>Points the TorchSharp optimizer's per-parameter moments at the flat ones (copying what they hold).</summary>
-    void BindAdamState()
+    /// <summary>
+    /// Moves what the optimizer's states hold into the flat moments and hands each state fresh views of them: at
+    /// construction (zeros) and after every load_state_dict (whatever TorchSharp loaded, in place or as new tensors).
+    /// </summary>
+    void TakeOptimizerState()
     {
         using var _ = no_grad();
         for (var i = 0; i < _states.Count; i++)
         {
-            var s = (Adam.State)_states[i];
-            if (!ReferenceEquals(s.exp_avg, _firstViews[i]))
+            if (_adam)
             {
-                _firstViews[i].copy_(s.exp_avg);
-                s.exp_avg.Dispose();
-                s.exp_avg = _firstViews[i];
+                var s = (Adam.State)_states[i];
+                s.exp_avg = Take(s.exp_avg, _first!, _stateFirst, i);
+                s.exp_avg_sq = Take(s.exp_avg_sq, _second!, _stateSecond, i);
+                _step = s.step;
             }
-            if (!ReferenceEquals(s.exp_avg_sq, _secondViews[i]))
+            else if (_first is not null)
             {
-                _secondViews[i].copy_(s.exp_avg_sq);
-                s.exp_avg_sq.Dispose();
-                s.exp_avg_sq = _secondViews[i];
+                var s = (SGD.State)_states[i];
+                if (s.momentum_buffer is null)
+                {
+                    // Saved before its first step: the buffer starts again from the next gradient.
+                    using (var v = View(_first, i)) v.zero_();
+                    _stateFirst[i] = null;
+                    _momentumStarted = false;
+                    continue;
+                }
+                s.momentum_buffer = Take(s.momentum_buffer, _first, _stateFirst, i);
+                _momentumStarted = true;
             }
-            _step = s.step;
         }
+        _deviceStep?.fill_(_step);
+    }
+
+    /// <summary>The state's tensor copied into <paramref name="flat"/> unless it already is the view handed out; returns that view.</summary>
+    Tensor Take(Tensor held, Tensor flat, Tensor?[] handed, int i)
+    {
+        if (handed[i] is { } mine && ReferenceEquals(mine, held)) return mine;
+        using (var v = View(flat, i)) v.copy_(held);
+        held.Dispose();
+        handed[i]?.Dispose();   // may already be disposed by TorchSharp; disposing twice is harmless   // TorchSharp's own tensor (zeros, or just loaded): not ours, not used again
+        return handed[i] = View(flat, i);
     }
 
     /// <summary>After the optimizer's load_state_dict: takes the loaded moments into the flat buffers.</summary>
     public void StateLoaded()
     {
         _states = States();
+        TakeOptimizerState();
+    }
+
+    /// <summary>Brings the optimizer's states up to date with the flat ones (Adam's step, SGD's started buffers) before they are saved.</summary>
+    public void SyncState()
+    {
         if (_adam)
         {
-            BindAdamState();
-            return;
+            var step = StepCount;
+            _step = step;
+            foreach (var s in _states) ((Adam.State)s).step = step;
         }
-        if (_first is null) return;
-        using var _ = no_grad();
-        for (var i = 0; i < _states.Count; i++)
+        else if (_first is not null && _momentumStarted)
         {
-            var s = (SGD.State)_states[i];
-            if (s.momentum_buffer is null || ReferenceEquals(s.momentum_buffer, _firstViews[i])) continue;
-            _firstViews[i].copy_(s.momentum_buffer);
-            s.momentum_buffer.Dispose();
-            s.momentum_buffer = _firstViews[i];
-            _momentumStarted = true;
+            for (var i = 0; i < _states.Count; i++)
+            {
+                var s = (SGD.State)_states[i];
+                if (s.momentum_buffer is null || !ReferenceEquals(s.momentum_buffer, _stateFirst[i]))
+                    s.momentum_buffer = _stateFirst[i] = View(_first, i);
+            }
         }
     }
 
     public void ZeroGrad() => Grads.zero_();
 
     /// <summary>One optimizer step over the whole network with the gradients in <see cref="Grads"/>.</summary>
-    public void Step()
+    /// <param name="ok">
+    /// null: always step. A bool [] tensor on the device: step only where it is true, and otherwise leave parameters,
+    /// moments and the step count exactly as they are, without reading it on the host (the local NaN guard).
+    /// </param>
+    public void Step(Tensor? ok = null)
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var lr = _optimizer.ParamGroups.First().LearningRate;
+        if (ok is not null || _deviceStep is not null)
+        {
+            GuardedStep(ok, lr);
+            return;
+        }
         if (_adam)
         {
             // Adam (Kingma & Ba), as torch.optim.Adam without weight decay or amsgrad.
@@ -141,7 +184,6 @@ public sealed class FlatNetwork : IDisposable
             _second!.mul_(_beta2).addcmul_(Grads, Grads, value: 1 - _beta2);
             var denom = _second.sqrt().div_(Math.Sqrt(bias2)).add_(AdamEps);
             Values.addcdiv_(_first, denom, value: -lr / bias1);
-            foreach (var s in _states) ((Adam.State)s).step = _step;
         }
         else if (_first is null)
         {
@@ -154,12 +196,105 @@ public sealed class FlatNetwork : IDisposable
             else
             {
                 _first.copy_(Grads);
-                for (var i = 0; i < _states.Count; i++) ((SGD.State)_states[i]).momentum_buffer = _firstViews[i];
                 _momentumStarted = true;
+                SyncState();   // the states now hold a buffer (a host-side change only)
             }
             Values.add_(_first, alpha: -lr);
         }
+        SyncStateCheap();
     }
+
+    /// <summary>Adam's step into the states each step (a host loop, no device work), so a save never misses it.</summary>
+    void SyncStateCheap()
+    {
+        if (_adam) foreach (var s in _states) ((Adam.State)s).step = _step;
+    }
+
+    /// <summary>
+    /// The same update with every coefficient scaled by <paramref name="ok"/> (1 or 0) on the device: a skipped step
+    /// changes nothing (gradients are masked first, since NaN·0 is NaN). Adam's bias corrections come from a device step
+    /// count, so nothing is read back.
+    /// </summary>
+    void GuardedStep(Tensor? ok, double lr)
+    {
+        var okF = ok is null ? ones([], ScalarType.Float64, Device) : ok.to_type(ScalarType.Float64);
+        var g = ok is null ? Grads : Grads.masked_fill(ok.logical_not(), 0);
+        if (_adam)
+        {
+            if (_deviceStep is null)
+            {
+                _deviceStep = full([], (double)_step, ScalarType.Float64, Device).DetachFromDisposeScope();
+            }
+            _deviceStep.add_(okF);
+            // 1 − β^t as 1 − exp(t·ln β); clamped so that t = 0 (nothing applied yet, and this one skipped) is not 0/0.
+            var bias1 = _deviceStep.mul(Math.Log(_beta1)).exp_().neg_().add_(1).clamp_min_(1e-30);
+            var bias2 = _deviceStep.mul(Math.Log(_beta2)).exp_().neg_().add_(1).clamp_min_(1e-30);
+            _first!.mul_(okF.mul(_beta1 - 1).add_(1)).add_(g, alpha: 1 - _beta1);
+            _second!.mul_(okF.mul(_beta2 - 1).add_(1)).addcmul_(g, g, value: 1 - _beta2);
+            var denom = _second.sqrt().div_(bias2.sqrt()).add_(AdamEps);
+            Values.addcdiv_(_first.mul(okF.mul(-lr).div_(bias1)), denom);
+        }
+        else if (_first is null)
+        {
+            Values.add_(g, alpha: -lr);
+        }
+        else
+        {
+            if (_momentumStarted) _first.mul_(okF.mul(_momentum - 1).add_(1)).add_(g);
+            else
+            {
+                _first.copy_(g);   // a skipped first step leaves zeros: the next one then starts the buffer as g
+                _momentumStarted = true;
+                SyncState();
+            }
+            Values.add_(_first.mul(okF), alpha: -lr);
+        }
+    }
+
+    /// <summary>
+    /// The optimizer's state as its save_state_dict writes it, from one device-to-host copy of each flat moment
+    /// instead of one blocking copy per parameter tensor.
+    /// </summary>
+    public void SaveOptimizerState(BinaryWriter writer)
+    {
+        SyncState();
+        if (Device.type == DeviceType.CPU || _first is null || (!_adam && !_momentumStarted))
+        {
+            _optimizer.save_state_dict(writer);
+            return;
+        }
+        using var scope = NewDisposeScope();
+        var hostFirst = _first.cpu();
+        var hostSecond = _second?.cpu();
+        var saved = new (Tensor? First, Tensor? Second)[_states.Count];
+        try
+        {
+            for (var i = 0; i < _states.Count; i++)
+            {
+                if (_states[i] is Adam.State a)
+                {
+                    saved[i] = (a.exp_avg, a.exp_avg_sq);
+                    (a.exp_avg, a.exp_avg_sq) = (HostView(hostFirst, i), HostView(hostSecond!, i));
+                }
+                else if (_states[i] is SGD.State s)
+                {
+                    saved[i] = (s.momentum_buffer, null);
+                    s.momentum_buffer = HostView(hostFirst, i);
+                }
+            }
+            _optimizer.save_state_dict(writer);
+        }
+        finally
+        {
+            for (var i = 0; i < _states.Count; i++)
+            {
+                if (_states[i] is Adam.State a) (a.exp_avg, a.exp_avg_sq) = (saved[i].First!, saved[i].Second!);
+                else if (_states[i] is SGD.State s) s.momentum_buffer = saved[i].First;
+            }
+        }
+    }
+
+    Tensor HostView(Tensor hostFlat, int i) => hostFlat.narrow(0, _offsets[i], _offsets[i + 1] - _offsets[i]).view(_params[i].shape);
 
     public void Dispose()
     {
@@ -167,5 +302,6 @@ public sealed class FlatNetwork : IDisposable
         Grads.Dispose();
         _first?.Dispose();
         _second?.Dispose();
+        _deviceStep?.Dispose();
     }
 }

@@ -21,7 +21,8 @@ public sealed class GanReplica : IDisposable
     readonly Tensor _statSums;   // [lossD, D(x), D(G(z)), lossG] summed over the window, on the device
     int _dSteps, _gSteps;
     Tensor? _fakeForG;            // the last D sub-step's fake with its graph, when gNoise = reuse
-    FlatBuffer? _dGrads, _gGrads;
+    Tensor? _lastLoss;            // the last computed loss [], on the device (the NaN guard reads it there)
+    FlatBuffer? _dGrads, _gGrads, _gValues, _dValues, _buffers;
 
     public GanReplica(RunSpec spec, Device device, long noiseSeed)
     {
@@ -53,7 +54,9 @@ public sealed class GanReplica : IDisposable
         OptG = MakeOptimizer(G, _training.OptimizerG, _training.LrG, _training.MomentumG);
         FlatD = new FlatNetwork(D, OptD, _training.OptimizerD, _training.Beta1, _training.Beta2, _training.MomentumD, device);
         FlatG = new FlatNetwork(G, OptG, _training.OptimizerG, _training.Beta1, _training.Beta2, _training.MomentumG, device);
-        _noise = new Generator((ulong)noiseSeed, device);
+        // A CPU generator whatever the device: TorchSharp 0.107's Generator is always a CPU one, and randn on CUDA refuses
+        // it. Noise is drawn on the CPU and copied, so CPU and CUDA runs draw the same z and checkpoints keep one format.
+        _noise = new Generator((ulong)noiseSeed);
         _statSums = zeros(4, ScalarType.Float32, device).DetachFromDisposeScope();
     }
 
@@ -71,10 +74,8 @@ public sealed class GanReplica : IDisposable
     /// <summary>The noise generator (its state is part of a checkpoint).</summary>
     public Generator NoiseGenerator => _noise;
 
-    /// <summary>Check each update's loss on the host (one device sync per update); the local trainer's NaN guard.</summary>
-    public bool CheckLosses { get; init; }
-    /// <summary>Whether the last computed loss was finite (always true unless <see cref="CheckLosses"/>).</summary>
-    public bool LastLossFinite { get; private set; } = true;
+    /// <summary>The loss of the last computed update ([], on the device; not read back): what the local NaN guard checks.</summary>
+    public Tensor LastLoss => _lastLoss ?? throw new InvalidOperationException("no update has been computed yet");
 
     public FlatBuffer DGrads => _dGrads ??= new FlatBuffer(FlatD);
     public FlatBuffer GGrads => _gGrads ??= new FlatBuffer(FlatG);
@@ -85,11 +86,35 @@ public sealed class GanReplica : IDisposable
         _ => optim.Adam(module.parameters(), lr, _training.Beta1, _training.Beta2),
     };
 
-    /// <summary>Noise z: [n, nz, 1, 1] for DCGAN, [n, nz] for the MLP.</summary>
-    public Tensor SampleNoise(int n, Generator? generator = null) =>
-        IsImage
-            ? randn([n, Nz, 1, 1], ScalarType.Float32, Device, generator: generator ?? _noise)
-            : randn([n, Nz], ScalarType.Float32, Device, generator: generator ?? _noise);
+    /// <summary>
+    /// Noise z: [n, nz, 1, 1] for DCGAN, [n, nz] for the MLP, drawn from a CPU generator and copied to the device
+    /// through pinned memory without blocking (issued before D's forward pass, the copy overlaps it).
+    /// </summary>
+    public Tensor SampleNoise(int n, Generator? generator = null) => DrawNormal(IsImage ? [n, Nz, 1, 1] : [n, Nz], generator ?? _noise, Device);
+
+    /// <summary>
+    /// Standard normal values of <paramref name="shape"/> from a CPU <paramref name="generator"/>, on <paramref name="device"/>.
+    /// The only way to draw seeded numbers for a device here: a generator never goes with a tensor factory on a GPU.
+    /// </summary>
+    public static Tensor DrawNormal(long[] shape, Generator generator, Device device)
+    {
+        var host = randn(shape, ScalarType.Float32, CPU, generator: generator);
+        if (device.type == DeviceType.CPU) return host;
+        using (host)
+        {
+            using var pinned = host.pin_memory();
+            // libtorch's pinned-memory allocator keeps the block until the asynchronous copy has read it.
+            return pinned.to(device, non_blocking: true);
+        }
+    }
+
+    /// <summary>Uniform values in [0, 1) of <paramref name="shape"/> from a CPU <paramref name="generator"/>, on <paramref name="device"/>.</summary>
+    public static Tensor DrawUniform(long[] shape, Generator generator, Device device)
+    {
+        var host = rand(shape, ScalarType.Float32, CPU, generator: generator);
+        if (device.type == DeviceType.CPU) return host;
+        using (host) return host.to(device);
+    }
 
     /// <summary>
     /// D's gradients for one sub-step on a real minibatch [B, …] (on this device) and fresh noise.
@@ -100,10 +125,10 @@ public sealed class GanReplica : IDisposable
     {
         using var scope = NewDisposeScope();
         var b = (int)real.shape[0];
+        var z = noise ?? SampleNoise(b);                         // [B, nz, (1, 1)]: its copy overlaps what follows
         FlatD.ZeroGrad();
 
         var realLogits = D.forward(real);                        // [B]
-        var z = noise ?? SampleNoise(b);
         Tensor fake;
         if (last && _training.GNoise == "reuse")
         {
@@ -118,7 +143,7 @@ public sealed class GanReplica : IDisposable
         var fakeLogits = D.forward(fake);                        // [B]
         var lossD = GanLoss.Discriminator(realLogits, fakeLogits);
         lossD.backward();
-        LastLossFinite = !CheckLosses || lossD.isfinite().item<bool>();
+        KeepLoss(lossD);
 
         using (no_grad())
         {
@@ -142,7 +167,7 @@ public sealed class GanReplica : IDisposable
         {
             var lossG = GanLoss.Generator(D.forward(fake), _training.Loss);
             lossG.backward();
-            LastLossFinite = !CheckLosses || lossG.isfinite().item<bool>();
+            KeepLoss(lossG);
             using (no_grad()) _statSums[3].add_(lossG.detach());
         }
         finally
@@ -154,6 +179,12 @@ public sealed class GanReplica : IDisposable
         _gSteps++;
     }
 
+    void KeepLoss(Tensor loss)
+    {
+        _lastLoss?.Dispose();
+        _lastLoss = loss.detach().DetachFromDisposeScope();
+    }
+
     /// <summary>Sets both optimizers' learning rates for an iteration (training.lrDecay).</summary>
     public void SetIteration(long iteration)
     {
@@ -162,11 +193,11 @@ public sealed class GanReplica : IDisposable
         foreach (var g in OptG.ParamGroups) g.LearningRate = _training.LrG * f;
     }
 
-    /// <summary>Adam/SGD step on D with the gradients in D's .grad.</summary>
-    public void ApplyDiscriminator() => FlatD.Step();
+    /// <summary>Adam/SGD step on D with the gradients in D's .grad; <paramref name="ok"/>: see <see cref="FlatNetwork.Step"/>.</summary>
+    public void ApplyDiscriminator(Tensor? ok = null) => FlatD.Step(ok);
 
     /// <summary>Adam/SGD step on G with the gradients in G's .grad.</summary>
-    public void ApplyGenerator() => FlatG.Step();
+    public void ApplyGenerator(Tensor? ok = null) => FlatG.Step(ok);
 
     /// <summary>Restarts the noise stream from <paramref name="seed"/> (a rank's stream after a re-form).</summary>
     public void ReseedNoise(long seed) => _noise.manual_seed(seed);
@@ -180,13 +211,78 @@ public sealed class GanReplica : IDisposable
         using var ms = new MemoryStream();
         using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true))
         {
-            G.save(w);
-            D.save(w);
-            OptD.save_state_dict(w);
-            OptG.save_state_dict(w);
+            SaveModule(G, FlatG, w);
+            SaveModule(D, FlatD, w);
+            FlatD.SaveOptimizerState(w);
+            FlatG.SaveOptimizerState(w);
         }
         return ms.ToArray();
     }
+
+    /// <summary>G's state dict as <c>G.save</c> writes it, from a few bulk device-to-host copies (see <see cref="SaveModule"/>).</summary>
+    public void SaveG(BinaryWriter w) => SaveModule(G, FlatG, w);
+    public void SaveD(BinaryWriter w) => SaveModule(D, FlatD, w);
+
+    /// <summary>
+    /// A module's state dict in TorchSharp's format (<c>Module.save</c>), from one device-to-host copy of its flat
+    /// parameters and one per buffer kind (BatchNorm statistics, batch counters) instead of one blocking copy per tensor.
+    /// </summary>
+    static void SaveModule(nn.Module module, FlatNetwork flat, BinaryWriter w)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var byName = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        var values = flat.Values.cpu();
+        long offset = 0;
+        foreach (var (name, p) in module.named_parameters())
+        {
+            byName[name] = values.narrow(0, offset, p.numel()).view(p.shape);
+            offset += p.numel();
+        }
+        foreach (var group in module.named_buffers().GroupBy(b => b.Item2.dtype))
+        {
+            var list = group.ToList();
+            var host = cat(list.Select(b => b.Item2.reshape(-1)).ToList(), 0).cpu();
+            long at = 0;
+            foreach (var (name, b) in list)
+            {
+                byName[name] = host.narrow(0, at, b.numel()).view(b.shape);
+                at += b.numel();
+            }
+        }
+        var sd = module.state_dict();
+        var ordered = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var key in sd.Keys)
+            ordered[key] = byName.TryGetValue(key, out var t) ? t : throw new InvalidOperationException($"state dict entry {key} is neither a parameter nor a buffer");
+        nn.Module.save_state_dict(w, ordered);
+    }
+
+    /// <summary>Both optimizers' states as save_state_dict writes them (after the flat step counts are synced).</summary>
+    public void SaveOptD(BinaryWriter w) => FlatD.SaveOptimizerState(w);
+    public void SaveOptG(BinaryWriter w) => FlatG.SaveOptimizerState(w);
+
+    /// <summary>
+    /// SHA-256 of G's and D's parameters (and, with <paramref name="withBuffers"/>, their floating-point buffers: the
+    /// BatchNorm statistics), through host buffers allocated once: identical on every replica that holds the same model.
+    /// </summary>
+    public string Checksum(bool withBuffers = false)
+    {
+        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        foreach (var f in new[] { _gValues ??= new FlatBuffer(FlatG), _dValues ??= new FlatBuffer(FlatD) })
+        {
+            f.GatherValues();
+            sha.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(f.Span));
+        }
+        if (withBuffers && Buffers.Length > 0)
+        {
+            Buffers.GatherValues();
+            sha.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(Buffers.Span));
+        }
+        return Convert.ToHexString(sha.GetHashAndReset()).ToLowerInvariant();
+    }
+
+    /// <summary>G's and D's floating-point buffers (BatchNorm running statistics) in one flat host buffer.</summary>
+    public FlatBuffer Buffers => _buffers ??= new FlatBuffer(G.buffers().Concat(D.buffers()).Where(b => b.is_floating_point()), Device);
 
     public void LoadState(byte[] blob)
     {
@@ -229,8 +325,12 @@ public sealed class GanReplica : IDisposable
     public void Dispose()
     {
         _fakeForG?.Dispose();
+        _lastLoss?.Dispose();
         _dGrads?.Dispose();
         _gGrads?.Dispose();
+        _gValues?.Dispose();
+        _dValues?.Dispose();
+        _buffers?.Dispose();
         _statSums.Dispose();
         OptD.Dispose();
         OptG.Dispose();

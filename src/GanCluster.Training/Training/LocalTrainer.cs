@@ -33,21 +33,20 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
 
         Banner("Loading data");
         var load = Stopwatch.StartNew();
-        using var loaded = RunData.Load(spec.Dataset, t.Seed);
-        // Small datasets live on the device: one index_select per batch instead of a host copy.
-        var data = device.type == DeviceType.CUDA ? loaded.To(device) : loaded;
-        log.WriteLine($"    {loaded.Source}: {loaded.Count} samples of [{string.Join(", ", loaded.SampleShape)}] in {load.Elapsed.TotalSeconds:F1} s");
-        if (t.BatchSize > loaded.Count)
-            throw new InvalidRunSpecException("(run)", [new SpecError("training.batchSize", $"{t.BatchSize} is larger than the dataset ({loaded.Count} samples)")]);
+        // On a GPU the data goes to the device when it fits (one index_select per batch), else batches are copied through pinned memory.
+        using var data = DeviceData.Place(RunData.Load(spec.Dataset, t.Seed), device, spec.Dataset.Placement);
+        log.WriteLine($"    {data.Source}: {data.Count} samples of [{string.Join(", ", data.SampleShape)}] in {load.Elapsed.TotalSeconds:F1} s; {data.Description}");
+        if (t.BatchSize > data.Count)
+            throw new InvalidRunSpecException("(run)", [new SpecError("training.batchSize", $"{t.BatchSize} is larger than the dataset ({data.Count} samples)")]);
 
         Banner("Building models");
-        using var replica = new GanReplica(spec, device, noiseSeed: t.Seed) { CheckLosses = true };
+        using var replica = new GanReplica(spec, device, noiseSeed: t.Seed);
         log.WriteLine($"    G: {Count(replica.G):N0} parameters, D: {Count(replica.D):N0} parameters, nz {replica.Nz}");
 
         // A fixed noise batch, drawn from its own generator, shows the same z at every sample point.
         using var fixedNoise = RunArtifacts.FixedNoise(replica, t.Seed);
 
-        var sampler = new ShardSampler(loaded.Count, rank: 0, worldSize: 1, seed: t.Seed);
+        var sampler = new ShardSampler(data.Count, rank: 0, worldSize: 1, seed: t.Seed);
         var cursor = new BatchCursor(sampler);
         long start = 0;
         var resumeFrom = CheckpointStore.LatestValid(output, out var skipped);
@@ -73,10 +72,19 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
         var iteration = start;
         var cancelled = false;
         var checkpoints = new CheckpointWriter();
-        // NaN guard: an update whose loss is not finite is skipped (not applied); too many in a row end the run.
-        int skippedInWindow = 0, consecutiveSkips = 0;
-        long skippedUpdates = 0;
+        // NaN guard, on the device: an update whose loss is not finite is skipped (not applied); after too many in a row
+        // every later one is skipped too, and the run stops at the next read of the counts (log lines and saves).
+        using var guard = new NonFiniteGuard(t.MaxNonFiniteSkips, device);
+        long skippedReported = 0;
+        GuardCounts counts = default;
         var diverged = false;
+
+        // Reads the guard's counts (one device sync); true when the run has diverged and must stop before logging or saving.
+        bool Diverged()
+        {
+            counts = guard.Read();
+            return counts.Stopped;
+        }
 
         while (iteration < t.Iterations)
         {
@@ -90,64 +98,56 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
                 replica.SetIteration(iteration);
                 foreach (var step in GanSchedule.Iteration(iteration, t.K))
                 {
-                    var isD = step.Phase == Phase.Discriminator;
-                    if (isD)
+                    if (step.Phase == Phase.Discriminator)
                     {
                         // D update: a fresh real minibatch [B, ...] and fresh noise.
-                        var real = data.Batch(cursor.Next(t.BatchSize), device);
+                        var real = data.Batch(cursor, t.BatchSize);
                         replica.ComputeDiscriminatorGradients(real, last: step.SubStep == t.K - 1);
+                        replica.ApplyDiscriminator(guard.Observe(replica.LastLoss, iteration));
                     }
                     else
                     {
                         replica.ComputeGeneratorGradients(t.BatchSize);
+                        replica.ApplyGenerator(guard.Observe(replica.LastLoss, iteration));
                     }
-                    if (!replica.LastLossFinite)
-                    {
-                        skippedUpdates++;
-                        skippedInWindow++;
-                        if (++consecutiveSkips >= t.MaxNonFiniteSkips)
-                        {
-                            diverged = true;
-                            break;
-                        }
-                        continue;
-                    }
-                    consecutiveSkips = 0;
-                    if (isD) replica.ApplyDiscriminator();
-                    else replica.ApplyGenerator();
                     OnUpdateApplied?.Invoke(step);
                 }
-            }
-            if (diverged)
-            {
-                var st = replica.TakeStats();
-                metrics.Append(new MetricsRow(iteration, st.LossD, st.LossG, st.DReal, st.DFake, 0, total.Elapsed.TotalSeconds, skippedInWindow));
-                log.WriteLine($"    diverged at iteration {iteration + 1}: {consecutiveSkips} consecutive updates with a non-finite loss were skipped; " +
-                              $"stopping with the last good checkpoint ({lastCheckpoint ?? CheckpointStore.List(output).FirstOrDefault() ?? "none"}) intact");
-                break;
             }
             iteration++;
             windowIterations++;
 
             var isLast = iteration == t.Iterations;
-            if (iteration % t.LogEvery == 0 || isLast)
+            var logNow = iteration % t.LogEvery == 0 || isLast;
+            var sampleNow = iteration % sampleEvery == 0 || isLast;
+            var checkpointNow = iteration % spec.Checkpoint.Every == 0 || isLast;
+            if ((logNow || sampleNow || checkpointNow) && Diverged())
+            {
+                diverged = true;
+                var st = replica.TakeStats();
+                metrics.Append(new MetricsRow(iteration, st.LossD, st.LossG, st.DReal, st.DFake, 0, total.Elapsed.TotalSeconds, (int)(counts.Skipped - skippedReported)));
+                iteration = counts.StopIteration;
+                log.WriteLine($"    diverged at iteration {iteration + 1}: {counts.Consecutive} consecutive updates with a non-finite loss were skipped; " +
+                              $"stopping with the last good checkpoint ({lastCheckpoint ?? CheckpointStore.List(output).FirstOrDefault() ?? "none"}) intact");
+                break;
+            }
+            if (logNow)
             {
                 var s = replica.TakeStats();
                 var rate = windowIterations * t.BatchSize / Math.Max(window.Elapsed.TotalSeconds, 1e-9);
-                var row = new MetricsRow(iteration, s.LossD, s.LossG, s.DReal, s.DFake, rate, total.Elapsed.TotalSeconds, skippedInWindow);
-                skippedInWindow = 0;
+                var row = new MetricsRow(iteration, s.LossD, s.LossG, s.DReal, s.DFake, rate, total.Elapsed.TotalSeconds, (int)(counts.Skipped - skippedReported));
+                skippedReported = counts.Skipped;
                 log.WriteLine(row.ToConsole(t.Iterations));
                 metrics.Append(row);
                 window.Restart();
                 windowIterations = 0;
             }
-            if (iteration % sampleEvery == 0 || isLast)
+            if (sampleNow)
             {
                 var (files, q) = RunArtifacts.WriteSamples(replica, fixedNoise, output, iteration);
                 (lastSamples, quality) = (Path.Combine(output, files[0]), q);
                 log.WriteLine($"    samples: {lastSamples}{(quality is null ? "" : $" ({quality})")}");
             }
-            if (iteration % spec.Checkpoint.Every == 0 || isLast)
+            if (checkpointNow)
             {
                 // Training waits for the in-memory snapshot only; the files are written in the background.
                 checkpoints.Enqueue(output, replica, RunArtifacts.StateOf(replica, iteration, cursor), spec.Checkpoint.Keep);
@@ -155,8 +155,16 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
                 log.WriteLine(FormattableString.Invariant($"    checkpoint {iteration}: training held up {checkpoints.LastStall.TotalMilliseconds:F0} ms for the snapshot, written in the background"));
             }
         }
+        if (!diverged && Diverged())
+        {
+            // Stopped early (cancelled) with the guard tripped since the last read: do not save over good checkpoints.
+            diverged = true;
+            iteration = counts.StopIteration;
+            log.WriteLine($"    diverged at iteration {iteration + 1}: {counts.Consecutive} consecutive updates with a non-finite loss were skipped");
+        }
+        var skippedUpdates = counts.Skipped;
 
-        if (cancelled && iteration > start && lastCheckpoint != CheckpointStore.PathOf(output, iteration))
+        if (cancelled && !diverged && iteration > start && lastCheckpoint != CheckpointStore.PathOf(output, iteration))
         {
             log.WriteLine($"    cancelled at iteration {iteration}: saving a checkpoint");
             checkpoints.Enqueue(output, replica, RunArtifacts.StateOf(replica, iteration, cursor), spec.Checkpoint.Keep);
@@ -168,6 +176,8 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
             : $"Done: {iteration - start} iterations in {total.Elapsed.TotalSeconds:F1} s");
         if (quality is not null) log.WriteLine($"    final samples: {quality}");
         if (lastCheckpoint is not null) log.WriteLine($"    checkpoint: {lastCheckpoint}");
+        // The same SHA-256 a cluster's workers log: equal for runs that trained the same model, however interrupted.
+        if (!diverged) log.WriteLine($"    final parameter checksum: {replica.Checksum(withBuffers: true)}");
         return new LocalRunResult(iteration, output, lastCheckpoint, lastSamples, quality, cancelled, diverged, skippedUpdates);
     }
 

@@ -15,7 +15,7 @@ public static class RunArtifacts
     /// <summary>The fixed noise batch of a run: its own generator, so every sample point shows the same z.</summary>
     public static Tensor FixedNoise(GanReplica replica, long seed)
     {
-        using var gen = new Generator((ulong)(seed + 7919), replica.Device);
+        using var gen = new Generator((ulong)(seed + 7919));   // CPU: see GanReplica.DrawNormal
         return replica.SampleNoise(replica.IsImage ? ImageSamples : PointSamples, gen);
     }
 
