@@ -5,7 +5,7 @@
 #
 # Usage: gpu-check.sh [--device cuda|cpu] [--cli DIR] [--node DIR | --node-diff FILE] [--data DIR] [--out DIR]
 #                     [--ref PATH] [--budget SECONDS] [--keep]
-#   --device     cuda (default; checks run on cuda:0) or cpu (the same checks, small sizes, for a 2-core machine)
+#   --device     cuda (default; checks run on cuda:0) or cpu (the same checks, small sizes, one thread per process)
 #   --cli DIR    folder holding the published GanCluster.Cli executable
 #   --node DIR   folder holding the published GanCluster.Node executable
 #   --node-diff FILE  instead of --node: node-diff.tar.xz from scripts/gpu-bundle.sh, unpacked over a copy of --cli
@@ -65,7 +65,7 @@ if [ -z "$ref" ]; then
 fi
 [ -n "$ref" ] && ref=$(cd "$(dirname "$ref")" && pwd)/$(basename "$ref")
 if [ -z "$out" ]; then out=$(mktemp -d /tmp/gpu-check.XXXXXX); else mkdir -p "$out" || exit 2; fi
-out=$(abs "$out")
+out=$(abs "$out"); : >"$out/summary.txt"
 case $device in cuda) budget=${budget:-540} ;; cpu) budget=${budget:-900} ;; esac
 work=$(mktemp -d /tmp/gpu-check-work.XXXXXX)
 
@@ -101,15 +101,17 @@ forget() {
 # ------------------------------------------------------------------------------------------------ results and steps
 t0=$SECONDS; passed=0; failed=0
 left() { echo $((budget - (SECONDS - t0))); }
-say() { echo "  $*"; }
-pass() { passed=$((passed + 1)); echo "PASS $1: $2"; }
+# Everything this script prints on stdout also goes to $out/summary.txt (the device returns only an output tail).
+report() { echo "$*"; echo "$*" >>"$out/summary.txt"; }
+say() { report "  $*"; }
+pass() { passed=$((passed + 1)); report "PASS $1: $2"; }
 # fail NAME DETAIL [LOG...]: the last 20 lines of each log go to stderr.
 fail() {
   local name=$1 detail=$2 f; shift 2
-  failed=$((failed + 1)); echo "FAIL $name: $detail"
+  failed=$((failed + 1)); report "FAIL $name: $detail"
   for f in "$@"; do
     [ -s "$f" ] || continue
-    { echo "---- $name: last 20 lines of $f"; tail -n 20 "$f"; echo "----"; } >&2
+    { echo "---- $name: last 20 lines of $f"; tail -n 20 "$f" | cut -c1-300; echo "----"; } >&2
   done
 }
 # check NAME FUNC [ARGS...]: FUNC sets DETAIL (and FAILLOGS for a failure); its exit status decides PASS or FAIL.
@@ -163,6 +165,10 @@ else
   KILL_SECONDS=15; KILL_MIN=100; KILL_MAX=3000
   T_TRAIN=240; T_BENCH=240; T_SUBMIT=300; T_WORKERS=120
   NODE_EXTRA=(--Node:CpuThreads=1)
+  # One libtorch thread in every process, as the nodes' CpuThreads=1: the checks compare parameter checksums, and
+  # multi-threaded CPU kernels are not bit-reproducible (e.g. info --self-test's checkpoint step fails about half the
+  # time with 2 threads on 2 busy cores); it also keeps the processes from starving each other.
+  export OMP_NUM_THREADS=1
 fi
 TRAIN_HALF=$((TRAIN_IT / 2))
 
@@ -179,7 +185,7 @@ JSON
 }
 
 # --------------------------------------------------------------------------------------------------------- the apps
-echo "gpu-check: device $device ($D), logs in $out, work folder $work"
+report "gpu-check: device $device ($D), logs in $out, work folder $work"
 if [ -z "$cli" ] || { [ -z "$node" ] && [ -z "$node_diff" ]; }; then
   command -v dotnet >/dev/null 2>&1 && [ -n "$repo" ] \
     || { echo "gpu-check: give --cli DIR and --node DIR (or --node-diff FILE): no .NET SDK or checkout to publish from" >&2; exit 2; }
@@ -209,7 +215,7 @@ node=$(abs "$node") && [ -x "$node/GanCluster.Node" ] || { echo "gpu-check: no G
 if [ -z "${TORCH_LIB_DIR:-}" ] && [ ! -f "$cli/libtorch.so" ] && [ ! -f "$cli/runtimes/linux-x64/native/libtorch.so" ]; then
   TORCH_LIB_DIR=$(python3 -c 'import torch,os;print(os.path.join(os.path.dirname(torch.__file__),"lib"))' 2>/dev/null) \
     || TORCH_LIB_DIR=$(ls -d "$HOME"/.nuget/packages/libtorch-cpu-linux-x64/*/runtimes/linux-x64/native 2>/dev/null | tail -1)
-  [ -n "$TORCH_LIB_DIR" ] && export TORCH_LIB_DIR && echo "gpu-check: TORCH_LIB_DIR=$TORCH_LIB_DIR"
+  [ -n "$TORCH_LIB_DIR" ] && export TORCH_LIB_DIR && report "gpu-check: TORCH_LIB_DIR=$TORCH_LIB_DIR"
 fi
 CLI=$cli/GanCluster.Cli; NODE=$node/GanCluster.Node
 # train and train-resume compare checksums of separate processes: no per-process cuDNN autotuning there (it may pick
@@ -218,7 +224,7 @@ TRAIN_FLAGS=()
 if [ $device = cuda ] && timeout 60 "$CLI" train --help 2>/dev/null | grep -q -- --cudnn-benchmark; then
   TRAIN_FLAGS=(--cudnn-benchmark off)
 fi
-echo "gpu-check: cli $cli, node $node, data $data, budget $budget s"
+report "gpu-check: cli $cli, node $node, data $data, budget $budget s"
 cd "$work" || exit 2   # whatever a step writes to its working folder lands in the work folder
 t0=$SECONDS
 
@@ -265,12 +271,12 @@ chk_bench() {
   for round in 1 2; do
     local gl=$out/bench-gancluster-$round.log pl=$out/bench-pytorch-$round.log
     step "$gl" "$T_BENCH" "$CLI" bench --device "$D" "${BENCH_ARGS[@]}" --variants fp32,fp32_bench,fp32_bench_flat; rc=$?
-    grep '^RESULT\|^note' "$gl" | sed "s/^/  round $round: /"
+    grep '^RESULT\|^note' "$gl" | sed "s/^/  round $round: /" | tee -a "$out/summary.txt"
     n=$(grep -c '^RESULT gancluster' "$gl")
     if [ $rc != 0 ] || [ "$n" -lt "$want_gc" ]; then ok=1; FAILLOGS+=("$gl"); DETAIL+="gancluster round $round: $(why $rc), $n/$want_gc RESULT lines; "; fi
     [ $torch_ok = 1 ] || continue
     (cd "$(dirname "$ref")" && step "$pl" "$T_BENCH" python3 "$ref" "${REF_ARGS[@]}"); rc=$?
-    grep '^RESULT' "$pl" | sed "s/^/  round $round: /"
+    grep '^RESULT' "$pl" | sed "s/^/  round $round: /" | tee -a "$out/summary.txt"
     n=$(grep -c '^RESULT pytorch' "$pl")
     if [ $rc != 0 ] || [ "$n" -lt "$want_pt" ]; then ok=1; FAILLOGS+=("$pl"); DETAIL+="pytorch round $round: $(why $rc), $n/$want_pt RESULT lines; "; fi
   done
@@ -285,7 +291,8 @@ chk_bench() {
     say "fp32_bench / fp32 + cudnn.benchmark, B=128                  $r1b      $r2b"
     DETAIL+="gancluster/pytorch img/s: fp32 B=1024 $r1a, $r2a; fp32_bench B=128 $r1b, $r2b"
   else
-    DETAIL+="gancluster bench ran twice ($want_gc RESULT lines each); $skip_why"
+    [ $ok = 0 ] && DETAIL+="gancluster bench ran twice ($want_gc RESULT lines each); "
+    DETAIL+=$skip_why
   fi
   return $ok
 }
@@ -388,8 +395,12 @@ wait_status() {
     STATUS=$(status)
     echo "$STATUS" | grep -qE "$pattern" && return 0
     [ -n "$SEED_PID" ] && ! kill -0 "$SEED_PID" 2>/dev/null && { STATUS="the seed exited: $STATUS"; return 1; }
+    local p alive=0
+    for p in ${W_PIDS[@]+"${W_PIDS[@]}"}; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 1 ] || { STATUS="every worker exited ($(grep -h -m1 -i 'error' ${W_LOGS[@]+"${W_LOGS[@]}"} 2>/dev/null | head -1 | cut -c1-200)): $STATUS"; return 1; }
     sleep 1
   done
+  [ "$(left)" -gt 5 ] || STATUS="(the ${budget} s budget is spent) $STATUS"
   return 1
 }
 worker_id() { grep -m1 -oE 'worker [^ ]+ on ' "$1" | cut -d' ' -f2; }
@@ -449,8 +460,8 @@ chk_bench_cluster() {
   FAILLOGS=("$ll" "$out/$cl.log")
   local a b r; a=$(mean_imgs "$ll"); b=$(mean_imgs "$out/$cl.log")
   r=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", (a > 0 ? b / a : 0) }')
-  say "RESULT local B=$BC_B img_per_s=$a"
-  say "RESULT cluster workers=2 B=$((BC_B / 2))x2 img_per_s=$b"
+  [ "$a" -gt 0 ] && say "RESULT local B=$BC_B img_per_s=$a"
+  [ "$b" -gt 0 ] && say "RESULT cluster workers=2 B=$((BC_B / 2))x2 img_per_s=$b"
   DETAIL="DCGAN-$BC_IMAGE MNIST, $BC_IT iterations on $D: local B=$BC_B $a img/s ($(why $rc1)), seed + 2 workers sharing $D at $((BC_B / 2)) each $b img/s ($(why $rc2)); cluster/local $r"
   [ $rc1 = 0 ] && [ $rc2 = 0 ] && [ "$a" -gt 0 ] && [ "$b" -gt 0 ]
 }
@@ -542,6 +553,6 @@ check cluster chk_cluster
 check bench-cluster chk_bench_cluster
 check cluster-kill chk_cluster_kill
 check mixed-devices chk_mixed
-echo "gpu-check: $((SECONDS - t0)) s of checks (budget $budget s), logs in $out"
-echo "gpu-check: $passed passed, $failed failed"
+report "gpu-check: $((SECONDS - t0)) s of checks (budget $budget s), logs in $out"
+report "gpu-check: $passed passed, $failed failed"
 [ $failed = 0 ]

@@ -11,21 +11,21 @@ namespace GanCluster.Cluster.Tests;
 [Collection("processes")]
 public partial class FaultToleranceTests
 {
-    static string Spec(string output, int iterations, int logEvery, int checkpointEvery) => $$"""
+    static string Spec(string output, int iterations, int logEvery, int checkpointEvery, string optimizers = "") => $$"""
         {
           "name": "ft",
           "dataset": { "kind": "ring8", "size": 20000 },
           "model": { "kind": "mlp", "nz": 4, "ngf": 32, "ndf": 32 },
-          "training": { "iterations": {{iterations}}, "batchSize": 64, "lrD": 0.001, "lrG": 0.001, "seed": 11, "logEvery": {{logEvery}} },
+          "training": { "iterations": {{iterations}}, "batchSize": 64, "lrD": 0.001, "lrG": 0.001, "seed": 11, "logEvery": {{logEvery}}{{optimizers}} },
           "checkpoint": { "every": {{checkpointEvery}}, "keep": 3 },
           "output": "{{output}}"
         }
         """;
 
-    static string WriteSpec(TempFolder dir, int iterations, int logEvery, int checkpointEvery)
+    static string WriteSpec(TempFolder dir, int iterations, int logEvery, int checkpointEvery, string optimizers = "")
     {
         var path = Path.Combine(dir.Path, "spec.json");
-        File.WriteAllText(path, Spec(Path.Combine(dir.Path, "out"), iterations, logEvery, checkpointEvery));
+        File.WriteAllText(path, Spec(Path.Combine(dir.Path, "out"), iterations, logEvery, checkpointEvery, optimizers));
         return path;
     }
 
@@ -41,8 +41,8 @@ public partial class FaultToleranceTests
     }
 
     /// <summary><c>submit --wait</c> in the background: the client follows the run to its end.</summary>
-    static Task<CliProcess.Result> SubmitAndFollow(TempFolder dir, int iterations, int logEvery, int checkpointEvery, int port) =>
-        Task.Run(() => CliProcess.Run(["submit", WriteSpec(dir, iterations, logEvery, checkpointEvery), "--cluster", $"127.0.0.1:{port}", "--wait"], timeoutSeconds: 600));
+    static Task<CliProcess.Result> SubmitAndFollow(TempFolder dir, int iterations, int logEvery, int checkpointEvery, int port, string optimizers = "") =>
+        Task.Run(() => CliProcess.Run(["submit", WriteSpec(dir, iterations, logEvery, checkpointEvery, optimizers), "--cluster", $"127.0.0.1:{port}", "--wait"], timeoutSeconds: 600));
 
     static long LastMetric(string output) => MetricIterations(output).DefaultIfEmpty(0).Max();
 
@@ -59,7 +59,8 @@ public partial class FaultToleranceTests
         var (port, _, workers) = nodes.StartCluster(3);
         var output = Path.Combine(dir.Path, "out");
 
-        var submit = SubmitAndFollow(dir, 3000, 50, 1000, port);
+        // D with SGD and momentum: the survivor loads rank 0's momentum buffers into a replica that has stepped.
+        var submit = SubmitAndFollow(dir, 3000, 50, 1000, port, optimizers: ", \"optimizerD\": \"sgd\", \"momentumD\": 0.9");
         nodes.WaitFor(() => LastMetric(output) >= 400, TimeSpan.FromMinutes(3), "400 iterations trained");
         nodes.Kill(workers[2]);
         var killedAt = LastMetric(output);

@@ -61,6 +61,18 @@ public class CliTests
     }
 
     [Fact]
+    public void Info_self_test_trains_a_step_and_round_trips_a_checkpoint_on_the_cpu()
+    {
+        var run = CliProcess.Run(["info", "--self-test", "--device", "cpu"]);
+        Assert.True(run.ExitCode == 0, run.StdOut + run.StdErr);
+        foreach (var check in new[] { "noise", "train-step", "nan-guard", "checkpoint", "samples" })
+            Assert.Contains($"PASS {check}: ", run.StdOut);
+        Assert.DoesNotContain("FAIL ", run.StdOut);
+        Assert.Contains("cudnn.benchmark: ", run.StdOut);
+        Assert.Contains("self-test on cpu: all checks passed", run.StdOut);
+    }
+
+    [Fact]
     public void Bench_prints_result_lines()
     {
         var run = CliProcess.Run(["bench", "--device", "cpu", "--batch", "2", "--iters", "1", "--warmup", "1", "--image", "32", "--variants", "fp32,fp32_flat"]);
