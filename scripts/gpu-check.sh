@@ -154,6 +154,7 @@ if [ $device = cuda ]; then
   CL_IT=300; CL_LOG=50                                                                  # cluster (DCGAN-28)
   BENCH_ARGS=(--batch 128,1024); REF_ARGS=(--batch 128,1024 --variants "${GPU_CHECK_REF_VARIANTS:-fp32,fp32_bench}")
   BC_IMAGE=64; BC_NGF=64; BC_B=1024; BC_IT=200; BC_LOG=40                               # bench-cluster
+  BC_BENCH_ITERS=30
   KILL_SECONDS=25; KILL_MIN=300; KILL_MAX=20000                                         # cluster-kill run length
   T_TRAIN=240; T_BENCH=240; T_SUBMIT=240; T_WORKERS=150
   NODE_EXTRA=()
@@ -161,13 +162,12 @@ else
   NGF=16; TRAIN_B=16; TRAIN_IT=40; TRAIN_LOG=10
   CL_IT=40; CL_LOG=10
   BENCH_ARGS=(--batch 8 --iters 3 --warmup 1 --image 32); REF_ARGS=()
-  BC_IMAGE=32; BC_NGF=16; BC_B=16; BC_IT=40; BC_LOG=10
+  BC_IMAGE=32; BC_NGF=16; BC_B=16; BC_IT=40; BC_LOG=10; BC_BENCH_ITERS=2
   KILL_SECONDS=15; KILL_MIN=100; KILL_MAX=3000
   T_TRAIN=240; T_BENCH=240; T_SUBMIT=300; T_WORKERS=120
   NODE_EXTRA=(--Node:CpuThreads=1)
-  # One libtorch thread in every process, as the nodes' CpuThreads=1: the checks compare parameter checksums, and
-  # multi-threaded CPU kernels are not bit-reproducible (e.g. info --self-test's checkpoint step fails about half the
-  # time with 2 threads on 2 busy cores); it also keeps the processes from starving each other.
+  # One libtorch thread in every process, as the nodes' CpuThreads=1: up to 4 processes share 2 cores here, and
+  # spinning OpenMP threads would starve each other.
   export OMP_NUM_THREADS=1
 fi
 TRAIN_HALF=$((TRAIN_IT / 2))
@@ -218,10 +218,12 @@ if [ -z "${TORCH_LIB_DIR:-}" ] && [ ! -f "$cli/libtorch.so" ] && [ ! -f "$cli/ru
   [ -n "$TORCH_LIB_DIR" ] && export TORCH_LIB_DIR && report "gpu-check: TORCH_LIB_DIR=$TORCH_LIB_DIR"
 fi
 CLI=$cli/GanCluster.Cli; NODE=$node/GanCluster.Node
-# train and train-resume compare checksums of separate processes: no per-process cuDNN autotuning there (it may pick
-# different convolution algorithms, hence different roundings, in each process).
+# train and train-resume compare checksums of separate processes: bit-reproducible kernels there (train --deterministic:
+# cuDNN deterministic algorithms without autotuning, oneDNN off on the CPU), or the roundings differ from run to run.
 TRAIN_FLAGS=()
-if [ $device = cuda ] && timeout 60 "$CLI" train --help 2>/dev/null | grep -q -- --cudnn-benchmark; then
+if timeout 60 "$CLI" train --help 2>/dev/null | grep -q -- --deterministic; then
+  TRAIN_FLAGS=(--deterministic)
+elif [ $device = cuda ]; then
   TRAIN_FLAGS=(--cudnn-benchmark off)
 fi
 report "gpu-check: cli $cli, node $node, data $data, budget $budget s"
@@ -456,14 +458,21 @@ chk_bench_cluster() {
   spec "$work/bc-local.json" bench-local "$work/bc-local" "$BC_IMAGE" "$BC_NGF" "$BC_B" "$BC_IT" "$BC_IT" "$BC_LOG"
   spec "$CL/bc-cluster.json" bench-cluster runs/bench-cluster "$BC_IMAGE" "$BC_NGF" "$BC_B" "$BC_IT" "$BC_IT" "$BC_LOG"
   (cd "$work" && step "$ll" "$T_TRAIN" "$CLI" train --local "$work/bc-local.json" --device "$D"); rc1=$?
+  # The training loop against bench's bare step on the same model (MNIST: 1 channel): what the loop itself costs.
+  local bl=$out/bench-cluster-bench.log rc3
+  step "$bl" "$T_BENCH" "$CLI" bench --device "$D" --batch "$BC_B" --image "$BC_IMAGE" --channels 1 --variants fp32_bench \
+    --iters "$BC_BENCH_ITERS" --warmup 3; rc3=$?
   submit "$cl" "$CL/bc-cluster.json"; rc2=$?
-  FAILLOGS=("$ll" "$out/$cl.log")
-  local a b r; a=$(mean_imgs "$ll"); b=$(mean_imgs "$out/$cl.log")
+  FAILLOGS=("$ll" "$bl" "$out/$cl.log")
+  local a b r c t; a=$(mean_imgs "$ll"); b=$(mean_imgs "$out/$cl.log")
+  c=$(grep -o 'img_per_s=[0-9]*' "$bl" | head -1 | cut -d= -f2); c=${c:-0}
   r=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", (a > 0 ? b / a : 0) }')
+  t=$(awk -v a="$a" -v c="$c" 'BEGIN { printf "%.2f", (c > 0 ? a / c : 0) }')
   [ "$a" -gt 0 ] && say "RESULT local B=$BC_B img_per_s=$a"
-  [ "$b" -gt 0 ] && say "RESULT cluster workers=2 B=$((BC_B / 2))x2 img_per_s=$b"
-  DETAIL="DCGAN-$BC_IMAGE MNIST, $BC_IT iterations on $D: local B=$BC_B $a img/s ($(why $rc1)), seed + 2 workers sharing $D at $((BC_B / 2)) each $b img/s ($(why $rc2)); cluster/local $r"
-  [ $rc1 = 0 ] && [ $rc2 = 0 ] && [ "$a" -gt 0 ] && [ "$b" -gt 0 ]
+  [ "$c" -gt 0 ] && say "RESULT bench fp32_bench nc=1 B=$BC_B img_per_s=$c (train --local / bench: $t)"
+  [ "$b" -gt 0 ] && say "RESULT cluster workers=2 B=$((BC_B / 2))x2 img_per_s=$b (cluster / local: $r)"
+  DETAIL="DCGAN-$BC_IMAGE MNIST, $BC_IT iterations on $D: local B=$BC_B $a img/s ($(why $rc1)), bench $c img/s ($(why $rc3)), seed + 2 workers sharing $D at $((BC_B / 2)) each $b img/s ($(why $rc2)); local/bench $t, cluster/local $r"
+  [ $rc1 = 0 ] && [ $rc2 = 0 ] && [ $rc3 = 0 ] && [ "$a" -gt 0 ] && [ "$b" -gt 0 ]
 }
 
 chk_cluster_kill() {

@@ -19,9 +19,10 @@ static class BenchCommand
             DefaultValueFactory = _ => "fp32,fp32_bench,fp32_bench_flat",
         };
         var image = new Option<int>("--image") { Description = "Image size (32 or 64)", DefaultValueFactory = _ => 64 };
+        var channels = new Option<int>("--channels") { Description = "Image channels: 3 (the reference's model) or 1 (MNIST's, to compare with train --local)", DefaultValueFactory = _ => 3 };
         var device = Common.Device();
         var libDir = Common.TorchLibDir();
-        var cmd = new Command("bench", "Print DCGAN training throughput (img/s) at the given batch sizes") { batches, iters, warmup, variants, image, device, libDir };
+        var cmd = new Command("bench", "Print DCGAN training throughput (img/s) at the given batch sizes") { batches, iters, warmup, variants, image, channels, device, libDir };
         cmd.SetAction(r => Common.Guard(() =>
         {
             var sizes = ParseList(r.GetValue(batches)!, "--batch");
@@ -29,15 +30,17 @@ static class BenchCommand
             foreach (var v in chosen)
                 if (v is not ("fp32" or "fp32_bench" or "fp32_flat" or "fp32_bench_flat"))
                     throw new UsageException($"--variants: unknown variant {v}");
+            var nc = r.GetValue(channels);
+            if (nc is not (1 or 3)) throw new UsageException($"--channels: 1 or 3 (got {nc})");
             var (env, dev) = Common.Start(r.GetValue(device)!, r.GetValue(libDir));
-            Console.WriteLine($"gancluster bench: DCGAN {r.GetValue(image)}x{r.GetValue(image)}x3 on {dev}, libtorch {env.LibTorchDir}");
+            Console.WriteLine($"gancluster bench: DCGAN {r.GetValue(image)}x{r.GetValue(image)}x{nc} on {dev}, libtorch {env.LibTorchDir}");
             foreach (var b in sizes)
                 foreach (var v in chosen)
                 {
                     var bench = v.Contains("bench", StringComparison.Ordinal);
                     if (TorchRuntime.SetCudnnBenchmark(bench) is null && bench)
                         Console.WriteLine("note: this libtorch does not export setBenchmarkCuDNN; fp32_bench runs with defaults");
-                    var result = Benchmark.Run(dev, b, r.GetValue(iters), r.GetValue(warmup), v.EndsWith("_flat", StringComparison.Ordinal), v, r.GetValue(image));
+                    var result = Benchmark.Run(dev, b, r.GetValue(iters), r.GetValue(warmup), v.EndsWith("_flat", StringComparison.Ordinal), v, r.GetValue(image), nc);
                     Console.WriteLine(result.ToLine());
                 }
             TorchRuntime.SetCudnnBenchmark(false);

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
+using GanCluster.Training.Native;
 using GanCluster.Training.Spec;
 using GanCluster.Training.Training;
 
@@ -17,7 +18,11 @@ static class TrainCommand
         var iterations = new Option<int?>("--iterations") { Description = "Override training.iterations" };
         var output = new Option<string?>("--output") { Description = "Override the spec's output folder" };
         var cudnn = Common.CudnnBenchmark();
-        var cmd = new Command("train", "Train a GAN from a run spec") { spec, local, device, libDir, iterations, output, cudnn };
+        var deterministic = new Option<bool>("--deterministic")
+        {
+            Description = "Bit-reproducible kernels (cuDNN deterministic, no autotuning, no oneDNN on the CPU): slower, but a run stopped and resumed ends exactly as one that was not",
+        };
+        var cmd = new Command("train", "Train a GAN from a run spec") { spec, local, device, libDir, iterations, output, cudnn, deterministic };
         cmd.SetAction(r => Common.Guard(() =>
         {
             if (!r.GetValue(local))
@@ -31,6 +36,10 @@ static class TrainCommand
 
             var (_, dev) = Common.Start(r.GetValue(device)!, r.GetValue(libDir));
             Common.ApplyCudnnBenchmark(r.GetValue(cudnn)!, dev);
+            if (r.GetValue(deterministic))
+                Console.WriteLine(TorchRuntime.SetDeterministic(true)
+                    ? "    deterministic: cuDNN deterministic algorithms, no autotuning, oneDNN off"
+                    : "    deterministic: not available (this libtorch does not export the switches)");
             // Ctrl+C / SIGTERM: finish the current iteration, save a checkpoint, exit 130.
             using var stop = new CancellationTokenSource();
             void OnSignal(PosixSignalContext c)

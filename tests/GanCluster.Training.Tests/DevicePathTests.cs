@@ -102,7 +102,7 @@ public partial class DevicePathTests
         var spec = TinySpecs.Ring8(dir.Path, 1);
         using var guarded = new GanReplica(spec, CPU, 0);
         using var plain = new GanReplica(spec, CPU, 0);
-        using var guard = new NonFiniteGuard(maxConsecutive: 3, CPU);
+        using var guard = new NonFiniteGuard(maxConsecutive: 3, CPU, onDevice: true);
         using var gen = new Generator(8);
         using var real = GanReplica.DrawNormal([64, 2], gen, CPU);
         using var nan = full([], double.NaN, ScalarType.Float32, CPU);

@@ -131,8 +131,10 @@ public class NanGuardTests
 {
     public NanGuardTests() => TorchSetup.Ensure();
 
-    [Fact]
-    public void Non_finite_losses_skip_updates_and_too_many_in_a_row_end_the_run_with_the_last_good_checkpoint_intact()
+    [Theory]
+    [InlineData(false)]   // decided on the host, as CPU runs do
+    [InlineData(true)]    // decided on the device without a sync, as GPU runs do
+    public void Non_finite_losses_skip_updates_and_too_many_in_a_row_end_the_run_with_the_last_good_checkpoint_intact(bool onDevice)
     {
         using var dir = new TempFolder();
         // SGD with lr 1e30 on D: the first update blows D's weights up, every later loss is inf or NaN.
@@ -143,7 +145,7 @@ public class NanGuardTests
             Checkpoint = new CheckpointSpec { Every = 1, Keep = 3 },
         };
         var log = new StringWriter();
-        var result = new LocalTrainer(spec, CPU, log).Run();
+        var result = new LocalTrainer(spec, CPU, log) { GuardOnDevice = onDevice }.Run();
 
         Assert.True(result.Diverged, log.ToString());
         Assert.Equal(5, result.Skipped);

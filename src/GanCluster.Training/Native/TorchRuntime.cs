@@ -156,6 +156,29 @@ public static class TorchRuntime
         }
     }
 
+    /// <summary>
+    /// Bit-reproducible kernels (PyTorch's cudnn.deterministic, cudnn.benchmark off, and oneDNN off on the CPU, whose
+    /// multi-threaded convolution gradients vary from run to run): a run stopped and resumed then ends with the same
+    /// parameters as one that was not. Slower; off by default. False when this libtorch does not export the switches.
+    /// </summary>
+    public static unsafe bool SetDeterministic(bool enabled)
+    {
+        lock (Gate)
+        {
+            if (!Handles.TryGetValue("torch_cpu", out var lib)
+                || !NativeLibrary.TryGetExport(lib, "_ZN2at13globalContextEv", out var globalContext)
+                || !NativeLibrary.TryGetExport(lib, "_ZN2at7Context21setDeterministicCuDNNEb", out var cudnn)
+                || !NativeLibrary.TryGetExport(lib, "_ZN2at7Context20setUserEnabledMkldnnEb", out var mkldnn)
+                || !NativeLibrary.TryGetExport(lib, "_ZN2at7Context17setBenchmarkCuDNNEb", out var benchmark))
+                return false;
+            var ctx = ((delegate* unmanaged<IntPtr>)globalContext)();
+            ((delegate* unmanaged<IntPtr, byte, void>)cudnn)(ctx, enabled ? (byte)1 : (byte)0);
+            ((delegate* unmanaged<IntPtr, byte, void>)mkldnn)(ctx, enabled ? (byte)0 : (byte)1);
+            if (enabled) ((delegate* unmanaged<IntPtr, byte, void>)benchmark)(ctx, 0);
+            return true;
+        }
+    }
+
     /// <summary>Whether libtorch exports what <see cref="SetCudnnBenchmark"/> needs.</summary>
     public static bool CudnnBenchmarkSettable
     {

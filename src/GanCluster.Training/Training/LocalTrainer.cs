@@ -18,8 +18,11 @@ public sealed record LocalRunResult(long Iterations, string Output, string? Last
 /// </summary>
 public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
 {
-    /// <summary>Called after each update, in order (tests check the schedule through it).</summary>
+    /// <summary>Called after each update is issued, in order (tests check the schedule through it); skips are counted, not reported here.</summary>
     public Action<StepId>? OnUpdateApplied { get; init; }
+
+    /// <summary>Where the NaN guard decides (null: on a GPU's device, on the CPU's host); tests run the device path on the CPU.</summary>
+    public bool? GuardOnDevice { get; init; }
 
     public LocalRunResult Run(CancellationToken cancel = default)
     {
@@ -74,7 +77,7 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
         var checkpoints = new CheckpointWriter();
         // NaN guard, on the device: an update whose loss is not finite is skipped (not applied); after too many in a row
         // every later one is skipped too, and the run stops at the next read of the counts (log lines and saves).
-        using var guard = new NonFiniteGuard(t.MaxNonFiniteSkips, device);
+        using var guard = new NonFiniteGuard(t.MaxNonFiniteSkips, device, GuardOnDevice);
         long skippedReported = 0;
         GuardCounts counts = default;
         var diverged = false;
@@ -103,12 +106,14 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
                         // D update: a fresh real minibatch [B, ...] and fresh noise.
                         var real = data.Batch(cursor, t.BatchSize);
                         replica.ComputeDiscriminatorGradients(real, last: step.SubStep == t.K - 1);
-                        replica.ApplyDiscriminator(guard.Observe(replica.LastLoss, iteration));
+                        var d = guard.Decide(replica.LastLoss, iteration);
+                        if (!d.Skip) replica.ApplyDiscriminator(d.Mask);
                     }
                     else
                     {
                         replica.ComputeGeneratorGradients(t.BatchSize);
-                        replica.ApplyGenerator(guard.Observe(replica.LastLoss, iteration));
+                        var d = guard.Decide(replica.LastLoss, iteration);
+                        if (!d.Skip) replica.ApplyGenerator(d.Mask);
                     }
                     OnUpdateApplied?.Invoke(step);
                 }
