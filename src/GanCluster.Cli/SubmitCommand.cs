@@ -104,6 +104,10 @@ static class SubmitCommand
     {
         // Validate here first (dataset paths are checked on the workers): a bad spec never leaves this machine.
         if (!File.Exists(specPath)) throw new UsageException($"{specPath} does not exist");
+        // A spec must fit one Akka frame with room to spare; refuse a large file here, naming why, without reading it.
+        var bytes = new FileInfo(specPath).Length;
+        if (bytes > RunSpecValidator.MaxSpecBytes)
+            throw new InvalidRunSpecException(specPath, [new SpecError("(spec)", $"is {bytes:N0} bytes; a run spec may be at most {RunSpecValidator.MaxSpecBytes:N0} bytes")]);
         var json = File.ReadAllText(specPath);
         var parsed = RunSpecValidator.Parse(json, specPath, checkPaths: false);
 

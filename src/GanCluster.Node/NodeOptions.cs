@@ -49,6 +49,8 @@ public sealed class NodeOptions
     /// value on every node.
     /// </summary>
     public int DowningStableAfterSeconds { get; set; } = 20;
+    /// <summary>Seed: the most memory a submitted run may need, in GB, by the estimate from its spec (model, batch).</summary>
+    public double MaxRunMemoryGB { get; set; } = 64;
     /// <summary>cuDNN autotuning of convolution algorithms on CUDA workers (cudnn.benchmark); ignored on CPU workers.</summary>
     public bool CudnnBenchmark { get; set; } = true;
     /// <summary>A PyTorch install's torch/lib to load libtorch (and CUDA) from; default $TORCH_LIB_DIR or the bundled CPU libtorch.</summary>
@@ -84,7 +86,7 @@ public sealed class NodeOptions
             }
             catch (Exception e) when (e is FormatException or OverflowException)
             {
-                problems.Add($"Node:{property.Name} must be {(property.PropertyType == typeof(int) ? "a whole number" : property.PropertyType.Name)} (got \"{raw}\")");
+                problems.Add($"Node:{property.Name} must be {(property.PropertyType == typeof(int) ? "a whole number" : property.PropertyType == typeof(double) ? "a number" : property.PropertyType == typeof(bool) ? "true or false" : property.PropertyType.Name)} (got \"{raw}\")");
             }
         }
         if (problems.Count == 0) problems.AddRange(options.Validate());
@@ -116,6 +118,7 @@ public sealed class NodeOptions
         if (string.IsNullOrWhiteSpace(StateDir)) e.Add("Node:StateDir must name a folder");
         if (ResumeGraceSeconds < 0) e.Add($"Node:ResumeGraceSeconds must be 0 or more (got {ResumeGraceSeconds})");
         if (DowningStableAfterSeconds < 1) e.Add($"Node:DowningStableAfterSeconds must be at least 1 (got {DowningStableAfterSeconds})");
+        if (!(MaxRunMemoryGB > 0) || !double.IsFinite(MaxRunMemoryGB)) e.Add($"Node:MaxRunMemoryGB must be a positive number (got {MaxRunMemoryGB})");
         if (ChecksumEvery < 0) e.Add($"Node:ChecksumEvery must be 0 or more (got {ChecksumEvery})");
         return e;
     }

@@ -54,6 +54,7 @@ var settings = new CoordinatorSettings(TimeSpan.FromSeconds(options.PrepareTimeo
 {
     ResumeGrace = TimeSpan.FromSeconds(options.ResumeGraceSeconds),
     OutputRoot = Directory.GetCurrentDirectory(),
+    MemoryLimitBytes = options.MaxRunMemoryGB * 1e9,
 };
 // SIGTERM: a worker leaves its run at an iteration boundary before the node leaves the cluster; give it the time.
 var leaveTimeout = TimeSpan.FromSeconds(options.StepTimeoutSeconds + 30);

@@ -25,6 +25,8 @@ public sealed record CoordinatorSettings(TimeSpan PrepareTimeout, TimeSpan StepT
     public TimeSpan ResumeGrace { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>What a spec's relative <c>output</c> is under (the seed's working directory), so clients are told full paths; null: as given.</summary>
     public string? OutputRoot { get; init; }
+    /// <summary>The most memory a submitted run may need by its spec's estimate (Node:MaxRunMemoryGB).</summary>
+    public double MemoryLimitBytes { get; init; } = Training.Models.ModelMemory.DefaultLimitBytes;
 }
 
 /// <summary>The coordinator's part of a checkpoint (coordinator.json): what a restarted coordinator needs to go on.</summary>
@@ -250,7 +252,7 @@ public sealed record CoordinatorState(
         RunSpec spec;
         try
         {
-            spec = RunSpecValidator.Parse(submit.SpecJson, "(submitted)", checkPaths: false);
+            spec = RunSpecValidator.Parse(submit.SpecJson, "(submitted)", checkPaths: false, Settings.MemoryLimitBytes);
         }
         catch (InvalidRunSpecException e)
         {

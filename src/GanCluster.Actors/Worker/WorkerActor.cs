@@ -4,6 +4,7 @@ using Akka.Event;
 using GanCluster.DataPlane;
 using GanCluster.Protocol;
 using GanCluster.Training.Output;
+using GanCluster.Training.Data;
 using GanCluster.Training.Spec;
 using TorchSharp;
 using static GanCluster.Protocol.ArtifactProtocol;
@@ -133,7 +134,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         {
             _log.Error(e, "run {0}: could not prepare", p.RunId);
             EndSession();
-            Sender.Tell(new PrepareFailed(p.RunId, p.Session, p.Rank, _settings.WorkerId, e.Message));
+            Sender.Tell(new PrepareFailed(p.RunId, p.Session, p.Rank, _settings.WorkerId, ForClients(e)));
             return;
         }
         var s = _session;
@@ -170,7 +171,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             // The ring could not form (a peer died meanwhile, say): the coordinator re-forms without it.
             _log.Error(e, "run {0}: forming rank {1} failed", p.RunId, p.Rank);
             s.Abort();
-            Sender.Tell(new StepFailed(p.RunId, p.Session, p.Resume?.Position ?? new StepKey(0, StepPhase.Discriminator, 0), p.Rank, e.Message));
+            Sender.Tell(new StepFailed(p.RunId, p.Session, p.Resume?.Position ?? new StepKey(0, StepPhase.Discriminator, 0), p.Rank, ForClients(e)));
         }
         finally
         {
@@ -357,7 +358,33 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         _log.Error(ex, "run {0}: {1} failed", runId, step);
         var rank = _session?.Rank ?? -1;
         _session?.Abort();
-        Sender.Tell(new StepFailed(runId, session, step, rank, ex.Message));
+        Sender.Tell(new StepFailed(runId, session, step, rank, ForClients(ex)));
+    }
+
+    /// <summary>
+    /// What a failure may tell the coordinator, and through it any client: which fields or which kind of error, never
+    /// what a file on this machine holds, whether it exists or how large it is, nor a native stack trace. The full
+    /// exception is in this worker's log.
+    /// </summary>
+    string ForClients(Exception e)
+    {
+        var where = $"worker {_settings.WorkerId}";
+        var detail = e switch
+        {
+            InvalidRunSpecException s => $"the run spec is not valid here: {string.Join(", ", s.Errors.Select(x => x.Field).Distinct())}",
+            DatasetException => "dataset.path could not be read as the spec's dataset",
+            IOException or UnauthorizedAccessException => $"{e.GetType().Name} (a file could not be read or written)",
+            _ when e.Message.Contains("out of memory", StringComparison.OrdinalIgnoreCase) => "out of memory on " + _settings.Device,
+            _ => FirstLine(e.Message),
+        };
+        return $"{where}: {detail} (details in the worker's log)";
+    }
+
+    static string FirstLine(string message)
+    {
+        var line = message.Split('\n')[0].Trim();
+        // Native errors carry frames and paths after their first line; keep the sentence only.
+        return line.Length <= 200 ? line : line[..200] + "…";
     }
 
     void EndSession()

@@ -14,87 +14,97 @@ public static class Dcgan
 {
     public static readonly int[] ImageSizes = [28, 32, 64];
 
-    /// <summary>G: z [B, nz, 1, 1] → image [B, nc, size, size] in [-1, 1].</summary>
-    /// <param name="init">Generator for the initial weights (null: torch's global one).</param>
+    /// <summary>One convolution of a DCGAN (transposed in G) and the side of its square output.</summary>
+    public sealed record Layer(int In, int Out, int Kernel, int Stride, int Padding, int OutSize);
+
+    /// <summary>G's transposed convolutions for an image size; each but the last is followed by BatchNorm and ReLU, the last by Tanh.</summary>
+    public static IReadOnlyList<Layer> GeneratorPlan(int imageSize, int nz, int ngf, int nc) => imageSize switch
+    {
+        28 =>
+        [
+            new(nz, ngf * 4, 7, 1, 0, 7),         // [B, ngf*4, 7, 7]
+            new(ngf * 4, ngf * 2, 4, 2, 1, 14),   // [B, ngf*2, 14, 14]
+            new(ngf * 2, nc, 4, 2, 1, 28),        // [B, nc, 28, 28]
+        ],
+        32 =>
+        [
+            new(nz, ngf * 8, 4, 1, 0, 4),         // [B, ngf*8, 4, 4]
+            new(ngf * 8, ngf * 4, 4, 2, 1, 8),    // [B, ngf*4, 8, 8]
+            new(ngf * 4, ngf * 2, 4, 2, 1, 16),   // [B, ngf*2, 16, 16]
+            new(ngf * 2, nc, 4, 2, 1, 32),        // [B, nc, 32, 32]
+        ],
+        64 =>
+        [
+            new(nz, ngf * 8, 4, 1, 0, 4),         // [B, ngf*8, 4, 4]
+            new(ngf * 8, ngf * 4, 4, 2, 1, 8),    // [B, ngf*4, 8, 8]
+            new(ngf * 4, ngf * 2, 4, 2, 1, 16),   // [B, ngf*2, 16, 16]
+            new(ngf * 2, ngf, 4, 2, 1, 32),       // [B, ngf, 32, 32]
+            new(ngf, nc, 4, 2, 1, 64),            // [B, nc, 64, 64]
+        ],
+        _ => throw new ArgumentOutOfRangeException(nameof(imageSize), imageSize, "DCGAN image size must be 28, 32 or 64"),
+    };
+
+    /// <summary>D's convolutions; BatchNorm after each but the first and the last, LeakyReLU after each but the last (a logit).</summary>
+    public static IReadOnlyList<Layer> DiscriminatorPlan(int imageSize, int ndf, int nc) => imageSize switch
+    {
+        28 =>
+        [
+            new(nc, ndf, 4, 2, 1, 14),            // [B, ndf, 14, 14]
+            new(ndf, ndf * 2, 4, 2, 1, 7),        // [B, ndf*2, 7, 7]
+            new(ndf * 2, 1, 7, 1, 0, 1),          // [B, 1, 1, 1]
+        ],
+        32 =>
+        [
+            new(nc, ndf, 4, 2, 1, 16),            // [B, ndf, 16, 16]
+            new(ndf, ndf * 2, 4, 2, 1, 8),        // [B, ndf*2, 8, 8]
+            new(ndf * 2, ndf * 4, 4, 2, 1, 4),    // [B, ndf*4, 4, 4]
+            new(ndf * 4, 1, 4, 1, 0, 1),          // [B, 1, 1, 1]
+        ],
+        64 =>
+        [
+            new(nc, ndf, 4, 2, 1, 32),            // [B, ndf, 32, 32]
+            new(ndf, ndf * 2, 4, 2, 1, 16),       // [B, ndf*2, 16, 16]
+            new(ndf * 2, ndf * 4, 4, 2, 1, 8),    // [B, ndf*4, 8, 8]
+            new(ndf * 4, ndf * 8, 4, 2, 1, 4),    // [B, ndf*8, 4, 4]
+            new(ndf * 8, 1, 4, 1, 0, 1),          // [B, 1, 1, 1]
+        ],
+        _ => throw new ArgumentOutOfRangeException(nameof(imageSize), imageSize, "DCGAN image size must be 28, 32 or 64"),
+    };
+
+    /// <summary>The generator: z [B, nz, 1, 1] → image [B, nc, size, size] in [-1, 1].</summary>
     public static Sequential Generator(int imageSize, int nz, int ngf, int nc, torch.Generator? init = null)
     {
+        var plan = GeneratorPlan(imageSize, nz, ngf, nc);
         var layers = new List<(string, Module<Tensor, Tensor>)>();
-        void Up(int inC, int outC, int kernel, int stride, int padding, bool last)
+        for (var k = 0; k < plan.Count; k++)
         {
-            var i = layers.Count;
-            layers.Add(($"convt{i}", ConvTranspose2d(inC, outC, kernel, stride, padding, bias: false)));
-            if (last)
+            var (l, i) = (plan[k], layers.Count);
+            layers.Add(($"convt{i}", ConvTranspose2d(l.In, l.Out, l.Kernel, l.Stride, l.Padding, bias: false)));
+            if (k == plan.Count - 1)
             {
                 layers.Add(($"tanh{i}", Tanh()));
-                return;
+                break;
             }
-            layers.Add(($"bn{i}", BatchNorm2d(outC)));
+            layers.Add(($"bn{i}", BatchNorm2d(l.Out)));
             layers.Add(($"relu{i}", ReLU(inplace: true)));
-        }
-
-        switch (imageSize)
-        {
-            case 28:
-                Up(nz, ngf * 4, 7, 1, 0, false);      // [B, ngf*4, 7, 7]
-                Up(ngf * 4, ngf * 2, 4, 2, 1, false); // [B, ngf*2, 14, 14]
-                Up(ngf * 2, nc, 4, 2, 1, true);       // [B, nc, 28, 28]
-                break;
-            case 32:
-                Up(nz, ngf * 8, 4, 1, 0, false);      // [B, ngf*8, 4, 4]
-                Up(ngf * 8, ngf * 4, 4, 2, 1, false); // [B, ngf*4, 8, 8]
-                Up(ngf * 4, ngf * 2, 4, 2, 1, false); // [B, ngf*2, 16, 16]
-                Up(ngf * 2, nc, 4, 2, 1, true);       // [B, nc, 32, 32]
-                break;
-            case 64:
-                Up(nz, ngf * 8, 4, 1, 0, false);      // [B, ngf*8, 4, 4]
-                Up(ngf * 8, ngf * 4, 4, 2, 1, false); // [B, ngf*4, 8, 8]
-                Up(ngf * 4, ngf * 2, 4, 2, 1, false); // [B, ngf*2, 16, 16]
-                Up(ngf * 2, ngf, 4, 2, 1, false);     // [B, ngf, 32, 32]
-                Up(ngf, nc, 4, 2, 1, true);           // [B, nc, 64, 64]
-                break;
-            default:
-                throw new ArgumentOutOfRangeException(nameof(imageSize), imageSize, "DCGAN image size must be 28, 32 or 64");
         }
         var g = Sequential(layers);
         InitWeights(g, init);
         return g;
     }
 
-    /// <summary>D: image [B, nc, size, size] → logits [B] (no sigmoid: losses work on logits).</summary>
+    /// <summary>The discriminator: image [B, nc, size, size] → logit [B].</summary>
     public static Sequential Discriminator(int imageSize, int ndf, int nc, torch.Generator? init = null)
     {
+        var plan = DiscriminatorPlan(imageSize, ndf, nc);
         var layers = new List<(string, Module<Tensor, Tensor>)>();
-        void Down(int inC, int outC, int kernel, int stride, int padding, bool batchNorm, bool last = false)
+        for (var k = 0; k < plan.Count; k++)
         {
-            var i = layers.Count;
-            layers.Add(($"conv{i}", Conv2d(inC, outC, kernel, stride, padding, bias: false)));
-            if (last) return;
-            if (batchNorm) layers.Add(($"bn{i}", BatchNorm2d(outC)));
+            var (l, i) = (plan[k], layers.Count);
+            layers.Add(($"conv{i}", Conv2d(l.In, l.Out, l.Kernel, l.Stride, l.Padding, bias: false)));
+            if (k == plan.Count - 1) break;
+            if (k > 0) layers.Add(($"bn{i}", BatchNorm2d(l.Out)));
             layers.Add(($"lrelu{i}", LeakyReLU(0.2, inplace: true)));
-        }
-
-        switch (imageSize)
-        {
-            case 28:
-                Down(nc, ndf, 4, 2, 1, false);         // [B, ndf, 14, 14]
-                Down(ndf, ndf * 2, 4, 2, 1, true);     // [B, ndf*2, 7, 7]
-                Down(ndf * 2, 1, 7, 1, 0, false, true); // [B, 1, 1, 1]
-                break;
-            case 32:
-                Down(nc, ndf, 4, 2, 1, false);         // [B, ndf, 16, 16]
-                Down(ndf, ndf * 2, 4, 2, 1, true);     // [B, ndf*2, 8, 8]
-                Down(ndf * 2, ndf * 4, 4, 2, 1, true); // [B, ndf*4, 4, 4]
-                Down(ndf * 4, 1, 4, 1, 0, false, true); // [B, 1, 1, 1]
-                break;
-            case 64:
-                Down(nc, ndf, 4, 2, 1, false);         // [B, ndf, 32, 32]
-                Down(ndf, ndf * 2, 4, 2, 1, true);     // [B, ndf*2, 16, 16]
-                Down(ndf * 2, ndf * 4, 4, 2, 1, true); // [B, ndf*4, 8, 8]
-                Down(ndf * 4, ndf * 8, 4, 2, 1, true); // [B, ndf*8, 4, 4]
-                Down(ndf * 8, 1, 4, 1, 0, false, true); // [B, 1, 1, 1]
-                break;
-            default:
-                throw new ArgumentOutOfRangeException(nameof(imageSize), imageSize, "DCGAN image size must be 28, 32 or 64");
         }
         layers.Add(("flatten", Flatten(0)));        // [B]
         var d = Sequential(layers);

@@ -25,6 +25,11 @@ public static partial class RunSpecValidator
     static readonly string[] Losses = ["non-saturating", "minimax"];
     static readonly string[] Optimizers = ["adam", "sgd"];
 
+    /// <summary>Largest k: Goodfellow et al. use k = 1; a k in the thousands makes one iteration take hours.</summary>
+    public const int MaxK = 100;
+    /// <summary>Largest spec in UTF-8 bytes: a spec is a few hundred bytes, and a submitted one must fit Akka's 128,000-byte frame.</summary>
+    public const int MaxSpecBytes = 64 * 1024;
+
     /// <summary>Parses and validates a spec file; throws <see cref="InvalidRunSpecException"/> listing every problem.</summary>
     public static RunSpec Load(string path)
     {
@@ -34,9 +39,12 @@ public static partial class RunSpecValidator
     }
 
     /// <param name="checkPaths">false where the data lives on other machines (the seed validating for its workers).</param>
-    public static RunSpec Parse(string json, string source = "(inline)", bool checkPaths = true)
+    public static RunSpec Parse(string json, string source = "(inline)", bool checkPaths = true, double memoryLimitBytes = ModelMemory.DefaultLimitBytes)
     {
         var errors = new List<SpecError>();
+        var size = System.Text.Encoding.UTF8.GetByteCount(json);
+        if (size > MaxSpecBytes)
+            throw new InvalidRunSpecException(source, [new SpecError("(spec)", $"is {size:N0} bytes; a run spec may be at most {MaxSpecBytes:N0} bytes")]);
         JsonDocument doc;
         try
         {
@@ -55,32 +63,60 @@ public static partial class RunSpecValidator
         }
         if (errors.Count > 0) throw new InvalidRunSpecException(source, errors);
 
-        var spec = JsonSerializer.Deserialize<RunSpec>(json, RunSpec.Json)!;
-        var invalid = Validate(spec, checkPaths);
+        RunSpec spec;
+        try
+        {
+            spec = JsonSerializer.Deserialize<RunSpec>(json, RunSpec.Json)
+                   ?? throw new InvalidRunSpecException(source, [new SpecError("(json)", "the spec must be a JSON object")]);
+        }
+        catch (Exception e) when (e is JsonException or NotSupportedException or InvalidOperationException)
+        {
+            // CheckShape should have caught it; never let a spec take down whoever parses it.
+            throw new InvalidRunSpecException(source, [new SpecError("(json)", $"could not be read: {e.Message}")]);
+        }
+        var invalid = Validate(spec, checkPaths, memoryLimitBytes);
         if (invalid.Count > 0) throw new InvalidRunSpecException(source, invalid);
         return spec;
     }
 
+    static readonly NullabilityInfoContext Nullability = new();
+
     static void CheckShape(JsonElement element, Type type, string prefix, List<SpecError> errors)
     {
+        // Names as the deserializer matches them (exactly): "LrD" would otherwise pass here and be ignored there.
         var props = type.GetProperties(BindingFlags.Public | BindingFlags.Instance)
             .Where(p => p.CanWrite && p.GetCustomAttribute<System.Text.Json.Serialization.JsonIgnoreAttribute>() is null)
-            .ToDictionary(p => JsonNamingPolicy.CamelCase.ConvertName(p.Name), StringComparer.OrdinalIgnoreCase);
+            .ToDictionary(p => JsonNamingPolicy.CamelCase.ConvertName(p.Name), StringComparer.Ordinal);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var field in element.EnumerateObject())
         {
             var path = prefix.Length == 0 ? field.Name : $"{prefix}.{field.Name}";
+            if (!seen.Add(field.Name))
+            {
+                // System.Text.Json keeps the last one silently: which value was meant?
+                errors.Add(new SpecError(path, "is given more than once"));
+                continue;
+            }
             if (!props.TryGetValue(field.Name, out var prop))
             {
-                errors.Add(new SpecError(path, $"unknown field (known: {string.Join(", ", props.Keys)})"));
+                var near = props.Keys.FirstOrDefault(k => string.Equals(k, field.Name, StringComparison.OrdinalIgnoreCase));
+                errors.Add(new SpecError(path, near is not null ? $"unknown field (did you mean {near}?)" : $"unknown field (known: {string.Join(", ", props.Keys)})"));
                 continue;
             }
             var t = Nullable.GetUnderlyingType(prop.PropertyType) ?? prop.PropertyType;
             var v = field.Value;
-            var ok = v.ValueKind == JsonValueKind.Null && (Nullable.GetUnderlyingType(prop.PropertyType) is not null || !t.IsValueType)
+            var nullable = Nullable.GetUnderlyingType(prop.PropertyType) is not null
+                           || !t.IsValueType && Nullability.Create(prop).WriteState == NullabilityState.Nullable;
+            if (v.ValueKind == JsonValueKind.Null && !nullable)
+            {
+                errors.Add(new SpecError(path, t.IsClass && t != typeof(string) ? "must be an object, not null (leave the field out for its defaults)" : $"must be {Describe(t)}, not null"));
+                continue;
+            }
+            var ok = v.ValueKind == JsonValueKind.Null && nullable
                 || t == typeof(string) && v.ValueKind == JsonValueKind.String
                 || t == typeof(int) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out _)
                 || t == typeof(long) && v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out _)
-                || t == typeof(double) && v.ValueKind == JsonValueKind.Number
+                || t == typeof(double) && v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out var number) && double.IsFinite(number)
                 || t.IsClass && t != typeof(string) && v.ValueKind == JsonValueKind.Object;
             if (!ok)
             {
@@ -104,7 +140,8 @@ public static partial class RunSpecValidator
     };
 
     /// <summary>Every semantic problem of a parsed spec (empty when valid). Paths must exist on this machine.</summary>
-    public static List<SpecError> Validate(RunSpec s, bool checkPaths = true)
+    /// <param name="memoryLimitBytes">The most memory a run may need by <see cref="ModelMemory.EstimateBytes"/>.</param>
+    public static List<SpecError> Validate(RunSpec s, bool checkPaths = true, double memoryLimitBytes = ModelMemory.DefaultLimitBytes)
     {
         var e = new List<SpecError>();
         void Check(bool ok, string field, string reason)
@@ -123,8 +160,9 @@ public static partial class RunSpecValidator
                 e.Add(new SpecError("dataset.path", $"is required for dataset kind {d.Kind}"));
             else if (checkPaths)
                 Check(File.Exists(d.Path) || Directory.Exists(d.Path), "dataset.path", $"{d.Path} does not exist");
-            Check(Dcgan.ImageSizes.Contains(d.ImageSize), "dataset.imageSize", $"must be 28, 32 or 64 (got {d.ImageSize})");
         }
+        // Checked for every kind: a value that is wrong but unused is still a mistake worth hearing about.
+        Check(Dcgan.ImageSizes.Contains(d.ImageSize), "dataset.imageSize", $"must be 28, 32 or 64 (got {d.ImageSize})");
         if (d.Kind == "folder")
         {
             Check(d.Channels is null or 1 or 3, "dataset.channels", $"must be 1 or 3 (got {d.Channels})");
@@ -144,7 +182,7 @@ public static partial class RunSpecValidator
         Check(m.Ndf is null or >= 1, "model.ndf", $"must be at least 1 (got {m.Ndf})");
 
         var t = s.Training;
-        Check(t.K >= 1, "training.k", $"must be at least 1 (got {t.K})");
+        Check(t.K is >= 1 and <= MaxK, "training.k", $"must be 1 to {MaxK} discriminator updates per generator update (got {t.K})");
         Check(t.Iterations >= 1, "training.iterations", $"must be at least 1 (got {t.Iterations})");
         Check(t.BatchSize >= 1, "training.batchSize", $"must be at least 1 (got {t.BatchSize})");
         if (d.IsSynthetic && t.BatchSize > d.Size)
@@ -168,6 +206,14 @@ public static partial class RunSpecValidator
 
         Check(s.Checkpoint.Every >= 1, "checkpoint.every", $"must be at least 1 (got {s.Checkpoint.Every})");
         Check(s.Checkpoint.Keep >= 1, "checkpoint.keep", $"must be at least 1 (got {s.Checkpoint.Keep})");
+
+        // Sizes last, and only when the shape of the model is known: a bound, not a fit (the device may still be smaller).
+        if (e.Count == 0)
+        {
+            var bytes = ModelMemory.EstimateBytes(s);
+            Check(bytes <= memoryLimitBytes, "model.ngf, model.ndf, training.batchSize", FormattableString.Invariant(
+                $"this run would need about {bytes / 1e9:#,0.#} GB to train (ngf {m.ResolvedNgf}, ndf {m.ResolvedNdf}, batch {t.BatchSize}), more than the limit of {memoryLimitBytes / 1e9:#,0.#} GB"));
+        }
         return e;
     }
 

@@ -1,0 +1,55 @@
+using GanCluster.Cli;
+using GanCluster.Protocol;
+
+namespace GanCluster.Cluster.Tests;
+
+/// <summary>
+/// Bad specs sent straight to a real seed process, past the client's own checks (a hostile client need not run ours):
+/// every one is answered with a refusal naming the field, and the coordinator neither crashes nor restarts.
+/// </summary>
+[Collection("processes")]
+public class HostileSubmitTests
+{
+    [Fact]
+    public void Over_a_hundred_bad_specs_sent_raw_to_the_seed_are_each_refused_naming_the_field()
+    {
+        using var nodes = new NodeProcesses();
+        var port = NodeProcesses.FreePort();
+        var seed = nodes.StartSeed(port);
+        nodes.WaitForWorkers(port, 0);   // the seed answers status
+        var cases = HostileSpecs.All().Append(HostileSpecs.Oversized()).ToList();
+        using var client = new ClusterConnection($"127.0.0.1:{port}", TimeSpan.FromSeconds(30));
+        var problems = new List<string>();
+        var slowest = TimeSpan.Zero;
+        foreach (var c in cases)
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            client.Send(new RunProtocol.SubmitRun(c.Json, Watch: false));
+            var answer = client.Next(TimeSpan.FromSeconds(30));
+            if (clock.Elapsed > slowest) slowest = clock.Elapsed;
+            switch (answer)
+            {
+                case null:
+                    problems.Add($"{c.Name}: no answer within 30 s (dropped or hung)");
+                    break;
+                case RunProtocol.SubmitNack nack when nack.Errors.Any(e => e.Split(": ")[0].Split(", ").Contains(c.Field)):
+                    break;
+                case RunProtocol.SubmitNack nack:
+                    problems.Add($"{c.Name}: refused without naming {c.Field}: {nack.Reason}; {string.Join("; ", nack.Errors)}");
+                    break;
+                default:
+                    problems.Add($"{c.Name}: answered {answer}");
+                    break;
+            }
+        }
+        client.Send(new RunProtocol.GetStatus());
+        var status = client.Next(TimeSpan.FromSeconds(30));
+        var log = nodes.Log(seed);
+        Assert.True(problems.Count == 0, $"{problems.Count} of {cases.Count} mishandled:\n{string.Join("\n", problems)}\n{log}");
+        Assert.Equal("Idle", Assert.IsType<RunProtocol.StatusReported>(status).State);
+        Assert.False(NodeProcesses.Exited(seed), log);
+        Assert.DoesNotContain("Restarting", log);              // the coordinator actor never failed
+        Assert.DoesNotContain("NullReferenceException", log);
+        Console.WriteLine($"hostile specs raw to the seed: {cases.Count} refused, 0 crashes, 0 silent drops; slowest answer {slowest.TotalSeconds:F2} s");
+    }
+}
