@@ -46,5 +46,16 @@ log="$logdir/$role-$host-$port-$$.log"
 nohup dotnet "$dll" "${args[@]}" >"$log" 2>&1 </dev/null &
 pid=$!
 echo "$pid" >"$log.pid"
+# Wait until it listens or exits (a port in use, a bad setting): a node that cannot start must not look started.
+for _ in $(seq 300); do
+  grep -q "Remoting started; listening on" "$log" 2>/dev/null && break
+  if ! kill -0 "$pid" 2>/dev/null; then
+    rc=0; wait "$pid" || rc=$?
+    echo "$role failed to start (exit $rc):" >&2
+    grep -E "^error" "$log" >&2 || tail -n 20 "$log" >&2
+    exit "$rc"
+  fi
+  sleep 0.1
+done
 echo "$role started: pid $pid, akka.tcp://gancluster@$host:$port (port 0 = any), seeds $seeds"
 echo "logs: $log   (stop: kill $pid)"

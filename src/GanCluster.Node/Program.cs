@@ -127,5 +127,34 @@ builder.Services.AddAkka(ClusterHocon.SystemName, akka =>
 
 Console.WriteLine($"gancluster node: roles {options.Roles}, akka.tcp://{ClusterHocon.SystemName}@{options.EffectivePublicHost}:{options.Port}, seeds {options.Seeds}" +
                   (options.IsWorker ? $", devices {string.Join(",", devices)}" : ""));
-await builder.Build().RunAsync();
+try
+{
+    await builder.Build().RunAsync();
+}
+catch (Exception e) when (Inner<System.Net.Sockets.SocketException>(e) is { SocketErrorCode: System.Net.Sockets.SocketError.AddressAlreadyInUse })
+{
+    // Akka.Remote binds without SO_REUSEADDR (ClusterHocon): a second node on a port in use fails here instead of "starting".
+    Console.Error.WriteLine($"error: Node:Port {options.Port} on {options.Host} is already in use (another GanCluster node, or another program, listens there); stop it or choose another port");
+    return 2;
+}
+catch (Exception e) when (e is not OperationCanceledException)
+{
+    Console.Error.WriteLine($"error: the node could not start: {(Inner<Exception>(e, deepest: true) ?? e).Message}");
+    return 1;
+}
 return 0;
+
+// The first exception of type T in e's chain of inner exceptions (or the deepest one), however deeply Akka wrapped it.
+static T? Inner<T>(Exception e, bool deepest = false) where T : Exception
+{
+    T? found = null;
+    for (Exception? x = e; x is not null; x = x.InnerException is { } i ? i : x is AggregateException { InnerExceptions.Count: > 0 } a ? a.InnerExceptions[0] : null)
+    {
+        if (x is T t)
+        {
+            found = t;
+            if (!deepest) return t;
+        }
+    }
+    return found;
+}

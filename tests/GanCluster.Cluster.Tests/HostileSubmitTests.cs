@@ -52,4 +52,18 @@ public class HostileSubmitTests
         Assert.DoesNotContain("NullReferenceException", log);
         Console.WriteLine($"hostile specs raw to the seed: {cases.Count} refused, 0 crashes, 0 silent drops; slowest answer {slowest.TotalSeconds:F2} s");
     }
+
+    [Fact]
+    public void A_second_seed_on_a_port_in_use_fails_to_start_and_says_so()
+    {
+        using var nodes = new NodeProcesses();
+        var port = NodeProcesses.FreePort();
+        var first = nodes.StartSeed(port);
+        // Before, Akka bound with SO_REUSEADDR: both "started", each formed its own cluster, and status answered from either.
+        var e = Assert.Throws<InvalidOperationException>(() => nodes.StartSeed(port));
+        Assert.Contains("seed failed to start (exit 2)", e.Message);
+        Assert.Contains($"Node:Port {port} on 127.0.0.1 is already in use", e.Message);
+        nodes.WaitForWorkers(port, 0);   // the first seed still answers
+        Assert.False(NodeProcesses.Exited(first), nodes.AllLogs());
+    }
 }

@@ -8,7 +8,7 @@ using static GanCluster.Protocol.WorkerProtocol;
 
 namespace GanCluster.Cluster.Tests;
 
-/// <summary>Every protocol message goes through the serializer the nodes use (Hyperion, bound to the marker) and back.</summary>
+/// <summary>Every protocol message goes through the serializer the nodes use (Hyperion with the protocol's allow-list, bound to the marker) and back.</summary>
 public sealed class ProtocolSerializationTests : IDisposable
 {
     readonly ActorSystem _system = ActorSystem.Create("serialization-test", ClusterHocon.Serialization.WithFallback(ConfigurationFactory.ParseString("akka.loglevel = WARNING")));
@@ -75,7 +75,7 @@ public sealed class ProtocolSerializationTests : IDisposable
     public void Round_trips_through_hyperion(IGanClusterMessage message)
     {
         var serializer = _system.Serialization.FindSerializerFor(message);
-        Assert.Equal("HyperionSerializer", serializer.GetType().Name);
+        Assert.Equal("ProtocolSerializer", serializer.GetType().Name);
         var bytes = serializer.ToBinary(message);
         var back = serializer.FromBinary(bytes, message.GetType());
         Assert.Equal(System.Text.Json.JsonSerializer.Serialize(message, message.GetType()), System.Text.Json.JsonSerializer.Serialize(back, message.GetType()));
@@ -95,6 +95,45 @@ public sealed class ProtocolSerializationTests : IDisposable
     {
         var chunk = new FileChunk("run-with-a-long-name-20261126-120000", 12345678, "checkpoints/iter-12345678/optG.bin", 0, new byte[ChunkBytes], false);
         Assert.True(_system.Serialization.FindSerializerFor(chunk).ToBinary(chunk).Length < 128_000);
+    }
+
+    public void Dispose() => _system.Terminate().Wait();
+}
+
+/// <summary>A message type from outside the protocol, bound to the same serializer as if it were one of ours.</summary>
+public sealed record ForeignMessage(string Payload) : IGanClusterMessage;
+
+public sealed class HyperionAllowListTests : IDisposable
+{
+    readonly ActorSystem _system = ActorSystem.Create("allow-list-test", ClusterHocon.Serialization.WithFallback(ConfigurationFactory.ParseString("akka.loglevel = WARNING")));
+
+    [Fact]
+    public void A_type_outside_the_protocol_is_refused_when_read_and_when_sent()
+    {
+        // A hostile peer's serializer has no allow-list: it writes whatever it likes, in the same Hyperion format.
+        var hostile = new Hyperion.Serializer(new Hyperion.SerializerOptions(versionTolerance: true, preserveObjectReferences: true,
+            surrogates: null, serializerFactories: null, knownTypes: null, ignoreISerializable: true, packageNameOverrides: null,
+            disallowUnsafeTypes: true, typeFilter: Hyperion.DisabledTypeFilter.Instance));
+        byte[] Write(object o)
+        {
+            using var ms = new MemoryStream();
+            hostile.Serialize(o, ms);
+            return ms.ToArray();
+        }
+        var bytes = Write(new ForeignMessage("rm -rf /"));
+        var wrapped = Write(new RunProtocol.SubmitRun("{}", false));
+
+        var serializer = _system.Serialization.FindSerializerFor(new ForeignMessage("x"));
+        Assert.Equal("ProtocolSerializer", serializer.GetType().Name);
+        var read = Record.Exception(() => serializer.FromBinary(bytes, typeof(ForeignMessage)));
+        Assert.Contains("Unsafe Type Deserialization Detected", read?.ToString());
+        Assert.Contains("ForeignMessage", read!.ToString());
+        Assert.Contains("Unsafe Type", Record.Exception(() => serializer.ToBinary(new ForeignMessage("x")))?.ToString());
+        // The protocol's own types go through, also when a peer without the filter wrote them.
+        Assert.IsType<RunProtocol.SubmitRun>(serializer.FromBinary(wrapped, typeof(RunProtocol.SubmitRun)));
+        var ok = new WorkerProtocol.PrepareRun("r", "{}", 0, 1, [1], 1, [new PeerAddress(0, "127.0.0.1", 1)], 0,
+            new WorkerProtocol.ResumeFrom(new StepKey(1, StepPhase.Generator, 0), true, 5, null));
+        Assert.IsType<WorkerProtocol.PrepareRun>(serializer.FromBinary(serializer.ToBinary(ok), typeof(WorkerProtocol.PrepareRun)));
     }
 
     public void Dispose() => _system.Terminate().Wait();
