@@ -17,15 +17,15 @@ start() {
   pids+=("$(grep -o 'pid [0-9]*' <<<"$out" | cut -d' ' -f2)")
   log=$(grep -o 'logs: [^ ]*' <<<"$out" | cut -d' ' -f2)
 }
-start seed --port $P1 --state-dir "$d/state"
+start seed --port $P1 --state-dir "$d/state" --Node:RunsRoot="$d"
 sleep 8                                          # the first seed forms the cluster and hosts the coordinator
-start seed --port $P2 --state-dir "$d/state"; log2=$log
+start seed --port $P2 --state-dir "$d/state" --Node:RunsRoot="$d"; log2=$log
 start worker --cpu-threads 1
 start worker --cpu-threads 1
 until "$root/scripts/gancluster" status --cluster 127.0.0.1:$P2 2>/dev/null | grep -q "workers 2"; do sleep 1; done
 cat >"$d/spec.json" <<J
 {"name":"failover","dataset":{"kind":"ring8","size":20000},"model":{"kind":"mlp","nz":4,"ngf":32,"ndf":32},
- "training":{"iterations":3000,"batchSize":64,"logEvery":100},"checkpoint":{"every":400,"keep":3},"output":"$d/out"}
+ "training":{"iterations":3000,"batchSize":64,"logEvery":100},"checkpoint":{"every":400,"keep":3},"output":"out"}
 J
 "$root/scripts/gancluster" submit "$d/spec.json" --cluster 127.0.0.1:$P1 --wait >"$d/client.txt" 2>&1 &
 client=$!

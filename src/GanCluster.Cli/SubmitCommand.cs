@@ -110,6 +110,9 @@ static class SubmitCommand
             throw new InvalidRunSpecException(specPath, [new SpecError("(spec)", $"is {bytes:N0} bytes; a run spec may be at most {RunSpecValidator.MaxSpecBytes:N0} bytes")]);
         var json = File.ReadAllText(specPath);
         var parsed = RunSpecValidator.Parse(json, specPath, checkPaths: false);
+        // Where a cluster run goes is the seed's to decide (it checks again): a folder under its Node:RunsRoot.
+        if (RunFolder.ClusterOutputProblem(parsed.ResolvedOutput) is { } outputProblem)
+            throw new InvalidRunSpecException(specPath, [new SpecError("output", outputProblem)]);
 
         using var c = new ClusterConnection(cluster, connectTimeout);
         c.Send(new RunProtocol.SubmitRun(json, wait));

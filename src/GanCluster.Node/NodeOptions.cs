@@ -49,6 +49,11 @@ public sealed class NodeOptions
     /// value on every node.
     /// </summary>
     public int DowningStableAfterSeconds { get; set; } = 20;
+    /// <summary>
+    /// Seed: the folder every cluster run's output is under. A spec's <c>output</c> is a relative folder inside it;
+    /// absolute paths and paths that climb out are refused. Default: the seed's working directory.
+    /// </summary>
+    public string RunsRoot { get; set; } = ".";
     /// <summary>Seed: the most memory a submitted run may need, in GB, by the estimate from its spec (model, batch).</summary>
     public double MaxRunMemoryGB { get; set; } = 64;
     /// <summary>cuDNN autotuning of convolution algorithms on CUDA workers (cudnn.benchmark); ignored on CPU workers.</summary>
@@ -116,6 +121,7 @@ public sealed class NodeOptions
         if (PrepareTimeoutSeconds < 1) e.Add($"Node:PrepareTimeoutSeconds must be at least 1 (got {PrepareTimeoutSeconds})");
         if (CpuThreads < 0) e.Add($"Node:CpuThreads must be 0 (default) or more (got {CpuThreads})");
         if (string.IsNullOrWhiteSpace(StateDir)) e.Add("Node:StateDir must name a folder");
+        if (string.IsNullOrWhiteSpace(RunsRoot)) e.Add("Node:RunsRoot must name a folder");
         if (ResumeGraceSeconds < 0) e.Add($"Node:ResumeGraceSeconds must be 0 or more (got {ResumeGraceSeconds})");
         if (DowningStableAfterSeconds < 1) e.Add($"Node:DowningStableAfterSeconds must be at least 1 (got {DowningStableAfterSeconds})");
         if (!(MaxRunMemoryGB > 0) || !double.IsFinite(MaxRunMemoryGB)) e.Add($"Node:MaxRunMemoryGB must be a positive number (got {MaxRunMemoryGB})");

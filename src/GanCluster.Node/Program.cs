@@ -53,7 +53,7 @@ if (options.IsWorker)
 var settings = new CoordinatorSettings(TimeSpan.FromSeconds(options.PrepareTimeoutSeconds), TimeSpan.FromSeconds(options.StepTimeoutSeconds), options.ChecksumEvery)
 {
     ResumeGrace = TimeSpan.FromSeconds(options.ResumeGraceSeconds),
-    OutputRoot = Directory.GetCurrentDirectory(),
+    OutputRoot = Path.GetFullPath(options.RunsRoot),
     MemoryLimitBytes = options.MaxRunMemoryGB * 1e9,
 };
 // SIGTERM: a worker leaves its run at an iteration boundary before the node leaves the cluster; give it the time.

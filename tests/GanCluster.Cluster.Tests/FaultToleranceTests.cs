@@ -25,7 +25,7 @@ public partial class FaultToleranceTests
     static string WriteSpec(TempFolder dir, int iterations, int logEvery, int checkpointEvery, string optimizers = "")
     {
         var path = Path.Combine(dir.Path, "spec.json");
-        File.WriteAllText(path, Spec(Path.Combine(dir.Path, "out"), iterations, logEvery, checkpointEvery, optimizers));
+        File.WriteAllText(path, Spec("out", iterations, logEvery, checkpointEvery, optimizers));   // under the seed's runs root, dir
         return path;
     }
 
@@ -56,6 +56,7 @@ public partial class FaultToleranceTests
     {
         using var nodes = new NodeProcesses();
         using var dir = new TempFolder();
+        nodes.RunsRoot = dir.Path;
         var (port, _, workers) = nodes.StartCluster(3);
         var output = Path.Combine(dir.Path, "out");
 
@@ -85,6 +86,7 @@ public partial class FaultToleranceTests
     {
         using var nodes = new NodeProcesses();
         using var dir = new TempFolder();
+        nodes.RunsRoot = dir.Path;
         var (port, seed, first) = nodes.StartCluster(2);
         var output = Path.Combine(dir.Path, "out");
 
@@ -122,6 +124,7 @@ public partial class FaultToleranceTests
     {
         using var nodes = new NodeProcesses();
         using var dir = new TempFolder();
+        nodes.RunsRoot = dir.Path;
         var (port, seed, workers) = nodes.StartCluster(2);
         var output = Path.Combine(dir.Path, "out");
         const int every = 500, iterations = 4000;
@@ -166,6 +169,7 @@ public partial class FaultToleranceTests
         using var nodes = new NodeProcesses();
         nodes.ExtraArgs.Add("--Node:DowningStableAfterSeconds=7");             // every node: about 20 s to fail over instead of 47
         using var dir = new TempFolder();
+        nodes.RunsRoot = dir.Path;
         int p1 = NodeProcesses.FreePort(), p2 = NodeProcesses.FreePort();
         var first = nodes.StartSeed(p1, p1, p2);
         nodes.WaitFor(() => nodes.Log(first).Contains("coordinator started"), TimeSpan.FromMinutes(2), "the coordinator on the first seed");
@@ -198,6 +202,7 @@ public partial class FaultToleranceTests
     {
         using var nodes = new NodeProcesses();
         using var dir = new TempFolder();
+        nodes.RunsRoot = dir.Path;
         var (port, seed, workers) = nodes.StartCluster(2);
         var output = Path.Combine(dir.Path, "out");
         const int iterations = 2000;
@@ -236,6 +241,7 @@ public partial class FaultToleranceTests
     {
         using var nodes = new NodeProcesses();
         using var dir = new TempFolder();
+        nodes.RunsRoot = dir.Path;
         var (port, seed, _) = nodes.StartCluster(1);
         var output = Path.Combine(dir.Path, "out");
 

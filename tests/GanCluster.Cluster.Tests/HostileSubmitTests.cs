@@ -66,4 +66,47 @@ public class HostileSubmitTests
         nodes.WaitForWorkers(port, 0);   // the first seed still answers
         Assert.False(NodeProcesses.Exited(first), nodes.AllLogs());
     }
+
+    [Fact]
+    public void Outputs_outside_the_runs_root_and_folders_of_other_runs_are_refused_by_the_client_and_the_seed()
+    {
+        using var nodes = new NodeProcesses();
+        using var dir = new TempFolder();
+        nodes.RunsRoot = Path.Combine(dir.Path, "runs");
+        var port = NodeProcesses.FreePort();
+        nodes.StartSeed(port);
+        nodes.WaitForWorkers(port, 0);
+        string Spec(string output, int ngf = 8) => HostileSpecs.Valid().ToJsonString()
+            .Replace("\"output\":\"out\"", $"\"output\":{System.Text.Json.JsonSerializer.Serialize(output)}").Replace("\"ngf\":8", $"\"ngf\":{ngf}");
+
+        using var client = new ClusterConnection($"127.0.0.1:{port}", TimeSpan.FromSeconds(30));
+        RunProtocol.SubmitNack Refused(string json)
+        {
+            client.Send(new RunProtocol.SubmitRun(json, Watch: false));
+            return Assert.IsType<RunProtocol.SubmitNack>(client.Next(TimeSpan.FromSeconds(30)));
+        }
+        var escape = Path.Combine(dir.Path, "escape");
+        foreach (var output in new[] { escape, "/etc/gancluster-test", "../escape", "x/../../escape" })
+        {
+            var nack = Refused(Spec(output));
+            Assert.Contains(nack.Errors, e => e.StartsWith("output: ", StringComparison.Ordinal));
+            // The client refuses it too, before anything leaves the machine.
+            var file = Path.Combine(dir.Path, "spec.json");
+            File.WriteAllText(file, Spec(output));
+            var cli = CliProcess.Run(["submit", file, "--cluster", "127.0.0.1:1", "--connect-timeout", "1"], timeoutSeconds: 60);
+            Assert.Equal(2, cli.ExitCode);
+            Assert.Contains("output: must", cli.StdErr);
+        }
+        Assert.False(Directory.Exists(escape));
+        Assert.False(Directory.Exists("/etc/gancluster-test"));
+
+        // A folder under the root that holds another run's spec.json is that run's.
+        var owned = Path.Combine(nodes.RunsRoot, "owned");
+        Directory.CreateDirectory(owned);
+        File.WriteAllText(Path.Combine(owned, "spec.json"), Spec("owned", ngf: 16));
+        var other = Refused(Spec("owned"));
+        Assert.Contains(other.Errors, e => e.StartsWith("output: ", StringComparison.Ordinal) && e.Contains("belongs to run \"hostile\"") && e.Contains("model.ngf"));
+        // Its own spec may go on: it passes the folder check and is refused only for want of workers.
+        Assert.Equal("no workers have joined the cluster", Refused(Spec("owned", ngf: 16)).Reason);
+    }
 }

@@ -144,10 +144,11 @@ public partial class KubernetesManifestTests
             TimeSpan.FromMinutes(3), "2 workers registered");
 
         var spec = Path.Combine(dir.Path, "spec.json");
-        File.WriteAllText(spec, $$"""
+        // Relative: under the seed's Node:RunsRoot, its working directory (as /app in the image).
+        File.WriteAllText(spec, """
             { "name": "k8s", "dataset": { "kind": "ring8", "size": 4000 }, "model": { "kind": "mlp", "nz": 4, "ngf": 32, "ndf": 32 },
               "training": { "iterations": 300, "batchSize": 64, "seed": 5, "logEvery": 100 }, "checkpoint": { "every": 300 },
-              "output": "{{Path.Combine(dir.Path, "out")}}" }
+              "output": "out" }
             """);
         var run = await Task.Run(() => CliProcess.Run(["submit", spec, "--cluster", cluster, "--wait"], timeoutSeconds: 300));
         Assert.True(run.ExitCode == 0, $"{run.StdOut}{run.StdErr}\n{nodes.AllLogs()}");

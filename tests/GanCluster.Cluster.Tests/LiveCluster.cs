@@ -15,6 +15,8 @@ public sealed class LiveCluster : IDisposable
     }
 
     public string Root => _nodes.Root;
+    /// <summary>The seed's Node:RunsRoot: where a submitted relative output lands.</summary>
+    public string Runs => _nodes.RunsRoot;
     public int Port { get; }
     public string Address => $"127.0.0.1:{Port}";
 

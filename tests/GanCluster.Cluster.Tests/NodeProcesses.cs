@@ -19,18 +19,21 @@ public sealed partial class NodeProcesses : IDisposable
         Root = FindRoot();
         Logs = Path.Combine(Path.GetTempPath(), "gancluster-nodes-" + Guid.NewGuid().ToString("N"));
         StateDir = Path.Combine(Logs, "state");
+        RunsRoot = Path.Combine(Logs, "runs");
     }
 
     public string Root { get; }
     public string Logs { get; }
     public string StateDir { get; }
+    /// <summary>The seeds' Node:RunsRoot: submitted outputs are relative folders under it (a test may point it at its own folder).</summary>
+    public string RunsRoot { get; set; }
     /// <summary>Flags given to every node started with the scripts from now on.</summary>
     public List<string> ExtraArgs { get; } = [];
 
     /// <summary>A seed on <paramref name="port"/>; with <paramref name="seedPorts"/>, one of several seeds (all share <see cref="StateDir"/>).</summary>
     public int StartSeed(int port, params int[] seedPorts) =>
         Start("start-seed.sh", "--host", "127.0.0.1", "--port", port.ToString(), "--seeds", Seeds(seedPorts.Length > 0 ? seedPorts : [port]),
-            "--log-dir", Logs, "--state-dir", StateDir, "--Node:ResumeGraceSeconds=5");
+            "--log-dir", Logs, "--state-dir", StateDir, "--Node:ResumeGraceSeconds=5", $"--Node:RunsRoot={RunsRoot}");
 
     /// <summary>One libtorch thread per worker: several CPU workers share this machine's cores.</summary>
     public int StartWorker(params int[] seedPorts) =>

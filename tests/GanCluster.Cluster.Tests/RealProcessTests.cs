@@ -16,9 +16,10 @@ public partial class RealProcessTests(LiveCluster cluster) : IClassFixture<LiveC
     {
         using var output = new TempFolder();
         var spec = Path.Combine(output.Path, "ring8.json");
-        // The example spec (the README's ring8 run), writing into a temporary folder on the seed's disk.
+        // The example spec (the README's ring8 run), writing into a fresh folder under the seed's runs root.
+        var name = "ring8-" + Guid.NewGuid().ToString("N")[..8];
         var json = File.ReadAllText(Path.Combine(cluster.Root, "examples", "ring8.json"))
-            .Replace("\"runs/ring8\"", $"\"{Path.Combine(output.Path, "out")}\"").Replace("\"logEvery\": 500", "\"logEvery\": 1000");
+            .Replace("\"runs/ring8\"", $"\"{name}\"").Replace("\"logEvery\": 500", "\"logEvery\": 1000");
         File.WriteAllText(spec, json);
 
         var run = CliProcess.Run(["submit", spec, "--cluster", cluster.Address, "--wait"], timeoutSeconds: 600);
@@ -30,7 +31,7 @@ public partial class RealProcessTests(LiveCluster cluster) : IClassFixture<LiveC
         Assert.Equal(64, checksum.Length);
 
         // Same outputs as a local run, on the seed's disk.
-        var outDir = Path.Combine(output.Path, "out");
+        var outDir = Path.Combine(cluster.Runs, name);
         Assert.Equal(7, File.ReadAllLines(Path.Combine(outDir, "metrics.csv")).Length);   // header + 6 rows
         Assert.True(Directory.Exists(Path.Combine(outDir, "checkpoints", "iter-00006000")));
         Assert.Null(GanCluster.Training.Output.CheckpointStore.Verify(Path.Combine(outDir, "checkpoints", "iter-00006000")));

@@ -42,7 +42,7 @@ public class CliTests
         var run = CliProcess.Run(["train", "--local", spec]);
         Assert.Equal(2, run.ExitCode);
         Assert.Contains("dataset.path: is required", run.StdErr);
-        Assert.Contains("training.k: must be at least 1", run.StdErr);
+        Assert.Contains("training.k: must be 1 to 100", run.StdErr);
         Assert.Contains("training.lrG: must be a positive number", run.StdErr);
         Assert.DoesNotContain("==> Training", run.StdOut);
     }

@@ -56,6 +56,12 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Receive<ClusterEvent.IMemberEvent>(_ => { });
         Receive<RunProtocol.SubmitRun>(s =>
         {
+            if (OwnershipProblem(s.SpecJson) is { } problem)
+            {
+                Sender.Tell(new RunProtocol.SubmitNack("the output folder belongs to another run", [$"output: {problem}"]));
+                _log.Warning("refused a run: output: {0}", problem);
+                return;
+            }
             if (s.Watch && _watchers.Add(Sender)) Context.Watch(Sender);
             Apply(new CoordinatorInput.Submit(s.SpecJson, Random.Shared.NextInt64(1, long.MaxValue / 2), DateTimeOffset.UtcNow));
         });
@@ -163,6 +169,19 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             }
         }
         foreach (var input2 in followUps) Apply(input2);
+    }
+
+    /// <summary>
+    /// A run folder belongs to its run (file IO, so here and not in the pure state): another spec may not resume, prune
+    /// or trim it. Null when the spec is not valid (the state says why) or the folder is free or its own.
+    /// </summary>
+    string? OwnershipProblem(string specJson)
+    {
+        RunSpec spec;
+        try { spec = RunSpecValidator.Parse(specJson, "(submitted)", checkPaths: false, _state.Settings.MemoryLimitBytes); }
+        catch (InvalidRunSpecException) { return null; }
+        var folder = _state.Settings.OutputRoot is { } root ? RunFolder.UnderRoot(root, spec.ResolvedOutput) : spec.ResolvedOutput;
+        return folder is null ? null : RunFolder.OwnershipProblem(folder, spec);
     }
 
     static CoordinatorInput.CheckpointFound FindCheckpoint(string output)

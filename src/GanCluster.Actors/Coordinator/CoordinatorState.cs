@@ -260,6 +260,16 @@ public sealed record CoordinatorState(
             fx.Add(new Effect.Log($"refused a run spec: {string.Join("; ", e.Errors)}", Warning: true));
             return this;
         }
+        // The seed decides where runs go: a relative folder under its runs root, whatever the spec says.
+        var outputProblem = RunFolder.ClusterOutputProblem(spec.ResolvedOutput)
+                            ?? (Settings.OutputRoot is { } root && RunFolder.UnderRoot(root, spec.ResolvedOutput) is null
+                                ? $"must be a folder under the seed's runs root {root} (got \"{spec.ResolvedOutput}\")" : null);
+        if (outputProblem is not null)
+        {
+            fx.Add(new Effect.Respond(new RunProtocol.SubmitNack("invalid run spec", [$"output: {outputProblem}"])));
+            fx.Add(new Effect.Log($"refused a run spec: output: {outputProblem}", Warning: true));
+            return this;
+        }
         if (Workers.IsEmpty)
         {
             fx.Add(new Effect.Respond(new RunProtocol.SubmitNack("no workers have joined the cluster", [])));
@@ -386,7 +396,7 @@ public sealed record CoordinatorState(
             ImmutableDictionary<int, string>.Empty, false, now, now, 0)
         {
             // Path.GetFullPath with a base only combines and normalizes: no file system, so this stays pure.
-            Output = settings.OutputRoot is { } root ? Path.GetFullPath(spec.ResolvedOutput, root) : spec.ResolvedOutput,
+            Output = settings.OutputRoot is { } root ? RunFolder.UnderRoot(root, spec.ResolvedOutput) ?? Path.GetFullPath(spec.ResolvedOutput, root) : spec.ResolvedOutput,
         };
 
     /// <summary>Global batch B over W workers: B/W each, the remainder to the lowest ranks.</summary>

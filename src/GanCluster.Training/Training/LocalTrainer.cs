@@ -28,6 +28,9 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
     {
         var t = spec.Training;
         var output = spec.ResolvedOutput;
+        // The folder is this run's, or new: another spec must not resume, prune or trim someone else's run.
+        if (RunFolder.OwnershipProblem(output, spec) is { } problem)
+            throw new InvalidRunSpecException("(run)", [new SpecError("output", problem)]);
         Directory.CreateDirectory(output);
 
         Banner($"Run {spec.Name}: {spec.Model.Kind} on {spec.Dataset.Kind}, k={t.K}, {t.Iterations} iterations, batch {t.BatchSize}, loss {t.Loss}");
