@@ -109,23 +109,45 @@ public static class TorchRuntime
             problem, CudaExpected: !cudaAvailable && (explicitDir is not null || hasCudaLib));
     }
 
+    // at::Context switches that TorchSharp 0.107 does not expose, by their exported (mangled) names in libtorch_cpu.
+    const string GlobalContext = "_ZN2at13globalContextEv", SetBenchmark = "_ZN2at7Context17setBenchmarkCuDNNEb",
+        GetBenchmark = "_ZNK2at7Context14benchmarkCuDNNEv", SetDeterministicCudnn = "_ZN2at7Context21setDeterministicCuDNNEb",
+        SetMkldnn = "_ZN2at7Context20setUserEnabledMkldnnEb";
+
+    /// <summary>libtorch's global context and the exports named, or null when this libtorch lacks any of them. Call under <see cref="Gate"/>.</summary>
+    static unsafe (IntPtr Context, IntPtr[] Exports)? Context(params string[] symbols)
+    {
+        if (!Handles.TryGetValue("torch_cpu", out var lib) || !NativeLibrary.TryGetExport(lib, GlobalContext, out var globalContext)) return null;
+        var exports = new IntPtr[symbols.Length];
+        for (var i = 0; i < symbols.Length; i++)
+            if (!NativeLibrary.TryGetExport(lib, symbols[i], out exports[i])) return null;
+        return (((delegate* unmanaged<IntPtr>)globalContext)(), exports);
+    }
+
+    static unsafe void SetFlag(IntPtr context, IntPtr setter, bool value) =>
+        ((delegate* unmanaged<IntPtr, byte, void>)setter)(context, value ? (byte)1 : (byte)0);
+
     /// <summary>
-    /// cudnn.benchmark (autotuned convolution algorithms), which TorchSharp 0.107 does not expose: set through
-    /// libtorch's exported at::globalContext().setBenchmarkCuDNN(bool). Returns the value in effect, or null
-    /// when this libtorch does not export it.
+    /// cudnn.benchmark (autotuned convolution algorithms): at::globalContext().setBenchmarkCuDNN(bool). Returns the value
+    /// in effect, or null when this libtorch does not export it.
     /// </summary>
     public static unsafe bool? SetCudnnBenchmark(bool enabled)
     {
         lock (Gate)
         {
-            if (!Handles.TryGetValue("torch_cpu", out var lib)
-                || !NativeLibrary.TryGetExport(lib, "_ZN2at13globalContextEv", out var globalContext)
-                || !NativeLibrary.TryGetExport(lib, "_ZN2at7Context17setBenchmarkCuDNNEb", out var set)
-                || !NativeLibrary.TryGetExport(lib, "_ZNK2at7Context14benchmarkCuDNNEv", out var get))
-                return null;
-            var ctx = ((delegate* unmanaged<IntPtr>)globalContext)();
-            ((delegate* unmanaged<IntPtr, byte, void>)set)(ctx, enabled ? (byte)1 : (byte)0);
-            return ((delegate* unmanaged<IntPtr, byte>)get)(ctx) != 0;
+            if (Context(SetBenchmark, GetBenchmark) is not { } c) return null;
+            var (ctx, f) = c;
+            SetFlag(ctx, f[0], enabled);
+            return ((delegate* unmanaged<IntPtr, byte>)f[1])(ctx) != 0;
+        }
+    }
+
+    /// <summary>Whether libtorch exports what <see cref="SetCudnnBenchmark"/> needs.</summary>
+    public static bool CudnnBenchmarkSettable
+    {
+        get
+        {
+            lock (Gate) return Context(SetBenchmark, GetBenchmark) is not null;
         }
     }
 
@@ -161,34 +183,16 @@ public static class TorchRuntime
     /// multi-threaded convolution gradients vary from run to run): a run stopped and resumed then ends with the same
     /// parameters as one that was not. Slower; off by default. False when this libtorch does not export the switches.
     /// </summary>
-    public static unsafe bool SetDeterministic(bool enabled)
+    public static bool SetDeterministic(bool enabled)
     {
         lock (Gate)
         {
-            if (!Handles.TryGetValue("torch_cpu", out var lib)
-                || !NativeLibrary.TryGetExport(lib, "_ZN2at13globalContextEv", out var globalContext)
-                || !NativeLibrary.TryGetExport(lib, "_ZN2at7Context21setDeterministicCuDNNEb", out var cudnn)
-                || !NativeLibrary.TryGetExport(lib, "_ZN2at7Context20setUserEnabledMkldnnEb", out var mkldnn)
-                || !NativeLibrary.TryGetExport(lib, "_ZN2at7Context17setBenchmarkCuDNNEb", out var benchmark))
-                return false;
-            var ctx = ((delegate* unmanaged<IntPtr>)globalContext)();
-            ((delegate* unmanaged<IntPtr, byte, void>)cudnn)(ctx, enabled ? (byte)1 : (byte)0);
-            ((delegate* unmanaged<IntPtr, byte, void>)mkldnn)(ctx, enabled ? (byte)0 : (byte)1);
-            if (enabled) ((delegate* unmanaged<IntPtr, byte, void>)benchmark)(ctx, 0);
+            if (Context(SetDeterministicCudnn, SetMkldnn, SetBenchmark) is not { } c) return false;
+            var (ctx, f) = c;
+            SetFlag(ctx, f[0], enabled);
+            SetFlag(ctx, f[1], !enabled);
+            if (enabled) SetFlag(ctx, f[2], false);
             return true;
-        }
-    }
-
-    /// <summary>Whether libtorch exports what <see cref="SetCudnnBenchmark"/> needs.</summary>
-    public static bool CudnnBenchmarkSettable
-    {
-        get
-        {
-            lock (Gate)
-                return Handles.TryGetValue("torch_cpu", out var lib)
-                       && NativeLibrary.TryGetExport(lib, "_ZN2at13globalContextEv", out _)
-                       && NativeLibrary.TryGetExport(lib, "_ZN2at7Context17setBenchmarkCuDNNEb", out _)
-                       && NativeLibrary.TryGetExport(lib, "_ZNK2at7Context14benchmarkCuDNNEv", out _);
         }
     }
 
