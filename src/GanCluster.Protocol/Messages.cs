@@ -51,6 +51,8 @@ public static class RunProtocol
     public sealed record CancelNack(string RunId, string Reason) : IGanClusterMessage;
 
     public sealed record GetStatus : IGanClusterMessage;
+    /// <summary>The seed would not take <paramref name="Message"/> (a type) from a client, and why.</summary>
+    public sealed record Refused(string Message, string Reason) : IGanClusterMessage;
     /// <summary>The coordinator's state; <paramref name="Members"/>: every registered worker, with its rank in the run (-1: none).</summary>
     public sealed record StatusReported(string State, string? RunId, int Workers, long Iteration, string? LastError, long Total = 0,
         WorkerStatus[]? Members = null) : IGanClusterMessage;

@@ -109,4 +109,35 @@ public class HostileSubmitTests
         // Its own spec may go on: it passes the folder check and is refused only for want of workers.
         Assert.Equal("no workers have joined the cluster", Refused(Spec("owned", ngf: 16)).Reason);
     }
+
+    [Fact]
+    public void Through_the_receptionist_a_client_may_only_submit_watch_cancel_and_ask_for_status()
+    {
+        using var nodes = new NodeProcesses();
+        var port = NodeProcesses.FreePort();
+        var seed = nodes.StartSeed(port);
+        nodes.WaitForWorkers(port, 0);
+        using var client = new ClusterConnection($"127.0.0.1:{port}", TimeSpan.FromSeconds(30));
+        // What the probe did without credentials: register a fake worker, fail a run, read a checkpoint, upload a file.
+        IGanClusterMessage[] forged =
+        [
+            new WorkerProtocol.RegisterWorker("fake:1/cpu", "cpu", "127.0.0.1", 9),
+            new WorkerProtocol.StepFailed("run-1", 1, new StepKey(0, StepPhase.Discriminator, 0), 0, "forged"),
+            new WorkerProtocol.LeaveRun("fake:1/cpu"),
+            new ArtifactProtocol.ListCheckpoint("run-1", "/etc"),
+            new ArtifactProtocol.ReadCheckpoint("run-1", "/etc", "passwd", 0),
+            new ArtifactProtocol.FileChunk("run-1", 1, "samples/pwned.sh", 0, [1, 2, 3], true),
+            new ArtifactProtocol.ArtifactsUploaded("run-1", 1, ["samples/pwned.sh"], false),
+        ];
+        foreach (var m in forged)
+        {
+            client.Send(m);
+            var refused = Assert.IsType<RunProtocol.Refused>(client.Next(TimeSpan.FromSeconds(30)));
+            Assert.Equal(m.GetType().Name, refused.Message);
+        }
+        client.Send(new RunProtocol.GetStatus());
+        var status = Assert.IsType<RunProtocol.StatusReported>(client.Next(TimeSpan.FromSeconds(30)));
+        Assert.Equal((0, "Idle"), (status.Workers, status.State));   // no fake worker was registered
+        Assert.Contains("refused RegisterWorker from client", nodes.Log(seed));
+    }
 }

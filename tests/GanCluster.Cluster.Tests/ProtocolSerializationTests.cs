@@ -33,6 +33,7 @@ public sealed class ProtocolSerializationTests : IDisposable
             new CancelAck("run-1", "stops after iteration 12"),
             new CancelNack("run-9", "no run is active"),
             new GetStatus(),
+            new Refused("StepFailed", "clients may submit, watch, cancel and ask for status only"),
             new StatusReported("Running", "run-1", 3, 42, null),
             new StatusReported("Running", "run-1", 2, 42, "worker lost", 2000, [new WorkerStatus("127.0.0.1:4000/cpu", "cpu", 0), new WorkerStatus("b", "cuda:1", -1)]),
             new RegisterWorker("127.0.0.1:4000/cpu", "cpu", "127.0.0.1", 45000),

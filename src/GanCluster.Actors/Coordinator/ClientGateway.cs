@@ -1,3 +1,4 @@
+using Akka.Event;
 using Akka.Actor;
 using GanCluster.Protocol;
 
@@ -12,5 +13,22 @@ public sealed class ClientGateway : ReceiveActor
     public const string Name = "gateway";
     public const string Path = "/user/" + Name;
 
-    public ClientGateway(IActorRef coordinator) => Receive<IGanClusterMessage>(m => coordinator.Forward(m));
+    /// <summary>
+    /// What a client may ask through the receptionist: submit, status, watch, cancel. Worker, formation and artifact
+    /// messages (failing a step, registering, uploading or reading checkpoint files) come only from cluster members,
+    /// never through here.
+    /// </summary>
+    public static bool FromClients(IGanClusterMessage m) =>
+        m is RunProtocol.SubmitRun or RunProtocol.GetStatus or RunProtocol.WatchRun or RunProtocol.CancelRun;
+
+    public ClientGateway(IActorRef coordinator)
+    {
+        var log = Context.GetLogger();
+        Receive<IGanClusterMessage>(FromClients, m => coordinator.Forward(m));
+        Receive<IGanClusterMessage>(m =>
+        {
+            log.Warning("refused {0} from client {1}: clients may submit, watch, cancel and ask for status only", m.GetType().Name, Sender.Path.Address);
+            Sender.Tell(new RunProtocol.Refused(m.GetType().Name, "clients may submit, watch, cancel and ask for status only"));
+        });
+    }
 }
