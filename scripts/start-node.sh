@@ -3,12 +3,14 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 role=$1; shift
-host=127.0.0.1; port=""; seeds=""; statedir=0; devices=cpu; logdir="$root/logs"; foreground=0; extra=()
+host=127.0.0.1; port=""; seeds=""; statedir=0; devices=cpu; logdir="$root/logs"; foreground=0; restart=0; extra=()
 usage() {
   cat >&2 <<TXT
 usage: scripts/start-$role.sh [--host IP] [--port N] [--seeds host:port[,host:port]] [--devices cpu|cuda:0,cuda:1|all]
                              [--torch-lib-dir DIR] [--cpu-threads N] [--log-dir DIR] [--state-dir DIR]
-                             [--foreground] [--Node:Option=value ...]
+                             [--foreground] [--restart-on-down] [--Node:Option=value ...]
+  --restart-on-down: start the node again when the cluster downs it (it exits with code 3); the pid printed is then the
+                     supervisor's, which passes SIGTERM on (a graceful leave) and stops with the node
 TXT
   exit 2
 }
@@ -23,6 +25,7 @@ while [ $# -gt 0 ]; do
     --log-dir) logdir=$2; shift 2 ;;
     --state-dir) extra+=("--Node:StateDir=$2"); statedir=1; shift 2 ;;
     --foreground) foreground=1; shift ;;
+    --restart-on-down) restart=1; shift ;;
     --Node:*) extra+=("$1"); shift ;;
     -h|--help) usage ;;
     *) echo "unknown option $1" >&2; usage ;;
@@ -43,7 +46,21 @@ if [ $foreground = 1 ]; then
 fi
 mkdir -p "$logdir"
 log="$logdir/$role-$host-$port-$$.log"
-nohup dotnet "$dll" "${args[@]}" >"$log" 2>&1 </dev/null &
+if [ $restart = 1 ]; then
+  # A downed node may not come back as the same member: it exits with code 3, and this loop starts it afresh.
+  nohup bash -c '
+    child=0
+    trap "kill -TERM \$child 2>/dev/null; wait \$child; exit \$?" TERM INT
+    while :; do
+      "$@" & child=$!
+      wait $child; rc=$?
+      [ $rc -eq 3 ] || exit $rc
+      echo "gancluster: the node was downed by the cluster; starting it again in 2 s"
+      sleep 2
+    done' supervise dotnet "$dll" "${args[@]}" >"$log" 2>&1 </dev/null &
+else
+  nohup dotnet "$dll" "${args[@]}" >"$log" 2>&1 </dev/null &
+fi
 pid=$!
 echo "$pid" >"$log.pid"
 # Wait until it listens or exits (a port in use, a bad setting): a node that cannot start must not look started.

@@ -86,6 +86,7 @@ builder.Services.AddAkka(ClusterHocon.SystemName, akka =>
     // What Akka actually uses once every HOCON layer is merged: the place to check Node:DowningStableAfterSeconds took.
     akka.WithActors((system, _) =>
     {
+        system.ActorOf(Props.Create<QuarantineWatch>(), "quarantine-watch");
         var sbr = system.Settings.Config.GetConfig("akka.cluster.split-brain-resolver");
         Console.WriteLine($"gancluster node: downing by {sbr.GetString("active-strategy")} after {sbr.GetTimeSpan("stable-after").TotalSeconds:F0} s stable-after, " +
                           $"{system.Settings.Config.GetInt("akka.cluster.singleton.min-number-of-hand-over-retries")} singleton hand-over retries");
@@ -127,9 +128,13 @@ builder.Services.AddAkka(ClusterHocon.SystemName, akka =>
 
 Console.WriteLine($"gancluster node: roles {options.Roles}, akka.tcp://{ClusterHocon.SystemName}@{options.EffectivePublicHost}:{options.Port}, seeds {options.Seeds}" +
                   (options.IsWorker ? $", devices {string.Join(",", devices)}" : ""));
+const int DownedExitCode = 3;
+ActorSystem? actorSystem = null;
 try
 {
-    await builder.Build().RunAsync();
+    var host = builder.Build();
+    actorSystem = host.Services.GetRequiredService<ActorSystem>();
+    await host.RunAsync();
 }
 catch (Exception e) when (Inner<System.Net.Sockets.SocketException>(e) is { SocketErrorCode: System.Net.Sockets.SocketError.AddressAlreadyInUse })
 {
@@ -141,6 +146,14 @@ catch (Exception e) when (e is not OperationCanceledException)
 {
     Console.Error.WriteLine($"error: the node could not start: {(Inner<Exception>(e, deepest: true) ?? e).Message}");
     return 1;
+}
+// Downed by the cluster (paused, partitioned, too slow to answer): Akka never lets a downed node back in with the same
+// identity. Exit non-zero, so that whatever supervises the node (Kubernetes, systemd, start-*.sh --restart-on-down)
+// starts it again and it joins as a new member.
+if (actorSystem is not null && CoordinatedShutdown.Get(actorSystem).ShutdownReason is CoordinatedShutdown.ClusterDowningReason)
+{
+    Console.Error.WriteLine($"gancluster node: this node was downed by the cluster; exiting with code {DownedExitCode} so that its supervisor restarts it");
+    return DownedExitCode;
 }
 return 0;
 

@@ -259,6 +259,33 @@ public partial class FaultToleranceTests
         Assert.InRange((DateTime.UtcNow - killed).TotalSeconds, 5, 60);
     }
 
+    [Fact]
+    public void A_worker_downed_while_paused_exits_with_code_3_and_its_supervisor_brings_it_back_as_a_new_member()
+    {
+        using var nodes = new NodeProcesses();
+        nodes.ExtraArgs.Add("--Node:DowningStableAfterSeconds=7");
+        var port = NodeProcesses.FreePort();
+        var seed = nodes.StartSeed(port);
+        var supervisor = nodes.StartSupervisedWorker(port);
+        nodes.WaitForWorkers(port, 1);
+        var node = NodeProcesses.ChildOf(supervisor) ?? throw new InvalidOperationException("no node under the supervisor\n" + nodes.AllLogs());
+
+        // Paused past detection and the resolver's stable-after: the cluster downs it, and a downed member never returns.
+        NodeProcesses.Signal("STOP", node);
+        nodes.WaitFor(() => nodes.Log(seed).Contains("SBR is downing"), TimeSpan.FromMinutes(2), "the paused worker downed");
+        NodeProcesses.Signal("CONT", node);
+        nodes.WaitFor(() => NodeProcesses.Exited(node), TimeSpan.FromMinutes(1), "the downed worker exits");
+        nodes.WaitFor(() => nodes.Log(supervisor).Contains("starting it again"), TimeSpan.FromSeconds(30), "the supervisor restarts it");
+        Assert.Contains("this node was downed by the cluster; exiting with code 3", nodes.Log(supervisor));
+
+        // Back as a new member, registered again: no capacity lost for good.
+        nodes.WaitFor(() => NodeProcesses.ChildOf(supervisor) is { } again && again != node, TimeSpan.FromSeconds(30), "a new node process");
+        nodes.WaitForWorkers(port, 1);
+        Assert.False(NodeProcesses.Exited(supervisor));
+        NodeProcesses.Signal("TERM", supervisor);   // passed on: the node leaves, then the supervisor stops with it
+        nodes.WaitFor(() => NodeProcesses.Exited(supervisor), TimeSpan.FromMinutes(2), "the supervisor gone after SIGTERM");
+    }
+
     /// <summary>SIGKILLs the seed, optionally flips a byte of the newest checkpoint, and starts a seed on the same port.</summary>
     static int RestartSeed(NodeProcesses nodes, int seedPid, int port, bool corruptNewest, string output, out string newest)
     {

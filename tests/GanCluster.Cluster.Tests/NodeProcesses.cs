@@ -39,6 +39,25 @@ public sealed partial class NodeProcesses : IDisposable
     public int StartWorker(params int[] seedPorts) =>
         Start("start-worker.sh", "--host", "127.0.0.1", "--seeds", Seeds(seedPorts), "--cpu-threads", "1", "--log-dir", Logs);
 
+    /// <summary>A worker under start-worker.sh's supervisor (--restart-on-down); the pid is the supervisor's.</summary>
+    public int StartSupervisedWorker(int seedPort) =>
+        Start("start-worker.sh", "--host", "127.0.0.1", "--seeds", Seeds([seedPort]), "--cpu-threads", "1", "--log-dir", Logs, "--restart-on-down");
+
+    /// <summary>The node process a supervisor runs now (none while it waits to restart it).</summary>
+    public static int? ChildOf(int supervisor)
+    {
+        using var p = Process.Start(new ProcessStartInfo("pgrep", ["-P", supervisor.ToString(), "-f", "GanCluster.Node"]) { RedirectStandardOutput = true })!;
+        var line = p.StandardOutput.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries).FirstOrDefault();
+        p.WaitForExit();
+        return line is null ? null : int.Parse(line);
+    }
+
+    public static void Signal(string signal, int pid)
+    {
+        using var p = Process.Start("kill", [$"-{signal}", pid.ToString()]);
+        p.WaitForExit();
+    }
+
     public List<int> StartWorkers(int count, params int[] seedPorts) => Enumerable.Range(0, count).Select(_ => StartWorker(seedPorts)).ToList();
 
     /// <summary>One seed on a free port and <paramref name="workers"/> workers, waited for until all have registered.</summary>
