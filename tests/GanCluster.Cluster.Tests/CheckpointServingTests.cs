@@ -77,4 +77,40 @@ public sealed class CheckpointServingTests : IDisposable
         _system.Terminate().Wait();
         _dir.Dispose();
     }
+
+    /// <summary>The coordinator's place: creates the checkpoint actor and hands its outcomes to the test.</summary>
+    sealed class Parent : ReceiveActor
+    {
+        public Parent(TaskCompletionSource<CheckpointActor.Done> done)
+        {
+            var child = Context.ActorOf(Props.Create(() => new CheckpointActor()));
+            Receive<CheckpointActor.Done>(d => done.TrySetResult(d));
+            ReceiveAny(m => child.Forward(m));
+        }
+    }
+
+    [Fact]
+    public async Task An_IO_error_while_uploading_is_reported_at_once_with_the_path_and_leaves_nothing_half_written()
+    {
+        var output = Path.Combine(_dir.Path, "io");
+        var good = CheckpointStore.Write(output, new CheckpointSnapshot(10, new Dictionary<string, byte[]>
+        {
+            ["G.bin"] = [1], ["D.bin"] = [2], ["optD.bin"] = [3], ["optG.bin"] = [4], ["state.json"] = "{}"u8.ToArray(),
+        }), keep: 3);
+        var done = new TaskCompletionSource<CheckpointActor.Done>();
+        var parent = _system.ActorOf(Props.Create(() => new Parent(done)));
+        parent.Tell(new CheckpointActor.Start("run-io", output, "{}", 3));
+        // A file where the upload's folder must go: the same IOException path as a full disk, without needing one.
+        Directory.CreateDirectory(Path.Combine(output, ".upload-00000020"));
+        File.WriteAllText(Path.Combine(output, ".upload-00000020", "checkpoints"), "in the way");
+
+        var ack = await parent.Ask(new FileChunk("run-io", 20, "checkpoints/iter-00000020/G.bin", 0, [1, 2, 3], true), TimeSpan.FromSeconds(2))
+            .ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : null);
+        Assert.Null(ack);                                                   // not acknowledged: rank 0 must not think it landed
+        var d = await done.Task.WaitAsync(Wait);
+        Assert.Equal(("run-io", 20L), (d.RunId, d.Iteration));
+        Assert.Contains(Path.Combine(output, ".upload-00000020", "checkpoints"), d.Error);   // the path, and the OS's message
+        Assert.False(Directory.Exists(Path.Combine(output, ".upload-00000020")));          // staging cleaned up
+        Assert.Null(CheckpointStore.Verify(good));                                          // what was saved before is intact
+    }
 }

@@ -141,13 +141,13 @@ public sealed class Sim
                 if (Rank[w.WorkerId] != 0) break;
                 BeforeSnapshot?.Invoke(this, s);
                 Worker(new ArtifactsSnapshotted(s.RunId, s.Session, s.Iteration, 3));
-                if (!HoldUploads) Feed(new CoordinatorInput.ArtifactsDone(s.Iteration, null, Quality(s.Iteration)));
+                if (!HoldUploads) Feed(new CoordinatorInput.ArtifactsDone(s.RunId, s.Iteration, null, Quality(s.Iteration)));
                 break;
             case Effect.ToWorker { Message: FinishRun f } w:
                 Apply(w.WorkerId, f.Commit);
                 Worker(new RunFinishedOnWorker(f.RunId, f.Session, Rank[w.WorkerId], "final-checksum-0123456789"));
                 if (Rank[w.WorkerId] == 0 && !HoldUploads)
-                    Feed(new CoordinatorInput.ArtifactsDone(State.Run!.Spec.Training.Iterations, null, Quality(State.Run.Spec.Training.Iterations)));
+                    Feed(new CoordinatorInput.ArtifactsDone(State.Run!.RunId, State.Run.Spec.Training.Iterations, null, Quality(State.Run.Spec.Training.Iterations)));
                 break;
         }
     }
@@ -249,6 +249,26 @@ public class CoordinatorStateTests
         Assert.DoesNotContain(h.Sent<PrepareRun>(), p => p.Rank >= 2);               // never re-formed with it
         Assert.Contains(h.All.OfType<Effect.Publish>().Select(p => p.Message).OfType<RunProtocol.RunNoted>(),
             n => n.Warning && n.Text.Contains("does not join run " + runId + ", which trains on cpu only"));
+    }
+
+    [Fact]
+    public void A_late_save_outcome_of_an_earlier_run_never_touches_the_run_being_driven()
+    {
+        var h = new Sim();
+        h.Workers(2);
+        var runId = h.Submit(Sim.Spec(iterations: 6));
+        var late = false;
+        h.BeforeReduce = (sim, e, _) =>
+        {
+            if (e.Step.Iteration != 3 || late) return;
+            late = true;
+            // What a full disk did: the previous run's upload failing long after it ended.
+            sim.Feed(new CoordinatorInput.ArtifactsDone("previous-run", 500, "/runs/old/.upload-00000500/G.bin: No space left on device"));
+        };
+        h.Pump();
+        Assert.True(late);
+        Assert.Equal(("completed", runId), (h.Ended!.Status, h.Ended.RunId));
+        Assert.Contains(h.All.OfType<Effect.Log>(), l => l.Warning && l.Text.StartsWith("ignored the outcome of saving iteration 500 of run previous-run"));
     }
 
     [Fact]
@@ -668,7 +688,7 @@ public class CoordinatorStateTests
             }
             else
             {
-                h.Feed(new CoordinatorInput.ArtifactsDone(3, null));
+                h.Feed(new CoordinatorInput.ArtifactsDone(h.State.Run!.RunId, 3, null));
                 Assert.Equal("cancelled", h.Ended!.Status);
                 Assert.Contains("after 3 of 10 iterations; checkpoint", h.Ended.Message);
             }
@@ -738,7 +758,7 @@ public class CoordinatorStateTests
         Assert.Equal(RunPhase.Finishing, h.State.Phase);
         Assert.Contains("has trained all its iterations",
             Assert.IsType<RunProtocol.CancelNack>(Answer(h.Feed(new CoordinatorInput.Cancel(runId, "ana", h.Now)))).Reason);
-        h.Feed(new CoordinatorInput.ArtifactsDone(2, null));
+        h.Feed(new CoordinatorInput.ArtifactsDone(h.State.Run!.RunId, 2, null));
         Assert.Equal("completed", h.Ended!.Status);
         Assert.Contains($"run {runId} has already ended (completed)",
             Assert.IsType<RunProtocol.CancelNack>(Answer(h.Feed(new CoordinatorInput.Cancel(runId, "ana", h.Now)))).Reason);

@@ -20,7 +20,7 @@ public sealed class CheckpointActor : ReceiveActor
     public sealed record Start(string RunId, string Output, string SpecJson, int Keep, long? ResumeAt = null, string DatasetKind = "");
     public sealed record Append(MetricsRow Row);
     /// <summary>Told to the parent when an upload is published (Error null) or failed; with the samples' mode quality (ring8, grid25).</summary>
-    public sealed record Done(long Iteration, string? Error, string? Quality = null);
+    public sealed record Done(string RunId, long Iteration, string? Error, string? Quality = null);
 
     readonly ILoggingAdapter _log = Context.GetLogger();
     string? _runId;
@@ -28,22 +28,28 @@ public sealed class CheckpointActor : ReceiveActor
     int _keep = 1;
     string _datasetKind = "";
     MetricsCsv? _metrics;
+    readonly HashSet<long> _failed = [];   // uploads of this run that already failed: their later chunks are dropped
 
     public CheckpointActor()
     {
         Receive<Start>(s =>
         {
             _metrics?.Dispose();
+            _metrics = null;
+            _failed.Clear();
             (_runId, _output, _keep) = (s.RunId, Path.GetFullPath(s.Output), s.Keep);
             _datasetKind = s.DatasetKind;
-            Directory.CreateDirectory(_output);
-            File.WriteAllText(Path.Combine(_output, "spec.json"), s.SpecJson);
-            var metrics = Path.Combine(_output, "metrics.csv");
-            if (s.ResumeAt is { } at) MetricsCsv.Trim(metrics, at);
-            _metrics = new MetricsCsv(metrics);
-            _log.Info("run {0}: outputs under {1}", s.RunId, _output);
+            Guarded(s.RunId, -1, _output, () =>
+            {
+                Directory.CreateDirectory(_output);
+                File.WriteAllText(Path.Combine(_output, "spec.json"), s.SpecJson);
+                var metrics = Path.Combine(_output, "metrics.csv");
+                if (s.ResumeAt is { } at) MetricsCsv.Trim(metrics, at);
+                _metrics = new MetricsCsv(metrics);
+                _log.Info("run {0}: outputs under {1}", s.RunId, _output);
+            });
         });
-        Receive<Append>(a => _metrics?.Append(a.Row));
+        Receive<Append>(a => Guarded(_runId ?? "", a.Row.Iteration, Path.Combine(_output, "metrics.csv"), () => _metrics?.Append(a.Row)));
         Receive<FileChunk>(OnChunk);
         Receive<ArtifactsUploaded>(OnUploaded);
         Receive<ListCheckpoint>(OnList);
@@ -95,6 +101,42 @@ public sealed class CheckpointActor : ReceiveActor
 
     string Staging(long iteration) => Path.Combine(_output, $".upload-{iteration:D8}");
 
+    /// <summary>
+    /// Runs file IO for <paramref name="runId"/>; an IO error (a full disk, a missing permission, a file where a folder
+    /// should be) is reported to the coordinator at once with the path and the OS's message, instead of restarting this
+    /// actor and leaving rank 0 to time out. Returns whether it succeeded.
+    /// </summary>
+    bool Guarded(string runId, long iteration, string path, Action io)
+    {
+        try
+        {
+            io();
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            var what = iteration < 0 ? "opening the run's outputs" : $"saving the outputs of iteration {iteration}";
+            _log.Error(e, "run {0}: {1} failed at {2}", runId, what, path);
+            if (iteration >= 0 && !_failed.Add(iteration)) return false;   // said once per upload
+            if (iteration >= 0) DeleteStaging(iteration);
+            Context.Parent.Tell(new Done(runId, iteration, $"{path}: {e.Message}"));
+            return false;
+        }
+    }
+
+    /// <summary>An upload's staging folder, gone: nothing half-written stays behind (the published outputs are untouched).</summary>
+    void DeleteStaging(long iteration)
+    {
+        try
+        {
+            if (Directory.Exists(Staging(iteration))) Directory.Delete(Staging(iteration), true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _log.Warning("could not remove the staging folder {0}: {1}", Staging(iteration), e.Message);
+        }
+    }
+
     void OnChunk(FileChunk c)
     {
         if (c.RunId != _runId || c.RelativePath.Contains("..", StringComparison.Ordinal) || Path.IsPathRooted(c.RelativePath))
@@ -102,20 +144,22 @@ public sealed class CheckpointActor : ReceiveActor
             _log.Warning("rejected chunk {0} of run {1}", c.RelativePath, c.RunId);
             return;
         }
+        if (_failed.Contains(c.Iteration)) return;
         var path = Path.Combine(Staging(c.Iteration), c.RelativePath);
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        using (var fs = new FileStream(path, c.Offset == 0 ? FileMode.Create : FileMode.Open, FileAccess.Write))
+        var written = Guarded(c.RunId, c.Iteration, path, () =>
         {
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            using var fs = new FileStream(path, c.Offset == 0 ? FileMode.Create : FileMode.Open, FileAccess.Write);
             fs.Seek(c.Offset, SeekOrigin.Begin);
             fs.Write(c.Data);
             if (c.Last) fs.Flush(flushToDisk: true);
-        }
-        Sender.Tell(new ChunkAck(c.RunId, c.RelativePath, c.Offset));
+        });
+        if (written) Sender.Tell(new ChunkAck(c.RunId, c.RelativePath, c.Offset));
     }
 
     void OnUploaded(ArtifactsUploaded u)
     {
-        if (u.RunId != _runId) return;
+        if (u.RunId != _runId || _failed.Contains(u.Iteration)) return;
         var staging = Staging(u.Iteration);
         try
         {
@@ -146,12 +190,14 @@ public sealed class CheckpointActor : ReceiveActor
                 foreach (var old in CheckpointStore.List(_output).Skip(_keep)) Directory.Delete(old, true);
             }
             Directory.Delete(staging, true);
-            Context.Parent.Tell(new Done(u.Iteration, null, quality));
+            Context.Parent.Tell(new Done(u.RunId, u.Iteration, null, quality));
         }
         catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
         {
             _log.Error(e, "publishing the outputs of iteration {0} failed", u.Iteration);
-            Context.Parent.Tell(new Done(u.Iteration, e.Message));
+            _failed.Add(u.Iteration);
+            DeleteStaging(u.Iteration);
+            Context.Parent.Tell(new Done(u.RunId, u.Iteration, $"publishing under {_output}: {e.Message}"));
         }
     }
 

@@ -72,8 +72,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Receive<ArtifactProtocol.ArtifactsUploaded>(u => _checkpoints.Forward(u));
         Receive<ArtifactProtocol.ListCheckpoint>(l => _checkpoints.Forward(l));
         Receive<ArtifactProtocol.ReadCheckpoint>(r => _checkpoints.Forward(r));
-        Receive<ArtifactProtocol.ArtifactsFailed>(f => Apply(new CoordinatorInput.ArtifactsDone(f.Iteration, $"rank 0 could not upload them: {f.Reason}")));
-        Receive<CheckpointActor.Done>(d => Apply(new CoordinatorInput.ArtifactsDone(d.Iteration, d.Error, d.Quality)));
+        Receive<ArtifactProtocol.ArtifactsFailed>(f => Apply(new CoordinatorInput.ArtifactsDone(f.RunId, f.Iteration, $"rank 0 could not upload them: {f.Reason}")));
+        Receive<CheckpointActor.Done>(d => Apply(new CoordinatorInput.ArtifactsDone(d.RunId, d.Iteration, d.Error, d.Quality)));
         Receive<CoordinatorInput.TimerFired>(t => Apply(t with { Now = DateTimeOffset.UtcNow }));
         Receive<IGanClusterMessage>(m => Apply(new CoordinatorInput.FromWorker(m, DateTimeOffset.UtcNow)));
     }

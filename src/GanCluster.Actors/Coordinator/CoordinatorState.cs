@@ -50,8 +50,8 @@ public abstract record CoordinatorInput
     public sealed record WorkerDown(string WorkerId, string Why, DateTimeOffset Now = default) : CoordinatorInput;
     public sealed record Submit(string SpecJson, long Session, DateTimeOffset Now) : CoordinatorInput;
     public sealed record FromWorker(IGanClusterMessage Message, DateTimeOffset Now) : CoordinatorInput;
-    /// <summary>Outputs of an iteration published (or failed), with the samples' mode quality on ring8/grid25.</summary>
-    public sealed record ArtifactsDone(long Iteration, string? Error, string? Quality = null) : CoordinatorInput;
+    /// <summary>Outputs of an iteration of run <c>RunId</c> published (or failed; iteration -1: opening its outputs), with the samples' mode quality on ring8/grid25.</summary>
+    public sealed record ArtifactsDone(string RunId, long Iteration, string? Error, string? Quality = null) : CoordinatorInput;
     /// <summary>A timer set by <see cref="Effect.Schedule"/> fired; ignored unless it is still the current one.</summary>
     public sealed record TimerFired(long Token, DateTimeOffset Now = default) : CoordinatorInput;
     /// <summary>The coordinator (re)started and found a run it had not finished.</summary>
@@ -826,8 +826,14 @@ public sealed record CoordinatorState(
     {
         var run = Run;
         if (run is null) return this;
+        if (run.RunId != a.RunId)
+        {
+            // A late outcome of an earlier run (a slow upload failing, a full disk) must never touch this one.
+            fx.Add(new Effect.Log($"ignored the outcome of saving iteration {a.Iteration} of run {a.RunId} (driving run {run.RunId}){(a.Error is null ? "" : $": {a.Error}")}", Warning: true));
+            return this;
+        }
         if (a.Error is not null)
-            return Busy ? Fail($"saving the outputs of iteration {a.Iteration} failed: {a.Error}", fx) : this;
+            return Busy ? Fail(a.Iteration < 0 ? $"opening the run's outputs failed: {a.Error}" : $"saving the outputs of iteration {a.Iteration} failed: {a.Error}", fx) : this;
         Note(fx, run.RunId, $"run {run.RunId}: outputs of iteration {a.Iteration} written under {run.Output}" + (a.Quality is null ? "" : $"; samples: {a.Quality}"));
         var isCheckpoint = a.Iteration == run.CheckpointAt;
         var s = WithRun(run with { Quality = a.Quality ?? run.Quality, CheckpointWritten = run.CheckpointWritten || isCheckpoint });
