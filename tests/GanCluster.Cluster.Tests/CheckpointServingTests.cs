@@ -113,4 +113,24 @@ public sealed class CheckpointServingTests : IDisposable
         Assert.False(Directory.Exists(Path.Combine(output, ".upload-00000020")));          // staging cleaned up
         Assert.Null(CheckpointStore.Verify(good));                                          // what was saved before is intact
     }
+
+    [Theory]
+    [InlineData("samples/pwned.sh")]
+    [InlineData("samples/iter-00000019.png")]          // another iteration's name
+    [InlineData("checkpoints/iter-00000020/evil.so")]
+    [InlineData("../../../etc/cron.d/x")]
+    [InlineData("/etc/passwd")]
+    public async Task Only_the_files_a_save_of_that_iteration_holds_are_accepted(string path)
+    {
+        var output = Path.Combine(_dir.Path, "names");
+        var actor = _system.ActorOf(Props.Create(() => new CheckpointActor()));
+        actor.Tell(new CheckpointActor.Start("run-n", output, "{}", 1));
+        var answer = await actor.Ask(new FileChunk("run-n", 20, path, 0, [35, 33], true), TimeSpan.FromSeconds(2))
+            .ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : null);
+        Assert.Null(answer);                                                                 // not acknowledged
+        Assert.False(Directory.Exists(Path.Combine(output, ".upload-00000020")));             // nothing written
+        // The names a real save uses are accepted.
+        Assert.IsType<ChunkAck>(await actor.Ask(new FileChunk("run-n", 20, "samples/iter-00000020.png", 0, [1], true), Wait));
+        Assert.IsType<ChunkAck>(await actor.Ask(new FileChunk("run-n", 20, "checkpoints/iter-00000020/G.bin", 0, [1], true), Wait));
+    }
 }

@@ -137,9 +137,27 @@ public sealed class CheckpointActor : ReceiveActor
         }
     }
 
+    static readonly HashSet<string> CheckpointFiles = ["G.bin", "D.bin", "optD.bin", "optG.bin", "state.json", "coordinator.json", "manifest.json"];
+
+    /// <summary>
+    /// What an upload of <paramref name="iteration"/> may contain: that iteration's samples (PNG, CSV) and its checkpoint's
+    /// files, by name. Anything else (a script in samples/, a file elsewhere) is refused before it touches the disk.
+    /// </summary>
+    public static bool Expected(string relativePath, long iteration)
+    {
+        var stem = $"{CheckpointStore.Prefix}{iteration:D8}";
+        var parts = relativePath.Split('/');
+        return parts switch
+        {
+            ["samples", var f] => f == stem + ".png" || f == stem + ".csv",
+            ["checkpoints", var dir, var f] => dir == stem && CheckpointFiles.Contains(f),
+            _ => false,
+        };
+    }
+
     void OnChunk(FileChunk c)
     {
-        if (c.RunId != _runId || c.RelativePath.Contains("..", StringComparison.Ordinal) || Path.IsPathRooted(c.RelativePath))
+        if (c.RunId != _runId || !Expected(c.RelativePath, c.Iteration))
         {
             _log.Warning("rejected chunk {0} of run {1}", c.RelativePath, c.RunId);
             return;
