@@ -59,6 +59,8 @@ sealed class ClusterConnection : IDisposable
     public void Reconnect() => _client = NewClient();
 
     public string Receptionist { get; }
+    /// <summary>The client's own actor system (tests use it to address a seed's actors directly, as a hostile peer would).</summary>
+    internal ActorSystem System => _system;
     public TimeSpan ConnectTimeout { get; }
 
     public void Send(IGanClusterMessage message) => _client.Tell(new ClusterClient.Send(ClientGateway.Path, message), _listener);

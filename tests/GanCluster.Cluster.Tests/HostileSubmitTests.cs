@@ -135,9 +135,18 @@ public class HostileSubmitTests
             var refused = Assert.IsType<RunProtocol.Refused>(client.Next(TimeSpan.FromSeconds(30)));
             Assert.Equal(m.GetType().Name, refused.Message);
         }
+        // Past the gateway: straight at the coordinator over Akka.Remote, which any process reaching the port can do.
+        var coordinator = client.System.ActorSelection($"akka.tcp://gancluster@127.0.0.1:{port}/user/coordinator/coordinator");
+        var me = client.System.ActorOf(Akka.Actor.Props.Empty, "hostile");
+        coordinator.Tell(new WorkerProtocol.RegisterWorker("direct:1/cpu", "cpu", "127.0.0.1", 9), me);
+        coordinator.Tell(new WorkerProtocol.StepFailed("run-1", 1, new StepKey(0, StepPhase.Discriminator, 0), 0, "forged"), me);
+        nodes.WaitFor(() => nodes.Log(seed).Contains("refused StepFailed from akka.tcp://gancluster-client@"), TimeSpan.FromSeconds(30),
+            "the direct messages refused");
+        Assert.Contains("refused RegisterWorker from akka.tcp://gancluster-client@", nodes.Log(seed));
+
         client.Send(new RunProtocol.GetStatus());
         var status = Assert.IsType<RunProtocol.StatusReported>(client.Next(TimeSpan.FromSeconds(30)));
-        Assert.Equal((0, "Idle"), (status.Workers, status.State));   // no fake worker was registered
+        Assert.Equal((0, "Idle"), (status.Workers, status.State));   // no fake worker was registered either way
         Assert.Contains("refused RegisterWorker from client", nodes.Log(seed));
     }
 }

@@ -38,6 +38,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
         Receive<RegisterWorker>(r =>
         {
+            if (!FromWorkerMember(r)) return;
             _workers[r.WorkerId] = Sender;
             Context.Watch(Sender);
             Apply(new CoordinatorInput.WorkerUp(new WorkerInfo(r.WorkerId, r.Device, r.DataHost, r.DataPort), DateTimeOffset.UtcNow));
@@ -68,14 +69,29 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Receive<RunProtocol.WatchRun>(w => Apply(new CoordinatorInput.Watch(w.RunId)));
         Receive<RunProtocol.CancelRun>(c => Apply(new CoordinatorInput.Cancel(c.RunId, c.By, DateTimeOffset.UtcNow)));
         Receive<RunProtocol.GetStatus>(_ => Sender.Tell(_state.Status()));
+        Receive<CheckpointActor.Done>(d => Apply(new CoordinatorInput.ArtifactsDone(d.RunId, d.Iteration, d.Error, d.Quality)));
+        Receive<CoordinatorInput.TimerFired>(t => Apply(t with { Now = DateTimeOffset.UtcNow }));
+        // Everything else is a worker's: taken only from a cluster member with the worker role (Akka.Remote lets any
+        // process that reaches the port address this actor directly, past the client gateway).
+        Receive<IGanClusterMessage>(m => !FromWorkerMember(m), _ => { });
         Receive<ArtifactProtocol.FileChunk>(c => _checkpoints.Forward(c));
         Receive<ArtifactProtocol.ArtifactsUploaded>(u => _checkpoints.Forward(u));
         Receive<ArtifactProtocol.ListCheckpoint>(l => _checkpoints.Forward(l));
         Receive<ArtifactProtocol.ReadCheckpoint>(r => _checkpoints.Forward(r));
         Receive<ArtifactProtocol.ArtifactsFailed>(f => Apply(new CoordinatorInput.ArtifactsDone(f.RunId, f.Iteration, $"rank 0 could not upload them: {f.Reason}")));
-        Receive<CheckpointActor.Done>(d => Apply(new CoordinatorInput.ArtifactsDone(d.RunId, d.Iteration, d.Error, d.Quality)));
-        Receive<CoordinatorInput.TimerFired>(t => Apply(t with { Now = DateTimeOffset.UtcNow }));
         Receive<IGanClusterMessage>(m => Apply(new CoordinatorInput.FromWorker(m, DateTimeOffset.UtcNow)));
+    }
+
+    /// <summary>Whether the sender is this node with the worker role, or a cluster member with it (logged when not).</summary>
+    bool FromWorkerMember(IGanClusterMessage m)
+    {
+        var address = Sender.Path.Address;
+        var cluster = Cluster.Get(Context.System);
+        var ok = address.HasLocalScope
+            ? cluster.SelfRoles.Contains("worker")
+            : cluster.State.Members.Any(x => x.Address.Equals(address) && x.HasRole("worker"));
+        if (!ok) _log.Warning("refused {0} from {1}: not a cluster member with the worker role", m.GetType().Name, Sender.Path);
+        return ok;
     }
 
     protected override void PreStart()
