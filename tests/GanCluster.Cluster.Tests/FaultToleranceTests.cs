@@ -266,13 +266,16 @@ public partial class FaultToleranceTests
         nodes.ExtraArgs.Add("--Node:DowningStableAfterSeconds=7");
         var port = NodeProcesses.FreePort();
         var seed = nodes.StartSeed(port);
+        // Three members, so that keep-majority downs the paused one (with two, the side holding the lowest address stays,
+        // which may be the paused worker's: then the seed downs itself).
+        nodes.StartWorker(port);
         var supervisor = nodes.StartSupervisedWorker(port);
-        nodes.WaitForWorkers(port, 1);
+        nodes.WaitForWorkers(port, 2);
         var node = NodeProcesses.ChildOf(supervisor) ?? throw new InvalidOperationException("no node under the supervisor\n" + nodes.AllLogs());
 
         // Paused past detection and the resolver's stable-after: the cluster downs it, and a downed member never returns.
         NodeProcesses.Signal("STOP", node);
-        nodes.WaitFor(() => nodes.Log(seed).Contains("SBR is downing"), TimeSpan.FromMinutes(2), "the paused worker downed");
+        nodes.WaitFor(() => nodes.AllLogs().Contains("SBR is downing"), TimeSpan.FromMinutes(2), "the paused worker downed (by whichever member leads the resolver)");
         NodeProcesses.Signal("CONT", node);
         nodes.WaitFor(() => NodeProcesses.Exited(node), TimeSpan.FromMinutes(1), "the downed worker exits");
         nodes.WaitFor(() => nodes.Log(supervisor).Contains("starting it again"), TimeSpan.FromSeconds(30), "the supervisor restarts it");
@@ -280,7 +283,7 @@ public partial class FaultToleranceTests
 
         // Back as a new member, registered again: no capacity lost for good.
         nodes.WaitFor(() => NodeProcesses.ChildOf(supervisor) is { } again && again != node, TimeSpan.FromSeconds(30), "a new node process");
-        nodes.WaitForWorkers(port, 1);
+        nodes.WaitForWorkers(port, 2);
         Assert.False(NodeProcesses.Exited(supervisor));
         NodeProcesses.Signal("TERM", supervisor);   // passed on: the node leaves, then the supervisor stops with it
         nodes.WaitFor(() => NodeProcesses.Exited(supervisor), TimeSpan.FromMinutes(2), "the supervisor gone after SIGTERM");
