@@ -313,6 +313,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         var stall = clock.Elapsed;
         var timeout = _settings.UploadTimeout;
         var log = _log;
+        var self = Self;   // the sender of what this pool thread tells: the seed takes worker messages only from worker members
         _upload = Task.Run(async () =>
         {
             try
@@ -329,12 +330,12 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
                         offset += n;
                     } while (offset < bytes.Length);
                 }
-                coordinator.Tell(new ArtifactsUploaded(runId, iteration, files.Select(f => f.Path).ToArray(), checkpoint));
+                coordinator.Tell(new ArtifactsUploaded(runId, iteration, files.Select(f => f.Path).ToArray(), checkpoint), self);
             }
             catch (Exception e)
             {
                 log.Error(e, "run {0}: uploading the outputs of iteration {1} failed", runId, iteration);
-                coordinator.Tell(new ArtifactsFailed(runId, iteration, e.Message));
+                coordinator.Tell(new ArtifactsFailed(runId, iteration, e.Message), self);
             }
         });
         log.Info("run {0}: outputs of iteration {1} snapshotted in {2:F0} ms; uploading in the background", runId, iteration, stall.TotalMilliseconds);
