@@ -161,7 +161,7 @@ return 0;
 static T? Inner<T>(Exception e, bool deepest = false) where T : Exception
 {
     T? found = null;
-    for (Exception? x = e; x is not null; x = x.InnerException is { } i ? i : x is AggregateException { InnerExceptions.Count: > 0 } a ? a.InnerExceptions[0] : null)
+    for (Exception? x = e; x is not null; x = x.InnerException)   // an AggregateException's InnerException is its first one
     {
         if (x is T t)
         {
