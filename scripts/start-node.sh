@@ -4,11 +4,15 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 role=$1; shift
 host=127.0.0.1; port=""; seeds=""; statedir=0; devices=cpu; logdir="$root/logs"; foreground=0; restart=0; extra=()
+credentials=${GANCLUSTER_CREDENTIALS:-$root/credentials}; insecure=0
 usage() {
   cat >&2 <<TXT
 usage: scripts/start-$role.sh [--host IP] [--port N] [--seeds host:port[,host:port]] [--devices cpu|cuda:0,cuda:1|all]
                              [--torch-lib-dir DIR] [--cpu-threads N] [--log-dir DIR] [--state-dir DIR]
-                             [--foreground] [--restart-on-down] [--Node:Option=value ...]
+                             [--credentials DIR | --insecure] [--foreground] [--restart-on-down] [--Node:Option=value ...]
+  --credentials: the cluster's credentials folder (scripts/gancluster certs create); default \$GANCLUSTER_CREDENTIALS,
+                 else credentials/ in the repository
+  --insecure:    no TLS and no authentication (anyone who can reach the ports can use the cluster); for a machine of one's own
   --restart-on-down: start the node again when the cluster downs it (it exits with code 3); the pid printed is then the
                      supervisor's, which passes SIGTERM on (a graceful leave) and stops with the node
 TXT
@@ -24,6 +28,8 @@ while [ $# -gt 0 ]; do
     --cpu-threads) extra+=("--Node:CpuThreads=$2"); shift 2 ;;
     --log-dir) logdir=$2; shift 2 ;;
     --state-dir) extra+=("--Node:StateDir=$2"); statedir=1; shift 2 ;;
+    --credentials) credentials=$2; shift 2 ;;
+    --insecure) insecure=1; shift ;;
     --foreground) foreground=1; shift ;;
     --restart-on-down) restart=1; shift ;;
     --Node:*) extra+=("$1"); shift ;;
@@ -38,6 +44,15 @@ if [ "$role" = seed ]; then
 else
   port=${port:-0}; roles=worker
   [ -n "$seeds" ] || { echo "start-worker.sh: --seeds host:port is required (where the seed listens)" >&2; exit 2; }
+fi
+if [ $insecure = 1 ]; then
+  extra+=("--Node:Insecure=true"); scheme=akka.tcp
+elif [ -d "$credentials" ]; then
+  extra+=("--Node:Credentials=$(cd "$credentials" && pwd)"); scheme=akka.ssl.tcp
+else
+  echo "start-$role.sh: no cluster credentials in $credentials. Create them once with: scripts/gancluster certs create" >&2
+  echo "  (and give every node and client the same folder: --credentials DIR), or pass --insecure to run without TLS and authentication" >&2
+  exit 2
 fi
 dll=$(ensure_built GanCluster.Node)
 args=("--Node:Roles=$roles" "--Node:Host=$host" "--Node:Port=$port" "--Node:Seeds=$seeds" "--Node:Devices=$devices" ${extra[@]+"${extra[@]}"})
@@ -74,5 +89,5 @@ for _ in $(seq 300); do
   fi
   sleep 0.1
 done
-echo "$role started: pid $pid, akka.tcp://gancluster@$host:$port (port 0 = any), seeds $seeds"
+echo "$role started: pid $pid, $scheme://gancluster@$host:$port (port 0 = any), seeds $seeds"
 echo "logs: $log   (stop: kill $pid)"

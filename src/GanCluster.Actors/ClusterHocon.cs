@@ -10,6 +10,12 @@ public static class ClusterHocon
 {
     public const string SystemName = "gancluster";
 
+    /// <summary>Akka.Remote's scheme: with TLS on, every address is akka.ssl.tcp (and a plain akka.tcp node cannot even address it).</summary>
+    public static string Scheme(bool tls) => tls ? "akka.ssl.tcp" : "akka.tcp";
+
+    /// <summary>The address of the cluster's node at <paramref name="hostPort"/> (host:port).</summary>
+    public static string NodeAddress(bool tls, string hostPort) => $"{Scheme(tls)}://{SystemName}@{hostPort}";
+
     /// <summary>
     /// The types Hyperion may create when it reads a message: the protocol's own (messages and the records and enums they
     /// hold), nothing else. A message naming any other type is refused before the type is loaded or constructed.

@@ -7,6 +7,7 @@ using Akka.Cluster.Tools.Client;
 using Akka.Configuration;
 using GanCluster.Actors;
 using GanCluster.Actors.Coordinator;
+using GanCluster.Actors.Security;
 using GanCluster.Protocol;
 
 namespace GanCluster.Cli;
@@ -22,7 +23,8 @@ sealed class ClusterConnection : IDisposable
     readonly Channel<object> _inbox = Channel.CreateUnbounded<object>();
 
     /// <param name="cluster">One or more seeds, <c>host:port[,host:port]</c>: the client's first contacts.</param>
-    public ClusterConnection(string cluster, TimeSpan connectTimeout)
+    /// <param name="credentials">The cluster's credentials (mutual TLS); null connects in the clear to an insecure cluster.</param>
+    public ClusterConnection(string cluster, TimeSpan connectTimeout, ClusterCredentials? credentials)
     {
         var seeds = cluster.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (seeds.Length == 0) throw new UsageException("--cluster: expected host:port[,host:port]");
@@ -30,7 +32,7 @@ sealed class ClusterConnection : IDisposable
         {
             var i = seed.LastIndexOf(':');
             if (i <= 0 || !int.TryParse(seed[(i + 1)..], out var port)) throw new UsageException($"--cluster {seed}: expected host:port");
-            return (Host: seed[..i], Path: $"akka.tcp://{ClusterHocon.SystemName}@{seed[..i]}:{port}/system/receptionist");
+            return (Host: seed[..i], Path: $"{ClusterHocon.NodeAddress(credentials is not null, $"{seed[..i]}:{port}")}/system/receptionist");
         }).ToList();
         Receptionist = string.Join(", ", contacts.Select(c => c.Path));
         ConnectTimeout = connectTimeout;
@@ -41,8 +43,11 @@ sealed class ClusterConnection : IDisposable
             akka.loglevel = OFF
             akka.stdout-loglevel = OFF
             akka.cluster.client.reconnect-timeout = {{Math.Max(1, (int)connectTimeout.TotalSeconds)}}s
+            {{(credentials is null ? "" : ClusterCredentials.EnableSslHocon)}}
             """).WithFallback(ClusterHocon.Serialization);
-        _system = ActorSystem.Create("gancluster-client", config);
+        var setup = BootstrapSetup.Create().WithConfig(config);
+        _system = credentials is null ? ActorSystem.Create("gancluster-client", setup) : ActorSystem.Create("gancluster-client", setup.And(credentials.SslSetup()));
+        Secure = credentials is not null;
         _settings = ClusterClientSettings.Create(_system).WithInitialContacts(contacts.Select(c => ActorPath.Parse(c.Path)).ToImmutableHashSet());
         _listener = _system.ActorOf(Props.Create(() => new Listener(_inbox.Writer)));
         _client = NewClient();
@@ -59,6 +64,8 @@ sealed class ClusterConnection : IDisposable
     public void Reconnect() => _client = NewClient();
 
     public string Receptionist { get; }
+    /// <summary>Whether this client connects over mutual TLS with the cluster's certificate.</summary>
+    public bool Secure { get; }
     /// <summary>The client's own actor system (tests use it to address a seed's actors directly, as a hostile peer would).</summary>
     internal ActorSystem System => _system;
     public TimeSpan ConnectTimeout { get; }
@@ -67,7 +74,7 @@ sealed class ClusterConnection : IDisposable
 
     /// <summary>The first reply, or a clear error naming the address when the cluster does not answer in time.</summary>
     public object First() => Next(ConnectTimeout) is { } m and not ContactLost ? m
-        : throw new UsageException($"could not reach a GanCluster seed at {Receptionist}: no answer within {ConnectTimeout.TotalSeconds:F0} s (is a seed running there?)");
+        : throw new UsageException($"could not reach a GanCluster seed at {Receptionist}: no answer within {ConnectTimeout.TotalSeconds:F0} s (is a seed running there{(Secure ? ", and were these credentials made for its cluster" : ", and was it started with Node:Insecure=true")}?)");
 
     public object? Next(TimeSpan timeout)
     {

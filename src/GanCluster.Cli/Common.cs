@@ -78,7 +78,7 @@ static class Common
         {
             return body();
         }
-        catch (Exception e) when (e is UsageException or TorchLoadException or GanCluster.Training.Spec.InvalidRunSpecException or GanCluster.Training.Data.DatasetException)
+        catch (Exception e) when (e is UsageException or GanCluster.Actors.Security.CredentialsException or TorchLoadException or GanCluster.Training.Spec.InvalidRunSpecException or GanCluster.Training.Data.DatasetException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return 2;

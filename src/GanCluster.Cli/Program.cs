@@ -11,6 +11,7 @@ var root = new RootCommand("GanCluster: distributed GAN and DCGAN training on To
     SubmitCommand.Build(),
     SubmitCommand.BuildStatus(),
     SubmitCommand.BuildCancel(),
+    CertsCommand.Build(),
 };
 // Commands handle SIGINT/SIGTERM themselves (a run stops after its current iteration and saves a checkpoint).
 return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });

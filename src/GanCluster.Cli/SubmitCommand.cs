@@ -1,4 +1,5 @@
 using System.CommandLine;
+using GanCluster.Actors.Security;
 using GanCluster.Protocol;
 using GanCluster.Training.Output;
 using GanCluster.Training.Spec;
@@ -33,8 +34,10 @@ static class SubmitCommand
         var wait = new Option<bool>("--wait") { Description = "Follow the run to its end, printing a line per logging interval" };
         var timeout = ConnectTimeout();
         var giveUp = GiveUpAfter();
-        var cmd = new Command("submit", "Submit a run spec to a GanCluster cluster") { spec, cluster, wait, timeout, giveUp };
-        cmd.SetAction(r => Common.Guard(() => Submit(r.GetValue(spec)!, r.GetValue(cluster)!, r.GetValue(wait), Seconds(r, timeout, 1), Seconds(r, giveUp, 0))));
+        var (credentials, insecure) = (CertsCommand.CredentialsOption(), CertsCommand.InsecureOption());
+        var cmd = new Command("submit", "Submit a run spec to a GanCluster cluster") { spec, cluster, wait, timeout, giveUp, credentials, insecure };
+        cmd.SetAction(r => Common.Guard(() => Submit(r.GetValue(spec)!, r.GetValue(cluster)!, r.GetValue(wait), Seconds(r, timeout, 1), Seconds(r, giveUp, 0),
+            () => CertsCommand.ForClient(r.GetValue(credentials), r.GetValue(insecure)))));
         return cmd;
     }
 
@@ -42,10 +45,12 @@ static class SubmitCommand
     {
         var cluster = Cluster();
         var timeout = ConnectTimeout();
-        var cmd = new Command("status", "Print the coordinator's state and the number of registered workers") { cluster, timeout };
+        var (credentials, insecure) = (CertsCommand.CredentialsOption(), CertsCommand.InsecureOption());
+        var cmd = new Command("status", "Print the coordinator's state and the number of registered workers") { cluster, timeout, credentials, insecure };
         cmd.SetAction(r => Common.Guard(() =>
         {
-            using var c = new ClusterConnection(r.GetValue(cluster)!, TimeSpan.FromSeconds(r.GetValue(timeout)));
+            using var c = new ClusterConnection(r.GetValue(cluster)!, TimeSpan.FromSeconds(r.GetValue(timeout)),
+                CertsCommand.ForClient(r.GetValue(credentials), r.GetValue(insecure)));
             c.Send(new RunProtocol.GetStatus());
             var s = (RunProtocol.StatusReported)c.First();
             Console.WriteLine($"state {s.State}; workers {s.Workers}; run {s.RunId ?? "-"}; iteration {s.Iteration}" + (s.Total > 0 ? $"/{s.Total}" : "") +
@@ -64,16 +69,18 @@ static class SubmitCommand
         var wait = new Option<bool>("--wait") { Description = "Wait until the run has stopped and its checkpoint is written" };
         var timeout = ConnectTimeout();
         var giveUp = GiveUpAfter();
+        var (credentials, insecure) = (CertsCommand.CredentialsOption(), CertsCommand.InsecureOption());
         var cmd = new Command("cancel",
             "Stop a cluster run at its next iteration boundary after writing a checkpoint; submitting the same spec again continues from it")
-            { runId, cluster, wait, timeout, giveUp };
-        cmd.SetAction(r => Common.Guard(() => Cancel(r.GetValue(runId), r.GetValue(cluster)!, r.GetValue(wait), Seconds(r, timeout, 1), Seconds(r, giveUp, 0))));
+            { runId, cluster, wait, timeout, giveUp, credentials, insecure };
+        cmd.SetAction(r => Common.Guard(() => Cancel(r.GetValue(runId), r.GetValue(cluster)!, r.GetValue(wait), Seconds(r, timeout, 1), Seconds(r, giveUp, 0),
+            CertsCommand.ForClient(r.GetValue(credentials), r.GetValue(insecure)))));
         return cmd;
     }
 
-    static int Cancel(string? runId, string cluster, bool wait, TimeSpan connectTimeout, TimeSpan giveUpAfter)
+    static int Cancel(string? runId, string cluster, bool wait, TimeSpan connectTimeout, TimeSpan giveUpAfter, ClusterCredentials? credentials)
     {
-        using var c = new ClusterConnection(cluster, connectTimeout);
+        using var c = new ClusterConnection(cluster, connectTimeout, credentials);
         if (runId is null)
         {
             c.Send(new RunProtocol.GetStatus());
@@ -100,7 +107,7 @@ static class SubmitCommand
         }
     }
 
-    static int Submit(string specPath, string cluster, bool wait, TimeSpan connectTimeout, TimeSpan giveUpAfter)
+    static int Submit(string specPath, string cluster, bool wait, TimeSpan connectTimeout, TimeSpan giveUpAfter, Func<ClusterCredentials?> credentials)
     {
         // Validate here first (dataset paths are checked on the workers): a bad spec never leaves this machine.
         if (!File.Exists(specPath)) throw new UsageException($"{specPath} does not exist");
@@ -114,7 +121,7 @@ static class SubmitCommand
         if (RunFolder.ClusterOutputProblem(parsed.ResolvedOutput) is { } outputProblem)
             throw new InvalidRunSpecException(specPath, [new SpecError("output", outputProblem)]);
 
-        using var c = new ClusterConnection(cluster, connectTimeout);
+        using var c = new ClusterConnection(cluster, connectTimeout, credentials());
         c.Send(new RunProtocol.SubmitRun(json, wait));
         switch (c.First())
         {

@@ -58,6 +58,19 @@ public sealed class NodeOptions
     public double MaxRunMemoryGB { get; set; } = 64;
     /// <summary>cuDNN autotuning of convolution algorithms on CUDA workers (cudnn.benchmark); ignored on CPU workers.</summary>
     public bool CudnnBenchmark { get; set; } = true;
+    /// <summary>
+    /// The cluster's credentials folder (cluster.pfx and cluster.secret, made by <c>gancluster certs create</c>): mutual
+    /// TLS on Akka.Remote with the cluster's pinned certificate, and the gradient ring's handshake key. Required unless
+    /// <see cref="Insecure"/>.
+    /// </summary>
+    public string? Credentials { get; set; }
+    /// <summary>
+    /// Run with no TLS and no authentication: anyone who can reach this node's ports can join the cluster, submit,
+    /// cancel and read runs. Only for a machine of one's own (tests, a laptop); logged loudly.
+    /// </summary>
+    public bool Insecure { get; set; }
+    /// <summary>Encrypt the gradient ring (AES-GCM) as well as authenticating its handshake; costs bandwidth (docs/benchmarks.md).</summary>
+    public bool RingEncryption { get; set; }
     /// <summary>A PyTorch install's torch/lib to load libtorch (and CUDA) from; default $TORCH_LIB_DIR or the bundled CPU libtorch.</summary>
     public string? TorchLibDir { get; set; }
 
@@ -125,6 +138,13 @@ public sealed class NodeOptions
         if (ResumeGraceSeconds < 0) e.Add($"Node:ResumeGraceSeconds must be 0 or more (got {ResumeGraceSeconds})");
         if (DowningStableAfterSeconds < 1) e.Add($"Node:DowningStableAfterSeconds must be at least 1 (got {DowningStableAfterSeconds})");
         if (!(MaxRunMemoryGB > 0) || !double.IsFinite(MaxRunMemoryGB)) e.Add($"Node:MaxRunMemoryGB must be a positive number (got {MaxRunMemoryGB})");
+        if (string.IsNullOrWhiteSpace(Credentials) && !Insecure)
+            e.Add("Node:Credentials must name the cluster's credentials folder (create it once with: gancluster certs create --out DIR, " +
+                  "and give every node and client the same folder), or set Node:Insecure=true to run with no TLS and no authentication");
+        if (!string.IsNullOrWhiteSpace(Credentials) && Insecure)
+            e.Add("Node:Credentials and Node:Insecure=true exclude each other: choose one");
+        if (Insecure && RingEncryption)
+            e.Add("Node:RingEncryption needs Node:Credentials (its keys come from the cluster's secret)");
         if (ChecksumEvery < 0) e.Add($"Node:ChecksumEvery must be 0 or more (got {ChecksumEvery})");
         return e;
     }

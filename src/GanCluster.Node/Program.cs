@@ -7,6 +7,7 @@ using Akka.Hosting;
 using Akka.Remote.Hosting;
 using GanCluster.Actors;
 using GanCluster.Actors.Coordinator;
+using GanCluster.Actors.Security;
 using GanCluster.Actors.Worker;
 using GanCluster.Node;
 using GanCluster.Training.Native;
@@ -25,6 +26,17 @@ var (options, problems) = NodeOptions.Bind(builder.Configuration);
 if (problems.Count > 0)
 {
     Console.Error.WriteLine("error: invalid node settings:\n" + string.Join("\n", problems.Select(p => "  - " + p)));
+    return 2;
+}
+
+ClusterCredentials? credentials;
+try
+{
+    credentials = NodeSecurity.Load(options);
+}
+catch (CredentialsException e)
+{
+    Console.Error.WriteLine($"error: Node:Credentials: {e.Message}");
     return 2;
 }
 
@@ -62,7 +74,7 @@ builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = leaveTimeout + 
 // A restarted seed also tries the members it remembers (after the configured seeds): it rejoins its workers' cluster.
 var remembered = options.IsSeed ? MemberBook.Read(options.StateDir) : [];
 var seedNodes = options.SeedList.Select(s => $"{s.Host}:{s.Port}").Concat(remembered).Distinct()
-    .Select(a => $"akka.tcp://{ClusterHocon.SystemName}@{a}").ToArray();
+    .Select(a => ClusterHocon.NodeAddress(credentials is not null, a)).ToArray();
 if (remembered.Count > 0) Console.WriteLine($"gancluster node: also trying remembered members {string.Join(", ", remembered)} as seeds");
 
 builder.Services.AddAkka(ClusterHocon.SystemName, akka =>
@@ -74,7 +86,7 @@ builder.Services.AddAkka(ClusterHocon.SystemName, akka =>
         // singleton hand-over retries as its seconds: Akka's removal margin is stable-after, but retries never go below 15.
         .AddHocon($"akka.cluster.split-brain-resolver.stable-after = {options.DowningStableAfterSeconds}s", HoconAddMode.Prepend)
         .AddHocon($"akka.cluster.singleton.min-number-of-hand-over-retries = {options.DowningStableAfterSeconds}", HoconAddMode.Prepend)
-        .WithRemoting(new RemoteOptions { HostName = options.Host, Port = options.Port, PublicHostName = options.EffectivePublicHost })
+        .WithClusterRemoting(options, credentials)
         .WithClustering(new ClusterOptions
         {
             Roles = options.RoleList.ToArray(),
@@ -126,7 +138,7 @@ builder.Services.AddAkka(ClusterHocon.SystemName, akka =>
     }
 });
 
-Console.WriteLine($"gancluster node: roles {options.Roles}, akka.tcp://{ClusterHocon.SystemName}@{options.EffectivePublicHost}:{options.Port}, seeds {options.Seeds}" +
+Console.WriteLine($"gancluster node: roles {options.Roles}, {ClusterHocon.NodeAddress(credentials is not null, $"{options.EffectivePublicHost}:{options.Port}")}, seeds {options.Seeds}" +
                   (options.IsWorker ? $", devices {string.Join(",", devices)}" : ""));
 const int DownedExitCode = 3;
 ActorSystem? actorSystem = null;

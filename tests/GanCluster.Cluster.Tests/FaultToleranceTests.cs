@@ -185,7 +185,7 @@ public partial class FaultToleranceTests
         nodes.Kill(first);
 
         nodes.WaitFor(() => nodes.Log(second).Contains("resuming from"), TimeSpan.FromMinutes(3), "the coordinator resumes on the second seed");
-        Assert.Contains($"coordinator started on akka.tcp://gancluster@127.0.0.1:{p2}", nodes.Log(second));
+        Assert.Contains($"coordinator started on akka.ssl.tcp://gancluster@127.0.0.1:{p2}", nodes.Log(second));
         Assert.Contains("downing by keep-majority after 7 s stable-after, 7 singleton hand-over retries", nodes.Log(second));   // what Akka runs with
         var run = await submit;
         Assert.True(run.ExitCode == 0, $"{run.StdOut}{run.StdErr}\n{nodes.AllLogs()}");
@@ -254,7 +254,7 @@ public partial class FaultToleranceTests
 
         var run = await submit;
         Assert.True(run.ExitCode == 3, $"exit {run.ExitCode}: {run.StdOut}{run.StdErr}");
-        Assert.Contains($"no seed answered for 5 s (tried akka.tcp://gancluster@127.0.0.1:{port}/system/receptionist)", run.StdErr);
+        Assert.Contains($"no seed answered for 5 s (tried akka.ssl.tcp://gancluster@127.0.0.1:{port}/system/receptionist)", run.StdErr);
         Assert.Contains("The run may still be going", run.StdErr);
         Assert.InRange((DateTime.UtcNow - killed).TotalSeconds, 5, 60);
     }

@@ -18,7 +18,7 @@ public class HostileSubmitTests
         var seed = nodes.StartSeed(port);
         nodes.WaitForWorkers(port, 0);   // the seed answers status
         var cases = HostileSpecs.All().Append(HostileSpecs.Oversized()).ToList();
-        using var client = new ClusterConnection($"127.0.0.1:{port}", TimeSpan.FromSeconds(30));
+        using var client = new ClusterConnection($"127.0.0.1:{port}", TimeSpan.FromSeconds(30), TestCredentials.Cluster);
         var problems = new List<string>();
         var slowest = TimeSpan.Zero;
         foreach (var c in cases)
@@ -79,7 +79,7 @@ public class HostileSubmitTests
         string Spec(string output, int ngf = 8) => HostileSpecs.Valid().ToJsonString()
             .Replace("\"output\":\"out\"", $"\"output\":{System.Text.Json.JsonSerializer.Serialize(output)}").Replace("\"ngf\":8", $"\"ngf\":{ngf}");
 
-        using var client = new ClusterConnection($"127.0.0.1:{port}", TimeSpan.FromSeconds(30));
+        using var client = new ClusterConnection($"127.0.0.1:{port}", TimeSpan.FromSeconds(30), TestCredentials.Cluster);
         RunProtocol.SubmitNack Refused(string json)
         {
             client.Send(new RunProtocol.SubmitRun(json, Watch: false));
@@ -117,7 +117,7 @@ public class HostileSubmitTests
         var port = NodeProcesses.FreePort();
         var seed = nodes.StartSeed(port);
         nodes.WaitForWorkers(port, 0);
-        using var client = new ClusterConnection($"127.0.0.1:{port}", TimeSpan.FromSeconds(30));
+        using var client = new ClusterConnection($"127.0.0.1:{port}", TimeSpan.FromSeconds(30), TestCredentials.Cluster);
         // What the probe did without credentials: register a fake worker, fail a run, read a checkpoint, upload a file.
         IGanClusterMessage[] forged =
         [
@@ -136,13 +136,13 @@ public class HostileSubmitTests
             Assert.Equal(m.GetType().Name, refused.Message);
         }
         // Past the gateway: straight at the coordinator over Akka.Remote, which any process reaching the port can do.
-        var coordinator = client.System.ActorSelection($"akka.tcp://gancluster@127.0.0.1:{port}/user/coordinator/coordinator");
+        var coordinator = client.System.ActorSelection($"akka.ssl.tcp://gancluster@127.0.0.1:{port}/user/coordinator/coordinator");
         var me = client.System.ActorOf(Akka.Actor.Props.Empty, "hostile");
         coordinator.Tell(new WorkerProtocol.RegisterWorker("direct:1/cpu", "cpu", "127.0.0.1", 9), me);
         coordinator.Tell(new WorkerProtocol.StepFailed("run-1", 1, new StepKey(0, StepPhase.Discriminator, 0), 0, "forged"), me);
-        nodes.WaitFor(() => nodes.Log(seed).Contains("refused StepFailed from akka.tcp://gancluster-client@"), TimeSpan.FromSeconds(30),
+        nodes.WaitFor(() => nodes.Log(seed).Contains("refused StepFailed from akka.ssl.tcp://gancluster-client@"), TimeSpan.FromSeconds(30),
             "the direct messages refused");
-        Assert.Contains("refused RegisterWorker from akka.tcp://gancluster-client@", nodes.Log(seed));
+        Assert.Contains("refused RegisterWorker from akka.ssl.tcp://gancluster-client@", nodes.Log(seed));
 
         client.Send(new RunProtocol.GetStatus());
         var status = Assert.IsType<RunProtocol.StatusReported>(client.Next(TimeSpan.FromSeconds(30)));

@@ -14,7 +14,8 @@ namespace GanCluster.Cluster.Tests;
 [Collection("processes")]
 public partial class KubernetesManifestTests
 {
-    sealed record Pod(string File, string Kind, string Name, int Replicas, string? ServiceName, int GracePeriod, YamlSequenceNode Env);
+    sealed record Pod(string File, string Kind, string Name, int Replicas, string? ServiceName, int GracePeriod, YamlSequenceNode Env,
+        YamlMappingNode Container, YamlMappingNode Spec);
 
     static string Folder => Path.Combine(NodeProcesses.FindRoot(), "cluster-config", "kubernetes");
 
@@ -39,7 +40,8 @@ public partial class KubernetesManifestTests
             return ((YamlSequenceNode)At(spec, "containers")).Select(c => new Pod(
                 x.File, Text(At(d, "kind")), Text(At(d, "metadata", "name")),
                 int.Parse(Text(At(d, "spec", "replicas"))), Try(At(d, "spec"), "serviceName") is { } s ? Text(s) : null,
-                Try(spec, "terminationGracePeriodSeconds") is { } g ? int.Parse(Text(g)) : 30, (YamlSequenceNode)At(c, "env")));
+                Try(spec, "terminationGracePeriodSeconds") is { } g ? int.Parse(Text(g)) : 30, (YamlSequenceNode)At(c, "env"),
+                (YamlMappingNode)c, (YamlMappingNode)spec));
         }).ToList();
 
     /// <summary>The container's environment as the kubelet makes it: downward-API fields from <paramref name="field"/>, then $(VAR) expanded.</summary>
@@ -80,6 +82,14 @@ public partial class KubernetesManifestTests
             var (options, problems) = Bind(Environment(pod, f => InCluster(pod, f)));
             Assert.True(problems.Count == 0, $"{pod.File} {pod.Name}: {string.Join("; ", problems)}");
             Assert.Equal("0.0.0.0", options.Host);                                  // the pod's address is only known at run time
+
+            // Mutual TLS: Node:Credentials is a read-only mount of the cluster's Secret, never an image's file.
+            Assert.False(options.Insecure, $"{pod.File} {pod.Name}: Node:Insecure");
+            var mount = ((YamlSequenceNode)At(pod.Container, "volumeMounts")).Cast<YamlMappingNode>()
+                .Single(m => Text(At(m, "mountPath")) == options.Credentials);
+            Assert.Equal("true", Text(At(mount, "readOnly")));
+            var volume = ((YamlSequenceNode)At(pod.Spec, "volumes")).Cast<YamlMappingNode>().Single(v => Text(At(v, "name")) == Text(At(mount, "name")));
+            Assert.Equal("gancluster-credentials", Text(At(volume, "secret", "secretName")));
 
             // Every seed entry is a pod of a seed StatefulSet under its headless service, on that service's port.
             foreach (var (host, port) in options.SeedList)
@@ -134,11 +144,12 @@ public partial class KubernetesManifestTests
             {
                 "GANCLUSTER_Node__StateDir" => Path.Combine(dir.Path, "state"),
                 "GANCLUSTER_Node__CpuThreads" => "1",                               // two workers on this machine's cores
+                "GANCLUSTER_Node__Credentials" => TestCredentials.Folder,           // the Secret's mount
                 _ => SeedHostRegex().Replace(e.Value, "localhost").Replace("4053", port.ToString()),
             });
         var seed = nodes.StartNode(Local(seedPod, 0), dir.Path, "k8s-seed");
         var workers = Enumerable.Range(0, 2).Select(i => nodes.StartNode(Local(workerPod, i), dir.Path, $"k8s-worker-{i}")).ToList();
-        nodes.WaitFor(() => nodes.Log(seed).Contains("coordinator started on akka.tcp://gancluster@localhost:"), TimeSpan.FromMinutes(2), "the seed up as localhost");
+        nodes.WaitFor(() => nodes.Log(seed).Contains("coordinator started on akka.ssl.tcp://gancluster@localhost:"), TimeSpan.FromMinutes(2), "the seed up as localhost");
         var cluster = $"localhost:{port}";
         nodes.WaitFor(() => CliProcess.Run(["status", "--cluster", cluster, "--connect-timeout", "5"], timeoutSeconds: 60).StdOut.Contains("workers 2"),
             TimeSpan.FromMinutes(3), "2 workers registered");

@@ -39,6 +39,10 @@ public sealed partial class NodeProcesses : IDisposable
     public int StartWorker(params int[] seedPorts) =>
         Start("start-worker.sh", "--host", "127.0.0.1", "--seeds", Seeds(seedPorts), "--cpu-threads", "1", "--log-dir", Logs);
 
+    /// <summary>A worker started with other flags than the cluster's (--insecure, --credentials DIR): a stranger to it.</summary>
+    public int StartWorkerWith(int seedPort, params string[] flags) =>
+        Start("start-worker.sh", ["--host", "127.0.0.1", "--seeds", Seeds([seedPort]), "--cpu-threads", "1", "--log-dir", Logs, .. flags]);
+
     /// <summary>A worker under start-worker.sh's supervisor (--restart-on-down); the pid is the supervisor's.</summary>
     public int StartSupervisedWorker(int seedPort) =>
         Start("start-worker.sh", "--host", "127.0.0.1", "--seeds", Seeds([seedPort]), "--cpu-threads", "1", "--log-dir", Logs, "--restart-on-down");

@@ -1,0 +1,155 @@
+using System.Diagnostics;
+using GanCluster.Actors;
+using GanCluster.Actors.Security;
+using GanCluster.Cli;
+using GanCluster.Protocol;
+
+namespace GanCluster.Cluster.Tests;
+
+/// <summary>
+/// Mutual TLS on Akka.Remote with the cluster's pinned certificate, with real seed and worker processes on loopback:
+/// a node or client without the cluster's credentials (none, or another cluster's) can neither join, nor submit,
+/// cancel, forge worker messages or read a checkpoint; and nothing starts without credentials unless told --insecure.
+/// </summary>
+[Collection("processes")]
+public class ClusterIdentityTests
+{
+    const string Spec = """
+        { "name": "identity", "dataset": { "kind": "ring8", "size": 4000 }, "model": { "kind": "mlp", "nz": 4, "ngf": 16, "ndf": 16 },
+          "training": { "iterations": 1000000, "batchSize": 32, "seed": 3, "logEvery": 50 }, "checkpoint": { "every": 100 }, "output": "identity" }
+        """;
+
+    [Fact]
+    public void Without_the_clusters_credentials_a_node_cannot_join_and_a_client_can_do_nothing()
+    {
+        using var nodes = new NodeProcesses();
+        using var dir = new TempFolder();
+        var (port, seed, _) = nodes.StartCluster(1);
+        var cluster = $"127.0.0.1:{port}";
+        var spec = Path.Combine(dir.Path, "spec.json");
+        File.WriteAllText(spec, Spec);
+        var submitted = CliProcess.Run(["submit", spec, "--cluster", cluster], timeoutSeconds: 120);
+        Assert.True(submitted.ExitCode == 0, submitted.StdOut + submitted.StdErr);
+        var runId = submitted.StdOut.Split(' ')[2];
+
+        // Strangers: another cluster's valid credentials, and none at all.
+        var foreignFolder = Path.Combine(dir.Path, "foreign");
+        var foreign = TestCredentials.Foreign(foreignFolder);
+        var foreignWorker = nodes.StartWorkerWith(port, "--credentials", foreignFolder);
+        var plainWorker = nodes.StartWorkerWith(port, "--insecure");
+        nodes.WaitFor(() => nodes.Log(seed).Contains("is not this cluster's") && nodes.Log(seed).Contains("not an SSL/TLS record"),
+            TimeSpan.FromMinutes(1), "the seed refused both strangers' connections");
+
+        // Clients: the CLI with either, and a hostile client of our own that forges what the probe forged.
+        var failures = new List<string>();
+        foreach (var who in new[] { new[] { "--credentials", foreignFolder }, ["--insecure"] })
+        {
+            foreach (var command in new[] { new[] { "status" }, ["cancel", runId], ["submit", spec] })
+            {
+                var r = CliProcess.Run([.. command, "--cluster", cluster, "--connect-timeout", "3", .. who], timeoutSeconds: 60);
+                if (r.ExitCode != 2 || !r.StdErr.Contains("could not reach a GanCluster seed"))
+                    failures.Add($"{string.Join(' ', command)} {string.Join(' ', who)}: exit {r.ExitCode}: {r.StdOut}{r.StdErr}");
+            }
+        }
+        foreach (var credentials in new[] { foreign, null })
+        {
+            using var client = new ClusterConnection(cluster, TimeSpan.FromSeconds(3), credentials);
+            IGanClusterMessage[] forged =
+            [
+                new RunProtocol.GetStatus(),
+                new RunProtocol.CancelRun(runId, "stranger"),
+                new WorkerProtocol.StepFailed(runId, 1, new StepKey(0, StepPhase.Discriminator, 0), 0, "forged"),
+                new WorkerProtocol.RegisterWorker("fake:1/cpu", "cpu", "127.0.0.1", 9),
+                new ArtifactProtocol.ReadCheckpoint(runId, "identity", "G.pt", 0),
+            ];
+            foreach (var m in forged) client.Send(m);
+            // Past the receptionist, straight at the coordinator (Akka.Remote addresses are no secret).
+            client.System.ActorSelection($"{ClusterHocon.NodeAddress(credentials is not null, cluster)}/user/coordinator/coordinator")
+                .Tell(new WorkerProtocol.StepFailed(runId, 1, new StepKey(0, StepPhase.Discriminator, 0), 0, "forged"));
+            // Nothing comes back: the connection never gets past TLS (the client gives up: ContactLost, or silence).
+            if (client.Next(TimeSpan.FromSeconds(8)) is { } answer and not ClusterConnection.ContactLost)
+                failures.Add($"{(credentials is null ? "plain" : "foreign")} client was answered {answer}");
+        }
+
+        // The run went on, untouched, with its one real worker; the strangers never became members.
+        var before = Status(cluster);
+        nodes.WaitFor(() => Status(cluster).Iteration > before.Iteration + 50, TimeSpan.FromMinutes(1), "the run still training");
+        var after = Status(cluster);
+        var log = nodes.Log(seed);
+        Assert.True(failures.Count == 0, string.Join("\n", failures) + "\n" + log);
+        Assert.Equal(("Running", runId, 1), (after.State, after.RunId, after.Workers));
+        Assert.DoesNotContain("refused StepFailed", log);          // never even reached the coordinator's checks
+        foreach (var stranger in new[] { foreignWorker, plainWorker })
+            Assert.DoesNotContain("Welcome from", nodes.Log(stranger));
+        Assert.Contains("refused a TLS connection", nodes.Log(foreignWorker));   // and the stranger refuses the seed back
+
+        var cancel = CliProcess.Run(["cancel", runId, "--cluster", cluster, "--wait"], timeoutSeconds: 120);
+        Assert.True(cancel.ExitCode == 0, cancel.StdOut + cancel.StdErr);
+    }
+
+    static RunProtocol.StatusReported Status(string cluster)
+    {
+        using var c = new ClusterConnection(cluster, TimeSpan.FromSeconds(30), TestCredentials.Cluster);
+        c.Send(new RunProtocol.GetStatus());
+        return Assert.IsType<RunProtocol.StatusReported>(c.First());
+    }
+
+    [Fact]
+    public void Nothing_starts_without_credentials_unless_told_insecure_and_insecure_is_loud()
+    {
+        using var dir = new TempFolder();
+        var missing = Path.Combine(dir.Path, "missing");
+        var port = NodeProcesses.FreePort();
+
+        // The node itself: neither Node:Credentials nor Node:Insecure.
+        var node = RunNode($"--Node:Roles=seed --Node:Port={port} --Node:Seeds=127.0.0.1:{port}", dir.Path);
+        Assert.Equal(2, node.ExitCode);
+        Assert.Contains("Node:Credentials must name the cluster's credentials folder", node.Output);
+
+        // A folder without its secret: refused, naming the file.
+        Directory.CreateDirectory(Path.Combine(dir.Path, "half"));
+        File.Copy(Path.Combine(TestCredentials.Folder, ClusterCredentials.CertificateFile), Path.Combine(dir.Path, "half", ClusterCredentials.CertificateFile));
+        var half = RunNode($"--Node:Roles=seed --Node:Port={port} --Node:Seeds=127.0.0.1:{port} --Node:Credentials={Path.Combine(dir.Path, "half")}", dir.Path);
+        Assert.Equal(2, half.ExitCode);
+        Assert.Contains($"{ClusterCredentials.SecretFile} is missing", half.Output);
+
+        // The scripts and the CLI, pointed at a folder that does not exist.
+        var env = new Dictionary<string, string> { [ClusterCredentials.EnvironmentVariable] = missing };
+        var script = Run(Path.Combine(NodeProcesses.FindRoot(), "scripts", "start-seed.sh"), ["--port", port.ToString(), "--log-dir", dir.Path], env);
+        Assert.Equal(2, script.ExitCode);
+        Assert.Contains("no cluster credentials in " + missing, script.Output);
+        var cli = CliProcess.Run(["status", "--cluster", $"127.0.0.1:{port}"], env);
+        Assert.Equal(2, cli.ExitCode);
+        Assert.Contains("no cluster credentials: give --credentials DIR", cli.StdErr);
+
+        // --insecure, explicitly: it runs, says so, and only an --insecure client reaches it.
+        using var nodes = new NodeProcesses();
+        nodes.ExtraArgs.Add("--insecure");
+        var seed = nodes.StartSeed(port);
+        Assert.Contains("WARNING: Node:Insecure=true: no TLS and no authentication", nodes.Log(seed));
+        var plain = CliProcess.Run(["status", "--cluster", $"127.0.0.1:{port}", "--insecure", "--connect-timeout", "30"]);
+        Assert.True(plain.ExitCode == 0, plain.StdOut + plain.StdErr + nodes.AllLogs());
+        Assert.Contains("warning: --insecure", plain.StdErr);
+        var secure = CliProcess.Run(["status", "--cluster", $"127.0.0.1:{port}", "--connect-timeout", "3"]);
+        Assert.Equal(2, secure.ExitCode);
+    }
+
+    static (int ExitCode, string Output) RunNode(string flags, string workingDirectory) =>
+        Run("dotnet", [Path.Combine(AppContext.BaseDirectory, "GanCluster.Node.dll"), .. flags.Split(' ')], null, workingDirectory);
+
+    static (int ExitCode, string Output) Run(string file, string[] args, Dictionary<string, string>? env, string? workingDirectory = null)
+    {
+        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = workingDirectory ?? "" };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var (k, v) in env ?? []) psi.Environment[k] = v;
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(120_000))
+        {
+            p.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{file} {string.Join(' ', args)} did not exit within 120 s");
+        }
+        return (p.ExitCode, stdout.Result + stderr.Result);
+    }
+}
