@@ -87,6 +87,59 @@ public class ClusterIdentityTests
         Assert.True(cancel.ExitCode == 0, cancel.StdOut + cancel.StdErr);
     }
 
+    [Fact]
+    public async Task A_member_cannot_speak_for_another_worker_nor_upload_unless_asked_to_save_as_rank_0()
+    {
+        using var nodes = new NodeProcesses();
+        using var dir = new TempFolder();
+        var (port, seed, _) = nodes.StartCluster(1);
+        var cluster = $"127.0.0.1:{port}";
+        var spec = Path.Combine(dir.Path, "spec.json");
+        File.WriteAllText(spec, Spec);
+        var submitted = CliProcess.Run(["submit", spec, "--cluster", cluster], timeoutSeconds: 120);
+        Assert.True(submitted.ExitCode == 0, submitted.StdOut + submitted.StdErr);
+        var runId = submitted.StdOut.Split(' ')[2];
+        var worker = Assert.Single(Status(cluster).Members!).WorkerId;
+
+        // A real member with the worker role and the cluster's credentials (a compromised or buggy worker node).
+        var config = Akka.Configuration.ConfigurationFactory.ParseString($$"""
+            akka.actor.provider = cluster
+            akka.remote.dot-netty.tcp { hostname = 127.0.0.1, port = 0 }
+            {{ClusterCredentials.EnableSslHocon}}
+            akka.cluster.roles = [worker]
+            akka.cluster.seed-nodes = ["{{ClusterHocon.NodeAddress(true, cluster)}}"]
+            akka.loglevel = WARNING
+            """).WithFallback(ClusterHocon.Serialization);
+        using var system = Akka.Actor.ActorSystem.Create(ClusterHocon.SystemName,
+            Akka.Actor.BootstrapSetup.Create().WithConfig(config).And(TestCredentials.Cluster.SslSetup()));
+        var joined = new TaskCompletionSource();
+        Akka.Cluster.Cluster.Get(system).RegisterOnMemberUp(() => joined.TrySetResult());
+        await joined.Task.WaitAsync(TimeSpan.FromMinutes(1));
+        var me = system.ActorOf(Akka.Actor.Props.Empty, "member");
+        var coordinator = system.ActorSelection($"{ClusterHocon.NodeAddress(true, cluster)}/user/coordinator/coordinator");
+        coordinator.Tell(new WorkerProtocol.StepFailed(runId, 1, new StepKey(0, StepPhase.Discriminator, 0), 0, "forged for rank 0"), me);
+        coordinator.Tell(new WorkerProtocol.LeaveRun(worker), me);
+        coordinator.Tell(new WorkerProtocol.RegisterWorker("127.0.0.1:1/cpu", "cpu", "127.0.0.1", 9), me);
+        coordinator.Tell(new ArtifactProtocol.FileChunk(runId, 100, "samples/iter_00000100.png", 0, [1, 2, 3], true), me);
+        coordinator.Tell(new ArtifactProtocol.ArtifactsUploaded(runId, 100, ["samples/iter_00000100.png"], false), me);
+        coordinator.Tell(new ArtifactProtocol.ArtifactsFailed(runId, 100, "forged"), me);
+        nodes.WaitFor(() => nodes.Log(seed).Contains("refused ArtifactsFailed of run"), TimeSpan.FromSeconds(30), "the forged messages refused");
+
+        var log = nodes.Log(seed);
+        foreach (var type in new[] { "StepFailed", "LeaveRun", "RegisterWorker" })
+            Assert.Contains($"refused {type} from akka.ssl.tcp://gancluster@127.0.0.1:", log);
+        foreach (var type in new[] { "FileChunk", "ArtifactsUploaded" })
+            Assert.Contains($"refused {type} of run {runId} from akka.ssl.tcp://gancluster@127.0.0.1:", log);
+        var before = Status(cluster);
+        nodes.WaitFor(() => Status(cluster).Iteration > before.Iteration + 50, TimeSpan.FromMinutes(1), "the run still training");
+        var after = Status(cluster);
+        Assert.Equal(("Running", 1, 0), (after.State, after.Workers, after.Members!.Single(m => m.WorkerId == worker).Rank));
+        Assert.Null(after.LastError);
+        await Akka.Cluster.Cluster.Get(system).LeaveAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        var cancel = CliProcess.Run(["cancel", runId, "--cluster", cluster, "--wait"], timeoutSeconds: 120);
+        Assert.True(cancel.ExitCode == 0, cancel.StdOut + cancel.StdErr);
+    }
+
     static RunProtocol.StatusReported Status(string cluster)
     {
         using var c = new ClusterConnection(cluster, TimeSpan.FromSeconds(30), TestCredentials.Cluster);

@@ -22,6 +22,9 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     readonly ILoggingAdapter _log = Context.GetLogger();
     readonly Dictionary<string, IActorRef> _workers = new();
     readonly HashSet<IActorRef> _watchers = [];
+    // The nodes of the workers asked to save as rank 0 in the run being driven: the only ones whose uploads are taken
+    // (a worker uploads through asks, whose senders are temporary actors on its node).
+    (string RunId, HashSet<Address> Nodes) _uploaders = ("", []);
     readonly IActorRef _checkpoints;
     readonly string _stateDir;
     CoordinatorState _state;
@@ -38,7 +41,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
         Receive<RegisterWorker>(r =>
         {
-            if (!FromWorkerMember(r)) return;
+            if (!FromWorkerMember(r) || !Claims(r)) return;
             _workers[r.WorkerId] = Sender;
             Context.Watch(Sender);
             Apply(new CoordinatorInput.WorkerUp(new WorkerInfo(r.WorkerId, r.Device, r.DataHost, r.DataPort), DateTimeOffset.UtcNow));
@@ -73,12 +76,12 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Receive<CoordinatorInput.TimerFired>(t => Apply(t with { Now = DateTimeOffset.UtcNow }));
         // Everything else is a worker's: taken only from a cluster member with the worker role (Akka.Remote lets any
         // process that reaches the port address this actor directly, past the client gateway).
-        Receive<IGanClusterMessage>(m => !FromWorkerMember(m), _ => { });
-        Receive<ArtifactProtocol.FileChunk>(c => _checkpoints.Forward(c));
-        Receive<ArtifactProtocol.ArtifactsUploaded>(u => _checkpoints.Forward(u));
+        Receive<IGanClusterMessage>(m => !FromWorkerMember(m) || !Claims(m), _ => { });
+        Receive<ArtifactProtocol.FileChunk>(c => { if (FromUploader(c, c.RunId)) _checkpoints.Forward(c); });
+        Receive<ArtifactProtocol.ArtifactsUploaded>(u => { if (FromUploader(u, u.RunId)) _checkpoints.Forward(u); });
         Receive<ArtifactProtocol.ListCheckpoint>(l => _checkpoints.Forward(l));
         Receive<ArtifactProtocol.ReadCheckpoint>(r => _checkpoints.Forward(r));
-        Receive<ArtifactProtocol.ArtifactsFailed>(f => Apply(new CoordinatorInput.ArtifactsDone(f.RunId, f.Iteration, $"rank 0 could not upload them: {f.Reason}")));
+        Receive<ArtifactProtocol.ArtifactsFailed>(f => FromUploader(f, f.RunId), f => Apply(new CoordinatorInput.ArtifactsDone(f.RunId, f.Iteration, $"rank 0 could not upload them: {f.Reason}")));
         Receive<IGanClusterMessage>(m => Apply(new CoordinatorInput.FromWorker(m, DateTimeOffset.UtcNow)));
     }
 
@@ -91,6 +94,43 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             ? cluster.SelfRoles.Contains("worker")
             : cluster.State.Members.Any(x => x.Address.Equals(address) && x.HasRole("worker"));
         if (!ok) _log.Warning("refused {0} from {1}: not a cluster member with the worker role", m.GetType().Name, Sender.Path);
+        return ok;
+    }
+
+    /// <summary>
+    /// Whether a worker message's rank or worker id is its sender's own: a member cannot speak for another worker
+    /// (fail its step, report its result, make it leave). Messages of another run than the one driven pass: the
+    /// state ignores those by run id and session.
+    /// </summary>
+    bool Claims(IGanClusterMessage m)
+    {
+        var ok = m switch
+        {
+            RegisterWorker r => r.WorkerId.StartsWith(HostPort(Sender.Path.Address) + "/", StringComparison.Ordinal),
+            RunPrepared p => HoldsRank(p.RunId, p.Rank) && Is(p.WorkerId),
+            PrepareFailed p => HoldsRank(p.RunId, p.Rank) && Is(p.WorkerId),
+            StepReduced r => HoldsRank(r.RunId, r.Rank),
+            StepFailed f => HoldsRank(f.RunId, f.Rank),
+            RunFinishedOnWorker f => HoldsRank(f.RunId, f.Rank),
+            StepAborted a => Is(a.WorkerId),
+            LeaveRun l => Is(l.WorkerId),
+            _ => true,
+        };
+        if (!ok) _log.Warning("refused {0} from {1}: its rank or worker id is not the sender's", m.GetType().Name, Sender.Path);
+        return ok;
+
+        bool Is(string workerId) => _workers.TryGetValue(workerId, out var a) && a.Equals(Sender);
+        bool HoldsRank(string runId, int rank) => _state.Run is not { } run || run.RunId != runId
+            || (rank >= 0 && rank < run.Ranks.Length && Is(run.Ranks[rank]));
+    }
+
+    string HostPort(Address address) => address.HasLocalScope ? HostPort(Cluster.Get(Context.System).SelfAddress) : $"{address.Host}:{address.Port}";
+
+    /// <summary>Uploads come only from a worker that was asked to save as rank 0 of this run, and only for files its save writes.</summary>
+    bool FromUploader(IGanClusterMessage m, string runId)
+    {
+        var ok = _uploaders.RunId == runId && _uploaders.Nodes.Contains(Sender.Path.Address);
+        if (!ok) _log.Warning("refused {0} of run {1} from {2}: not the run's rank 0 asked to save", m.GetType().Name, runId, Sender.Path);
         return ok;
     }
 
@@ -138,6 +178,11 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             switch (effect)
             {
                 case Effect.ToWorker w when _workers.TryGetValue(w.WorkerId, out var worker):
+                    if (w.Message is SaveArtifacts or FinishRun && _state.Run is { Ranks.Length: > 0 } run && run.Ranks[0] == w.WorkerId)
+                    {
+                        if (_uploaders.RunId != run.RunId) _uploaders = (run.RunId, []);
+                        _uploaders.Nodes.Add(worker.Path.Address);
+                    }
                     worker.Tell(w.Message, Self);
                     break;
                 case Effect.Respond r:
