@@ -140,6 +140,8 @@ public static class ArtifactProtocol
 
     public sealed record FileChunk(string RunId, long Iteration, string RelativePath, long Offset, byte[] Data, bool Last) : IGanClusterMessage;
     public sealed record ChunkAck(string RunId, string RelativePath, long Offset) : IGanClusterMessage;
+    /// <summary>The seed will not take this upload (its run ended, or saving it already failed): rank 0 stops sending it at once.</summary>
+    public sealed record ChunkRefused(string RunId, string RelativePath, string Reason) : IGanClusterMessage;
 
     /// <summary>All files of one save are uploaded; the seed verifies and publishes them.</summary>
     public sealed record ArtifactsUploaded(string RunId, long Iteration, string[] Files, bool Checkpoint) : IGanClusterMessage;

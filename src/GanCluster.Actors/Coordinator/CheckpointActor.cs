@@ -119,7 +119,8 @@ public sealed class CheckpointActor : ReceiveActor
             _log.Error(e, "run {0}: {1} failed at {2}", runId, what, path);
             if (iteration >= 0 && !_failed.Add(iteration)) return false;   // said once per upload
             if (iteration >= 0) DeleteStaging(iteration);
-            Context.Parent.Tell(new Done(runId, iteration, $"{path}: {e.Message}"));
+            // .NET names the path in most IO messages; name it once.
+            Context.Parent.Tell(new Done(runId, iteration, e.Message.Contains(path, StringComparison.Ordinal) ? e.Message : $"{path}: {e.Message}"));
             return false;
         }
     }
@@ -160,9 +161,15 @@ public sealed class CheckpointActor : ReceiveActor
         if (c.RunId != _runId || !Expected(c.RelativePath, c.Iteration))
         {
             _log.Warning("rejected chunk {0} of run {1}", c.RelativePath, c.RunId);
+            Sender.Tell(new ChunkRefused(c.RunId, c.RelativePath, c.RunId != _runId
+                ? $"the seed's outputs are open for run {_runId ?? "(none)"}, not {c.RunId}" : $"{c.RelativePath} is not an output of iteration {c.Iteration}"));
             return;
         }
-        if (_failed.Contains(c.Iteration)) return;
+        if (_failed.Contains(c.Iteration))
+        {
+            Sender.Tell(new ChunkRefused(c.RunId, c.RelativePath, $"saving the outputs of iteration {c.Iteration} already failed on the seed"));
+            return;
+        }
         var path = Path.Combine(Staging(c.Iteration), c.RelativePath);
         var written = Guarded(c.RunId, c.Iteration, path, () =>
         {
@@ -172,7 +179,8 @@ public sealed class CheckpointActor : ReceiveActor
             fs.Write(c.Data);
             if (c.Last) fs.Flush(flushToDisk: true);
         });
-        if (written) Sender.Tell(new ChunkAck(c.RunId, c.RelativePath, c.Offset));
+        Sender.Tell(written ? new ChunkAck(c.RunId, c.RelativePath, c.Offset)
+            : new ChunkRefused(c.RunId, c.RelativePath, $"saving the outputs of iteration {c.Iteration} failed on the seed"));
     }
 
     void OnUploaded(ArtifactsUploaded u)

@@ -326,7 +326,13 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
                     {
                         var n = Math.Min(ChunkBytes, bytes.Length - offset);
                         var last = offset + n == bytes.Length;
-                        await coordinator.Ask<ChunkAck>(new FileChunk(runId, iteration, rel, offset, bytes[offset..(offset + n)], last), timeout);
+                        var answer = await coordinator.Ask<IGanClusterMessage>(new FileChunk(runId, iteration, rel, offset, bytes[offset..(offset + n)], last), timeout);
+                        if (answer is ChunkRefused refused)
+                        {
+                            // The seed said why (and has told the coordinator if it was its failure): stop at once.
+                            log.Warning("run {0}: the seed refused the outputs of iteration {1}: {2}", runId, iteration, refused.Reason);
+                            return;
+                        }
                         offset += n;
                     } while (offset < bytes.Length);
                 }
