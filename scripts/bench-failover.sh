@@ -8,6 +8,9 @@ set -euo pipefail
 S=${1:-20}; P1=${2:-4101}; P2=$((P1 + 1)); seeds=127.0.0.1:$P1,127.0.0.1:$P2
 d=$(mktemp -d /tmp/gancluster-failover.XXXXXX)
 opt=--Node:DowningStableAfterSeconds=$S
+# This run's own cluster credentials: every node and the client use them (mutual TLS, as in production).
+export GANCLUSTER_CREDENTIALS=$d/credentials
+"$root/scripts/gancluster" certs create --out "$GANCLUSTER_CREDENTIALS" >/dev/null
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; }
 trap cleanup EXIT

@@ -218,6 +218,8 @@ if [ -z "${TORCH_LIB_DIR:-}" ] && [ ! -f "$cli/libtorch.so" ] && [ ! -f "$cli/ru
   [ -n "$TORCH_LIB_DIR" ] && export TORCH_LIB_DIR && report "gpu-check: TORCH_LIB_DIR=$TORCH_LIB_DIR"
 fi
 CLI=$cli/GanCluster.Cli; NODE=$node/GanCluster.Node
+# The cluster checks run with mutual TLS, as in production: credentials of their own (the CLI finds them by this variable).
+export GANCLUSTER_CREDENTIALS=$work/credentials
 # train and train-resume compare checksums of separate processes: bit-reproducible kernels there (train --deterministic:
 # cuDNN deterministic algorithms without autotuning, oneDNN off on the CPU), or the roundings differ from run to run.
 TRAIN_FLAGS=()
@@ -381,7 +383,7 @@ for p in sys.argv[1:]:
 # ========================================================================================================= 5. cluster
 CL=$work/cluster; SEED_PORT=""; SEED_PID=""; W_PIDS=(); W_LOGS=(); KILLED_LOG=""; CLUSTER_UP=0
 status() { timeout -k 5 20 "$CLI" status --cluster "127.0.0.1:$SEED_PORT" --connect-timeout 5 2>&1; }
-common_flags() { echo "--Node:Host=127.0.0.1 --Node:Seeds=127.0.0.1:$SEED_PORT --Node:DowningStableAfterSeconds=10"; }
+common_flags() { echo "--Node:Host=127.0.0.1 --Node:Seeds=127.0.0.1:$SEED_PORT --Node:DowningStableAfterSeconds=10 --Node:Credentials=$GANCLUSTER_CREDENTIALS"; }
 start_worker() {  # start_worker DEVICE [EXTRA...]
   local dev=$1; shift
   local i=$((${#W_LOGS[@]} + 1))
@@ -425,6 +427,9 @@ all_equal() { local want=$1 x; shift; for x in "$@"; do [ "${x#*=}" = "$want" ] 
 
 chk_cluster() {
   mkdir -p "$CL"
+  if ! "$CLI" certs create --out "$GANCLUSTER_CREDENTIALS" >"$out/certs.log" 2>&1; then
+    DETAIL="certs create failed: $(tail -1 "$out/certs.log")"; return 1
+  fi
   SEED_PORT=$(free_port)
   # shellcheck disable=SC2046
   bg "$out/seed.log" "$CL" "$NODE" --Node:Roles=seed --Node:Port="$SEED_PORT" --Node:StateDir="$CL/state" $(common_flags)

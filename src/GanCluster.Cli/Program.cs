@@ -12,6 +12,7 @@ var root = new RootCommand("GanCluster: distributed GAN and DCGAN training on To
     SubmitCommand.BuildStatus(),
     SubmitCommand.BuildCancel(),
     CertsCommand.Build(),
+    ControlBenchCommand.Build(),
 };
 // Commands handle SIGINT/SIGTERM themselves (a run stops after its current iteration and saves a checkpoint).
 return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
