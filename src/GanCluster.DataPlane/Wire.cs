@@ -8,7 +8,7 @@ internal static class Wire
 {
     public const int HandshakeSize = 32;
     public const int HeaderSize = 32;
-    public const ushort Version = 1;
+    public const ushort Version = 2;
     public const uint HandshakeMagic = 0x48444347; // "GCDH"
     public const uint FrameMagic = 0x46444347;     // "GCDF"
     public const ushort KindHello = 1;

@@ -137,16 +137,11 @@ public sealed class FailureTests
             CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
         // Fake rank 1: accept rank 0's connection and acknowledge; connect to rank 0 and say hello.
+        var key = FakePeer.InsecureKey(session, peers);
         using var fromZero = fakeListener.Accept();
-        var buffer = new byte[Wire.HandshakeSize];
-        Assert.Equal(buffer.Length, Wire.ReceiveAll(fromZero, buffer));
-        Wire.WriteHandshake(buffer, new Wire.Handshake(Wire.Version, Wire.KindAck, session, 1, 0, 2));
-        Wire.SendAll(fromZero, buffer);
-        using var toZero = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        toZero.Connect(IPAddress.Loopback, listener.Port);
-        Wire.WriteHandshake(buffer, new Wire.Handshake(Wire.Version, Wire.KindHello, session, 1, 0, 2));
-        Wire.SendAll(toZero, buffer);
-        Assert.Equal(buffer.Length, Wire.ReceiveAll(toZero, buffer));
+        Assert.True(FakePeer.Accept(fromZero, key, session, 1, 0, 2));
+        using var toZero = FakePeer.ConnectTo(listener.Port);
+        Assert.True(FakePeer.Connect(toZero, key, session, 1, 0, 2).AckVerified);
         using var ring = await connect;
 
         // Op #1 expects sequence number 1; a frame of op 0 with the right length must not be added in.
@@ -176,16 +171,11 @@ public sealed class FailureTests
         };
         var connect = Task.Factory.StartNew(() => RingAllReduce.Connect(listener, session, 0, peers, Timeout),
             CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        var key = FakePeer.InsecureKey(session, peers);
         using var fromZero = fakeListener.Accept();
-        var buffer = new byte[Wire.HandshakeSize];
-        Wire.ReceiveAll(fromZero, buffer);
-        Wire.WriteHandshake(buffer, new Wire.Handshake(Wire.Version, Wire.KindAck, session, 1, 0, 2));
-        Wire.SendAll(fromZero, buffer);
-        using var toZero = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        toZero.Connect(IPAddress.Loopback, listener.Port);
-        Wire.WriteHandshake(buffer, new Wire.Handshake(Wire.Version, Wire.KindHello, session, 1, 0, 2));
-        Wire.SendAll(toZero, buffer);
-        Wire.ReceiveAll(toZero, buffer);
+        Assert.True(FakePeer.Accept(fromZero, key, session, 1, 0, 2));
+        using var toZero = FakePeer.ConnectTo(listener.Port);
+        Assert.True(FakePeer.Connect(toZero, key, session, 1, 0, 2).AckVerified);
         using var ring = await connect;
 
         Wire.SendAll(toZero, new byte[Wire.HeaderSize + 256].Select((_, i) => (byte)(i * 37)).ToArray());
