@@ -123,7 +123,17 @@ public sealed partial class RingAllReduce
     private sealed class HandshakeRejectedException(string message) : Exception(message);
 
     /// <summary>What both sides of the handshake need: the formation key and this rank's place.</summary>
-    private sealed record HandshakeContext(byte[] Key, long Session, int Rank, int Size, long LimitMs, bool Encrypt, Action<string>? Log);
+    private sealed record HandshakeContext(byte[] Key, long Session, int Rank, int Size, long LimitMs, bool Encrypt, Action<string>? Log)
+    {
+        private volatile string? _connectorError;
+
+        /// <summary>Why the connector's last attempt failed, so that a failed accept can report both directions.</summary>
+        public string? ConnectorError
+        {
+            get => _connectorError;
+            set => _connectorError = value;
+        }
+    }
 
     /// <summary>A connection whose handshake succeeded; the data key is set when the ring encrypts.</summary>
     private readonly record struct Established(Socket Socket, byte[]? DataKey);
@@ -186,6 +196,7 @@ public sealed partial class RingAllReduce
                     SocketException se => $"{se.SocketErrorCode} ({se.Message})",
                     _ => e.Message,
                 };
+                hs.ConnectorError = lastError;
                 if (e is HandshakeRejectedException or SocketException { SocketErrorCode: SocketError.TimedOut or SocketError.WouldBlock })
                     hs.Log?.Invoke($"rank {rank}: handshake with {peer} failed, retrying: {lastError}");
                 // Refused or rejected: the peer may not be listening yet (or a stale process holds the port); retry.
@@ -281,8 +292,9 @@ public sealed partial class RingAllReduce
             rejected++;
             lastReason = reason;
             pending.Remove(c);
-            c.Socket.Dispose();
+            // Logged before the close, so whoever sees the connection end also finds the reason in the log.
             hs.Log?.Invoke($"rank {rank}: rejected connection from {c.Remote}: {reason}");
+            c.Socket.Dispose();
         }
 
         try
@@ -296,7 +308,8 @@ public sealed partial class RingAllReduce
                 if (left <= 0)
                     throw new AllReduceException(
                         $"rank {rank}: no valid connection from {prev} within {timeout.TotalSeconds:0.###} s " +
-                        $"({rejected} connection(s) rejected" + (lastReason == null ? ")" : $"; the last because {lastReason})"));
+                        $"({rejected} connection(s) rejected" + (lastReason == null ? ")" : $"; the last because {lastReason})") +
+                        (hs.ConnectorError is { } connectorError ? $"; connecting to rank {(rank + 1) % hs.Size}: {connectorError}" : ""));
 
                 foreach (var c in pending.Where(c => now - c.Started >= hs.LimitMs).ToArray())
                     Reject(c, $"did not complete its handshake within {hs.LimitMs / 1000.0:0.###} s " +
