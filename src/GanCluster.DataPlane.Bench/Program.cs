@@ -14,6 +14,8 @@ internal static class Program
     {
         try
         {
+            if (args.Length > 0 && args[0] == "--fake-peer")
+                return FakePeer.Run(args[1..]);
             var options = Options.Parse(args);
             return options.ChildMode != null ? Child.Run(options) : Coordinator.Run(options);
         }
