@@ -142,6 +142,7 @@ public sealed partial class RingAllReduce
         int socketBufferBytes, CancellationToken ct)
     {
         string lastError = "no attempt made";
+        bool authenticationFailed = false;
         int rank = hs.Rank;
         while (true)
         {
@@ -149,7 +150,7 @@ public sealed partial class RingAllReduce
             long left = deadline - Environment.TickCount64;
             if (left <= 0)
                 throw new AllReduceException(
-                    $"rank {rank} could not connect to {peer} within {timeout.TotalSeconds:0.###} s: {lastError}");
+                    $"rank {rank} could not connect to {peer} within {timeout.TotalSeconds:0.###} s: {hs.ConnectorError ?? lastError}");
 
             Socket? socket = null;
             try
@@ -196,7 +197,11 @@ public sealed partial class RingAllReduce
                     SocketException se => $"{se.SocketErrorCode} ({se.Message})",
                     _ => e.Message,
                 };
-                hs.ConnectorError = lastError;
+                // A failed authentication is the most telling error: later timeouts or refusals do not hide it.
+                authenticationFailed |= e is HandshakeRejectedException && e.Message == RingHandshake.AuthenticationFailed;
+                hs.ConnectorError = authenticationFailed && lastError != RingHandshake.AuthenticationFailed
+                    ? $"{lastError} (an earlier attempt: {RingHandshake.AuthenticationFailed})"
+                    : lastError;
                 if (e is HandshakeRejectedException or SocketException { SocketErrorCode: SocketError.TimedOut or SocketError.WouldBlock })
                     hs.Log?.Invoke($"rank {rank}: handshake with {peer} failed, retrying: {lastError}");
                 // Refused or rejected: the peer may not be listening yet (or a stale process holds the port); retry.
@@ -283,13 +288,15 @@ public sealed partial class RingAllReduce
         TimeSpan timeout, CancellationToken ct)
     {
         var pending = new List<Candidate>();
-        int rejected = 0;
+        int rejected = 0, unauthenticated = 0;
         int rank = hs.Rank;
         string? lastReason = null;
 
         void Reject(Candidate c, string reason)
         {
             rejected++;
+            if (reason.Contains(RingHandshake.AuthenticationFailed, StringComparison.Ordinal))
+                unauthenticated++;
             lastReason = reason;
             pending.Remove(c);
             // Logged before the close, so whoever sees the connection end also finds the reason in the log.
@@ -308,7 +315,10 @@ public sealed partial class RingAllReduce
                 if (left <= 0)
                     throw new AllReduceException(
                         $"rank {rank}: no valid connection from {prev} within {timeout.TotalSeconds:0.###} s " +
-                        $"({rejected} connection(s) rejected" + (lastReason == null ? ")" : $"; the last because {lastReason})") +
+                        $"({rejected} connection(s) rejected" +
+                        (unauthenticated > 0 && !lastReason!.Contains(RingHandshake.AuthenticationFailed, StringComparison.Ordinal)
+                            ? $", {unauthenticated} of them because {RingHandshake.AuthenticationFailed}" : "") +
+                        (lastReason == null ? ")" : $"; the last because {lastReason})") +
                         (hs.ConnectorError is { } connectorError ? $"; connecting to rank {(rank + 1) % hs.Size}: {connectorError}" : ""));
 
                 foreach (var c in pending.Where(c => now - c.Started >= hs.LimitMs).ToArray())
