@@ -207,7 +207,7 @@ public sealed unsafe partial class RingAllReduce : IDisposable
                 }
                 else
                 {
-                    SendSealed(frame);
+                    SendSealed(_sendSocket!, frame);
                 }
             }
             catch (Exception e) when (e is SocketException or ObjectDisposedException)
@@ -375,18 +375,18 @@ public sealed unsafe partial class RingAllReduce : IDisposable
         }
         else
         {
-            SendSealed(plain);
+            SendSealed(socket, plain);
         }
     }
 
     /// <summary>Seals <paramref name="plain"/> (at most one block) under the next record number and sends it with its tag.</summary>
-    private void SendSealed(ReadOnlySpan<byte> plain)
+    private void SendSealed(Socket socket, ReadOnlySpan<byte> plain)
     {
         Span<byte> nonce = stackalloc byte[NonceBytes];
         WriteNonce(nonce, _sendCounter++);
         var record = _sealed.AsSpan(0, plain.Length + TagBytes);
         _sendCipher!.Encrypt(nonce, plain, record[..plain.Length], record[plain.Length..]);
-        Wire.SendAll(_sendSocket!, record);
+        Wire.SendAll(socket, record);
         AddSent(record.Length);
     }
 
