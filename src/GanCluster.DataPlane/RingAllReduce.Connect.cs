@@ -116,6 +116,8 @@ public sealed partial class RingAllReduce
         }
         finally
         {
+            // Both handshake threads are done here (a failed accept waits for the connector before it rethrows).
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(hs.Key);
             listener.Release();
         }
     }

@@ -3,7 +3,10 @@ using System.Net.Sockets;
 
 namespace GanCluster.DataPlane;
 
-/// <summary>Little-endian wire formats: the 32-byte connection handshake and the 32-byte frame header.</summary>
+/// <summary>
+/// Little-endian wire formats: the 32-byte handshake fields (the start of the hello and the acknowledgement of the
+/// authenticated handshake in <see cref="RingHandshake"/>) and the 32-byte frame header.
+/// </summary>
 internal static class Wire
 {
     public const int HandshakeSize = 32;

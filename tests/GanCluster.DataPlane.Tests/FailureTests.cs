@@ -251,6 +251,9 @@ public sealed class HandshakeTests
             Wire.WriteHandshake(hello, new Wire.Handshake(Wire.Version, Wire.KindHello, session, 1, 0, 2));
             new Random(5).NextBytes(hello.AsSpan(4));
             Open().Send(hello);
+            // A peer of the previous wire version (32-byte hello, no nonce): refused at once, not left to time out.
+            Wire.WriteHandshake(hello, new Wire.Handshake(1, Wire.KindHello, session, 1, 0, 2));
+            Open().Send(hello.AsSpan(0, Wire.HandshakeSize));
             // A connection that sends half a hello and then nothing, and one that sends nothing: must not block anyone.
             Wire.WriteHandshake(hello, new Wire.Handshake(Wire.Version, Wire.KindHello, session, 1, 0, 2));
             Open().Send(hello.AsSpan(0, 10));
@@ -268,6 +271,7 @@ public sealed class HandshakeTests
             Assert.Contains(messages, m => m.Contains($"session {session + 1000} (expected {session})"));
             Assert.Contains(messages, m => m.Contains("sender rank 0 (expected 1)"));
             Assert.Contains(messages, m => m.Contains("checksum"));
+            Assert.Contains(messages, m => m.Contains($"protocol version 1 (expected {Wire.Version})"));
         }
         finally
         {
