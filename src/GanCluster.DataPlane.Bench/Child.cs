@@ -57,8 +57,18 @@ internal static class Child
         var peers = peersLine[1].Split(',')
             .Select((port, r) => new RingPeer(r, "127.0.0.1", int.Parse(port, CultureInfo.InvariantCulture)))
             .ToArray();
+        string mode = o.Security.Single();
+        RingSecurity? security = null;
+        if (mode != "plain")
+        {
+            byte[] secret = Convert.FromHexString(Environment.GetEnvironmentVariable(Options.SecretVariable)
+                ?? throw new ArgumentException($"{Options.SecretVariable} is not set (the coordinator passes the ring secret)"));
+            security = RingSecurity.FromSecret(secret, encrypt: mode == "encrypt");
+        }
         using var ring = RingAllReduce.Connect(listener, session, o.Rank, peers, o.Timeout,
-            log: m => Console.Error.WriteLine($"worker {o.Rank}: {m}"));
+            log: m => Console.Error.WriteLine($"worker {o.Rank}: {m}"), security: security);
+        if (ring.Encrypted != (mode == "encrypt"))
+            throw new InvalidOperationException($"the ring's encryption ({ring.Encrypted}) is not what --security {mode} asked for");
 
         var data = new float[o.Bytes / sizeof(float)];
         var barrier = new float[1];

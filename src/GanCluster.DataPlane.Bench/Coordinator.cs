@@ -24,35 +24,41 @@ internal static class Coordinator
         string buffers = o.SocketBufferBytes > 0 ? $"SO_SNDBUF/SO_RCVBUF {o.SocketBufferBytes / 1024} KiB" : "kernel-autotuned socket buffers";
         Console.WriteLine(string.Create(inv,
             $"machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}; workers on 127.0.0.1, {buffers}; load average {LoadAverage()}"));
+        if (o.Security.Contains("encrypt"))
+            Console.WriteLine(AesGcmThroughput());
         Console.WriteLine();
 
         var rows = new List<(string Name, int Workers, double MedianMs, long Sent, long Received)>();
         bool allCorrect = true;
+        // One random cluster secret for this run, handed to the workers through their environment (never printed).
+        string secret = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
         foreach (int n in o.Workers)
+        foreach (string security in o.Security)
         {
-            var results = RunGroup("ring", n, o);
+            var results = RunGroup("ring", n, o, security, secret);
             // An all-reduce is done when the slowest rank is done.
             var times = Enumerable.Range(0, results[0].Times.Length).Select(i => results.Max(r => r.Times[i])).ToArray();
             double median = Median(times);
             long sent = results.Max(r => r.Sent), received = results.Max(r => r.Received);
             bool correct = results.All(r => r.Correct);
             allCorrect &= correct;
-            rows.Add(("ring all-reduce", n, median, sent, received));
+            string name = $"ring all-reduce, {security}";
+            rows.Add((name, n, median, sent, received));
             if (n == 1)
             {
                 Console.WriteLine(string.Create(inv,
-                    $"ring all-reduce, 1 worker: a local no-op (median {median:0.000} ms, {sent} bytes sent); no bandwidth to report"));
+                    $"{name}, 1 worker: a local no-op (median {median:0.000} ms, {sent} bytes sent); no bandwidth to report"));
                 Console.WriteLine();
                 continue;
             }
             double algBw = size / (median / 1e3) / 1e6;
             double ideal = 2.0 * (n - 1) / n * size;
-            Console.WriteLine(string.Create(inv, $"ring all-reduce, {n} workers (separate processes):"));
+            Console.WriteLine(string.Create(inv, $"{name}, {n} workers (separate processes; {Describe(security)}):"));
             Console.WriteLine(string.Create(inv, $"  time per all-reduce        median {median:0.00} ms (min {times.Min():0.00}, max {times.Max():0.00})"));
             Console.WriteLine(string.Create(inv, $"  algorithm bandwidth S/t    {algBw:0} MB/s"));
             Console.WriteLine(string.Create(inv, $"  bus bandwidth S/t·2(n−1)/n {algBw * 2 * (n - 1) / n:0} MB/s"));
             Console.WriteLine(string.Create(inv,
-                $"  per process per all-reduce: sent {sent:N0} B, received {received:N0} B (2(n−1)/n·S = {ideal:N0} B; framing {sent - (long)ideal:N0} B)"));
+                $"  per process per all-reduce: sent {sent:N0} B, received {received:N0} B (2(n−1)/n·S = {ideal:N0} B; framing{(security == "encrypt" ? " and tags" : "")} {sent - (long)ideal:N0} B)"));
             Console.WriteLine($"  result check: {(correct ? "every rank holds the exact sum" : "WRONG RESULT")}");
             PrintTimes(o, times);
             Console.WriteLine();
@@ -60,7 +66,7 @@ internal static class Coordinator
 
         foreach (string mode in new[] { "raw-copy", "raw-duplex" })
         {
-            var results = RunGroup(mode, 2, o);
+            var results = RunGroup(mode, 2, o, "plain", secret);
             var times = mode == "raw-duplex" ? results[0].Times.Zip(results[1].Times, Math.Max).ToArray() : results[1].Times;
             double median = Median(times);
             rows.Add((mode == "raw-copy" ? "plain TCP copy, one way" : "plain TCP exchange, both ways at once", 2, median, -1, -1));
@@ -85,6 +91,15 @@ internal static class Coordinator
             string received = ring ? r.Received.ToString("N0", inv) : "–";
             Console.WriteLine(string.Create(inv, $"| {r.Name} | {r.Workers} | {r.MedianMs:0.00} | {alg:0} | {bus} | {sent} | {received} |"));
         }
+        foreach (int n in o.Workers.Where(n => n > 1))
+        {
+            var plainRow = rows.FirstOrDefault(r => r.Workers == n && r.Name == "ring all-reduce, plain");
+            if (plainRow.Name == null)
+                continue;
+            foreach (var r in rows.Where(r => r.Workers == n && r.Sent >= 0 && r.Name != plainRow.Name))
+                Console.WriteLine(string.Create(inv,
+                    $"{n} workers: {r.Name} takes {r.MedianMs / plainRow.MedianMs:0.00} × the plain ring's time"));
+        }
         var twoWorkers = rows.FirstOrDefault(r => r.Sent >= 0 && r.Workers == 2);
         if (twoWorkers.Name != null)
         {
@@ -101,6 +116,41 @@ internal static class Coordinator
         Console.WriteLine(string.Create(inv, $"load average at the end: {LoadAverage()}"));
         return allCorrect ? 0 : 1;
     }
+
+    /// <summary>One thread sealing and opening 1 MiB blocks, as the ring's sender and receiver do: the encryption's CPU cost.</summary>
+    private static string AesGcmThroughput()
+    {
+        var key = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32);
+        using var aes = new System.Security.Cryptography.AesGcm(key, 16);
+        var plain = new byte[RingAllReduce.BlockBytes];
+        var cipher = new byte[plain.Length];
+        var tag = new byte[16];
+        var nonce = new byte[12];
+        long sealedBytes = 0, openedBytes = 0;
+        double sealSeconds = 0, openSeconds = 0;
+        for (int i = 0; i < 3 || sealSeconds + openSeconds < 0.4; i++)
+        {
+            BitConverter.TryWriteBytes(nonce, (long)i);
+            long t0 = Stopwatch.GetTimestamp();
+            aes.Encrypt(nonce, plain, cipher, tag);
+            long t1 = Stopwatch.GetTimestamp();
+            aes.Decrypt(nonce, cipher, tag, plain);
+            long t2 = Stopwatch.GetTimestamp();
+            sealSeconds += (t1 - t0) / (double)Stopwatch.Frequency;
+            openSeconds += (t2 - t1) / (double)Stopwatch.Frequency;
+            sealedBytes += plain.Length;
+            openedBytes += plain.Length;
+        }
+        return string.Create(CultureInfo.InvariantCulture,
+            $"AES-256-GCM on one thread of this process, 1 MiB blocks: seal {sealedBytes / sealSeconds / 1e6:0} MB/s, open {openedBytes / openSeconds / 1e6:0} MB/s");
+    }
+
+    private static string Describe(string security) => security switch
+    {
+        "plain" => "no secret",
+        "auth" => "secret, authenticated handshake, data in the clear",
+        _ => "secret, AES-256-GCM on every header and 1 MiB block",
+    };
 
     private static void PrintTimes(Options o, double[] times)
     {
@@ -128,7 +178,7 @@ internal static class Coordinator
         return sorted.Length % 2 == 1 ? sorted[m] : (sorted[m - 1] + sorted[m]) / 2;
     }
 
-    private static WorkerResult[] RunGroup(string mode, int n, Options o)
+    private static WorkerResult[] RunGroup(string mode, int n, Options o, string security, string secret)
     {
         using var rendezvous = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         rendezvous.Bind(new IPEndPoint(IPAddress.Loopback, 0));
@@ -140,7 +190,7 @@ internal static class Coordinator
         try
         {
             for (int r = 0; r < n; r++)
-                processes.Add(StartWorker(mode, r, n, port, o));
+                processes.Add(StartWorker(mode, r, n, port, o, security, secret));
 
             // Workers identify themselves with their rank, in whatever order they connect.
             var ports = new int[n];
@@ -197,7 +247,7 @@ internal static class Coordinator
         }
     }
 
-    private static Process StartWorker(string mode, int rank, int n, int port, Options o)
+    private static Process StartWorker(string mode, int rank, int n, int port, Options o, string security, string secret)
     {
         string exe = Environment.ProcessPath ?? throw new InvalidOperationException("cannot find this executable");
         var psi = new ProcessStartInfo(exe) { UseShellExecute = false };
@@ -209,9 +259,10 @@ internal static class Coordinator
                  {
                      "--child", mode, "--rendezvous", $"127.0.0.1:{port}", "--rank", rank.ToString(inv), "--world", n.ToString(inv),
                      "--mb", o.Megabytes.ToString("R", inv), "--iters", o.Iterations.ToString(inv), "--warmup", o.Warmup.ToString(inv),
-                     "--timeout", ((int)o.Timeout.TotalSeconds).ToString(inv),
+                     "--timeout", ((int)o.Timeout.TotalSeconds).ToString(inv), "--security", security,
                  })
             psi.ArgumentList.Add(a);
+        psi.Environment[Options.SecretVariable] = secret;
         return Process.Start(psi) ?? throw new InvalidOperationException("could not start a worker process");
     }
 }

@@ -4,9 +4,12 @@ using System.Net.Sockets;
 namespace GanCluster.DataPlane.Bench;
 
 /// <summary>
-/// Usage: GanCluster.DataPlane.Bench [--workers 2,4] [--mb 25] [--iters 20] [--warmup 3] [--timeout 30] [--sockbuf-kb 0] [--verbose]
+/// Usage: GanCluster.DataPlane.Bench [--workers 2,4] [--mb 25] [--iters 20] [--warmup 3] [--timeout 30] [--sockbuf-kb 0]
+///        [--security plain,auth,encrypt] [--verbose]
 /// The parent is only a coordinator: it spawns worker processes (this executable with a hidden --child mode),
 /// hands them each other's addresses and collects their timings; gradient bytes flow worker to worker.
+/// --security runs the ring without a secret (plain), with the authenticated handshake (auth) and with AES-256-GCM
+/// on every block (encrypt), side by side; the children get a random secret from the parent through the environment.
 /// </summary>
 internal static class Program
 {
@@ -14,13 +17,15 @@ internal static class Program
     {
         try
         {
+            if (args.Length > 0 && args[0] == "--fake-peer")
+                return FakePeer.Run(args[1..]);
             var options = Options.Parse(args);
             return options.ChildMode != null ? Child.Run(options) : Coordinator.Run(options);
         }
         catch (ArgumentException e)
         {
             Console.Error.WriteLine($"error: {e.Message}");
-            Console.Error.WriteLine("usage: GanCluster.DataPlane.Bench [--workers 2,4] [--mb 25] [--iters 20] [--warmup 3] [--timeout 30] [--sockbuf-kb 0] [--verbose]");
+            Console.Error.WriteLine("usage: GanCluster.DataPlane.Bench [--workers 2,4] [--mb 25] [--iters 20] [--warmup 3] [--timeout 30] [--sockbuf-kb 0] [--security plain,auth,encrypt] [--verbose]");
             return 2;
         }
         catch (Exception e) when (e is IOException or TimeoutException or InvalidOperationException or SocketException or AllReduceException)
@@ -39,6 +44,12 @@ internal sealed record Options
     public int Warmup { get; init; } = 3;
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(30);
     public bool Verbose { get; init; }
+
+    /// <summary>Ring security modes to measure: plain (no secret), auth (secret, authenticated handshake), encrypt (AES-256-GCM).</summary>
+    public string[] Security { get; init; } = ["plain", "auth", "encrypt"];
+
+    /// <summary>Environment variable through which the coordinator hands its workers the (random, per run) cluster secret.</summary>
+    public const string SecretVariable = "GANCLUSTER_BENCH_RING_SECRET";
 
     /// <summary>SO_SNDBUF/SO_RCVBUF for the ring and the plain-socket references; 0 = kernel autotuning (the library default).</summary>
     public int SocketBufferBytes { get; init; }
@@ -73,6 +84,11 @@ internal sealed record Options
                 "--timeout" => o with { Timeout = TimeSpan.FromSeconds(Int(Next(), 1)) },
                 "--verbose" => o with { Verbose = true },
                 "--sockbuf-kb" => o with { SocketBufferBytes = Int(Next(), 0) * 1024 },
+                "--security" => o with
+                {
+                    Security = Next().Split(',', StringSplitOptions.RemoveEmptyEntries).Select(m => m is "plain" or "auth" or "encrypt"
+                        ? m : throw new ArgumentException($"--security takes plain, auth and/or encrypt, not '{m}'")).Distinct().ToArray(),
+                },
                 "--child" => o with { ChildMode = Next() },
                 "--rendezvous" => o with { Rendezvous = Next() },
                 "--rank" => o with { Rank = Int(Next(), 0) },
@@ -82,6 +98,8 @@ internal sealed record Options
         }
         if (o.Workers.Length == 0)
             throw new ArgumentException("--workers needs at least one count");
+        if (o.Security.Length == 0)
+            throw new ArgumentException("--security needs at least one mode");
         return o;
     }
 }

@@ -10,11 +10,29 @@ public sealed partial class RingAllReduce
 
     /// <summary>
     /// Builds the ring: connects to rank (rank+1)%n and accepts one connection from rank (rank−1+n)%n on
-    /// <paramref name="listener"/>. Connections with the wrong magic, protocol version, session, ranks or world size
-    /// (or garbage) are closed and reported through <paramref name="log"/>; the listener keeps waiting for the real
-    /// peer until <paramref name="timeout"/>. The same timeout later bounds how long an operation waits for a
-    /// silent peer.
+    /// <paramref name="listener"/>. Both connections run the authenticated handshake of wire version 2: each side
+    /// proves with an HMAC under a key derived (HKDF-SHA256) from the cluster secret and this formation (session,
+    /// world size, every peer's rank, host and port) that it holds the secret, over a transcript that includes a
+    /// fresh random nonce from each side, so a recorded handshake cannot be replayed. A peer with another secret or
+    /// another formation is rejected with an "authentication failed" message. Connections with the wrong magic,
+    /// protocol version, session, ranks or world size (or garbage) are closed and reported through
+    /// <paramref name="log"/>; so are connections that do not finish their handshake within
+    /// min(<paramref name="timeout"/>, <see cref="RingSecurity.HandshakeTimeout"/>) (silent or stalled ones), and at
+    /// most 32 unfinished handshakes are kept (the oldest is dropped), so held-open connections cannot block the real
+    /// peer or a later re-form. The listener keeps waiting for the real peer, and the connector keeps retrying, until
+    /// <paramref name="timeout"/>. The same timeout later bounds how long an operation waits for a silent peer.
+    /// With <see cref="RingSecurity.Encrypt"/> every frame header and 1 MiB block is sealed with AES-256-GCM under
+    /// per-connection keys and a per-direction counter nonce; any tampering fails the operation.
     /// </summary>
+    /// <param name="listener">This rank's listener (advertised in <paramref name="peers"/>).</param>
+    /// <param name="session">Id of this formation; every rank must pass the same one.</param>
+    /// <param name="rank">This process's rank, 0..n−1.</param>
+    /// <param name="peers">Every rank's listener address, each rank exactly once.</param>
+    /// <param name="timeout">Limit for forming the ring, and later for a silent peer during an operation.</param>
+    /// <param name="ct">Cancels forming the ring.</param>
+    /// <param name="log">Receives rejected connections and retries.</param>
+    /// <param name="security">The cluster secret and whether to encrypt; null = <see cref="RingSecurity.Insecure"/>.
+    /// Every rank of the ring must use the same.</param>
     /// <exception cref="AllReduceException">The ring could not be formed within the timeout.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="ct"/> was cancelled.</exception>
     public static RingAllReduce Connect(
@@ -24,10 +42,12 @@ public sealed partial class RingAllReduce
         IReadOnlyList<RingPeer> peers,
         TimeSpan timeout,
         CancellationToken ct = default,
-        Action<string>? log = null)
+        Action<string>? log = null,
+        RingSecurity? security = null)
     {
         ArgumentNullException.ThrowIfNull(listener);
         ArgumentNullException.ThrowIfNull(peers);
+        security ??= RingSecurity.Insecure;
         if (timeout <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(timeout), "The timeout must be positive.");
         var ordered = peers.OrderBy(p => p.Rank).ToArray();
@@ -36,12 +56,18 @@ public sealed partial class RingAllReduce
                 throw new ArgumentException("Peer ranks must be 0..n-1, each exactly once.", nameof(peers));
         if (rank < 0 || rank >= ordered.Length)
             throw new ArgumentOutOfRangeException(nameof(rank), $"Rank {rank} is not in 0..{ordered.Length - 1}.");
+        if (security.Encrypt && !System.Security.Cryptography.AesGcm.IsSupported)
+            throw new PlatformNotSupportedException("AES-GCM is not available on this platform; the ring cannot encrypt.");
         ct.ThrowIfCancellationRequested();
 
         int n = ordered.Length;
         if (n == 1)
-            return new RingAllReduce(rank, ordered, timeout, log, null, null);
+            return new RingAllReduce(rank, ordered, timeout, log, null, null, security.Encrypt, null, null);
 
+        var hs = new HandshakeContext(
+            security.FormationKey(session, ordered), session, rank, n,
+            (long)Math.Ceiling(Math.Min(timeout.TotalMilliseconds, security.HandshakeTimeout.TotalMilliseconds)),
+            security.Encrypt, log);
         listener.Acquire();
         try
         {
@@ -51,20 +77,20 @@ public sealed partial class RingAllReduce
             // Connecting blocks (a synchronous connect keeps the socket in blocking mode, which the data path wants),
             // so it runs on its own thread while this one accepts.
             var connectTask = Task.Factory.StartNew(
-                () => ConnectNext(ordered[next], session, rank, n, deadline, timeout, listener.SocketBufferBytes, cts.Token, log),
+                () => ConnectNext(ordered[next], hs, deadline, timeout, listener.SocketBufferBytes, cts.Token),
                 CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
-            Socket prevSocket;
+            Established prevConnection;
             try
             {
-                prevSocket = AcceptPrev(listener.Socket, ordered[prev], session, rank, n, deadline, timeout, cts.Token, log);
+                prevConnection = AcceptPrev(listener.Socket, ordered[prev], hs, deadline, timeout, cts.Token);
             }
             catch
             {
                 cts.Cancel();
                 try
                 {
-                    connectTask.GetAwaiter().GetResult().Dispose();
+                    connectTask.GetAwaiter().GetResult().Socket.Dispose();
                 }
                 catch
                 {
@@ -73,39 +99,60 @@ public sealed partial class RingAllReduce
                 throw;
             }
 
-            Socket nextSocket;
+            Established nextConnection;
             try
             {
-                nextSocket = connectTask.GetAwaiter().GetResult();
+                nextConnection = connectTask.GetAwaiter().GetResult();
             }
             catch
             {
-                prevSocket.Dispose();
+                prevConnection.Socket.Dispose();
                 throw;
             }
-            SocketTuning.ApplyData(prevSocket, timeout);
-            SocketTuning.ApplyData(nextSocket, timeout);
-            return new RingAllReduce(rank, ordered, timeout, log, nextSocket, prevSocket);
+            SocketTuning.ApplyData(prevConnection.Socket, timeout);
+            SocketTuning.ApplyData(nextConnection.Socket, timeout);
+            return new RingAllReduce(rank, ordered, timeout, log, nextConnection.Socket, prevConnection.Socket,
+                security.Encrypt, nextConnection.DataKey, prevConnection.DataKey);
         }
         finally
         {
+            // Both handshake threads are done here (a failed accept waits for the connector before it rethrows).
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(hs.Key);
             listener.Release();
         }
     }
 
     private sealed class HandshakeRejectedException(string message) : Exception(message);
 
-    private static Socket ConnectNext(RingPeer peer, long session, int rank, int n, long deadline, TimeSpan timeout,
-        int socketBufferBytes, CancellationToken ct, Action<string>? log)
+    /// <summary>What both sides of the handshake need: the formation key and this rank's place.</summary>
+    private sealed record HandshakeContext(byte[] Key, long Session, int Rank, int Size, long LimitMs, bool Encrypt, Action<string>? Log)
+    {
+        private volatile string? _connectorError;
+
+        /// <summary>Why the connector's last attempt failed, so that a failed accept can report both directions.</summary>
+        public string? ConnectorError
+        {
+            get => _connectorError;
+            set => _connectorError = value;
+        }
+    }
+
+    /// <summary>A connection whose handshake succeeded; the data key is set when the ring encrypts.</summary>
+    private readonly record struct Established(Socket Socket, byte[]? DataKey);
+
+    private static Established ConnectNext(RingPeer peer, HandshakeContext hs, long deadline, TimeSpan timeout,
+        int socketBufferBytes, CancellationToken ct)
     {
         string lastError = "no attempt made";
+        bool authenticationFailed = false;
+        int rank = hs.Rank;
         while (true)
         {
             ct.ThrowIfCancellationRequested();
             long left = deadline - Environment.TickCount64;
             if (left <= 0)
                 throw new AllReduceException(
-                    $"rank {rank} could not connect to {peer} within {timeout.TotalSeconds:0.###} s: {lastError}");
+                    $"rank {rank} could not connect to {peer} within {timeout.TotalSeconds:0.###} s: {hs.ConnectorError ?? lastError}");
 
             Socket? socket = null;
             try
@@ -117,34 +164,70 @@ public sealed partial class RingAllReduce
                 SocketTuning.ApplyBuffers(socket, socketBufferBytes);
                 socket.Connect(endPoint);
                 socket.NoDelay = true;
-                socket.SendTimeout = socket.ReceiveTimeout = (int)Math.Max(1, deadline - Environment.TickCount64);
+                // Each attempt's handshake is bounded on its own: a stale or hostile process that accepts and then
+                // stays silent costs one handshake limit, after which the connector tries again.
+                long attemptEnd = Math.Min(deadline, Environment.TickCount64 + hs.LimitMs);
 
-                Span<byte> hello = stackalloc byte[Wire.HandshakeSize];
-                Wire.WriteHandshake(hello, new Wire.Handshake(Wire.Version, Wire.KindHello, session, rank, peer.Rank, n));
+                var hello = new byte[RingHandshake.HelloSize];
+                RingHandshake.WriteHello(hello, new Wire.Handshake(Wire.Version, Wire.KindHello, hs.Session, rank, peer.Rank, hs.Size));
+                socket.SendTimeout = (int)Math.Max(1, attemptEnd - Environment.TickCount64);
                 Wire.SendAll(socket, hello);
 
-                Span<byte> ack = stackalloc byte[Wire.HandshakeSize];
-                int got = Wire.ReceiveAll(socket, ack);
-                if (got < ack.Length)
-                    throw new HandshakeRejectedException(got == 0
-                        ? "it closed the connection without an acknowledgement (handshake rejected)"
-                        : $"it closed the connection after {got} bytes of the acknowledgement");
+                var ack = new byte[RingHandshake.AckSize];
+                ReceiveHandshake(socket, ack.AsSpan(0, Wire.HandshakeSize), attemptEnd, "acknowledgement");
                 var h = Wire.ReadHandshake(ack, out string? error) ?? throw new HandshakeRejectedException(error!);
-                string? mismatch = Mismatch(h, Wire.KindAck, session, peer.Rank, rank, n);
+                string? mismatch = Mismatch(h, Wire.KindAck, hs.Session, peer.Rank, rank, hs.Size);
                 if (mismatch != null)
                     throw new HandshakeRejectedException($"bad acknowledgement: {mismatch}");
-                return socket;
+                ReceiveHandshake(socket, ack.AsSpan(Wire.HandshakeSize), attemptEnd, "acknowledgement");
+                if (!RingHandshake.VerifyAck(hs.Key, hello, ack))
+                    throw new HandshakeRejectedException(RingHandshake.AuthenticationFailed);
+
+                var proof = new byte[RingHandshake.ProofSize];
+                RingHandshake.WriteProof(proof, hs.Key, hello, ack);
+                Wire.SendAll(socket, proof);
+                return new Established(socket, hs.Encrypt ? RingHandshake.DataKey(hs.Key, hello, ack) : null);
             }
             catch (Exception e) when (e is SocketException or HandshakeRejectedException or ObjectDisposedException)
             {
                 socket?.Dispose();
                 ct.ThrowIfCancellationRequested();
-                lastError = e is SocketException se ? $"{se.SocketErrorCode} ({se.Message})" : e.Message;
-                if (e is HandshakeRejectedException)
-                    log?.Invoke($"rank {rank}: handshake with {peer} failed, retrying: {lastError}");
+                lastError = e switch
+                {
+                    SocketException { SocketErrorCode: SocketError.TimedOut or SocketError.WouldBlock } =>
+                        $"the handshake did not complete within {hs.LimitMs / 1000.0:0.###} s (a silent or stalled listener)",
+                    SocketException se => $"{se.SocketErrorCode} ({se.Message})",
+                    _ => e.Message,
+                };
+                // A failed authentication is the most telling error: later timeouts or refusals do not hide it.
+                authenticationFailed |= e is HandshakeRejectedException && e.Message == RingHandshake.AuthenticationFailed;
+                hs.ConnectorError = authenticationFailed && lastError != RingHandshake.AuthenticationFailed
+                    ? $"{lastError} (an earlier attempt: {RingHandshake.AuthenticationFailed})"
+                    : lastError;
+                if (e is HandshakeRejectedException or SocketException { SocketErrorCode: SocketError.TimedOut or SocketError.WouldBlock })
+                    hs.Log?.Invoke($"rank {rank}: handshake with {peer} failed, retrying: {lastError}");
                 // Refused or rejected: the peer may not be listening yet (or a stale process holds the port); retry.
                 ct.WaitHandle.WaitOne(TimeSpan.FromMilliseconds(Math.Clamp(deadline - Environment.TickCount64, 0, 20)));
             }
+        }
+    }
+
+    /// <summary>Fills <paramref name="buffer"/> before <paramref name="end"/> (a TickCount64), or throws.</summary>
+    private static void ReceiveHandshake(Socket socket, Span<byte> buffer, long end, string what)
+    {
+        int got = 0;
+        while (got < buffer.Length)
+        {
+            long left = end - Environment.TickCount64;
+            if (left <= 0)
+                throw new SocketException((int)SocketError.TimedOut);
+            socket.ReceiveTimeout = (int)left;
+            int n = socket.Receive(buffer[got..], SocketFlags.None);
+            if (n == 0)
+                throw new HandshakeRejectedException(got == 0
+                    ? $"it closed the connection without an {what} (handshake rejected)"
+                    : $"it closed the connection after {got} bytes of the {what}");
+            got += n;
         }
     }
 
@@ -175,30 +258,52 @@ public sealed partial class RingAllReduce
         return null;
     }
 
-    private sealed class Candidate(Socket socket)
+    private enum Stage
+    {
+        // Waiting for the 48-byte hello; then (acknowledgement sent) waiting for the 32-byte proof.
+        Hello,
+        Proof,
+    }
+
+    private sealed class Candidate(Socket socket, long started)
     {
         public Socket Socket { get; } = socket;
-        public byte[] Buffer { get; } = new byte[Wire.HandshakeSize];
+        public long Started { get; } = started;
+        public Stage Stage { get; set; } = Stage.Hello;
+        public byte[] Hello { get; } = new byte[RingHandshake.HelloSize];
+        public byte[] Ack { get; } = new byte[RingHandshake.AckSize];
+        public byte[] Proof { get; } = new byte[RingHandshake.ProofSize];
+        public bool HeaderChecked { get; set; }
         public int Got { get; set; }
         public string Remote { get; } = socket.RemoteEndPoint?.ToString() ?? "?";
+
+        public byte[] Buffer => Stage == Stage.Hello ? Hello : Proof;
     }
 
     /// <summary>
-    /// Accepts until a connection presents a valid hello from <paramref name="prev"/>. All candidates are read
-    /// from one thread with Select, so a silent or slow junk connection cannot hold up the real peer.
+    /// Accepts until a connection completes the authenticated handshake as <paramref name="prev"/>. All candidates
+    /// are read from one thread with Select and each is a small state machine (reading hello → acknowledgement sent →
+    /// reading proof), so a silent, slow or stalled connection cannot hold up the real peer; each must finish within
+    /// the handshake limit, and at most <see cref="MaxPendingCandidates"/> are kept.
     /// </summary>
-    private static Socket AcceptPrev(Socket listener, RingPeer prev, long session, int rank, int n, long deadline,
-        TimeSpan timeout, CancellationToken ct, Action<string>? log)
+    private static Established AcceptPrev(Socket listener, RingPeer prev, HandshakeContext hs, long deadline,
+        TimeSpan timeout, CancellationToken ct)
     {
         var pending = new List<Candidate>();
-        int rejected = 0;
+        int rejected = 0, unauthenticated = 0;
+        int rank = hs.Rank;
+        string? lastReason = null;
 
         void Reject(Candidate c, string reason)
         {
             rejected++;
+            if (reason.Contains(RingHandshake.AuthenticationFailed, StringComparison.Ordinal))
+                unauthenticated++;
+            lastReason = reason;
             pending.Remove(c);
+            // Logged before the close, so whoever sees the connection end also finds the reason in the log.
+            hs.Log?.Invoke($"rank {rank}: rejected connection from {c.Remote}: {reason}");
             c.Socket.Dispose();
-            log?.Invoke($"rank {rank}: rejected connection from {c.Remote}: {reason}");
         }
 
         try
@@ -207,20 +312,33 @@ public sealed partial class RingAllReduce
             while (true)
             {
                 ct.ThrowIfCancellationRequested();
-                long left = deadline - Environment.TickCount64;
+                long now = Environment.TickCount64;
+                long left = deadline - now;
                 if (left <= 0)
                     throw new AllReduceException(
                         $"rank {rank}: no valid connection from {prev} within {timeout.TotalSeconds:0.###} s " +
-                        $"({rejected} connection(s) rejected)");
+                        $"({rejected} connection(s) rejected" +
+                        (unauthenticated > 0 && !lastReason!.Contains(RingHandshake.AuthenticationFailed, StringComparison.Ordinal)
+                            ? $", {unauthenticated} of them because {RingHandshake.AuthenticationFailed}" : "") +
+                        (lastReason == null ? ")" : $"; the last because {lastReason})") +
+                        (hs.ConnectorError is { } connectorError ? $"; connecting to rank {(rank + 1) % hs.Size}: {connectorError}" : ""));
+
+                foreach (var c in pending.Where(c => now - c.Started >= hs.LimitMs).ToArray())
+                    Reject(c, $"did not complete its handshake within {hs.LimitMs / 1000.0:0.###} s " +
+                              $"({(c.Stage == Stage.Hello ? $"{c.Got} of {RingHandshake.HelloSize} hello bytes" : $"acknowledged, {c.Got} of {RingHandshake.ProofSize} proof bytes")})");
 
                 readable.Clear();
                 readable.Add(listener);
+                long wait = Math.Min(left, 50);
                 foreach (var c in pending)
+                {
                     readable.Add(c.Socket);
-                // Short slices only so that cancellation is noticed; readiness itself wakes Select at once.
+                    wait = Math.Min(wait, Math.Max(1, c.Started + hs.LimitMs - now));
+                }
+                // Short slices only so that cancellation and handshake limits are noticed; readiness wakes Select at once.
                 try
                 {
-                    Socket.Select(readable, null, null, (int)Math.Min(left, 50) * 1000);
+                    Socket.Select(readable, null, null, (int)wait * 1000);
                 }
                 catch (Exception e) when (e is SocketException or ObjectDisposedException)
                 {
@@ -241,15 +359,19 @@ public sealed partial class RingAllReduce
                             continue;
                         }
                         if (pending.Count >= MaxPendingCandidates)
-                            Reject(pending[0], "too many unfinished handshakes");
-                        pending.Add(new Candidate(accepted));
+                        {
+                            // The oldest one that has not even presented a valid hello goes first.
+                            var victim = pending.FirstOrDefault(c => c.Stage == Stage.Hello) ?? pending[0];
+                            Reject(victim, "too many unfinished handshakes (dropped the oldest)");
+                        }
+                        pending.Add(new Candidate(accepted, Environment.TickCount64));
                         continue;
                     }
 
                     var candidate = pending.Find(c => c.Socket == s);
                     if (candidate == null)
                         continue;
-                    string? reason = Pump(candidate, prev, session, rank, n);
+                    string? reason = Pump(candidate, prev, hs);
                     if (reason == null)
                         continue; // Still incomplete.
                     if (reason.Length > 0)
@@ -258,20 +380,34 @@ public sealed partial class RingAllReduce
                         continue;
                     }
 
-                    try
+                    if (candidate.Stage == Stage.Hello)
                     {
-                        candidate.Socket.SendTimeout = (int)Math.Max(1, deadline - Environment.TickCount64);
-                        Span<byte> ack = stackalloc byte[Wire.HandshakeSize];
-                        Wire.WriteHandshake(ack, new Wire.Handshake(Wire.Version, Wire.KindAck, session, rank, prev.Rank, n));
-                        Wire.SendAll(candidate.Socket, ack);
+                        // A well-formed hello: acknowledge with our nonce and MAC, then wait for the proof.
+                        try
+                        {
+                            candidate.Socket.SendTimeout = (int)Math.Max(1, Math.Min(hs.LimitMs, deadline - Environment.TickCount64));
+                            RingHandshake.WriteAck(candidate.Ack,
+                                new Wire.Handshake(Wire.Version, Wire.KindAck, hs.Session, rank, prev.Rank, hs.Size), hs.Key, candidate.Hello);
+                            Wire.SendAll(candidate.Socket, candidate.Ack);
+                        }
+                        catch (SocketException e)
+                        {
+                            Reject(candidate, $"could not acknowledge: {e.SocketErrorCode}");
+                            continue;
+                        }
+                        candidate.Stage = Stage.Proof;
+                        candidate.Got = 0;
+                        continue;
                     }
-                    catch (SocketException e)
+
+                    if (!RingHandshake.VerifyProof(hs.Key, candidate.Hello, candidate.Ack, candidate.Proof))
                     {
-                        Reject(candidate, $"could not acknowledge: {e.SocketErrorCode}");
+                        Reject(candidate, RingHandshake.AuthenticationFailed);
                         continue;
                     }
                     pending.Remove(candidate);
-                    return candidate.Socket;
+                    return new Established(candidate.Socket,
+                        hs.Encrypt ? RingHandshake.DataKey(hs.Key, candidate.Hello, candidate.Ack) : null);
                 }
             }
         }
@@ -282,16 +418,22 @@ public sealed partial class RingAllReduce
         }
     }
 
-    /// <summary>Reads what is available of a candidate's hello: null = incomplete, "" = valid, else why it is rejected.</summary>
-    private static string? Pump(Candidate c, RingPeer prev, long session, int rank, int n)
+    /// <summary>
+    /// Reads what is available of the candidate's current message: null = incomplete, "" = complete (and, for a hello,
+    /// well-formed), else why it is rejected.
+    /// </summary>
+    private static string? Pump(Candidate c, RingPeer prev, HandshakeContext hs)
     {
+        var buffer = c.Buffer;
         int got;
         try
         {
             int available = c.Socket.Available;
             if (available == 0)
-                return c.Got == 0 ? "closed without sending a handshake" : $"closed after {c.Got} handshake bytes";
-            got = c.Socket.Receive(c.Buffer, c.Got, Math.Min(available, Wire.HandshakeSize - c.Got), SocketFlags.None);
+                return c.Stage == Stage.Proof
+                    ? $"closed after our authenticated acknowledgement without a proof (it could not verify it: {RingHandshake.AuthenticationFailed})"
+                    : c.Got == 0 ? "closed without sending a handshake" : $"closed after {c.Got} handshake bytes";
+            got = c.Socket.Receive(buffer, c.Got, Math.Min(available, buffer.Length - c.Got), SocketFlags.None);
         }
         catch (SocketException e)
         {
@@ -300,14 +442,23 @@ public sealed partial class RingAllReduce
         if (got == 0)
             return "closed during the handshake";
         c.Got += got;
-        var bytes = c.Buffer.AsSpan(0, c.Got);
+        if (c.Stage == Stage.Proof)
+            return c.Got < buffer.Length ? null : "";
+
+        var bytes = buffer.AsSpan(0, c.Got);
         if (!Wire.StartsWithHandshakeMagic(bytes))
             return "bad magic (garbage or not a GanCluster ring peer)";
-        if (c.Got < Wire.HandshakeSize)
-            return null;
-        var h = Wire.ReadHandshake(bytes, out string? error);
-        if (h == null)
-            return error!;
-        return Mismatch(h.Value, Wire.KindHello, session, prev.Rank, rank, n) ?? "";
+        if (!c.HeaderChecked && c.Got >= Wire.HandshakeSize)
+        {
+            // Check the fields as soon as they are in (an old-version peer sends no nonce and would otherwise stall).
+            var h = Wire.ReadHandshake(bytes, out string? error);
+            if (h == null)
+                return error!;
+            string? mismatch = Mismatch(h.Value, Wire.KindHello, hs.Session, prev.Rank, hs.Rank, hs.Size);
+            if (mismatch != null)
+                return mismatch;
+            c.HeaderChecked = true;
+        }
+        return c.Got < buffer.Length ? null : "";
     }
 }

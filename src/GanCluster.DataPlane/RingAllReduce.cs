@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using System.Security.Cryptography;
 
 namespace GanCluster.DataPlane;
 
@@ -9,6 +10,9 @@ namespace GanCluster.DataPlane;
 /// dedicated thread while the calling thread receives, and every chunk moves in <see cref="BlockBytes"/> blocks so
 /// that the add of one block overlaps the arrival of the next and a block is forwarded as soon as it is reduced.
 /// One operation at a time per instance; every rank must make the same sequence of calls with equal lengths.
+/// When the ring encrypts (<see cref="Encrypted"/>), every frame header and every block travels as one AES-256-GCM
+/// record (ciphertext plus a <see cref="TagBytes"/>-byte tag) whose 12-byte nonce is a per-direction counter, so a
+/// modified, dropped, replayed or reordered record fails the operation; without encryption the data path is unchanged.
 /// </summary>
 public sealed unsafe partial class RingAllReduce : IDisposable
 {
@@ -18,7 +22,13 @@ public sealed unsafe partial class RingAllReduce : IDisposable
     /// <summary>Pipelining granularity inside a step.</summary>
     public const int BlockBytes = 1 << 20;
 
+    /// <summary>Bytes of authentication tag after every header and block when the ring encrypts.</summary>
+    public const int TagBytes = 16;
+
     private const int BlockFloats = BlockBytes / sizeof(float);
+    private const int NonceBytes = 12;
+    // First four nonce bytes: the direction (connector → acceptor); the other eight are the record counter.
+    private const uint DirectionConnectorToAcceptor = 1;
     // Step ids of the weight exchange, far from the data steps so that a mix-up cannot pass the header check.
     private const int WeightStepBase = 1 << 20;
 
@@ -35,6 +45,15 @@ public sealed unsafe partial class RingAllReduce : IDisposable
     private readonly ManualResetEventSlim _senderIdle = new(true);
     private readonly Progress _recvDone = new();
     private readonly Progress _sendDone = new();
+    private readonly bool _encrypted;
+    // Set when the ring encrypts: the sealing of the connection to the next rank and the opening of the one from
+    // the previous rank, with ciphertext staging allocated once (one block plus its tag).
+    private readonly AesGcm? _sendCipher;
+    private readonly AesGcm? _recvCipher;
+    private readonly byte[] _sealed = [];
+    private readonly byte[] _opened = [];
+    private ulong _sendCounter;
+    private ulong _recvCounter;
 
     private AllReduceException? _failure;
     private volatile bool _disposed;
@@ -50,8 +69,10 @@ public sealed unsafe partial class RingAllReduce : IDisposable
     private float* _opData;
     private long _opSeq;
 
-    private RingAllReduce(int rank, RingPeer[] peers, TimeSpan timeout, Action<string>? log, Socket? sendSocket, Socket? recvSocket)
+    private RingAllReduce(int rank, RingPeer[] peers, TimeSpan timeout, Action<string>? log, Socket? sendSocket, Socket? recvSocket,
+        bool encrypt, byte[]? sendKey, byte[]? recvKey)
     {
+        _encrypted = encrypt;
         _rank = rank;
         _peers = peers;
         _size = peers.Length;
@@ -62,6 +83,15 @@ public sealed unsafe partial class RingAllReduce : IDisposable
         if (_size > 1)
         {
             _staging = GC.AllocateUninitializedArray<float>(BlockFloats, pinned: true);
+            if (encrypt)
+            {
+                _sendCipher = new AesGcm(sendKey ?? throw new ArgumentNullException(nameof(sendKey)), TagBytes);
+                _recvCipher = new AesGcm(recvKey ?? throw new ArgumentNullException(nameof(recvKey)), TagBytes);
+                _sealed = GC.AllocateUninitializedArray<byte>(BlockBytes + TagBytes);
+                _opened = GC.AllocateUninitializedArray<byte>(BlockBytes + TagBytes);
+                CryptographicOperations.ZeroMemory(sendKey);
+                CryptographicOperations.ZeroMemory(recvKey);
+            }
             _sender = new Thread(SenderLoop) { IsBackground = true, Name = $"ring-send-{rank}" };
             _sender.Start();
         }
@@ -70,6 +100,12 @@ public sealed unsafe partial class RingAllReduce : IDisposable
     public int Rank => _rank;
 
     public int WorldSize => _size;
+
+    /// <summary>
+    /// True when the ring was built with <see cref="RingSecurity.Encrypt"/>: its data connections carry AES-256-GCM
+    /// records only (a single-rank ring has no connections; it reports the setting).
+    /// </summary>
+    public bool Encrypted => _encrypted;
 
     /// <summary>Bytes written to the next rank since connect, framing included.</summary>
     public long BytesSent => Interlocked.Read(ref _bytesSent);
@@ -163,15 +199,31 @@ public sealed unsafe partial class RingAllReduce : IDisposable
             MemoryMarshal.Write(frame[Wire.HeaderSize..], in weights[sendIdx]);
             try
             {
-                Wire.SendAll(_sendSocket!, frame);
-                AddSent(frame.Length);
+                // Header and weight go as one record when encrypting (the receiver opens them the same way).
+                if (_sendCipher == null)
+                {
+                    Wire.SendAll(_sendSocket!, frame);
+                    AddSent(frame.Length);
+                }
+                else
+                {
+                    SendSealed(_sendSocket!, frame);
+                }
             }
             catch (Exception e) when (e is SocketException or ObjectDisposedException)
             {
                 throw Fail(SendFailure(e, phase, seq));
             }
-            ReceiveFrameHeader(frame[..Wire.HeaderSize], step, seq, sizeof(double), totalElements, phase);
-            ReceiveExact(frame[Wire.HeaderSize..], phase, seq, "weight");
+            if (_recvCipher == null)
+            {
+                ReceiveFrameHeader(frame[..Wire.HeaderSize], step, seq, sizeof(double), totalElements, phase);
+                ReceiveExact(frame[Wire.HeaderSize..], phase, seq, "weight");
+            }
+            else
+            {
+                ReceiveOpened(frame, phase, seq, "weight frame");
+                CheckFrameHeader(frame[..Wire.HeaderSize], step, seq, sizeof(double), totalElements, phase);
+            }
             weights[recvIdx] = MemoryMarshal.Read<double>(frame[Wire.HeaderSize..]);
         }
         double total = 0;
@@ -238,12 +290,12 @@ public sealed unsafe partial class RingAllReduce : IDisposable
                 if (st.Reduce)
                 {
                     var block = staging[..count];
-                    ReceiveExact(MemoryMarshal.AsBytes(block), phase, seq, "data");
+                    ReceiveData(MemoryMarshal.AsBytes(block), phase, seq);
                     VectorMath.Add(dst, block);
                 }
                 else
                 {
-                    ReceiveExact(MemoryMarshal.AsBytes(dst), phase, seq, "data");
+                    ReceiveData(MemoryMarshal.AsBytes(dst), phase, seq);
                 }
                 _recvDone.Advance();
             }
@@ -287,8 +339,7 @@ public sealed unsafe partial class RingAllReduce : IDisposable
             try
             {
                 Wire.WriteHeader(header, new Wire.FrameHeader(s, seq, (long)st.SendCount * sizeof(float), plan.Length));
-                Wire.SendAll(socket, header);
-                AddSent(header.Length);
+                SendData(socket, header);
                 for (int i = 0; i < blocks; i++)
                 {
                     // From step 1 on, the outgoing chunk is the one received (and reduced) in the previous step:
@@ -302,8 +353,7 @@ public sealed unsafe partial class RingAllReduce : IDisposable
                     }
                     int offset = st.SendOffset + i * BlockFloats;
                     int count = Math.Min(BlockFloats, st.SendCount - i * BlockFloats);
-                    Wire.SendAll(socket, new ReadOnlySpan<byte>(data + offset, count * sizeof(float)));
-                    AddSent(count * sizeof(float));
+                    SendData(socket, new ReadOnlySpan<byte>(data + offset, count * sizeof(float)));
                     _sendDone.Advance();
                 }
             }
@@ -315,9 +365,76 @@ public sealed unsafe partial class RingAllReduce : IDisposable
         }
     }
 
+    /// <summary>Sends one header or block: as is, or as one sealed record when encrypting.</summary>
+    private void SendData(Socket socket, ReadOnlySpan<byte> plain)
+    {
+        if (_sendCipher == null)
+        {
+            Wire.SendAll(socket, plain);
+            AddSent(plain.Length);
+        }
+        else
+        {
+            SendSealed(socket, plain);
+        }
+    }
+
+    /// <summary>Seals <paramref name="plain"/> (at most one block) under the next record number and sends it with its tag.</summary>
+    private void SendSealed(Socket socket, ReadOnlySpan<byte> plain)
+    {
+        Span<byte> nonce = stackalloc byte[NonceBytes];
+        WriteNonce(nonce, _sendCounter++);
+        var record = _sealed.AsSpan(0, plain.Length + TagBytes);
+        _sendCipher!.Encrypt(nonce, plain, record[..plain.Length], record[plain.Length..]);
+        Wire.SendAll(socket, record);
+        AddSent(record.Length);
+    }
+
+    private static void WriteNonce(Span<byte> nonce, ulong counter)
+    {
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(nonce, DirectionConnectorToAcceptor);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(nonce[4..], counter);
+    }
+
+    /// <summary>Receives one header or block into <paramref name="plain"/>: as is, or by opening one sealed record.</summary>
+    private void ReceiveData(Span<byte> plain, string phase, long seq)
+    {
+        if (_recvCipher == null)
+            ReceiveExact(plain, phase, seq, "data");
+        else
+            ReceiveOpened(plain, phase, seq, "data");
+    }
+
+    /// <summary>Receives the next record (ciphertext and tag) and opens it into <paramref name="plain"/>; a bad tag fails the ring.</summary>
+    private void ReceiveOpened(Span<byte> plain, string phase, long seq, string what)
+    {
+        var record = _opened.AsSpan(0, plain.Length + TagBytes);
+        ReceiveExact(record, phase, seq, what);
+        Span<byte> nonce = stackalloc byte[NonceBytes];
+        WriteNonce(nonce, _recvCounter++);
+        try
+        {
+            _recvCipher!.Decrypt(nonce, record[..plain.Length], record[plain.Length..], plain);
+        }
+        catch (CryptographicException e)
+        {
+            throw Fail(new AllReduceException(
+                $"rank {_rank}: a {what} record from {PrevPeer} failed authentication during {phase} of all-reduce #{seq} " +
+                "(modified in transit, out of order, or not sealed with this connection's key)", e));
+        }
+    }
+
     private void ReceiveFrameHeader(Span<byte> header, int step, long seq, long payloadBytes, int totalElements, string phase)
     {
-        ReceiveExact(header, phase, seq, "frame header");
+        if (_recvCipher == null)
+            ReceiveExact(header, phase, seq, "frame header");
+        else
+            ReceiveOpened(header, phase, seq, "frame header");
+        CheckFrameHeader(header, step, seq, payloadBytes, totalElements, phase);
+    }
+
+    private void CheckFrameHeader(ReadOnlySpan<byte> header, int step, long seq, long payloadBytes, int totalElements, string phase)
+    {
         var h = Wire.ReadHeader(header, out string? error);
         if (h == null)
             throw Fail(new AllReduceException(
@@ -440,6 +557,9 @@ public sealed unsafe partial class RingAllReduce : IDisposable
             if (Thread.CurrentThread != _sender)
                 _sender.Join(TimeSpan.FromSeconds(2));
         }
+        // A thread still inside a cipher call gets ObjectDisposedException, which fails its operation like the sockets do.
+        _sendCipher?.Dispose();
+        _recvCipher?.Dispose();
     }
 
     /// <summary>Which chunk each step sends and receives, and where its blocks sit in the pipeline order.</summary>

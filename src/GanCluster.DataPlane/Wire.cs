@@ -3,12 +3,15 @@ using System.Net.Sockets;
 
 namespace GanCluster.DataPlane;
 
-/// <summary>Little-endian wire formats: the 32-byte connection handshake and the 32-byte frame header.</summary>
+/// <summary>
+/// Little-endian wire formats: the 32-byte handshake fields (the start of the hello and the acknowledgement of the
+/// authenticated handshake in <see cref="RingHandshake"/>) and the 32-byte frame header.
+/// </summary>
 internal static class Wire
 {
     public const int HandshakeSize = 32;
     public const int HeaderSize = 32;
-    public const ushort Version = 1;
+    public const ushort Version = 2;
     public const uint HandshakeMagic = 0x48444347; // "GCDH"
     public const uint FrameMagic = 0x46444347;     // "GCDF"
     public const ushort KindHello = 1;

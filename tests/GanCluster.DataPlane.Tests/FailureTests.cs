@@ -137,16 +137,11 @@ public sealed class FailureTests
             CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
         // Fake rank 1: accept rank 0's connection and acknowledge; connect to rank 0 and say hello.
+        var key = FakePeer.InsecureKey(session, peers);
         using var fromZero = fakeListener.Accept();
-        var buffer = new byte[Wire.HandshakeSize];
-        Assert.Equal(buffer.Length, Wire.ReceiveAll(fromZero, buffer));
-        Wire.WriteHandshake(buffer, new Wire.Handshake(Wire.Version, Wire.KindAck, session, 1, 0, 2));
-        Wire.SendAll(fromZero, buffer);
-        using var toZero = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        toZero.Connect(IPAddress.Loopback, listener.Port);
-        Wire.WriteHandshake(buffer, new Wire.Handshake(Wire.Version, Wire.KindHello, session, 1, 0, 2));
-        Wire.SendAll(toZero, buffer);
-        Assert.Equal(buffer.Length, Wire.ReceiveAll(toZero, buffer));
+        Assert.True(FakePeer.Accept(fromZero, key, session, 1, 0, 2));
+        using var toZero = FakePeer.ConnectTo(listener.Port);
+        Assert.True(FakePeer.Connect(toZero, key, session, 1, 0, 2).AckVerified);
         using var ring = await connect;
 
         // Op #1 expects sequence number 1; a frame of op 0 with the right length must not be added in.
@@ -176,16 +171,11 @@ public sealed class FailureTests
         };
         var connect = Task.Factory.StartNew(() => RingAllReduce.Connect(listener, session, 0, peers, Timeout),
             CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        var key = FakePeer.InsecureKey(session, peers);
         using var fromZero = fakeListener.Accept();
-        var buffer = new byte[Wire.HandshakeSize];
-        Wire.ReceiveAll(fromZero, buffer);
-        Wire.WriteHandshake(buffer, new Wire.Handshake(Wire.Version, Wire.KindAck, session, 1, 0, 2));
-        Wire.SendAll(fromZero, buffer);
-        using var toZero = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        toZero.Connect(IPAddress.Loopback, listener.Port);
-        Wire.WriteHandshake(buffer, new Wire.Handshake(Wire.Version, Wire.KindHello, session, 1, 0, 2));
-        Wire.SendAll(toZero, buffer);
-        Wire.ReceiveAll(toZero, buffer);
+        Assert.True(FakePeer.Accept(fromZero, key, session, 1, 0, 2));
+        using var toZero = FakePeer.ConnectTo(listener.Port);
+        Assert.True(FakePeer.Connect(toZero, key, session, 1, 0, 2).AckVerified);
         using var ring = await connect;
 
         Wire.SendAll(toZero, new byte[Wire.HeaderSize + 256].Select((_, i) => (byte)(i * 37)).ToArray());
@@ -261,6 +251,9 @@ public sealed class HandshakeTests
             Wire.WriteHandshake(hello, new Wire.Handshake(Wire.Version, Wire.KindHello, session, 1, 0, 2));
             new Random(5).NextBytes(hello.AsSpan(4));
             Open().Send(hello);
+            // A peer of the previous wire version (32-byte hello, no nonce): refused at once, not left to time out.
+            Wire.WriteHandshake(hello, new Wire.Handshake(1, Wire.KindHello, session, 1, 0, 2));
+            Open().Send(hello.AsSpan(0, Wire.HandshakeSize));
             // A connection that sends half a hello and then nothing, and one that sends nothing: must not block anyone.
             Wire.WriteHandshake(hello, new Wire.Handshake(Wire.Version, Wire.KindHello, session, 1, 0, 2));
             Open().Send(hello.AsSpan(0, 10));
@@ -278,6 +271,7 @@ public sealed class HandshakeTests
             Assert.Contains(messages, m => m.Contains($"session {session + 1000} (expected {session})"));
             Assert.Contains(messages, m => m.Contains("sender rank 0 (expected 1)"));
             Assert.Contains(messages, m => m.Contains("checksum"));
+            Assert.Contains(messages, m => m.Contains($"protocol version 1 (expected {Wire.Version})"));
         }
         finally
         {
