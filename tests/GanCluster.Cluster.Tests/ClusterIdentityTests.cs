@@ -140,6 +140,22 @@ public class ClusterIdentityTests
         Assert.True(cancel.ExitCode == 0, cancel.StdOut + cancel.StdErr);
     }
 
+    [Fact]
+    public void With_Node_RingEncryption_two_workers_train_over_an_authenticated_and_encrypted_ring()
+    {
+        using var nodes = new NodeProcesses();
+        using var dir = new TempFolder();
+        nodes.ExtraArgs.Add("--Node:RingEncryption=true");
+        var (port, _, workers) = nodes.StartCluster(2);
+        var spec = Path.Combine(dir.Path, "spec.json");
+        File.WriteAllText(spec, Spec.Replace("1000000", "300").Replace("\"every\": 100", "\"every\": 300"));
+        var run = CliProcess.Run(["submit", spec, "--cluster", $"127.0.0.1:{port}", "--wait"], timeoutSeconds: 300);
+        Assert.True(run.ExitCode == 0, run.StdOut + run.StdErr + nodes.AllLogs());
+        Assert.Contains("completed: 300 iterations on 2 worker(s)", run.StdOut);
+        foreach (var w in workers)
+            Assert.Contains("of 2, local batch 16, 4000 samples; ring authenticated and encrypted", nodes.Log(w));
+    }
+
     static RunProtocol.StatusReported Status(string cluster)
     {
         using var c = new ClusterConnection(cluster, TimeSpan.FromSeconds(30), TestCredentials.Cluster);

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Akka.Event;
 using Akka.Remote.Transport.DotNetty;
+using GanCluster.DataPlane;
 
 namespace GanCluster.Actors.Security;
 
@@ -33,6 +34,9 @@ public sealed class ClusterCredentials
     /// <summary>SHA-256 of the certificate: a peer must present exactly this certificate.</summary>
     public string Thumbprint { get; }
     byte[] Secret { get; }
+
+    /// <summary>The gradient ring's handshake key material (and, with Node:RingEncryption, its encryption).</summary>
+    public RingSecurity Ring(bool encrypt) => RingSecurity.FromSecret(Secret, encrypt);
 
     /// <summary>
     /// Creates the folder's certificate (self-signed ECDSA P-256, valid <paramref name="days"/> days) and secret,

@@ -13,7 +13,9 @@ using static GanCluster.Protocol.WorkerProtocol;
 namespace GanCluster.Actors.Worker;
 
 /// <summary>Per-worker settings (one worker per device).</summary>
-public sealed record WorkerSettings(string WorkerId, string Device, string DataBind, string DataHost, TimeSpan RingTimeout, TimeSpan UploadTimeout);
+/// <param name="Ring">The gradient ring's handshake key (from the cluster's secret) and whether it encrypts.</param>
+public sealed record WorkerSettings(string WorkerId, string Device, string DataBind, string DataHost, TimeSpan RingTimeout, TimeSpan UploadTimeout,
+    RingSecurity Ring);
 
 /// <summary>
 /// Owns one device. Runs on a pinned dispatcher (its own thread): TorchSharp's dispose scopes are thread-static, so all
@@ -160,10 +162,14 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         try
         {
             var peers = p.Peers.Select(x => new RingPeer(x.Rank, x.Host, x.Port)).ToList();
-            var ring = RingAllReduce.Connect(_listener!, p.Session, p.Rank, peers, _settings.RingTimeout, log: m => _log.Warning("data plane: {0}", m));
+            var ring = RingAllReduce.Connect(_listener!, p.Session, p.Rank, peers, _settings.RingTimeout, log: m => _log.Warning("data plane: {0}", m),
+                security: _settings.Ring);
             s.Form(p.Rank, p.WorldSize, p.LocalBatches[p.Rank], new RingReduce(ring), p.Resume);
-            _log.Info("run {0}: rank {1} of {2}, local batch {3}, {4} samples{5}", p.RunId, p.Rank, p.WorldSize, p.LocalBatches[p.Rank], s.DatasetSize,
-                p.Resume is null ? "" : $", from {p.Resume.Position?.ToString() ?? "the start"}" + (source is null || p.Rank != 0 ? "" : $" ({source})"));
+            var from = p.Resume is null ? "" : $", from {p.Resume.Position?.ToString() ?? "the start"}" + (source is null || p.Rank != 0 ? "" : $" ({source})");
+            var how = p.WorldSize == 1 ? "not needed" : ring.Encrypted ? "authenticated and encrypted"
+                : _settings.Ring.Authenticated ? "authenticated" : "NOT authenticated (Node:Insecure)";
+            _log.Info("run {0}: rank {1} of {2}, local batch {3}, {4} samples{5}; ring {6}",
+                [p.RunId, p.Rank, p.WorldSize, p.LocalBatches[p.Rank], s.DatasetSize, from, how]);
             Sender.Tell(new RunPrepared(p.RunId, p.Session, p.Rank, _settings.WorkerId, s.DatasetSize));
         }
         catch (Exception e)
