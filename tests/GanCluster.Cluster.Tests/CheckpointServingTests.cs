@@ -104,9 +104,9 @@ public sealed class CheckpointServingTests : IDisposable
         Directory.CreateDirectory(Path.Combine(output, ".upload-00000020"));
         File.WriteAllText(Path.Combine(output, ".upload-00000020", "checkpoints"), "in the way");
 
-        var ack = await parent.Ask(new FileChunk("run-io", 20, "checkpoints/iter-00000020/G.bin", 0, [1, 2, 3], true), TimeSpan.FromSeconds(2))
-            .ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : null);
-        Assert.Null(ack);                                                   // not acknowledged: rank 0 must not think it landed
+        // Refused, not acknowledged: rank 0 must not think it landed, and stops sending at once.
+        var refused = Assert.IsType<ChunkRefused>(await parent.Ask(new FileChunk("run-io", 20, "checkpoints/iter-00000020/G.bin", 0, [1, 2, 3], true), Wait));
+        Assert.Equal("saving the outputs of iteration 20 failed on the seed", refused.Reason);
         var d = await done.Task.WaitAsync(Wait);
         Assert.Equal(("run-io", 20L), (d.RunId, d.Iteration));
         Assert.Contains(Path.Combine(output, ".upload-00000020", "checkpoints"), d.Error);   // the path, and the OS's message
@@ -125,9 +125,8 @@ public sealed class CheckpointServingTests : IDisposable
         var output = Path.Combine(_dir.Path, "names");
         var actor = _system.ActorOf(Props.Create(() => new CheckpointActor()));
         actor.Tell(new CheckpointActor.Start("run-n", output, "{}", 1));
-        var answer = await actor.Ask(new FileChunk("run-n", 20, path, 0, [35, 33], true), TimeSpan.FromSeconds(2))
-            .ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : null);
-        Assert.Null(answer);                                                                 // not acknowledged
+        var refused = Assert.IsType<ChunkRefused>(await actor.Ask(new FileChunk("run-n", 20, path, 0, [35, 33], true), Wait));
+        Assert.Equal($"{path} is not an output of iteration 20", refused.Reason);            // refused, saying why
         Assert.False(Directory.Exists(Path.Combine(output, ".upload-00000020")));             // nothing written
         // The names a real save uses are accepted.
         Assert.IsType<ChunkAck>(await actor.Ask(new FileChunk("run-n", 20, "samples/iter-00000020.png", 0, [1], true), Wait));

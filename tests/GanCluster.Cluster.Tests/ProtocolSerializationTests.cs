@@ -60,6 +60,7 @@ public sealed class ProtocolSerializationTests : IDisposable
             new StopRun("run-1", "completed"),
             new FileChunk("run-1", 500, "samples/iter-00000500.png", 65536, [1, 2, 3, 255], false),
             new ChunkAck("run-1", "samples/iter-00000500.png", 65536),
+            new ChunkRefused("run-1", "samples/iter-00000500.png", "saving the outputs of iteration 500 failed on the seed"),
             new ArtifactsUploaded("run-1", 500, ["samples/a.png", "checkpoints/iter-00000500/G.bin"], true),
             new ArtifactsSaved("run-1", 500),
             new ArtifactsFailed("run-1", 500, "disk full"),
