@@ -24,13 +24,8 @@ public class ClusterIdentityTests
     {
         using var nodes = new NodeProcesses();
         using var dir = new TempFolder();
-        var (port, seed, _) = nodes.StartCluster(1);
+        var (port, seed, spec, runId) = StartLongRun(nodes, dir);
         var cluster = $"127.0.0.1:{port}";
-        var spec = Path.Combine(dir.Path, "spec.json");
-        File.WriteAllText(spec, Spec);
-        var submitted = CliProcess.Run(["submit", spec, "--cluster", cluster], timeoutSeconds: 120);
-        Assert.True(submitted.ExitCode == 0, submitted.StdOut + submitted.StdErr);
-        var runId = submitted.StdOut.Split(' ')[2];
 
         // Strangers: another cluster's valid credentials, and none at all.
         var foreignFolder = Path.Combine(dir.Path, "foreign");
@@ -92,13 +87,8 @@ public class ClusterIdentityTests
     {
         using var nodes = new NodeProcesses();
         using var dir = new TempFolder();
-        var (port, seed, _) = nodes.StartCluster(1);
+        var (port, seed, _, runId) = StartLongRun(nodes, dir);
         var cluster = $"127.0.0.1:{port}";
-        var spec = Path.Combine(dir.Path, "spec.json");
-        File.WriteAllText(spec, Spec);
-        var submitted = CliProcess.Run(["submit", spec, "--cluster", cluster], timeoutSeconds: 120);
-        Assert.True(submitted.ExitCode == 0, submitted.StdOut + submitted.StdErr);
-        var runId = submitted.StdOut.Split(' ')[2];
         var worker = Assert.Single(Status(cluster).Members!).WorkerId;
 
         // A real member with the worker role and the cluster's credentials (a compromised or buggy worker node).
@@ -154,6 +144,17 @@ public class ClusterIdentityTests
         Assert.Contains("completed: 300 iterations on 2 worker(s)", run.StdOut);
         foreach (var w in workers)
             Assert.Contains("of 2, local batch 16, 4000 samples; ring authenticated and encrypted", nodes.Log(w));
+    }
+
+    /// <summary>A seed, one worker and a run that trains until cancelled.</summary>
+    static (int Port, int Seed, string Spec, string RunId) StartLongRun(NodeProcesses nodes, TempFolder dir)
+    {
+        var (port, seed, _) = nodes.StartCluster(1);
+        var spec = Path.Combine(dir.Path, "spec.json");
+        File.WriteAllText(spec, Spec);
+        var submitted = CliProcess.Run(["submit", spec, "--cluster", $"127.0.0.1:{port}"], timeoutSeconds: 120);
+        Assert.True(submitted.ExitCode == 0, submitted.StdOut + submitted.StdErr);
+        return (port, seed, spec, submitted.StdOut.Split(' ')[2]);
     }
 
     static RunProtocol.StatusReported Status(string cluster)
