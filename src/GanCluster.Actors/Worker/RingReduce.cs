@@ -5,6 +5,14 @@ namespace GanCluster.Actors.Worker;
 /// <summary>The TCP ring as the session's all-reduce.</summary>
 public sealed class RingReduce(RingAllReduce ring) : IAllReduce
 {
-    public double WeightedMean(Span<float> data, double weight) => ring.AllReduceWeightedMean(data, weight);
+    /// <summary>Stopwatch ticks spent in all-reduces so far (read by the worker's <see cref="StepTimes"/>).</summary>
+    public long Ticks { get; private set; }
+
+    public double WeightedMean(Span<float> data, double weight)
+    {
+        var start = System.Diagnostics.Stopwatch.GetTimestamp();
+        try { return ring.AllReduceWeightedMean(data, weight); }
+        finally { Ticks += System.Diagnostics.Stopwatch.GetTimestamp() - start; }
+    }
     public void Dispose() => ring.Dispose();
 }

@@ -45,6 +45,8 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
     string? _runId;
     long _formation;
     Task? _upload;                 // rank 0's save in flight to the seed; at most one
+    RingReduce? _ring;             // the formation's ring (its time in all-reduces is measured)
+    readonly StepTimes _times = new();
     IActorRef? _leaveRequester;
 
     public ITimerScheduler Timers { get; set; } = null!;
@@ -164,7 +166,9 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             var peers = p.Peers.Select(x => new RingPeer(x.Rank, x.Host, x.Port)).ToList();
             var ring = RingAllReduce.Connect(_listener!, p.Session, p.Rank, peers, _settings.RingTimeout, log: m => _log.Warning("data plane: {0}", m),
                 security: _settings.Ring);
-            s.Form(p.Rank, p.WorldSize, p.LocalBatches[p.Rank], new RingReduce(ring), p.Resume);
+            _ring = new RingReduce(ring);
+            _times.Reset();
+            s.Form(p.Rank, p.WorldSize, p.LocalBatches[p.Rank], _ring, p.Resume);
             var from = p.Resume is null ? "" : $", from {p.Resume.Position?.ToString() ?? "the start"}" + (source is null || p.Rank != 0 ? "" : $" ({source})");
             var how = p.WorldSize == 1 ? "not needed" : ring.Encrypted ? "authenticated and encrypted"
                 : _settings.Ring.Authenticated ? "authenticated" : "NOT authenticated (Node:Insecure)";
@@ -234,20 +238,29 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
 
     void OnExecute(ExecuteStep e)
     {
+        var arrived = System.Diagnostics.Stopwatch.GetTimestamp();
         if (!Current(e.RunId, e.Session, e.Step)) return;
         var s = _session!;
         try
         {
+            _times.Arrived(arrived);
             if (e.Commit is not null) s.Commit(e.Commit);
             var checksum = e.ReportChecksum ? s.Checksum() : null;
+            var computeStart = System.Diagnostics.Stopwatch.GetTimestamp();
+            var reduceBefore = _ring?.Ticks ?? 0;
             var finite = s.ComputeAndReduce(e.Step);
+            var done = System.Diagnostics.Stopwatch.GetTimestamp();
+            var reduce = (_ring?.Ticks ?? 0) - reduceBefore;
+            _times.Worked(computeStart - arrived, done - computeStart - reduce, reduce);
             WindowStats? stats = null;
             if (e.ReportStats)
             {
                 var w = s.Replica.TakeStats();
                 stats = new WindowStats(w.LossD, w.LossG, w.DReal, w.DFake, w.GSteps);
+                if (_times.TakeSummary() is { } summary) _log.Info("run {0}: rank {1}, last {2}", e.RunId, s.Rank, summary);
             }
             Sender.Tell(new StepReduced(e.RunId, e.Session, e.Step, s.Rank, s.LocalBatch, stats, checksum, NonFinite: !finite));
+            _times.Replied(System.Diagnostics.Stopwatch.GetTimestamp());
         }
         catch (Exception ex)
         {

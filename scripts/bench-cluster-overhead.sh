@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# How much of a cluster update is spent waiting for the seed, and what the cluster reaches against one process:
+# the same spec trained by `train --local` (one process, global batch B) and by a seed + 2 CPU workers (B/2 each,
+# --cpu-threads 1), one after the other. Prints points/s (or img/s) of both from their metrics.csv (training time
+# after the first logging window), the ratio, and the workers' own account of an update (apply, gradients, all-reduce,
+# waiting for the seed) from their logs.
+# Usage: scripts/bench-cluster-overhead.sh [ring8|dcgan28 ...]   (default: ring8 dcgan28; dcgan28 needs ../shared/data/mnist-sample)
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+models=("$@"); [ ${#models[@]} -gt 0 ] || models=(ring8 dcgan28)
+port=${GANCLUSTER_BENCH_PORT:-4501}
+d=$(mktemp -d /tmp/gancluster-overhead.XXXXXX)
+export GANCLUSTER_CREDENTIALS=$d/credentials
+"$root/scripts/gancluster" certs create --out "$GANCLUSTER_CREDENTIALS" >/dev/null
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; }
+trap cleanup EXIT
+start() {
+  local out; out=$("$root/scripts/start-$1.sh" --host 127.0.0.1 --log-dir "$d/logs" "${@:2}")
+  pids+=("$(grep -o 'pid [0-9]*' <<<"$out" | cut -d' ' -f2)")
+}
+# Samples per second after the first logging window (which holds the start-up) to the last: column 1 is the
+# iteration, column 7 the seconds since the run started.
+rate() { awk -F, -v b="$2" 'NR == 2 { i0 = $1; t0 = $7 } NR > 2 { i = $1; t = $7 } END { printf "%.0f", (i - i0) * b / (t - t0) }' "$1"; }
+mnist=$(cd "$root/.." && pwd)/shared/data/mnist-sample
+echo "| model | global batch | iterations | one process (samples/s) | 2 workers (samples/s) | ratio | per update on the workers (last window, rank 0) |"
+echo "|---|---|---|---|---|---|---|"
+for m in "${models[@]}"; do
+  case $m in
+    ring8) B=256; it=3000; every=500
+      data='{"kind":"ring8","size":100000}'; model='{"kind":"mlp","nz":8,"ngf":128,"ndf":128}' ;;
+    dcgan28) B=128; it=200; every=50
+      [ -d "$mnist" ] || { echo "| dcgan28 | skipped: no $mnist |"; continue; }
+      data="{\"kind\":\"mnist\",\"path\":\"$mnist\",\"imageSize\":28}"; model='{"kind":"dcgan","nz":100,"ngf":32,"ndf":32}' ;;
+    *) echo "unknown model $m (ring8, dcgan28)" >&2; exit 2 ;;
+  esac
+  spec() { printf '{"name":"%s","dataset":%s,"model":%s,"training":{"iterations":%d,"batchSize":%d,"logEvery":%d,"seed":3},"checkpoint":{"every":%d,"keep":1},"output":"%s"}\n' \
+    "$m" "$data" "$model" "$it" "$B" "$every" "$it" "$1"; }
+  spec "$d/local-$m" >"$d/local-$m.json"
+  "$root/scripts/gancluster" train --local "$d/local-$m.json" >"$d/local-$m.txt" 2>&1
+  local_rate=$(rate "$d/local-$m/metrics.csv" "$B")
+
+  runs=$d/runs-$m; mkdir -p "$runs"; pids=()
+  start seed --port "$port" --state-dir "$d/state-$m" "--Node:RunsRoot=$runs"
+  start worker --seeds "127.0.0.1:$port" --cpu-threads 1
+  start worker --seeds "127.0.0.1:$port" --cpu-threads 1
+  until "$root/scripts/gancluster" status --cluster "127.0.0.1:$port" 2>/dev/null | grep -q "workers 2"; do sleep 1; done
+  spec out >"$d/cluster-$m.json"
+  "$root/scripts/gancluster" submit "$d/cluster-$m.json" --cluster "127.0.0.1:$port" --wait >"$d/cluster-$m.txt" 2>&1
+  cluster_rate=$(rate "$runs/out/metrics.csv" "$B")
+  times=$(grep -h "rank 0, last" "$d"/logs/worker-*.log | tail -1 | sed 's/.*rank 0, last //')
+  echo "| $m | $B | $it | $local_rate | $cluster_rate | $(echo "scale=2; $cluster_rate / $local_rate" | bc) | $times |"
+  kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true
+  rm -f "$d"/logs/worker-*.log
+  port=$((port + 1))
+done
+echo "logs: $d"
