@@ -1,6 +1,6 @@
 using System.CommandLine;
 using GanCluster.Training.Output;
-using GanCluster.Training.Training;
+using GanCluster.Training.Core;
 using TorchSharp;
 
 namespace GanCluster.Cli;

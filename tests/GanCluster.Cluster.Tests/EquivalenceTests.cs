@@ -2,7 +2,7 @@ using GanCluster.Actors.Coordinator;
 using GanCluster.Actors.Worker;
 using GanCluster.Protocol;
 using GanCluster.Training.Data;
-using GanCluster.Training.Training;
+using GanCluster.Training.Core;
 using static TorchSharp.torch;
 
 namespace GanCluster.Cluster.Tests;

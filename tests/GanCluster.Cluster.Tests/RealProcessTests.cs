@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
 using GanCluster.Training.Data;
-using GanCluster.Training.Training;
+using GanCluster.Training.Core;
 
 namespace GanCluster.Cluster.Tests;
 

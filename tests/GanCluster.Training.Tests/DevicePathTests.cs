@@ -2,7 +2,7 @@ using System.Text.RegularExpressions;
 using GanCluster.Training.Data;
 using GanCluster.Training.Output;
 using GanCluster.Training.Spec;
-using GanCluster.Training.Training;
+using GanCluster.Training.Core;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

@@ -1,4 +1,4 @@
-using GanCluster.Training.Training;
+using GanCluster.Training.Core;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 

@@ -1,4 +1,4 @@
-using GanCluster.Training.Training;
+using GanCluster.Training.Core;
 using static TorchSharp.torch;
 
 namespace GanCluster.Training.Tests;

@@ -1,4 +1,4 @@
-using GanCluster.Training.Training;
+using GanCluster.Training.Core;
 
 namespace GanCluster.Training.Tests;
 

@@ -72,13 +72,13 @@ public class ModelTests
         var spec = TinySpecs.Ring8(dir.Path, 1);
         if (kind == "dcgan")
             spec = spec with { Dataset = new() { Kind = "folder", ImageSize = 32, Channels = 3 }, Model = new() { Kind = "dcgan", Nz = 8, Ngf = 4, Ndf = 4 } };
-        float[] Weights(GanCluster.Training.Training.GanReplica r) =>
+        float[] Weights(GanCluster.Training.Core.GanReplica r) =>
             r.G.parameters().Concat(r.D.parameters()).SelectMany(p => p.data<float>().ToArray()).ToArray();
 
-        using var a = new GanCluster.Training.Training.GanReplica(spec, CPU, 0);
+        using var a = new GanCluster.Training.Core.GanReplica(spec, CPU, 0);
         using (randn(1000)) { }                              // someone else draws from the global generator
-        using var b = new GanCluster.Training.Training.GanReplica(spec, CPU, 1);
-        using var other = new GanCluster.Training.Training.GanReplica(spec with { Training = spec.Training with { Seed = 99 } }, CPU, 0);
+        using var b = new GanCluster.Training.Core.GanReplica(spec, CPU, 1);
+        using var other = new GanCluster.Training.Core.GanReplica(spec with { Training = spec.Training with { Seed = 99 } }, CPU, 0);
         Assert.Equal(Weights(a), Weights(b));
         Assert.NotEqual(Weights(a), Weights(other));
     }

@@ -1,5 +1,5 @@
 using GanCluster.Training.Spec;
-using GanCluster.Training.Training;
+using GanCluster.Training.Core;
 using static TorchSharp.torch;
 
 namespace GanCluster.Training.Tests;

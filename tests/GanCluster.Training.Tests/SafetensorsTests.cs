@@ -1,6 +1,6 @@
 using GanCluster.Training.Output;
 using GanCluster.Training.Spec;
-using GanCluster.Training.Training;
+using GanCluster.Training.Core;
 using static TorchSharp.torch;
 
 namespace GanCluster.Training.Tests;

@@ -1,7 +1,7 @@
 using Akka.Actor;
 using Akka.Event;
 using GanCluster.Training.Output;
-using GanCluster.Training.Training;
+using GanCluster.Training.Core;
 using static GanCluster.Protocol.ArtifactProtocol;
 
 namespace GanCluster.Actors.Coordinator;

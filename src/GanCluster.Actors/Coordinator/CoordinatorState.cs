@@ -3,7 +3,7 @@ using System.Text.Json;
 using GanCluster.Protocol;
 using GanCluster.Training.Output;
 using GanCluster.Training.Spec;
-using GanCluster.Training.Training;
+using GanCluster.Training.Core;
 using static GanCluster.Protocol.WorkerProtocol;
 
 namespace GanCluster.Actors.Coordinator;
@@ -971,6 +971,6 @@ public static class GanScheduleKeys
 {
     public static StepKey First => ToKey(GanSchedule.First);
     public static StepKey Next(StepKey step, int k) => ToKey(GanSchedule.Next(ToId(step), k));
-    public static StepKey ToKey(StepId id) => new(id.Iteration, id.Phase == Training.Training.Phase.Discriminator ? StepPhase.Discriminator : StepPhase.Generator, id.SubStep);
-    public static StepId ToId(StepKey key) => new(key.Iteration, key.Phase == StepPhase.Discriminator ? Training.Training.Phase.Discriminator : Training.Training.Phase.Generator, key.SubStep);
+    public static StepKey ToKey(StepId id) => new(id.Iteration, id.Phase == Training.Core.Phase.Discriminator ? StepPhase.Discriminator : StepPhase.Generator, id.SubStep);
+    public static StepId ToId(StepKey key) => new(key.Iteration, key.Phase == StepPhase.Discriminator ? Training.Core.Phase.Discriminator : Training.Core.Phase.Generator, key.SubStep);
 }

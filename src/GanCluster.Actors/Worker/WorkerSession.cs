@@ -4,7 +4,7 @@ using GanCluster.Protocol;
 using GanCluster.Training.Data;
 using GanCluster.Training.Output;
 using GanCluster.Training.Spec;
-using GanCluster.Training.Training;
+using GanCluster.Training.Core;
 using TorchSharp;
 using static TorchSharp.torch;
 using static GanCluster.Protocol.WorkerProtocol;

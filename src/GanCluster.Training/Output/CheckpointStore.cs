@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
 using GanCluster.Training.Spec;
-using GanCluster.Training.Training;
+using GanCluster.Training.Core;
 using static TorchSharp.torch;
 
 namespace GanCluster.Training.Output;

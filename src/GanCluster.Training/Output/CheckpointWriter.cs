@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using GanCluster.Training.Training;
+using GanCluster.Training.Core;
 
 namespace GanCluster.Training.Output;
 

@@ -1,4 +1,4 @@
-namespace GanCluster.Training.Training;
+namespace GanCluster.Training.Core;
 
 public enum Phase { Discriminator, Generator }
 

@@ -1,4 +1,4 @@
-namespace GanCluster.Training.Training;
+namespace GanCluster.Training.Core;
 
 /// <summary>Mode coverage of 2-D samples against a Gaussian mixture (PacGAN's protocol).</summary>
 public sealed record ModeQualityResult(int ModesCovered, int Modes, double HighQualityFraction, int Samples)

@@ -3,7 +3,7 @@ using GanCluster.Training.Spec;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace GanCluster.Training.Training;
+namespace GanCluster.Training.Core;
 
 /// <summary>
 /// <c>gancluster info --self-test</c>: a tiny DCGAN on the chosen device takes real training steps and makes a

@@ -5,7 +5,7 @@ using GanCluster.Training.Spec;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace GanCluster.Training.Training;
+namespace GanCluster.Training.Core;
 
 /// <summary>Samples and checkpoint state of a run, written the same way by a local run and by a cluster's rank 0.</summary>
 public static class RunArtifacts

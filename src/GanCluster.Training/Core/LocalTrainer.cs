@@ -6,7 +6,7 @@ using GanCluster.Training.Spec;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace GanCluster.Training.Training;
+namespace GanCluster.Training.Core;
 
 /// <summary>How a local run ended.</summary>
 public sealed record LocalRunResult(long Iterations, string Output, string? LastCheckpoint, string? LastSamples, ModeQualityResult? Quality, bool Cancelled,

@@ -4,7 +4,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace GanCluster.Training.Training;
+namespace GanCluster.Training.Core;
 
 /// <summary>Means of one logging window, read from the device once per window.</summary>
 public readonly record struct StepStats(double LossD, double LossG, double DReal, double DFake, int DSteps, int GSteps);

@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace GanCluster.Training.Training;
+namespace GanCluster.Training.Core;
 
 /// <summary>What the NaN guard counted, read from the device at a log line or before a save.</summary>
 /// <param name="Stopped">This many non-finite updates came in a row: every later update was skipped too.</param>

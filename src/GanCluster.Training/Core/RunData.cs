@@ -1,7 +1,7 @@
 using GanCluster.Training.Data;
 using GanCluster.Training.Spec;
 
-namespace GanCluster.Training.Training;
+namespace GanCluster.Training.Core;
 
 /// <summary>Turns a run spec's dataset section into an in-memory <see cref="SampleSet"/>.</summary>
 public static class RunData

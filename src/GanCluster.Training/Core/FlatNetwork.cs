@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace GanCluster.Training.Training;
+namespace GanCluster.Training.Core;
 
 /// <summary>
 /// One network's parameters, gradients and optimizer state, each laid end to end in one flat device tensor; every

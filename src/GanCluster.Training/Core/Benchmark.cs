@@ -3,7 +3,7 @@ using GanCluster.Training.Spec;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace GanCluster.Training.Training;
+namespace GanCluster.Training.Core;
 
 /// <summary>One measured case, printed in the same shape as pytorch_dcgan_ref.py's RESULT lines.</summary>
 public sealed record BenchResult(string Variant, int Batch, double StepMs, double ImagesPerSecond, double GradToHostMs, double GradFromHostMs)
