@@ -85,7 +85,7 @@ static class SubmitCommand
         {
             c.Send(new RunProtocol.GetStatus());
             var s = (RunProtocol.StatusReported)c.First();
-            if (s.RunId is null || s.State is "Idle" or "Failed")
+            if (s.RunId is null || s.State is RunState.Idle or RunState.Failed)
                 throw new UsageException($"no run is active on the cluster (the coordinator is {s.State}); nothing to cancel");
             runId = s.RunId;
         }
@@ -150,7 +150,7 @@ static class SubmitCommand
     static int Follow(ClusterConnection c, string runId, bool quiet, TimeSpan giveUpAfter)
     {
         long last = 0;
-        string state = "Running";
+        var state = RunState.Running;
         var nextWatch = DateTime.UtcNow + Rewatch;
         DateTime? lostSince = null;
         while (true)
@@ -176,7 +176,7 @@ static class SubmitCommand
                     Console.WriteLine(new MetricsRow(p.Iteration, p.LossD, p.LossG, p.DReal, p.DFake, p.ImagesPerSecond, p.ElapsedSeconds).ToConsole(p.Total));
                     break;
                 case RunProtocol.WatchAck a when a.State != state:
-                    if (a.State == "Resuming") Console.WriteLine($"(the coordinator is resuming run {runId} from its newest checkpoint)");
+                    if (a.State == RunState.Resuming) Console.WriteLine($"(the coordinator is resuming run {runId} from its newest checkpoint)");
                     state = a.State;
                     break;
                 case RunProtocol.WatchNack n:
@@ -195,8 +195,8 @@ static class SubmitCommand
                     nextWatch = DateTime.UtcNow;
                     break;
                 case RunProtocol.RunEnded end when end.RunId == runId:
-                    Console.WriteLine($"run {end.RunId} {end.Status}: {end.Message}");
-                    return end.Status switch { "completed" => 0, "cancelled" => CancelledExit, _ => 1 };
+                    Console.WriteLine($"run {end.RunId} {end.Outcome.ToString().ToLowerInvariant()}: {end.Message}");
+                    return end.Outcome switch { RunOutcome.Completed => 0, RunOutcome.Cancelled => CancelledExit, _ => 1 };
             }
         }
     }

@@ -5,6 +5,12 @@ public interface IGanClusterMessage;
 
 public enum StepPhase { Discriminator, Generator }
 
+/// <summary>The coordinator's state (Idle → Resuming → Starting → Running ⇄ Saving → Finishing → Idle; Recovering, Cancelling, Failed).</summary>
+public enum RunState { Idle, Starting, Running, Saving, Recovering, Resuming, Finishing, Cancelling, Failed }
+
+/// <summary>How a run ended.</summary>
+public enum RunOutcome { Completed, Failed, Cancelled }
+
 /// <summary>One update of Algorithm 1: iteration (0-based), phase, D sub-step (0 for G).</summary>
 public sealed record StepKey(long Iteration, StepPhase Phase, int SubStep)
 {
@@ -29,8 +35,8 @@ public static class RunProtocol
     /// <summary>Something a user following the run should know: a worker lost or joined, a re-form, a resume, a save.</summary>
     public sealed record RunNoted(string RunId, string Text, bool Warning) : IGanClusterMessage;
 
-    /// <summary>The run is over: <c>completed</c>, <c>failed</c> or <c>cancelled</c>, with a message.</summary>
-    public sealed record RunEnded(string RunId, string Status, string Message, string Output, string? FinalChecksum) : IGanClusterMessage;
+    /// <summary>The run is over, with a message.</summary>
+    public sealed record RunEnded(string RunId, RunOutcome Outcome, string Message, string Output, string? FinalChecksum) : IGanClusterMessage;
 
     /// <summary>
     /// Follow a run already submitted: the sender gets its progress and its end. A client sends it again now and then,
@@ -38,7 +44,7 @@ public static class RunProtocol
     /// Replies <see cref="WatchAck"/>, the <see cref="RunEnded"/> of a run that is over, or <see cref="WatchNack"/>.
     /// </summary>
     public sealed record WatchRun(string RunId) : IGanClusterMessage;
-    public sealed record WatchAck(string RunId, string State, long Iteration) : IGanClusterMessage;
+    public sealed record WatchAck(string RunId, RunState State, long Iteration) : IGanClusterMessage;
     public sealed record WatchNack(string RunId, string Reason) : IGanClusterMessage;
 
     /// <summary>
@@ -54,7 +60,7 @@ public static class RunProtocol
     /// <summary>The seed would not take <paramref name="Message"/> (a type) from a client, and why.</summary>
     public sealed record Refused(string Message, string Reason) : IGanClusterMessage;
     /// <summary>The coordinator's state; <paramref name="Members"/>: every registered worker, with its rank in the run (-1: none).</summary>
-    public sealed record StatusReported(string State, string? RunId, int Workers, long Iteration, string? LastError, long Total = 0,
+    public sealed record StatusReported(RunState State, string? RunId, int Workers, long Iteration, string? LastError, long Total = 0,
         WorkerStatus[]? Members = null) : IGanClusterMessage;
     public sealed record WorkerStatus(string WorkerId, string Device, int Rank);
 }

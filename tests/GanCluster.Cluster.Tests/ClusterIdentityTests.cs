@@ -72,7 +72,7 @@ public class ClusterIdentityTests
         var after = Status(cluster);
         var log = nodes.Log(seed);
         Assert.True(failures.Count == 0, string.Join("\n", failures) + "\n" + log);
-        Assert.Equal(("Running", runId, 1), (after.State, after.RunId, after.Workers));
+        Assert.Equal((RunState.Running, runId, 1), (after.State, after.RunId, after.Workers));
         Assert.DoesNotContain("refused StepFailed", log);          // never even reached the coordinator's checks
         foreach (var stranger in new[] { foreignWorker, plainWorker })
             Assert.DoesNotContain("Welcome from", nodes.Log(stranger));
@@ -123,7 +123,7 @@ public class ClusterIdentityTests
         var before = Status(cluster);
         nodes.WaitFor(() => Status(cluster).Iteration > before.Iteration + 50, TimeSpan.FromMinutes(1), "the run still training");
         var after = Status(cluster);
-        Assert.Equal(("Running", 1, 0), (after.State, after.Workers, after.Members!.Single(m => m.WorkerId == worker).Rank));
+        Assert.Equal((RunState.Running, 1, 0), (after.State, after.Workers, after.Members!.Single(m => m.WorkerId == worker).Rank));
         Assert.Null(after.LastError);
         await Akka.Cluster.Cluster.Get(system).LeaveAsync().WaitAsync(TimeSpan.FromSeconds(30));
         var cancel = CliProcess.Run(["cancel", runId, "--cluster", cluster, "--wait"], timeoutSeconds: 120);

@@ -193,8 +193,8 @@ public class CoordinatorStateTests
         Assert.Equal(string.Join(" | ", Enumerable.Repeat(perIteration, 4)), log);
         Assert.All(h.Applied.Values, l => Assert.Equal(Sim.Schedule(4, k), l));
 
-        Assert.Equal("completed", h.Ended!.Status);
-        Assert.Equal(RunPhase.Idle, h.State.Phase);
+        Assert.Equal(RunOutcome.Completed, h.Ended!.Outcome);
+        Assert.Equal(RunState.Idle, h.State.Phase);
         Assert.Equal(2, h.All.OfType<Effect.AppendMetrics>().Count());          // logEvery 2 of 4 iterations
         var save = Assert.Single(h.Sent<SaveArtifacts>().Where(s => s.Iteration == 2).DistinctBy(s => s.Iteration));
         Assert.Equal(2, CoordinatorCheckpoint.FromJson(save.CoordinatorJson)!.Iteration);
@@ -209,7 +209,7 @@ public class CoordinatorStateTests
         h.Workers(2);
         h.Submit(Sim.Spec(iterations: 4, every: 2));
         h.Pump();
-        Assert.Equal("completed", h.Ended!.Status);
+        Assert.Equal(RunOutcome.Completed, h.Ended!.Outcome);
         Assert.EndsWith("; final samples: modes 4/8, high-quality 94.0 % of 2500", h.Ended.Message);
         Assert.Contains(h.All.OfType<Effect.Log>(), l => l.Text.EndsWith("outputs of iteration 2 written under /runs/t; samples: modes 2/8, high-quality 92.0 % of 2500"));
     }
@@ -224,14 +224,14 @@ public class CoordinatorStateTests
         var fx = h.Feed(new CoordinatorInput.Submit(Sim.Spec(), 42, h.Now));
         var nack = Assert.IsType<RunProtocol.SubmitNack>(fx.OfType<Effect.Respond>().Single().Message);
         Assert.Contains("mix device kinds: cpu (b) and cuda (a, c)", nack.Reason);
-        Assert.Equal(RunPhase.Idle, h.State.Phase);
+        Assert.Equal(RunState.Idle, h.State.Phase);
         Assert.Empty(h.Sent<PrepareRun>());
 
         // Without the odd one out the same spec runs, on cuda:0 and cuda:1 together.
         h.Feed(new CoordinatorInput.WorkerDown("b", "stopped", h.Now));
         h.Submit(Sim.Spec());
         h.Pump();
-        Assert.Equal("completed", h.Ended!.Status);
+        Assert.Equal(RunOutcome.Completed, h.Ended!.Outcome);
     }
 
     [Fact]
@@ -245,7 +245,7 @@ public class CoordinatorStateTests
             if (e.Step == new StepKey(2, StepPhase.Discriminator, 0) && !sim.State.Workers.ContainsKey("gpu")) sim.Up("gpu", "cuda:0");
         };
         h.Pump();
-        Assert.Equal("completed", h.Ended!.Status);
+        Assert.Equal(RunOutcome.Completed, h.Ended!.Outcome);
         Assert.DoesNotContain(h.Sent<PrepareRun>(), p => p.Rank >= 2);               // never re-formed with it
         Assert.Contains(h.All.OfType<Effect.Publish>().Select(p => p.Message).OfType<RunProtocol.RunNoted>(),
             n => n.Warning && n.Text.Contains("does not join run " + runId + ", which trains on cpu only"));
@@ -267,7 +267,7 @@ public class CoordinatorStateTests
         };
         h.Pump();
         Assert.True(late);
-        Assert.Equal(("completed", runId), (h.Ended!.Status, h.Ended.RunId));
+        Assert.Equal((RunOutcome.Completed, runId), (h.Ended!.Outcome, h.Ended.RunId));
         Assert.Contains(h.All.OfType<Effect.Log>(), l => l.Warning && l.Text.StartsWith("ignored the outcome of saving iteration 500 of run previous-run"));
     }
 
@@ -289,11 +289,11 @@ public class CoordinatorStateTests
         };
         h.Pump();
 
-        Assert.Equal(("Running", runId, 3, 3L, 6L), (during!.State, during.RunId, during.Workers, during.Iteration, during.Total));
+        Assert.Equal((RunState.Running, runId, 3, 3L, 6L), (during!.State, during.RunId, during.Workers, during.Iteration, during.Total));
         Assert.Equal(["late: -1", "w0: 0", "w1: 1"], during.Members!.Select(m => $"{m.WorkerId}: {m.Rank}"));
         Assert.All(during.Members!, m => Assert.Equal("cpu", m.Device));
         var after = h.State.Status();
-        Assert.Equal(("Idle", 6L), (after.State, after.Iteration));
+        Assert.Equal((RunState.Idle, 6L), (after.State, after.Iteration));
         Assert.All(after.Members!, m => Assert.Equal(-1, m.Rank));
     }
 
@@ -364,7 +364,7 @@ public class CoordinatorStateTests
         h.Submit(Sim.Spec(iterations: 10, every: 4));
         h.Pump();
 
-        Assert.Equal("completed", h.Ended!.Status);
+        Assert.Equal(RunOutcome.Completed, h.Ended!.Outcome);
         Assert.Contains("1 worker failure(s) recovered", h.Ended.Message);
         Assert.Equal(2, h.Sent<AbortStep>().Count());                            // to the two survivors
         var reform = h.Sent<PrepareRun>().Where(p => p.Resume is not null).ToList();
@@ -399,9 +399,9 @@ public class CoordinatorStateTests
         };
         h.Submit(Sim.Spec(iterations: 8, extra: ", \"maxFailuresPerHour\": 1"));
         h.Pump();
-        Assert.Equal("failed", h.Ended!.Status);
+        Assert.Equal(RunOutcome.Failed, h.Ended!.Outcome);
         Assert.Contains("retry budget is spent (2 failures within an hour, training.maxFailuresPerHour = 1)", h.Ended.Message);
-        Assert.Equal(RunPhase.Failed, h.State.Phase);
+        Assert.Equal(RunState.Failed, h.State.Phase);
         Assert.Single(h.All.OfType<Effect.ForgetRun>());
     }
 
@@ -419,7 +419,7 @@ public class CoordinatorStateTests
         h.Submit(Sim.Spec(iterations: 6, extra: $", \"batchMode\": \"{mode}\""));
         h.Pump();
 
-        Assert.Equal("completed", h.Ended!.Status);
+        Assert.Equal(RunOutcome.Completed, h.Ended!.Outcome);
         var join = h.Sent<PrepareRun>().Where(p => p.Resume is not null).ToList();
         Assert.Equal(3, join.Count);
         Assert.All(join, p => Assert.Equal(new StepKey(2, StepPhase.Generator, 0), p.Resume!.Position));   // the end of the same iteration
@@ -447,7 +447,7 @@ public class CoordinatorStateTests
         Assert.Contains(h.All.OfType<Effect.ToWorker>(), w => w.WorkerId == "w1" && w.Message is LeaveAccepted);
         h.Dead.Add("w1");
         h.Feed(new CoordinatorInput.WorkerDown("w1", "left the cluster", h.Now));     // the node leaves afterwards
-        Assert.Equal("completed", h.Ended!.Status);
+        Assert.Equal(RunOutcome.Completed, h.Ended!.Outcome);
         Assert.Empty(h.State.Run!.Failures);
         Assert.DoesNotContain(h.Sent<PrepareRun>().Where(p => p.Resume is not null), p => p.Peers.Length != 2);
         Assert.Empty(h.Sent<AbortStep>());
@@ -458,7 +458,7 @@ public class CoordinatorStateTests
     {
         var h = new Sim();
         h.Restart(Sim.Spec(iterations: 10, every: 2), iteration: 4, worldSize: 2, perWorkerBatch: 5, skipped: "/runs/t/checkpoints/iter-00000006: G.bin fails its checksum");
-        Assert.Equal(RunPhase.Resuming, h.State.Phase);
+        Assert.Equal(RunState.Resuming, h.State.Phase);
         Assert.Contains(h.All.OfType<Effect.Log>(), l => l.Warning && l.Text.Contains("iter-00000006: G.bin fails its checksum"));
         Assert.Equal(4, h.All.OfType<Effect.StartOutput>().Single().ResumeAt);
         h.Up("a");
@@ -467,7 +467,7 @@ public class CoordinatorStateTests
         h.Pump();
         var prepare = h.Sent<PrepareRun>().Where(p => p.RunId == "t-1").Take(2).ToList();
         Assert.All(prepare, p => Assert.Equal(new ResumeFrom(new StepKey(3, StepPhase.Generator, 0), false, 40, "/runs/t/checkpoints/iter-00000004"), p.Resume));
-        Assert.Equal("completed", h.Ended!.Status);
+        Assert.Equal(RunOutcome.Completed, h.Ended!.Outcome);
         Assert.Equal(Sim.Schedule(10, 1).Skip(8), h.Applied["a"]);               // iterations 4..9 only
         Assert.Equal(new long[] { 6, 8, 10 }, h.All.OfType<Effect.AppendMetrics>().Select(m => m.Row.Iteration));
     }
@@ -479,7 +479,7 @@ public class CoordinatorStateTests
         // A coordinator that moved to another seed knows the run from its record while it waits for the workers.
         h.Restart(Sim.Spec(iterations: 4), iteration: 2, worldSize: 1, perWorkerBatch: 10);
         var resuming = h.Feed(new CoordinatorInput.Watch("t-1"));
-        Assert.Equal(new RunProtocol.WatchAck("t-1", "Resuming", 2), Answer(resuming));
+        Assert.Equal(new RunProtocol.WatchAck("t-1", RunState.Resuming, 2), Answer(resuming));
         Assert.Single(resuming.OfType<Effect.AddWatcher>());
 
         var other = h.Feed(new CoordinatorInput.Watch("t-0"));
@@ -488,7 +488,7 @@ public class CoordinatorStateTests
 
         h.Up("a");
         h.Pump();
-        Assert.Equal("completed", h.Ended!.Status);
+        Assert.Equal(RunOutcome.Completed, h.Ended!.Outcome);
         var ended = h.Feed(new CoordinatorInput.Watch("t-1"));
         Assert.Equal(h.Ended, Answer(ended));                                    // a late follower still learns the end
         Assert.Empty(ended.OfType<Effect.AddWatcher>());
@@ -507,7 +507,7 @@ public class CoordinatorStateTests
         var timer = h.All.OfType<Effect.Schedule>().Last();
         h.Feed(new CoordinatorInput.TimerFired(timer.Token, h.Now));
         h.Pump();
-        Assert.Equal("completed", h.Ended!.Status);
+        Assert.Equal(RunOutcome.Completed, h.Ended!.Outcome);
         Assert.Equal(new[] { 10 }, h.Sent<PrepareRun>().First().LocalBatches);
     }
 
@@ -525,7 +525,7 @@ public class CoordinatorStateTests
 
         Assert.Empty(h.Feed(new CoordinatorInput.TimerFired(timer.Token - 1, h.Now)));  // an old timer does nothing
         var timedOut = h.Feed(new CoordinatorInput.TimerFired(timer.Token, h.Now));
-        Assert.Equal(RunPhase.Recovering, h.State.Phase);
+        Assert.Equal(RunState.Recovering, h.State.Phase);
         Assert.Contains(timedOut.OfType<Effect.Log>(), l => l.Warning && l.Text.Contains("w1 (rank 1)") && l.Text.Contains("it0/D0"));
         Assert.Equal(2, timedOut.OfType<Effect.ToWorker>().Count(w => w.Message is AbortStep));
         // w0 answers, w1 stays silent past the abort timeout: it is dropped and w0 goes on alone.
@@ -534,7 +534,7 @@ public class CoordinatorStateTests
         h.Dead.Add("w1");
         h.Feed(new CoordinatorInput.TimerFired(h.State.TimerToken, h.Now));
         h.Pump();
-        Assert.Equal("completed", h.Ended!.Status);
+        Assert.Equal(RunOutcome.Completed, h.Ended!.Outcome);
         Assert.Equal(Sim.Schedule(3, 1), h.Applied["w0"]);
     }
 
@@ -552,7 +552,7 @@ public class CoordinatorStateTests
         var execute = h.Sent<ExecuteStep>().Last();
         Assert.True(execute.ReportChecksum);                                     // checksumEvery = 2
         h.Worker(new StepReduced(runId, execute.Session, execute.Step, 1, 5, null, "bbbbbbbbbbbbbbbb"));
-        Assert.Equal(RunPhase.Failed, h.State.Phase);
+        Assert.Equal(RunState.Failed, h.State.Phase);
         Assert.Contains("replicas diverged", h.Ended!.Message);
     }
 
@@ -567,7 +567,7 @@ public class CoordinatorStateTests
         Assert.Contains(nack.Errors, e => e.StartsWith("training.batchSize:"));
         Assert.Contains(nack.Errors, e => e.StartsWith("training.batchMode:"));
         Assert.Contains(nack.Errors, e => e.StartsWith("model.kind:"));
-        Assert.Equal(RunPhase.Idle, h.State.Phase);
+        Assert.Equal(RunState.Idle, h.State.Phase);
         Assert.Empty(fx.OfType<Effect.ToWorker>());
     }
 
@@ -607,9 +607,9 @@ public class CoordinatorStateTests
         Assert.Equal(0, h.State.Run!.ConsecutiveSkips);
         Reduce(true);
         Reduce(true);
-        Assert.Equal(RunPhase.Running, h.State.Phase);
+        Assert.Equal(RunState.Running, h.State.Phase);
         Reduce(true);
-        Assert.Equal(RunPhase.Failed, h.State.Phase);
+        Assert.Equal(RunState.Failed, h.State.Phase);
         Assert.Contains("diverged: 3 consecutive updates with non-finite gradients", h.Ended!.Message);
     }
 
@@ -640,10 +640,10 @@ public class CoordinatorStateTests
         Assert.Equal(2, h.Sent<StopRun>().Count(s => s.Reason == "cancelled"));
 
         var ended = h.Ended!;
-        Assert.Equal("cancelled", ended.Status);
+        Assert.Equal(RunOutcome.Cancelled, ended.Outcome);
         Assert.Contains("stopped by ana@laptop after 4 of 10 iterations", ended.Message);
         Assert.Contains("iter-00000004; submit the same spec again to continue from it", ended.Message);
-        Assert.Equal(RunPhase.Idle, h.State.Phase);
+        Assert.Equal(RunState.Idle, h.State.Phase);
         Assert.Single(h.All.OfType<Effect.ForgetRun>());                          // a restarted coordinator does not resume it
     }
 
@@ -661,7 +661,7 @@ public class CoordinatorStateTests
 
         Assert.Equal(new long[] { 2, 4 }, h.Sent<SaveArtifacts>().Select(s => s.Iteration).Distinct());
         Assert.Equal(4, h.Sent<SaveArtifacts>().Count());
-        Assert.Equal("cancelled", h.Ended!.Status);
+        Assert.Equal(RunOutcome.Cancelled, h.Ended!.Outcome);
         Assert.Contains("after 4 of 10 iterations; checkpoint", h.Ended.Message);
         Assert.All(h.Applied.Values, l => Assert.Equal(Sim.Schedule(4, 1), l));
     }
@@ -673,7 +673,7 @@ public class CoordinatorStateTests
         {
             var h = Sim.Cancelled(at: 2, holdUploads: true);
             var runId = h.State.Run!.RunId;
-            Assert.Equal(RunPhase.Cancelling, h.State.Phase);
+            Assert.Equal(RunState.Cancelling, h.State.Phase);
             Assert.Null(h.Ended);
             Assert.Contains("is already being cancelled", Assert.IsType<RunProtocol.CancelAck>(Answer(h.Feed(new CoordinatorInput.Cancel(runId, "bo", h.Now)))).Message);
 
@@ -682,23 +682,23 @@ public class CoordinatorStateTests
                 h.Kill("w1");                                                      // rank 1: its part is done
                 Assert.Null(h.Ended);
                 h.Kill("w0");                                                      // rank 0 held the checkpoint
-                Assert.Equal("cancelled", h.Ended!.Status);
+                Assert.Equal(RunOutcome.Cancelled, h.Ended!.Outcome);
                 Assert.Contains("rank 0 (w0) was lost before the checkpoint of iteration 3 was written; submit the same spec again to continue from the newest checkpoint before it",
                     h.Ended.Message);
             }
             else
             {
                 h.Feed(new CoordinatorInput.ArtifactsDone(h.State.Run!.RunId, 3, null));
-                Assert.Equal("cancelled", h.Ended!.Status);
+                Assert.Equal(RunOutcome.Cancelled, h.Ended!.Outcome);
                 Assert.Contains("after 3 of 10 iterations; checkpoint", h.Ended.Message);
             }
-            Assert.Equal(RunPhase.Idle, h.State.Phase);
+            Assert.Equal(RunState.Idle, h.State.Phase);
         }
 
         // The upload never finishes: the step timeout fails the run, naming the checkpoint.
         var t = Sim.Cancelled(at: 0, workers: 1, holdUploads: true);
         t.Feed(new CoordinatorInput.TimerFired(t.State.TimerToken, t.Now));
-        Assert.Equal("failed", t.Ended!.Status);
+        Assert.Equal(RunOutcome.Failed, t.Ended!.Outcome);
         Assert.Contains("the checkpoint of iteration 1 that the cancelled run ends on was not written within 10 s", t.Ended.Message);
     }
 
@@ -707,11 +707,11 @@ public class CoordinatorStateTests
     {
         var h = new Sim();
         h.Restart(Sim.Spec(iterations: 10), iteration: 6, worldSize: 2, perWorkerBatch: 5);
-        Assert.Equal(RunPhase.Resuming, h.State.Phase);
+        Assert.Equal(RunState.Resuming, h.State.Phase);
 
         var fx = h.Feed(new CoordinatorInput.Cancel("t-1", "ana@laptop", h.Now));
         Assert.Contains("it ends now", Assert.IsType<RunProtocol.CancelAck>(Answer(fx)).Message);
-        Assert.Equal("cancelled", h.Ended!.Status);
+        Assert.Equal(RunOutcome.Cancelled, h.Ended!.Outcome);
         Assert.Contains("after 6 of 10 iterations; checkpoint", h.Ended.Message);
         Assert.Contains("iter-00000006", h.Ended.Message);
         Assert.Single(fx.OfType<Effect.ForgetRun>());
@@ -727,14 +727,14 @@ public class CoordinatorStateTests
     {
         var h = Sim.Cancelled(at: 5, holdUploads: true);
         var runId = h.State.Run!.RunId;
-        Assert.Equal(RunPhase.Cancelling, h.State.Phase);                        // the seed dies here, checkpoint 6 not yet written
+        Assert.Equal(RunState.Cancelling, h.State.Phase);                        // the seed dies here, checkpoint 6 not yet written
         var record = h.All.OfType<Effect.PersistRun>().Last().Record;
         Assert.Equal((runId, "ana@laptop"), (record.RunId, record.CancelledBy));
 
         var next = new Sim();                                                      // the coordinator on another seed
         next.Workers(2);
         next.Restart(record.SpecJson, iteration: 4, worldSize: 2, perWorkerBatch: 5, cancelledBy: record.CancelledBy);
-        Assert.Equal("cancelled", next.Ended!.Status);
+        Assert.Equal(RunOutcome.Cancelled, next.Ended!.Outcome);
         Assert.Contains("stopped by ana@laptop after 4 of 10 iterations; checkpoint /runs/t/checkpoints/iter-00000004", next.Ended.Message);
         Assert.Empty(next.Sent<PrepareRun>());
         Assert.Single(next.All.OfType<Effect.ForgetRun>());
@@ -755,11 +755,11 @@ public class CoordinatorStateTests
         // All iterations trained, the final files on their way: the end is moments away and comes as "completed".
         h.HoldUploads = true;
         h.Pump();
-        Assert.Equal(RunPhase.Finishing, h.State.Phase);
+        Assert.Equal(RunState.Finishing, h.State.Phase);
         Assert.Contains("has trained all its iterations",
             Assert.IsType<RunProtocol.CancelNack>(Answer(h.Feed(new CoordinatorInput.Cancel(runId, "ana", h.Now)))).Reason);
         h.Feed(new CoordinatorInput.ArtifactsDone(h.State.Run!.RunId, 2, null));
-        Assert.Equal("completed", h.Ended!.Status);
+        Assert.Equal(RunOutcome.Completed, h.Ended!.Outcome);
         Assert.Contains($"run {runId} has already ended (completed)",
             Assert.IsType<RunProtocol.CancelNack>(Answer(h.Feed(new CoordinatorInput.Cancel(runId, "ana", h.Now)))).Reason);
     }

@@ -46,7 +46,7 @@ public class HostileSubmitTests
         var status = client.Next(TimeSpan.FromSeconds(30));
         var log = nodes.Log(seed);
         Assert.True(problems.Count == 0, $"{problems.Count} of {cases.Count} mishandled:\n{string.Join("\n", problems)}\n{log}");
-        Assert.Equal("Idle", Assert.IsType<RunProtocol.StatusReported>(status).State);
+        Assert.Equal(RunState.Idle, Assert.IsType<RunProtocol.StatusReported>(status).State);
         Assert.False(NodeProcesses.Exited(seed), log);
         Assert.DoesNotContain("Restarting", log);              // the coordinator actor never failed
         Assert.DoesNotContain("NullReferenceException", log);
@@ -146,7 +146,7 @@ public class HostileSubmitTests
 
         client.Send(new RunProtocol.GetStatus());
         var status = Assert.IsType<RunProtocol.StatusReported>(client.Next(TimeSpan.FromSeconds(30)));
-        Assert.Equal((0, "Idle"), (status.Workers, status.State));   // no fake worker was registered either way
+        Assert.Equal((0, RunState.Idle), (status.Workers, status.State));   // no fake worker was registered either way
         Assert.Contains("refused RegisterWorker from client", nodes.Log(seed));
     }
 }

@@ -14,8 +14,6 @@ namespace GanCluster.Actors.Coordinator;
 /// and waits for workers to continue the run from its newest valid checkpoint. Cancelling: a client cancelled the run;
 /// the checkpoint it ends on is being written.
 /// </summary>
-public enum RunPhase { Idle, Starting, Running, Saving, Recovering, Resuming, Finishing, Cancelling, Failed }
-
 public sealed record WorkerInfo(string WorkerId, string Device, string DataHost, int DataPort);
 
 /// <summary>Limits the coordinator enforces; typed options on the seed.</summary>
@@ -161,7 +159,7 @@ public sealed record ActiveRun(
 /// </para>
 /// </summary>
 public sealed record CoordinatorState(
-    RunPhase Phase,
+    RunState Phase,
     ImmutableDictionary<string, WorkerInfo> Workers,
     ActiveRun? Run,
     long TimerToken,
@@ -169,7 +167,7 @@ public sealed record CoordinatorState(
     CoordinatorSettings Settings)
 {
     public static CoordinatorState Initial(CoordinatorSettings settings) =>
-        new(RunPhase.Idle, ImmutableDictionary<string, WorkerInfo>.Empty, null, 0, null, settings);
+        new(RunState.Idle, ImmutableDictionary<string, WorkerInfo>.Empty, null, 0, null, settings);
 
     public (CoordinatorState State, IReadOnlyList<Effect> Effects) Handle(CoordinatorInput input)
     {
@@ -196,12 +194,12 @@ public sealed record CoordinatorState(
 
     /// <summary>The answer to a client's <see cref="RunProtocol.GetStatus"/>.</summary>
     public RunProtocol.StatusReported Status() =>
-        new(Phase.ToString(), Run?.RunId, Workers.Count, Run?.CompletedIterations ?? 0, LastError, Run?.Spec.Training.Iterations ?? 0,
+        new(Phase, Run?.RunId, Workers.Count, Run?.CompletedIterations ?? 0, LastError, Run?.Spec.Training.Iterations ?? 0,
             [.. Workers.Values.OrderBy(w => w.WorkerId, StringComparer.Ordinal)
                 .Select(w => new RunProtocol.WorkerStatus(w.WorkerId, w.Device, Busy ? Run!.Ranks.IndexOf(w.WorkerId) : -1))]);
 
-    public bool Busy => Phase is RunPhase.Starting or RunPhase.Running or RunPhase.Saving or RunPhase.Recovering or RunPhase.Resuming or RunPhase.Finishing
-        or RunPhase.Cancelling;
+    public bool Busy => Phase is RunState.Starting or RunState.Running or RunState.Saving or RunState.Recovering or RunState.Resuming or RunState.Finishing
+        or RunState.Cancelling;
 
     // ---------------------------------------------------------------- membership
 
@@ -213,11 +211,11 @@ public sealed record CoordinatorState(
         var registered = $"worker {w.WorkerId} registered ({w.Device}, data plane {w.DataHost}:{w.DataPort}); {s.Workers.Count} worker(s)";
         if (Busy && Run!.DeviceKind is { } kind && KindOf(w.Device) != kind)
             Note(fx, Run.RunId, $"{registered}; it does not join run {Run.RunId}, which trains on {kind} only", warning: true);
-        else if (Busy && !Run!.Ranks.Contains(w.WorkerId) && Phase is RunPhase.Running or RunPhase.Saving)
+        else if (Busy && !Run!.Ranks.Contains(w.WorkerId) && Phase is RunState.Running or RunState.Saving)
             Note(fx, Run!.RunId, $"{registered}; it joins run {Run.RunId} at the next iteration boundary (now at {Run.Step})");
         else
             fx.Add(new Effect.Log(registered));
-        if (Phase == RunPhase.Resuming && s.Run!.Located && s.Workers.Count >= s.Run.ExpectedWorkers)
+        if (Phase == RunState.Resuming && s.Run!.Located && s.Workers.Count >= s.Run.ExpectedWorkers)
             return s.FormAfterWait(now, fx);
         return s;
     }
@@ -233,9 +231,9 @@ public sealed record CoordinatorState(
         else fx.Add(new Effect.Log($"worker {down.WorkerId} left: {down.Why}"));
         if (!inRun) return s;
         var rank = run!.Ranks.IndexOf(down.WorkerId);
-        if (Phase == RunPhase.Cancelling)   // every replica is done; only rank 0's upload of the checkpoint matters
+        if (Phase == RunState.Cancelling)   // every replica is done; only rank 0's upload of the checkpoint matters
             return rank == 0 ? s.EndCancelled($"rank 0 ({down.WorkerId}) was lost before the checkpoint of iteration {run.CheckpointAt} was written", fx) : s;
-        return Phase == RunPhase.Recovering
+        return Phase == RunState.Recovering
             ? s.AbortAnswered(down.WorkerId, null, fx)
             : s.Recover($"worker {down.WorkerId} (rank {rank}) was lost during {Phase} at {run.Step}: {down.Why}", counted: !graceful, down.Now, fx);
     }
@@ -298,7 +296,7 @@ public sealed record CoordinatorState(
         fx.Add(new Effect.Log($"run {runId}: {spec.Model.Kind} on {spec.Dataset.Kind}, k={spec.Training.K}, {spec.Training.Iterations} iterations, " +
                               $"global batch {batches.Sum()} over {world} worker(s) [{string.Join(", ", batches)}], seed {spec.Training.Seed}"));
         // Like a local run, a run whose output folder holds a valid checkpoint goes on from it.
-        return (this with { Phase = RunPhase.Resuming, Run = run, LastError = null }).FindCheckpoint(fx);
+        return (this with { Phase = RunState.Resuming, Run = run, LastError = null }).FindCheckpoint(fx);
     }
 
     CoordinatorState OnWatch(string runId, List<Effect> fx)
@@ -306,7 +304,7 @@ public sealed record CoordinatorState(
         if (Busy && Run!.RunId == runId)
         {
             fx.Add(new Effect.AddWatcher());
-            fx.Add(new Effect.Respond(new RunProtocol.WatchAck(runId, Phase.ToString(), Run.CompletedIterations)));
+            fx.Add(new Effect.Respond(new RunProtocol.WatchAck(runId, Phase, Run.CompletedIterations)));
         }
         else if (Ended?.RunId == runId)
             fx.Add(new Effect.Respond(Ended));
@@ -321,10 +319,10 @@ public sealed record CoordinatorState(
     {
         string? refusal = null;
         if (!Busy)
-            refusal = Ended?.RunId == c.RunId ? $"run {c.RunId} has already ended ({Ended.Status})" : $"no run is active (the coordinator is {Phase})";
+            refusal = Ended?.RunId == c.RunId ? $"run {c.RunId} has already ended ({Ended.Outcome.ToString().ToLowerInvariant()})" : $"no run is active (the coordinator is {Phase})";
         else if (Run!.RunId != c.RunId)
             refusal = $"the coordinator is driving run {Run.RunId}, not {c.RunId}";
-        else if (Phase == RunPhase.Finishing)
+        else if (Phase == RunState.Finishing)
             refusal = $"run {c.RunId} has trained all its iterations and is finishing";
         if (refusal is not null)
         {
@@ -341,7 +339,7 @@ public sealed record CoordinatorState(
         Note(fx, run.RunId, $"run {run.RunId}: cancelled by {c.By} during {Phase} at {run.Step}");
         // Kept with the run: if this coordinator dies before the end, the next one honours the cancel.
         fx.Add(new Effect.PersistRun(new RunRecord(run.RunId, run.Output, run.SpecJson, c.By)));
-        if (Phase == RunPhase.Resuming)
+        if (Phase == RunState.Resuming)
         {
             // No formation holds a newer state than the newest checkpoint: end now.
             fx.Add(new Effect.Respond(new RunProtocol.CancelAck(c.RunId, $"run {c.RunId} was resuming; it ends now and its checkpoints stay as they are")));
@@ -363,7 +361,7 @@ public sealed record CoordinatorState(
         var done = commit is not null ? commit.Iteration + 1 : run.CompletedIterations;
         if (done == 0) return EndCancelled(null, fx);
         if (commit is null && run.CheckpointAt == done)
-            return run.CheckpointWritten ? EndCancelled(null, fx) : (this with { Phase = RunPhase.Cancelling }).Arm(Settings.StepTimeout, fx);
+            return run.CheckpointWritten ? EndCancelled(null, fx) : (this with { Phase = RunState.Cancelling }).Arm(Settings.StepTimeout, fx);
         return Save(done, checkpoint: true, commit, now, fx);
     }
 
@@ -385,10 +383,10 @@ public sealed record CoordinatorState(
         var message = $"stopped by {run.CancelledBy} after {trained} of {run.Spec.Training.Iterations} iterations; {where}" +
                       (run.Quality is null ? "" : $"; newest samples: {run.Quality}");
         fx.Add(new Effect.Log($"run {run.RunId} cancelled: {message}", Warning: problem is not null));
-        var ended = new RunProtocol.RunEnded(run.RunId, "cancelled", message, run.Output, null);
+        var ended = new RunProtocol.RunEnded(run.RunId, RunOutcome.Cancelled, message, run.Output, null);
         fx.Add(new Effect.Publish(ended));
         fx.Add(new Effect.ForgetRun(run.RunId));
-        return s with { Phase = RunPhase.Idle, TimerToken = TimerToken + 1, Ended = ended };
+        return s with { Phase = RunState.Idle, TimerToken = TimerToken + 1, Ended = ended };
     }
 
     static ActiveRun NewRun(string runId, RunSpec spec, string specJson, DateTimeOffset now, CoordinatorSettings settings) =>
@@ -434,7 +432,7 @@ public sealed record CoordinatorState(
             AbortPending = [],
             Committed = resume?.Position ?? run.Committed,
         };
-        return (this with { Phase = RunPhase.Starting, Run = next }).Arm(Settings.PrepareTimeout, fx);
+        return (this with { Phase = RunState.Starting, Run = next }).Arm(Settings.PrepareTimeout, fx);
     }
 
     /// <summary>The kind of a worker's device: <c>cpu</c> or <c>cuda</c> (<c>cuda:1</c> is a cuda).</summary>
@@ -477,7 +475,7 @@ public sealed record CoordinatorState(
         var run = Run;
         switch (message)
         {
-            case RunPrepared p when Phase == RunPhase.Starting && Current(p.RunId, p.Session) && run!.Pending.Contains(p.Rank):
+            case RunPrepared p when Phase == RunState.Starting && Current(p.RunId, p.Session) && run!.Pending.Contains(p.Rank):
             {
                 var pending = run.Pending.Remove(p.Rank);
                 var s = WithRun(run with { Pending = pending });
@@ -485,32 +483,32 @@ public sealed record CoordinatorState(
                 Note(fx, run.RunId, $"run {run.RunId}: all {run.WorldSize} worker(s) ready; training from {(run.Committed is null ? "the start" : $"after {run.Committed}")}");
                 return s.Continue(now, fx);
             }
-            case PrepareFailed f when Phase == RunPhase.Starting && Current(f.RunId, f.Session):
+            case PrepareFailed f when Phase == RunState.Starting && Current(f.RunId, f.Session):
                 return Fail($"worker {f.WorkerId} (rank {f.Rank}) could not prepare the run: {f.Reason}", fx);
 
-            case StepReduced r when Phase == RunPhase.Running && Current(r.RunId, r.Session) && r.Step == run!.Step && run.Pending.Contains(r.Rank):
+            case StepReduced r when Phase == RunState.Running && Current(r.RunId, r.Session) && r.Step == run!.Step && run.Pending.Contains(r.Rank):
             {
                 var s = WithRun(run with { Pending = run.Pending.Remove(r.Rank), Replies = run.Replies.SetItem(r.Rank, r) });
                 return s.Run!.Pending.IsEmpty ? s.OnStepReduced(now, fx) : s;
             }
-            case StepFailed f when Phase is RunPhase.Starting or RunPhase.Running or RunPhase.Saving or RunPhase.Finishing && Current(f.RunId, f.Session):
+            case StepFailed f when Phase is RunState.Starting or RunState.Running or RunState.Saving or RunState.Finishing && Current(f.RunId, f.Session):
                 var who = f.Rank >= 0 && f.Rank < run!.WorldSize ? $"worker {run.Ranks[f.Rank]} (rank {f.Rank})" : "a worker";
                 return Recover($"{who} failed {f.Step}: {f.Reason}", counted: true, now, fx);
-            case StepFailed when Phase == RunPhase.Recovering:
+            case StepFailed when Phase == RunState.Recovering:
                 return this;   // the ring broke under the others too: already being handled
 
-            case StepAborted a when Phase == RunPhase.Recovering && Current(a.RunId, a.Session) && run!.AbortPending.Contains(a.WorkerId):
+            case StepAborted a when Phase == RunState.Recovering && Current(a.RunId, a.Session) && run!.AbortPending.Contains(a.WorkerId):
                 return AbortAnswered(a.WorkerId, a, fx);
 
-            case ArtifactsSnapshotted a when Phase == RunPhase.Saving && Current(a.RunId, a.Session) && a.Iteration == run!.CompletedIterations:
+            case ArtifactsSnapshotted a when Phase == RunState.Saving && Current(a.RunId, a.Session) && a.Iteration == run!.CompletedIterations:
             {
                 var held = (now - run.SaveStartedAt).TotalMilliseconds;
                 fx.Add(new Effect.Log(FormattableString.Invariant(
                     $"run {run.RunId}: outputs of iteration {a.Iteration} snapshotted; training held up {held:F0} ms (snapshot {a.StallMs:F0} ms), written in the background")));
-                return (this with { Phase = RunPhase.Running }).Continue(now, fx);
+                return (this with { Phase = RunState.Running }).Continue(now, fx);
             }
 
-            case RunFinishedOnWorker w when Phase == RunPhase.Finishing && Current(w.RunId, w.Session) && run!.Pending.Contains(w.Rank):
+            case RunFinishedOnWorker w when Phase == RunState.Finishing && Current(w.RunId, w.Session) && run!.Pending.Contains(w.Rank):
             {
                 var s = WithRun(run with { Pending = run.Pending.Remove(w.Rank), FinalChecksums = run.FinalChecksums.SetItem(w.Rank, w.Checksum) });
                 return s.TryComplete(fx);
@@ -634,7 +632,7 @@ public sealed record CoordinatorState(
         var json = CheckpointJson(run);
         foreach (var id in run.Ranks)
             fx.Add(new Effect.ToWorker(id, new SaveArtifacts(run.RunId, run.Session, done, checkpoint, commit, json)));
-        return (this with { Phase = RunPhase.Saving, Run = run }).Arm(Settings.StepTimeout, fx);
+        return (this with { Phase = RunState.Saving, Run = run }).Arm(Settings.StepTimeout, fx);
     }
 
     CoordinatorState Finish(StepKey? commit, List<Effect> fx)
@@ -646,7 +644,7 @@ public sealed record CoordinatorState(
         foreach (var id in run.Ranks)
             fx.Add(new Effect.ToWorker(id, new FinishRun(run.RunId, run.Session, commit, run.Output, json)));
         fx.Add(new Effect.Log($"run {run.RunId}: {run.Spec.Training.Iterations} iterations done; finishing"));
-        return (this with { Phase = RunPhase.Finishing, Run = run }).Arm(Settings.StepTimeout, fx);
+        return (this with { Phase = RunState.Finishing, Run = run }).Arm(Settings.StepTimeout, fx);
     }
 
     static string CheckpointJson(ActiveRun run) =>
@@ -662,7 +660,7 @@ public sealed record CoordinatorState(
     CoordinatorState Recover(string reason, bool counted, DateTimeOffset now, List<Effect> fx)
     {
         var run = Run!;
-        if (Phase == RunPhase.Resuming) return this;
+        if (Phase == RunState.Resuming) return this;
         if (counted)
         {
             var failures = run.Failures.Add(now).RemoveAll(f => f < now - TimeSpan.FromHours(1));
@@ -671,7 +669,7 @@ public sealed record CoordinatorState(
                 return WithRun(run).Fail($"{reason}; the retry budget is spent ({failures.Count} failures within an hour, training.maxFailuresPerHour = " +
                                          $"{run.Spec.Training.MaxFailuresPerHour})", fx);
         }
-        if (Phase == RunPhase.Finishing && run.FinalChecksums.Count > 0 && run.Pending.Count == 0)
+        if (Phase == RunState.Finishing && run.FinalChecksums.Count > 0 && run.Pending.Count == 0)
             return WithRun(run);   // the end is only waiting for the final files
         Note(fx, run.RunId, $"run {run.RunId}: {reason}; aborting {run.Step} everywhere and re-forming from {(run.Committed?.ToString() ?? "the start")}",
             warning: true);
@@ -680,7 +678,7 @@ public sealed record CoordinatorState(
         foreach (var id in ask) fx.Add(new Effect.ToWorker(id, new AbortStep(run.RunId, session)));
         var s = this with
         {
-            Phase = RunPhase.Recovering,
+            Phase = RunState.Recovering,
             Run = run with { Session = session, AbortPending = ask, Aborted = ImmutableDictionary<string, StepAborted>.Empty, Pending = [] },
         };
         return ask.IsEmpty ? s.FinishRecovery(now, fx) : s.Arm(Settings.StepTimeout, fx);
@@ -713,7 +711,7 @@ public sealed record CoordinatorState(
         if (holders.Count == 0 && run.Committed is not null)
         {
             Note(fx, run.RunId, $"run {run.RunId}: no surviving replica holds {run.Committed}; resuming from the newest checkpoint", warning: true);
-            return (s with { Phase = RunPhase.Resuming, Run = run with { ExpectedWorkers = members.Length } }).FindCheckpoint(fx);
+            return (s with { Phase = RunState.Resuming, Run = run with { ExpectedWorkers = members.Length } }).FindCheckpoint(fx);
         }
         return s.Form(members, new ResumeFrom(run.Committed, ApplyPosition: false, run.SamplesConsumed, Checkpoint: null), now, fx);
     }
@@ -723,7 +721,7 @@ public sealed record CoordinatorState(
     {
         var run = Run!;
         Note(fx, run.RunId, $"run {run.RunId}: no workers left; it resumes from the newest checkpoint when workers join", warning: true);
-        return (this with { Phase = RunPhase.Resuming, Run = run with { ExpectedWorkers = 1 } }).FindCheckpoint(fx);
+        return (this with { Phase = RunState.Resuming, Run = run with { ExpectedWorkers = 1 } }).FindCheckpoint(fx);
     }
 
     CoordinatorState FindCheckpoint(List<Effect> fx)
@@ -752,12 +750,12 @@ public sealed record CoordinatorState(
             ? $"run {r.Record.RunId} was not finished when the coordinator stopped; resuming it from its newest valid checkpoint"
             : $"run {r.Record.RunId} was being cancelled by {r.Record.CancelledBy} when the coordinator stopped; ending it on its newest valid checkpoint"));
         var run = NewRun(r.Record.RunId, spec, r.Record.SpecJson, r.Now, Settings) with { Session = r.Session, ExpectedWorkers = 1, CancelledBy = r.Record.CancelledBy };
-        return (this with { Phase = RunPhase.Resuming, Run = run, LastError = null }).FindCheckpoint(fx);
+        return (this with { Phase = RunState.Resuming, Run = run, LastError = null }).FindCheckpoint(fx);
     }
 
     CoordinatorState OnCheckpointFound(CoordinatorInput.CheckpointFound c, List<Effect> fx)
     {
-        if (Phase != RunPhase.Resuming) return this;
+        if (Phase != RunState.Resuming) return this;
         var run = Run!;
         foreach (var skipped in c.Skipped) Note(fx, run.RunId, $"skipping checkpoint {skipped}; using an older one", warning: true);
         if (run.CancelledBy is not null)   // cancelled while recovering: nothing newer than this checkpoint is left
@@ -837,8 +835,8 @@ public sealed record CoordinatorState(
         Note(fx, run.RunId, $"run {run.RunId}: outputs of iteration {a.Iteration} written under {run.Output}" + (a.Quality is null ? "" : $"; samples: {a.Quality}"));
         var isCheckpoint = a.Iteration == run.CheckpointAt;
         var s = WithRun(run with { Quality = a.Quality ?? run.Quality, CheckpointWritten = run.CheckpointWritten || isCheckpoint });
-        if (Phase == RunPhase.Cancelling && isCheckpoint) return s.EndCancelled(null, fx);
-        if (Phase == RunPhase.Finishing && a.Iteration == run.Spec.Training.Iterations)
+        if (Phase == RunState.Cancelling && isCheckpoint) return s.EndCancelled(null, fx);
+        if (Phase == RunState.Finishing && a.Iteration == run.Spec.Training.Iterations)
             return s.WithRun(s.Run! with { FinalArtifactsSaved = true }).TryComplete(fx);
         return s;
     }
@@ -856,10 +854,10 @@ public sealed record CoordinatorState(
         var samples = run.Quality is null ? "" : $"; final samples: {run.Quality}";
         var message = $"{run.Spec.Training.Iterations} iterations on {run.WorldSize} worker(s); final parameter checksum {distinct[0]}{failures}{samples}";
         fx.Add(new Effect.Log($"run {run.RunId} completed: {message}"));
-        var ended = new RunProtocol.RunEnded(run.RunId, "completed", message, run.Output, distinct[0]);
+        var ended = new RunProtocol.RunEnded(run.RunId, RunOutcome.Completed, message, run.Output, distinct[0]);
         fx.Add(new Effect.Publish(ended));
         fx.Add(new Effect.ForgetRun(run.RunId));
-        return s with { Phase = RunPhase.Idle, TimerToken = TimerToken + 1, Ended = ended };
+        return s with { Phase = RunState.Idle, TimerToken = TimerToken + 1, Ended = ended };
     }
 
     CoordinatorState OnTimer(long token, DateTimeOffset now, List<Effect> fx)
@@ -870,19 +868,19 @@ public sealed record CoordinatorState(
         var limit = Settings.StepTimeout.TotalSeconds;
         switch (Phase)
         {
-            case RunPhase.Starting:
+            case RunState.Starting:
                 return Recover($"worker(s) {missing} did not get ready within {Settings.PrepareTimeout.TotalSeconds:F0} s", counted: true, now, fx);
-            case RunPhase.Saving:
+            case RunState.Saving:
                 return Recover($"saving the outputs after {run.Committed} did not finish within {limit:F0} s", counted: true, now, fx);
-            case RunPhase.Recovering:
+            case RunState.Recovering:
                 return FinishRecovery(now, fx);
-            case RunPhase.Resuming:
+            case RunState.Resuming:
                 return FormAfterWait(now, fx);
-            case RunPhase.Cancelling:
+            case RunState.Cancelling:
                 return Fail($"the checkpoint of iteration {run.CheckpointAt} that the cancelled run ends on was not written within {limit:F0} s", fx);
-            case RunPhase.Finishing when run.Pending.IsEmpty:
+            case RunState.Finishing when run.Pending.IsEmpty:
                 return Fail($"the final outputs were not saved within {limit:F0} s", fx);
-            case RunPhase.Finishing:
+            case RunState.Finishing:
                 return Recover($"worker(s) {missing} did not finish within {limit:F0} s", counted: true, now, fx);
             default:
                 return Recover($"worker(s) {missing} did not complete {run.Step} within {limit:F0} s", counted: true, now, fx);
@@ -907,7 +905,7 @@ public sealed record CoordinatorState(
         if (step == GanScheduleKeys.First && now != DateTimeOffset.MinValue) (started, window) = (now, now);
         var s = this with
         {
-            Phase = RunPhase.Running,
+            Phase = RunState.Running,
             Run = run with
             {
                 Step = step, Pending = AllRanks(run).ToImmutableHashSet(), StartedAt = started, WindowStartedAt = window,
@@ -926,11 +924,11 @@ public sealed record CoordinatorState(
         {
             foreach (var id in run.Ranks.Where(Workers.ContainsKey)) fx.Add(new Effect.ToWorker(id, new StopRun(run.RunId, reason)));
             foreach (var id in run.Leaving) fx.Add(new Effect.ToWorker(id, new LeaveAccepted(id)));
-            ended = new RunProtocol.RunEnded(run.RunId, "failed", reason, run.Output, null);
+            ended = new RunProtocol.RunEnded(run.RunId, RunOutcome.Failed, reason, run.Output, null);
             fx.Add(new Effect.Publish(ended));
             fx.Add(new Effect.ForgetRun(run.RunId));
         }
-        return this with { Phase = RunPhase.Failed, LastError = reason, TimerToken = TimerToken + 1, Ended = ended };
+        return this with { Phase = RunState.Failed, LastError = reason, TimerToken = TimerToken + 1, Ended = ended };
     }
 
     CoordinatorState Arm(TimeSpan delay, List<Effect> fx)
