@@ -114,7 +114,7 @@ static class ControlBenchCommand
     {
         public Echo()
         {
-            Receive<WorkerProtocol.ExecuteStep>(s => Sender.Tell(new WorkerProtocol.StepReduced(s.RunId, s.Session, s.Step, 0, 64, null, null)));
+            Receive<WorkerProtocol.ExecuteStep>(s => Sender.Tell(new WorkerProtocol.StepReduced(s.RunId, s.Formation, s.Step, 0, 64, null, null)));
             Receive<ArtifactProtocol.FileChunk>(c => Sender.Tell(new ArtifactProtocol.ChunkAck(c.RunId, c.RelativePath, c.Offset)));
         }
     }

@@ -67,7 +67,7 @@ public static class RunProtocol
 
 /// <summary>
 /// Worker ↔ coordinator: membership, forming a run's ring, and driving every update. A formation is one set of ranks
-/// with its own data-plane ring; <c>Session</c> names it, so a late reply from an earlier formation is never mistaken
+/// with its own data-plane ring; <c>Formation</c> names it, so a late reply from an earlier formation is never mistaken
 /// for a current one.
 /// </summary>
 public static class WorkerProtocol
@@ -88,41 +88,41 @@ public static class WorkerProtocol
     /// Build (or keep) G, D and optimizers, take this rank's shard, and connect the data-plane ring.
     /// <paramref name="Resume"/> null: a fresh run (initial weights from rank 0).
     /// </summary>
-    public sealed record PrepareRun(string RunId, string SpecJson, int Rank, int WorldSize, int[] LocalBatches, long Session, PeerAddress[] Peers,
+    public sealed record PrepareRun(string RunId, string SpecJson, int Rank, int WorldSize, int[] LocalBatches, long Formation, PeerAddress[] Peers,
         int ChecksumEvery, ResumeFrom? Resume) : IGanClusterMessage;
-    public sealed record RunPrepared(string RunId, long Session, int Rank, string WorkerId, int DatasetSize) : IGanClusterMessage;
-    public sealed record PrepareFailed(string RunId, long Session, int Rank, string WorkerId, string Reason) : IGanClusterMessage;
+    public sealed record RunPrepared(string RunId, long Formation, int Rank, string WorkerId, int DatasetSize) : IGanClusterMessage;
+    public sealed record PrepareFailed(string RunId, long Formation, int Rank, string WorkerId, string Reason) : IGanClusterMessage;
 
     /// <summary>
     /// Apply the averaged gradients of <paramref name="Commit"/> (the previous update, reduced everywhere), then compute
     /// this update's gradients and all-reduce them. Nothing of <paramref name="Step"/> is applied until a later commit.
     /// </summary>
-    public sealed record ExecuteStep(string RunId, long Session, StepKey Step, StepKey? Commit, bool ReportStats, bool ReportChecksum) : IGanClusterMessage;
+    public sealed record ExecuteStep(string RunId, long Formation, StepKey Step, StepKey? Commit, bool ReportStats, bool ReportChecksum) : IGanClusterMessage;
 
     /// <summary>
     /// The worker holds the averaged gradients of <paramref name="Step"/>. <paramref name="NonFinite"/>: the average has a
     /// NaN or inf (every rank sees the same average, so every rank skips that update). Stats and checksum when asked.
     /// </summary>
-    public sealed record StepReduced(string RunId, long Session, StepKey Step, int Rank, int Samples, WindowStats? Stats, string? Checksum,
+    public sealed record StepReduced(string RunId, long Formation, StepKey Step, int Rank, int Samples, WindowStats? Stats, string? Checksum,
         bool NonFinite = false) : IGanClusterMessage;
-    public sealed record StepFailed(string RunId, long Session, StepKey Step, int Rank, string Reason) : IGanClusterMessage;
+    public sealed record StepFailed(string RunId, long Formation, StepKey Step, int Rank, string Reason) : IGanClusterMessage;
 
     /// <summary>Drop the update in flight (never apply it) and the ring; keep the replica. Answered with <see cref="StepAborted"/>.</summary>
-    public sealed record AbortStep(string RunId, long Session) : IGanClusterMessage;
+    public sealed record AbortStep(string RunId, long Formation) : IGanClusterMessage;
     /// <summary><paramref name="LastApplied"/>: the last update this replica applied (or skipped); null with no replica.</summary>
-    public sealed record StepAborted(string RunId, long Session, string WorkerId, bool HasReplica, StepKey? LastApplied) : IGanClusterMessage;
+    public sealed record StepAborted(string RunId, long Formation, string WorkerId, bool HasReplica, StepKey? LastApplied) : IGanClusterMessage;
 
     /// <summary>Apply the last reduced update (if any), make BatchNorm statistics identical, report the checksum; rank 0 saves the final outputs.</summary>
-    public sealed record FinishRun(string RunId, long Session, StepKey? Commit, string ArtifactsPath, string CoordinatorJson) : IGanClusterMessage;
-    public sealed record RunFinishedOnWorker(string RunId, long Session, int Rank, string Checksum) : IGanClusterMessage;
+    public sealed record FinishRun(string RunId, long Formation, StepKey? Commit, string ArtifactsPath, string CoordinatorJson) : IGanClusterMessage;
+    public sealed record RunFinishedOnWorker(string RunId, long Formation, int Rank, string Checksum) : IGanClusterMessage;
 
     /// <summary>
     /// Apply <paramref name="Commit"/>, sync BatchNorm statistics; rank 0 snapshots samples (and a checkpoint holding
     /// <paramref name="CoordinatorJson"/>) in memory, answers <see cref="ArtifactsSnapshotted"/>, then uploads in the background.
     /// </summary>
-    public sealed record SaveArtifacts(string RunId, long Session, long Iteration, bool Checkpoint, StepKey? Commit, string CoordinatorJson) : IGanClusterMessage;
+    public sealed record SaveArtifacts(string RunId, long Formation, long Iteration, bool Checkpoint, StepKey? Commit, string CoordinatorJson) : IGanClusterMessage;
     /// <summary>Rank 0 holds the save in memory: training goes on while it uploads. <paramref name="StallMs"/>: how long the snapshot took.</summary>
-    public sealed record ArtifactsSnapshotted(string RunId, long Session, long Iteration, double StallMs) : IGanClusterMessage;
+    public sealed record ArtifactsSnapshotted(string RunId, long Formation, long Iteration, double StallMs) : IGanClusterMessage;
 
     /// <summary>Drop the run: release models, data and the ring.</summary>
     public sealed record StopRun(string RunId, string Reason) : IGanClusterMessage;

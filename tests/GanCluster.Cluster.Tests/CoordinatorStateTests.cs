@@ -122,7 +122,7 @@ public sealed class Sim
                 var id = w.WorkerId;
                 Rank[id] = p.Rank;
                 if (p.Resume is { ApplyPosition: true } r && Log(id).LastOrDefault() != r.Position) Apply(id, r.Position);
-                Worker(new RunPrepared(p.RunId, p.Session, p.Rank, id, 100));
+                Worker(new RunPrepared(p.RunId, p.Formation, p.Rank, id, 100));
                 if (p.Rank == 0) SyncFromRankZero(p);
                 break;
             }
@@ -130,22 +130,22 @@ public sealed class Sim
                 Apply(w.WorkerId, e.Commit);
                 BeforeReduce?.Invoke(this, e, w.WorkerId);
                 if (Dead.Contains(w.WorkerId)) break;
-                Worker(new StepReduced(e.RunId, e.Session, e.Step, Rank[w.WorkerId], 5,
+                Worker(new StepReduced(e.RunId, e.Formation, e.Step, Rank[w.WorkerId], 5,
                     e.ReportStats ? new WindowStats(1, 2, 0.6, 0.4, 1) : null, e.ReportChecksum ? "abc123abc123abc" : null));
                 break;
             case Effect.ToWorker { Message: AbortStep a } w:
-                Worker(new StepAborted(a.RunId, a.Session, w.WorkerId, true, Log(w.WorkerId).LastOrDefault()));
+                Worker(new StepAborted(a.RunId, a.Formation, w.WorkerId, true, Log(w.WorkerId).LastOrDefault()));
                 break;
             case Effect.ToWorker { Message: SaveArtifacts s } w:
                 Apply(w.WorkerId, s.Commit);
                 if (Rank[w.WorkerId] != 0) break;
                 BeforeSnapshot?.Invoke(this, s);
-                Worker(new ArtifactsSnapshotted(s.RunId, s.Session, s.Iteration, 3));
+                Worker(new ArtifactsSnapshotted(s.RunId, s.Formation, s.Iteration, 3));
                 if (!HoldUploads) Feed(new CoordinatorInput.ArtifactsDone(s.RunId, s.Iteration, null, Quality(s.Iteration)));
                 break;
             case Effect.ToWorker { Message: FinishRun f } w:
                 Apply(w.WorkerId, f.Commit);
-                Worker(new RunFinishedOnWorker(f.RunId, f.Session, Rank[w.WorkerId], "final-checksum-0123456789"));
+                Worker(new RunFinishedOnWorker(f.RunId, f.Formation, Rank[w.WorkerId], "final-checksum-0123456789"));
                 if (Rank[w.WorkerId] == 0 && !HoldUploads)
                     Feed(new CoordinatorInput.ArtifactsDone(State.Run!.RunId, State.Run.Spec.Training.Iterations, null, Quality(State.Run.Spec.Training.Iterations)));
                 break;
@@ -303,7 +303,7 @@ public class CoordinatorStateTests
         var h = new Sim();
         h.Workers(2);
         var runId = h.Submit(Sim.Spec(k: 2, iterations: 3));
-        var session = h.Sent<PrepareRun>().First().Session;
+        var session = h.Sent<PrepareRun>().First().Formation;
         h.Worker(new RunPrepared(runId, session, 0, "w0", 1));
         h.Worker(new RunPrepared(runId, session, 1, "w1", 1));
         var d0 = new StepKey(0, StepPhase.Discriminator, 0);
@@ -326,7 +326,7 @@ public class CoordinatorStateTests
         var h = new Sim();
         h.Workers(2);
         var runId = h.Submit(Sim.Spec(iterations: 3));
-        var session = h.Sent<PrepareRun>().First().Session;
+        var session = h.Sent<PrepareRun>().First().Formation;
         h.Worker(new RunPrepared(runId, session, 0, "w0", 1));
         h.Worker(new RunPrepared(runId, session, 1, "w1", 1));
         var d0 = new StepKey(0, StepPhase.Discriminator, 0);
@@ -517,7 +517,7 @@ public class CoordinatorStateTests
         var h = new Sim();
         h.Workers(2);
         var runId = h.Submit(Sim.Spec(iterations: 3));
-        var session = h.Sent<PrepareRun>().First().Session;
+        var session = h.Sent<PrepareRun>().First().Formation;
         h.Worker(new RunPrepared(runId, session, 0, "w0", 1));
         var fx = h.Worker(new RunPrepared(runId, session, 1, "w1", 1));
         var timer = fx.OfType<Effect.Schedule>().Last();
@@ -530,7 +530,7 @@ public class CoordinatorStateTests
         Assert.Equal(2, timedOut.OfType<Effect.ToWorker>().Count(w => w.Message is AbortStep));
         // w0 answers, w1 stays silent past the abort timeout: it is dropped and w0 goes on alone.
         var abort = timedOut.OfType<Effect.ToWorker>().Select(w => w.Message).OfType<AbortStep>().First();
-        h.Worker(new StepAborted(runId, abort.Session, "w0", true, null));
+        h.Worker(new StepAborted(runId, abort.Formation, "w0", true, null));
         h.Dead.Add("w1");
         h.Feed(new CoordinatorInput.TimerFired(h.State.TimerToken, h.Now));
         h.Pump();
@@ -551,7 +551,7 @@ public class CoordinatorStateTests
         h.Pump();
         var execute = h.Sent<ExecuteStep>().Last();
         Assert.True(execute.ReportChecksum);                                     // checksumEvery = 2
-        h.Worker(new StepReduced(runId, execute.Session, execute.Step, 1, 5, null, "bbbbbbbbbbbbbbbb"));
+        h.Worker(new StepReduced(runId, execute.Formation, execute.Step, 1, 5, null, "bbbbbbbbbbbbbbbb"));
         Assert.Equal(RunState.Failed, h.State.Phase);
         Assert.Contains("replicas diverged", h.Ended!.Message);
     }
@@ -590,7 +590,7 @@ public class CoordinatorStateTests
         var h = new Sim();
         h.Workers(2);
         var runId = h.Submit(Sim.Spec(iterations: 50, extra: ", \"maxNonFiniteSkips\": 3"));
-        var session = h.Sent<PrepareRun>().First().Session;
+        var session = h.Sent<PrepareRun>().First().Formation;
         h.Worker(new RunPrepared(runId, session, 0, "w0", 10));
         h.Worker(new RunPrepared(runId, session, 1, "w1", 10));
 

@@ -100,7 +100,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     /// <summary>
     /// Whether a worker message's rank or worker id is its sender's own: a member cannot speak for another worker
     /// (fail its step, report its result, make it leave). Messages of another run than the one driven pass: the
-    /// state ignores those by run id and session.
+    /// state ignores those by run id and formation.
     /// </summary>
     bool Claims(IGanClusterMessage m)
     {

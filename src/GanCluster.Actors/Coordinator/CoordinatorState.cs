@@ -46,14 +46,14 @@ public abstract record CoordinatorInput
 {
     public sealed record WorkerUp(WorkerInfo Worker, DateTimeOffset Now = default) : CoordinatorInput;
     public sealed record WorkerDown(string WorkerId, string Why, DateTimeOffset Now = default) : CoordinatorInput;
-    public sealed record Submit(string SpecJson, long Session, DateTimeOffset Now) : CoordinatorInput;
+    public sealed record Submit(string SpecJson, long Formation, DateTimeOffset Now) : CoordinatorInput;
     public sealed record FromWorker(IGanClusterMessage Message, DateTimeOffset Now) : CoordinatorInput;
     /// <summary>Outputs of an iteration of run <c>RunId</c> published (or failed; iteration -1: opening its outputs), with the samples' mode quality on ring8/grid25.</summary>
     public sealed record ArtifactsDone(string RunId, long Iteration, string? Error, string? Quality = null) : CoordinatorInput;
     /// <summary>A timer set by <see cref="Effect.Schedule"/> fired; ignored unless it is still the current one.</summary>
     public sealed record TimerFired(long Token, DateTimeOffset Now = default) : CoordinatorInput;
     /// <summary>The coordinator (re)started and found a run it had not finished.</summary>
-    public sealed record Recover(RunRecord Record, long Session, DateTimeOffset Now) : CoordinatorInput;
+    public sealed record Recover(RunRecord Record, long Formation, DateTimeOffset Now) : CoordinatorInput;
     /// <summary>Answer to <see cref="Effect.FindCheckpoint"/>: the newest valid checkpoint, and the ones skipped (with why).</summary>
     public sealed record CheckpointFound(string? Path, CoordinatorCheckpoint? State, string[] Skipped) : CoordinatorInput;
     /// <summary>A client asks to follow a run (again): after a reconnect, or after the coordinator moved.</summary>
@@ -110,7 +110,7 @@ public sealed record ActiveRun(
     /// <summary>The run's output folder on the seed: the spec's, under <see cref="CoordinatorSettings.OutputRoot"/> when relative.</summary>
     public string Output { get; init; } = "";
     /// <summary>The current formation's name; every message of it carries this.</summary>
-    public long Session { get; init; }
+    public long Formation { get; init; }
     /// <summary>The last update applied on every worker (null: none yet). A new formation continues after it.</summary>
     public StepKey? Committed { get; init; }
     /// <summary>Real samples drawn by committed-or-reduced D updates, over all ranks: a new formation's data position.</summary>
@@ -286,7 +286,7 @@ public sealed record CoordinatorState(
         var run = NewRun(runId, spec, submit.SpecJson, submit.Now, Settings) with
         {
             DeviceKind = KindOf(Workers.Values.First().Device),
-            Session = submit.Session,
+            Formation = submit.Formation,
             PerWorkerBatch = Math.Max(1, spec.Training.BatchSize / world),
             ExpectedWorkers = world,
         };
@@ -413,11 +413,11 @@ public sealed record CoordinatorState(
     CoordinatorState Form(ImmutableArray<string> ranks, ResumeFrom? resume, DateTimeOffset now, List<Effect> fx)
     {
         var run = Run!;
-        var session = resume is null ? run.Session : run.Session + 1;
+        var formation = resume is null ? run.Formation : run.Formation + 1;
         var batches = BatchesFor(run, ranks.Length);
         var peers = ranks.Select((id, r) => new PeerAddress(r, Workers[id].DataHost, Workers[id].DataPort)).ToArray();
         for (var r = 0; r < ranks.Length; r++)
-            fx.Add(new Effect.ToWorker(ranks[r], new PrepareRun(run.RunId, run.SpecJson, r, ranks.Length, batches, session, peers, Settings.ChecksumEvery, resume)));
+            fx.Add(new Effect.ToWorker(ranks[r], new PrepareRun(run.RunId, run.SpecJson, r, ranks.Length, batches, formation, peers, Settings.ChecksumEvery, resume)));
         if (resume is not null)
             Note(fx, run.RunId, $"run {run.RunId}: re-forming with {ranks.Length} worker(s) [{string.Join(", ", ranks)}], batches [{string.Join(", ", batches)}], " +
                                 $"after {resume.Position?.ToString() ?? "the start"}" + (resume.Checkpoint is null ? "; state from rank 0's replica" : $"; state from {resume.Checkpoint}"));
@@ -425,7 +425,7 @@ public sealed record CoordinatorState(
         {
             Ranks = ranks,
             LocalBatches = [.. batches],
-            Session = session,
+            Formation = formation,
             Pending = Enumerable.Range(0, ranks.Length).ToImmutableHashSet(),
             Replies = ImmutableDictionary<int, StepReduced>.Empty,
             Aborted = ImmutableDictionary<string, StepAborted>.Empty,
@@ -475,7 +475,7 @@ public sealed record CoordinatorState(
         var run = Run;
         switch (message)
         {
-            case RunPrepared p when Phase == RunState.Starting && Current(p.RunId, p.Session) && run!.Pending.Contains(p.Rank):
+            case RunPrepared p when Phase == RunState.Starting && Current(p.RunId, p.Formation) && run!.Pending.Contains(p.Rank):
             {
                 var pending = run.Pending.Remove(p.Rank);
                 var s = WithRun(run with { Pending = pending });
@@ -483,24 +483,24 @@ public sealed record CoordinatorState(
                 Note(fx, run.RunId, $"run {run.RunId}: all {run.WorldSize} worker(s) ready; training from {(run.Committed is null ? "the start" : $"after {run.Committed}")}");
                 return s.Continue(now, fx);
             }
-            case PrepareFailed f when Phase == RunState.Starting && Current(f.RunId, f.Session):
+            case PrepareFailed f when Phase == RunState.Starting && Current(f.RunId, f.Formation):
                 return Fail($"worker {f.WorkerId} (rank {f.Rank}) could not prepare the run: {f.Reason}", fx);
 
-            case StepReduced r when Phase == RunState.Running && Current(r.RunId, r.Session) && r.Step == run!.Step && run.Pending.Contains(r.Rank):
+            case StepReduced r when Phase == RunState.Running && Current(r.RunId, r.Formation) && r.Step == run!.Step && run.Pending.Contains(r.Rank):
             {
                 var s = WithRun(run with { Pending = run.Pending.Remove(r.Rank), Replies = run.Replies.SetItem(r.Rank, r) });
                 return s.Run!.Pending.IsEmpty ? s.OnStepReduced(now, fx) : s;
             }
-            case StepFailed f when Phase is RunState.Starting or RunState.Running or RunState.Saving or RunState.Finishing && Current(f.RunId, f.Session):
+            case StepFailed f when Phase is RunState.Starting or RunState.Running or RunState.Saving or RunState.Finishing && Current(f.RunId, f.Formation):
                 var who = f.Rank >= 0 && f.Rank < run!.WorldSize ? $"worker {run.Ranks[f.Rank]} (rank {f.Rank})" : "a worker";
                 return Recover($"{who} failed {f.Step}: {f.Reason}", counted: true, now, fx);
             case StepFailed when Phase == RunState.Recovering:
                 return this;   // the ring broke under the others too: already being handled
 
-            case StepAborted a when Phase == RunState.Recovering && Current(a.RunId, a.Session) && run!.AbortPending.Contains(a.WorkerId):
+            case StepAborted a when Phase == RunState.Recovering && Current(a.RunId, a.Formation) && run!.AbortPending.Contains(a.WorkerId):
                 return AbortAnswered(a.WorkerId, a, fx);
 
-            case ArtifactsSnapshotted a when Phase == RunState.Saving && Current(a.RunId, a.Session) && a.Iteration == run!.CompletedIterations:
+            case ArtifactsSnapshotted a when Phase == RunState.Saving && Current(a.RunId, a.Formation) && a.Iteration == run!.CompletedIterations:
             {
                 var held = (now - run.SaveStartedAt).TotalMilliseconds;
                 fx.Add(new Effect.Log(FormattableString.Invariant(
@@ -508,7 +508,7 @@ public sealed record CoordinatorState(
                 return (this with { Phase = RunState.Running }).Continue(now, fx);
             }
 
-            case RunFinishedOnWorker w when Phase == RunState.Finishing && Current(w.RunId, w.Session) && run!.Pending.Contains(w.Rank):
+            case RunFinishedOnWorker w when Phase == RunState.Finishing && Current(w.RunId, w.Formation) && run!.Pending.Contains(w.Rank):
             {
                 var s = WithRun(run with { Pending = run.Pending.Remove(w.Rank), FinalChecksums = run.FinalChecksums.SetItem(w.Rank, w.Checksum) });
                 return s.TryComplete(fx);
@@ -530,7 +530,7 @@ public sealed record CoordinatorState(
         }
     }
 
-    bool Current(string runId, long session) => Run is { } r && r.RunId == runId && r.Session == session;
+    bool Current(string runId, long formation) => Run is { } r && r.RunId == runId && r.Formation == formation;
 
     CoordinatorState OnStepReduced(DateTimeOffset now, List<Effect> fx)
     {
@@ -631,7 +631,7 @@ public sealed record CoordinatorState(
         if (checkpoint) run = run with { CheckpointAt = done, CheckpointWritten = false };
         var json = CheckpointJson(run);
         foreach (var id in run.Ranks)
-            fx.Add(new Effect.ToWorker(id, new SaveArtifacts(run.RunId, run.Session, done, checkpoint, commit, json)));
+            fx.Add(new Effect.ToWorker(id, new SaveArtifacts(run.RunId, run.Formation, done, checkpoint, commit, json)));
         return (this with { Phase = RunState.Saving, Run = run }).Arm(Settings.StepTimeout, fx);
     }
 
@@ -642,7 +642,7 @@ public sealed record CoordinatorState(
         run = run with { Committed = commit ?? run.Committed, FinalChecksums = ImmutableDictionary<int, string>.Empty, Pending = AllRanks(run).ToImmutableHashSet() };
         var json = CheckpointJson(run);
         foreach (var id in run.Ranks)
-            fx.Add(new Effect.ToWorker(id, new FinishRun(run.RunId, run.Session, commit, run.Output, json)));
+            fx.Add(new Effect.ToWorker(id, new FinishRun(run.RunId, run.Formation, commit, run.Output, json)));
         fx.Add(new Effect.Log($"run {run.RunId}: {run.Spec.Training.Iterations} iterations done; finishing"));
         return (this with { Phase = RunState.Finishing, Run = run }).Arm(Settings.StepTimeout, fx);
     }
@@ -673,13 +673,13 @@ public sealed record CoordinatorState(
             return WithRun(run);   // the end is only waiting for the final files
         Note(fx, run.RunId, $"run {run.RunId}: {reason}; aborting {run.Step} everywhere and re-forming from {(run.Committed?.ToString() ?? "the start")}",
             warning: true);
-        var session = run.Session + 1;
+        var formation = run.Formation + 1;
         var ask = run.Ranks.Where(Workers.ContainsKey).ToImmutableHashSet();
-        foreach (var id in ask) fx.Add(new Effect.ToWorker(id, new AbortStep(run.RunId, session)));
+        foreach (var id in ask) fx.Add(new Effect.ToWorker(id, new AbortStep(run.RunId, formation)));
         var s = this with
         {
             Phase = RunState.Recovering,
-            Run = run with { Session = session, AbortPending = ask, Aborted = ImmutableDictionary<string, StepAborted>.Empty, Pending = [] },
+            Run = run with { Formation = formation, AbortPending = ask, Aborted = ImmutableDictionary<string, StepAborted>.Empty, Pending = [] },
         };
         return ask.IsEmpty ? s.FinishRecovery(now, fx) : s.Arm(Settings.StepTimeout, fx);
     }
@@ -749,7 +749,7 @@ public sealed record CoordinatorState(
         fx.Add(new Effect.Log(r.Record.CancelledBy is null
             ? $"run {r.Record.RunId} was not finished when the coordinator stopped; resuming it from its newest valid checkpoint"
             : $"run {r.Record.RunId} was being cancelled by {r.Record.CancelledBy} when the coordinator stopped; ending it on its newest valid checkpoint"));
-        var run = NewRun(r.Record.RunId, spec, r.Record.SpecJson, r.Now, Settings) with { Session = r.Session, ExpectedWorkers = 1, CancelledBy = r.Record.CancelledBy };
+        var run = NewRun(r.Record.RunId, spec, r.Record.SpecJson, r.Now, Settings) with { Formation = r.Formation, ExpectedWorkers = 1, CancelledBy = r.Record.CancelledBy };
         return (this with { Phase = RunState.Resuming, Run = run, LastError = null }).FindCheckpoint(fx);
     }
 
@@ -899,7 +899,7 @@ public sealed record CoordinatorState(
                              && step.Iteration > 0 && step.Iteration % Settings.ChecksumEvery == 0;
         if (commit is not null) fx.Add(new Effect.Committed(commit, AllRanks(run)));
         foreach (var id in run.Ranks)
-            fx.Add(new Effect.ToWorker(id, new ExecuteStep(run.RunId, run.Session, step, commit, reportStats, reportChecksum)));
+            fx.Add(new Effect.ToWorker(id, new ExecuteStep(run.RunId, run.Formation, step, commit, reportStats, reportChecksum)));
         var started = run.StartedAt;
         var window = run.WindowStartedAt;
         if (step == GanScheduleKeys.First && now != DateTimeOffset.MinValue) (started, window) = (now, now);

@@ -2,7 +2,7 @@ using GanCluster.DataPlane;
 
 namespace GanCluster.Actors.Worker;
 
-/// <summary>The TCP ring as the session's all-reduce.</summary>
+/// <summary>The TCP ring as the worker session's all-reduce (one ring per formation).</summary>
 public sealed class RingReduce(RingAllReduce ring) : IAllReduce
 {
     /// <summary>Stopwatch ticks spent in all-reduces so far (read by the worker's <see cref="StepTimes"/>).</summary>

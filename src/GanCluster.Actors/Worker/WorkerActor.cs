@@ -138,12 +138,12 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         {
             _log.Error(e, "run {0}: could not prepare", p.RunId);
             EndSession();
-            Sender.Tell(new PrepareFailed(p.RunId, p.Session, p.Rank, _settings.WorkerId, ForClients(e)));
+            Sender.Tell(new PrepareFailed(p.RunId, p.Formation, p.Rank, _settings.WorkerId, ForClients(e)));
             return;
         }
         var s = _session;
         _runId = p.RunId;
-        _formation = p.Session;
+        _formation = p.Formation;
         string? fetched = null;
         var source = p.Resume?.Checkpoint;   // on the seed
         if (p.Rank == 0 && source is { } checkpoint)
@@ -156,7 +156,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             {
                 _log.Error(e, "run {0}: could not fetch checkpoint {1} from the seed", p.RunId, checkpoint);
                 EndSession();
-                Sender.Tell(new PrepareFailed(p.RunId, p.Session, p.Rank, _settings.WorkerId, $"could not fetch checkpoint {checkpoint} from the seed: {e.Message}"));
+                Sender.Tell(new PrepareFailed(p.RunId, p.Formation, p.Rank, _settings.WorkerId, $"could not fetch checkpoint {checkpoint} from the seed: {e.Message}"));
                 return;
             }
             p = p with { Resume = p.Resume! with { Checkpoint = fetched } };
@@ -164,7 +164,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         try
         {
             var peers = p.Peers.Select(x => new RingPeer(x.Rank, x.Host, x.Port)).ToList();
-            var ring = RingAllReduce.Connect(_listener!, p.Session, p.Rank, peers, _settings.RingTimeout, log: m => _log.Warning("data plane: {0}", m),
+            var ring = RingAllReduce.Connect(_listener!, p.Formation, p.Rank, peers, _settings.RingTimeout, log: m => _log.Warning("data plane: {0}", m),
                 security: _settings.Ring);
             _ring = new RingReduce(ring);
             _times.Reset();
@@ -174,14 +174,14 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
                 : _settings.Ring.Authenticated ? "authenticated" : "NOT authenticated (Node:Insecure)";
             _log.Info("run {0}: rank {1} of {2}, local batch {3}, {4} samples{5}; ring {6}",
                 [p.RunId, p.Rank, p.WorldSize, p.LocalBatches[p.Rank], s.DatasetSize, from, how]);
-            Sender.Tell(new RunPrepared(p.RunId, p.Session, p.Rank, _settings.WorkerId, s.DatasetSize));
+            Sender.Tell(new RunPrepared(p.RunId, p.Formation, p.Rank, _settings.WorkerId, s.DatasetSize));
         }
         catch (Exception e)
         {
             // The ring could not form (a peer died meanwhile, say): the coordinator re-forms without it.
             _log.Error(e, "run {0}: forming rank {1} failed", p.RunId, p.Rank);
             s.Abort();
-            Sender.Tell(new StepFailed(p.RunId, p.Session, p.Resume?.Position ?? new StepKey(0, StepPhase.Discriminator, 0), p.Rank, ForClients(e)));
+            Sender.Tell(new StepFailed(p.RunId, p.Formation, p.Resume?.Position ?? new StepKey(0, StepPhase.Discriminator, 0), p.Rank, ForClients(e)));
         }
         finally
         {
@@ -239,7 +239,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
     void OnExecute(ExecuteStep e)
     {
         var arrived = System.Diagnostics.Stopwatch.GetTimestamp();
-        if (!Current(e.RunId, e.Session, e.Step)) return;
+        if (!Current(e.RunId, e.Formation, e.Step)) return;
         var s = _session!;
         try
         {
@@ -259,12 +259,12 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
                 stats = new WindowStats(w.LossD, w.LossG, w.DReal, w.DFake, w.GSteps);
                 if (_times.TakeSummary() is { } summary) _log.Info("run {0}: rank {1}, last {2}", e.RunId, s.Rank, summary);
             }
-            Sender.Tell(new StepReduced(e.RunId, e.Session, e.Step, s.Rank, s.LocalBatch, stats, checksum, NonFinite: !finite));
+            Sender.Tell(new StepReduced(e.RunId, e.Formation, e.Step, s.Rank, s.LocalBatch, stats, checksum, NonFinite: !finite));
             _times.Replied(System.Diagnostics.Stopwatch.GetTimestamp());
         }
         catch (Exception ex)
         {
-            Fail(e.RunId, e.Session, e.Step, ex);
+            Fail(e.RunId, e.Formation, e.Step, ex);
         }
     }
 
@@ -274,16 +274,16 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         if (has)
         {
             _session!.Abort();
-            _formation = a.Session;
+            _formation = a.Formation;
             _log.Warning("run {0}: update in flight aborted; this replica holds {1}", a.RunId, _session.LastCommitted?.ToString() ?? "no update yet");
         }
-        Sender.Tell(new StepAborted(a.RunId, a.Session, _settings.WorkerId, has, has ? _session!.LastCommitted : null));
+        Sender.Tell(new StepAborted(a.RunId, a.Formation, _settings.WorkerId, has, has ? _session!.LastCommitted : null));
     }
 
     void OnSave(SaveArtifacts a)
     {
         var step = a.Commit ?? new StepKey(a.Iteration - 1, StepPhase.Generator, 0);
-        if (!Current(a.RunId, a.Session, step)) return;
+        if (!Current(a.RunId, a.Formation, step)) return;
         var s = _session!;
         try
         {
@@ -291,18 +291,18 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             s.SyncBuffers();
             if (s.Rank != 0) return;
             var stall = Snapshot(s, a.RunId, a.Iteration, a.Checkpoint, a.CoordinatorJson, Sender);
-            Sender.Tell(new ArtifactsSnapshotted(a.RunId, a.Session, a.Iteration, stall.TotalMilliseconds));
+            Sender.Tell(new ArtifactsSnapshotted(a.RunId, a.Formation, a.Iteration, stall.TotalMilliseconds));
         }
         catch (Exception ex)
         {
-            Fail(a.RunId, a.Session, step, ex);
+            Fail(a.RunId, a.Formation, step, ex);
         }
     }
 
     void OnFinish(FinishRun f)
     {
         var step = f.Commit ?? new StepKey(_session?.Spec.Training.Iterations - 1 ?? 0, StepPhase.Generator, 0);
-        if (!Current(f.RunId, f.Session, step)) return;
+        if (!Current(f.RunId, f.Formation, step)) return;
         var s = _session!;
         try
         {
@@ -311,11 +311,11 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             var checksum = s.Checksum(withBuffers: true);
             _log.Info("run {0}: rank {1} final parameter checksum {2}", f.RunId, s.Rank, checksum);
             if (s.Rank == 0) Snapshot(s, f.RunId, s.Spec.Training.Iterations, checkpoint: true, f.CoordinatorJson, Sender);
-            Sender.Tell(new RunFinishedOnWorker(f.RunId, f.Session, s.Rank, checksum));
+            Sender.Tell(new RunFinishedOnWorker(f.RunId, f.Formation, s.Rank, checksum));
         }
         catch (Exception ex)
         {
-            Fail(f.RunId, f.Session, step, ex);
+            Fail(f.RunId, f.Formation, step, ex);
         }
     }
 
@@ -367,11 +367,11 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         return stall;
     }
 
-    bool Current(string runId, long session, StepKey step)
+    bool Current(string runId, long formation, StepKey step)
     {
-        if (runId == _runId && session == _formation && _session is not null) return true;
-        _log.Warning("rejected {0} for run {1} (formation {2}): this worker is on run {3} (formation {4})", step, runId, session, _runId ?? "(none)", _formation);
-        Sender.Tell(new StepFailed(runId, session, step, -1, $"worker {_settings.WorkerId} is not part of run {runId} formation {session}"));
+        if (runId == _runId && formation == _formation && _session is not null) return true;
+        _log.Warning("rejected {0} for run {1} (formation {2}): this worker is on run {3} (formation {4})", step, runId, formation, _runId ?? "(none)", _formation);
+        Sender.Tell(new StepFailed(runId, formation, step, -1, $"worker {_settings.WorkerId} is not part of run {runId} formation {formation}"));
         return false;
     }
 
@@ -379,12 +379,12 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
     /// A step failed here (often: the ring broke because a peer died). The replica is kept: it holds the last committed
     /// update unless the failure hit while applying, and the coordinator only takes a state from a replica that says so.
     /// </summary>
-    void Fail(string runId, long session, StepKey step, Exception ex)
+    void Fail(string runId, long formation, StepKey step, Exception ex)
     {
         _log.Error(ex, "run {0}: {1} failed", runId, step);
         var rank = _session?.Rank ?? -1;
         _session?.Abort();
-        Sender.Tell(new StepFailed(runId, session, step, rank, ForClients(ex)));
+        Sender.Tell(new StepFailed(runId, formation, step, rank, ForClients(ex)));
     }
 
     /// <summary>
