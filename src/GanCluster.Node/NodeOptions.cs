@@ -23,8 +23,15 @@ public sealed class NodeOptions
     public string Devices { get; set; } = "cpu";
     /// <summary>Address the gradient data plane binds to (default: Host).</summary>
     public string? DataBind { get; set; }
-    /// <summary>Seconds a step may take on every worker before the run fails.</summary>
+    /// <summary>
+    /// Coordinator: seconds every worker has to answer an update, a save or an abort before the silent ones are dropped
+    /// (and a leaving worker, to reach the next update boundary).
+    /// </summary>
     public int StepTimeoutSeconds { get; set; } = 120;
+    /// <summary>Worker: seconds to connect the gradient ring, and the longest a ring peer may stay silent in an all-reduce.</summary>
+    public int RingTimeoutSeconds { get; set; } = 120;
+    /// <summary>Worker: seconds the seed has to acknowledge each 64 KB chunk of a save (upload) or to send one of a checkpoint (fetch).</summary>
+    public int ChunkTimeoutSeconds { get; set; } = 60;
     /// <summary>Seconds for workers to load data, build models and connect the ring.</summary>
     public int PrepareTimeoutSeconds { get; set; } = 300;
     /// <summary>Iterations between parameter checksum comparisons (0 = off).</summary>
@@ -131,6 +138,8 @@ public sealed class NodeOptions
         if (string.IsNullOrWhiteSpace(Devices)) e.Add("Node:Devices must be cpu, cuda:N[,cuda:M] or all");
         if (DataBind is not null && !IPAddress.TryParse(DataBind, out _)) e.Add($"Node:DataBind must be an IP address (got \"{DataBind}\")");
         if (StepTimeoutSeconds < 1) e.Add($"Node:StepTimeoutSeconds must be at least 1 (got {StepTimeoutSeconds})");
+        if (RingTimeoutSeconds < 1) e.Add($"Node:RingTimeoutSeconds must be at least 1 (got {RingTimeoutSeconds})");
+        if (ChunkTimeoutSeconds < 1) e.Add($"Node:ChunkTimeoutSeconds must be at least 1 (got {ChunkTimeoutSeconds})");
         if (PrepareTimeoutSeconds < 1) e.Add($"Node:PrepareTimeoutSeconds must be at least 1 (got {PrepareTimeoutSeconds})");
         if (CpuThreads < 0) e.Add($"Node:CpuThreads must be 0 (default) or more (got {CpuThreads})");
         if (string.IsNullOrWhiteSpace(StateDir)) e.Add("Node:StateDir must name a folder");

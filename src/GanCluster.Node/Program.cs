@@ -131,8 +131,8 @@ builder.Services.AddAkka(ClusterHocon.SystemName, akka =>
             {
                 var id = $"{self.Host}:{self.Port}/{device}";
                 var ws = new WorkerSettings(id, device.ToString(), dataBind, options.EffectivePublicHost,
-                    RingTimeout: TimeSpan.FromSeconds(options.StepTimeoutSeconds), UploadTimeout: TimeSpan.FromSeconds(60),
-                    Ring: credentials?.Ring(options.RingEncryption) ?? GanCluster.DataPlane.RingSecurity.Insecure);
+                    RingTimeout: TimeSpan.FromSeconds(options.RingTimeoutSeconds), UploadTimeout: TimeSpan.FromSeconds(options.ChunkTimeoutSeconds),
+                    Ring: credentials?.Ring(options.RingEncryption) ?? GanCluster.DataPlane.RingSecurity.Insecure, LeaveTimeout: leaveTimeout);
                 system.ActorOf(WorkerActor.Props(ws, registry.Get<CoordinatorActor>(), device), "worker-" + device.ToString().Replace(':', '-'));
             }
         });

@@ -14,8 +14,9 @@ namespace GanCluster.Actors.Worker;
 
 /// <summary>Per-worker settings (one worker per device).</summary>
 /// <param name="Ring">The gradient ring's handshake key (from the cluster's secret) and whether it encrypts.</param>
+/// <param name="LeaveTimeout">How long SIGTERM waits for the run to let this worker go at an update boundary.</param>
 public sealed record WorkerSettings(string WorkerId, string Device, string DataBind, string DataHost, TimeSpan RingTimeout, TimeSpan UploadTimeout,
-    RingSecurity Ring);
+    RingSecurity Ring, TimeSpan LeaveTimeout);
 
 /// <summary>
 /// Owns one device. Runs on a pinned dispatcher (its own thread): TorchSharp's dispose scopes are thread-static, so all
@@ -103,7 +104,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
 
         // SIGTERM / scale-down: leave the run at an iteration boundary before the node leaves the cluster.
         var self = Self;
-        var wait = _settings.RingTimeout + TimeSpan.FromSeconds(30);
+        var wait = _settings.LeaveTimeout;
         CoordinatedShutdown.Get(Context.System).AddTask(CoordinatedShutdown.PhaseBeforeClusterShutdown, "leave-run-" + Self.Path.Name, async () =>
         {
             try { await self.Ask<LeaveDone>(new LeaveGracefully(), wait); }
