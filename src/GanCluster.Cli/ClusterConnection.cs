@@ -26,14 +26,11 @@ sealed class ClusterConnection : IDisposable
     /// <param name="credentials">The cluster's credentials (mutual TLS); null connects in the clear to an insecure cluster.</param>
     public ClusterConnection(string cluster, TimeSpan connectTimeout, ClusterCredentials? credentials)
     {
-        var seeds = cluster.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        if (seeds.Length == 0) throw new UsageException("--cluster: expected host:port[,host:port]");
+        var seeds = HostPort.ParseList(cluster, out var bad);
+        if (bad.Count > 0) throw new UsageException($"--cluster {bad[0]}: expected host:port");
+        if (seeds.Count == 0) throw new UsageException("--cluster: expected host:port[,host:port]");
         var contacts = seeds.Select(seed =>
-        {
-            var i = seed.LastIndexOf(':');
-            if (i <= 0 || !int.TryParse(seed[(i + 1)..], out var port)) throw new UsageException($"--cluster {seed}: expected host:port");
-            return (Host: seed[..i], Path: $"{ClusterHocon.NodeAddress(credentials is not null, $"{seed[..i]}:{port}")}/system/receptionist");
-        }).ToList();
+            (seed.Host, Path: $"{ClusterHocon.NodeAddress(credentials is not null, seed.ToString())}/system/receptionist")).ToList();
         Receptionist = string.Join(", ", contacts.Select(c => c.Path));
         ConnectTimeout = connectTimeout;
         var config = ConfigurationFactory.ParseString($$"""

@@ -36,17 +36,14 @@ static class Common
                 Console.Error.WriteLine($"gancluster: --device auto: falling back to cpu: {env.CudaProblem}");
             return torch.CPU;
         }
-        if (text == "cpu") return torch.CPU;
-        if (text == "cuda" || text.StartsWith("cuda:", StringComparison.Ordinal))
-        {
-            if (!env.CudaAvailable)
-                throw new UsageException($"--device {device}: the libtorch in {env.LibTorchDir} has no usable CUDA. " +
-                    $"Set {TorchRuntime.LibDirVariable} (or --torch-lib-dir) to a CUDA PyTorch's torch/lib, or use --device cpu.");
-            if (text == "cuda") return torch.CUDA;
-            if (int.TryParse(text[5..], out var index) && index >= 0 && index < env.CudaDevices) return new torch.Device(DeviceType.CUDA, index);
-            throw new UsageException($"--device {device}: this machine has {env.CudaDevices} CUDA device(s) (cuda:0..cuda:{env.CudaDevices - 1}).");
-        }
-        throw new UsageException($"--device {device}: expected auto, cpu, cuda or cuda:N.");
+        if (!DeviceName.TryParse(text, out var name)) throw new UsageException($"--device {device}: expected auto, cpu, cuda or cuda:N.");
+        if (!name.Cuda) return torch.CPU;
+        if (!env.CudaAvailable)
+            throw new UsageException($"--device {device}: the libtorch in {env.LibTorchDir} has no usable CUDA. " +
+                $"Set {TorchRuntime.LibDirVariable} (or --torch-lib-dir) to a CUDA PyTorch's torch/lib, or use --device cpu.");
+        if (name.Index is not { } index) return torch.CUDA;
+        if (index < env.CudaDevices) return new torch.Device(DeviceType.CUDA, index);
+        throw new UsageException($"--device {device}: this machine has {env.CudaDevices} CUDA device(s) (cuda:0..cuda:{env.CudaDevices - 1}).");
     }
 
     public static Option<string> CudnnBenchmark() => new("--cudnn-benchmark")

@@ -19,14 +19,13 @@ public static class NodeDevices
         var result = new List<torch.Device>();
         foreach (var d in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
-            if (d == "cpu") result.Add(torch.CPU);
-            else if (d.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(d[5..], out var i) && i >= 0)
-            {
-                if (!env.CudaAvailable || i >= env.CudaDevices)
-                    throw new ArgumentException($"Node:Devices names {d}, but the libtorch in {env.LibTorchDir} sees {env.CudaDevices} CUDA device(s); set TORCH_LIB_DIR to a CUDA PyTorch's torch/lib or use cpu");
-                result.Add(new torch.Device(DeviceType.CUDA, i));
-            }
-            else throw new ArgumentException($"Node:Devices entry \"{d}\" must be cpu, cuda:N or all");
+            // A worker owns one device: "cuda" without its index is not one.
+            if (!DeviceName.TryParse(d, out var name) || name is { Cuda: true, Index: null })
+                throw new ArgumentException($"Node:Devices entry \"{d}\" must be cpu, cuda:N or all");
+            if (!name.Cuda) result.Add(torch.CPU);
+            else if (!env.CudaAvailable || name.Index >= env.CudaDevices)
+                throw new ArgumentException($"Node:Devices names {d}, but the libtorch in {env.LibTorchDir} sees {env.CudaDevices} CUDA device(s); set TORCH_LIB_DIR to a CUDA PyTorch's torch/lib or use cpu");
+            else result.Add(new torch.Device(DeviceType.CUDA, name.Index!.Value));
         }
         return result;
     }

@@ -1,4 +1,5 @@
 using System.Net;
+using GanCluster.Actors;
 using Microsoft.Extensions.Configuration;
 
 namespace GanCluster.Node;
@@ -85,8 +86,7 @@ public sealed class NodeOptions
     public bool IsSeed => RoleList.Contains("seed");
     public bool IsWorker => RoleList.Contains("worker");
     public string EffectivePublicHost => string.IsNullOrWhiteSpace(PublicHost) ? Host : PublicHost!;
-    public IReadOnlyList<(string Host, int Port)> SeedList => Seeds.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-        .Select(s => { var i = s.LastIndexOf(':'); return (s[..i], int.Parse(s[(i + 1)..])); }).ToList();
+    public IReadOnlyList<HostPort> SeedList => HostPort.ParseList(Seeds, out _);
 
     /// <summary>
     /// Reads the "Node" section: an unknown setting (a typo in GANCLUSTER_Node__Seeds is otherwise ignored silently),
@@ -128,12 +128,8 @@ public sealed class NodeOptions
             e.Add($"Node:Host must be an IP address to bind to (got \"{Host}\")");
         if (Port is < 0 or > 65535) e.Add($"Node:Port must be 0-65535 (got {Port})");
         if (IsSeed && Port == 0) e.Add("Node:Port must be fixed (not 0) on a seed: workers and clients connect to it");
-        foreach (var s in Seeds.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-        {
-            var i = s.LastIndexOf(':');
-            if (i <= 0 || !int.TryParse(s[(i + 1)..], out var p) || p is < 1 or > 65535)
-                e.Add($"Node:Seeds entry \"{s}\" must be host:port");
-        }
+        HostPort.ParseList(Seeds, out var badSeeds);
+        e.AddRange(badSeeds.Select(s => $"Node:Seeds entry \"{s}\" must be host:port"));
         if (string.IsNullOrWhiteSpace(Seeds)) e.Add("Node:Seeds must name at least one seed (host:port)");
         if (string.IsNullOrWhiteSpace(Devices)) e.Add("Node:Devices must be cpu, cuda:N[,cuda:M] or all");
         if (DataBind is not null && !IPAddress.TryParse(DataBind, out _)) e.Add($"Node:DataBind must be an IP address (got \"{DataBind}\")");

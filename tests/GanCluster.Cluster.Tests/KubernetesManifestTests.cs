@@ -104,7 +104,7 @@ public partial class KubernetesManifestTests
             if (options.IsSeed)
             {
                 // A seed's own address must be exactly its entry in the list, or it never joins itself.
-                Assert.Contains((options.EffectivePublicHost, options.Port), options.SeedList);
+                Assert.Contains(new GanCluster.Actors.HostPort(options.EffectivePublicHost, options.Port), options.SeedList);
             }
             if (options.IsWorker)
             {

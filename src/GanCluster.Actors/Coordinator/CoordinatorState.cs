@@ -436,7 +436,7 @@ public sealed record CoordinatorState(
     }
 
     /// <summary>The kind of a worker's device: <c>cpu</c> or <c>cuda</c> (<c>cuda:1</c> is a cuda).</summary>
-    public static string KindOf(string device) => device.Split(':')[0].Trim().ToLowerInvariant();
+    public static string KindOf(string device) => GanCluster.Training.Native.DeviceName.KindOf(device);
 
     /// <summary>
     /// Why these workers cannot train one run together (null: they can). CPU and CUDA kernels round differently (CUDA
