@@ -1,15 +1,9 @@
 using Akka.Actor;
-using Akka.Cluster;
-using Akka.Cluster.Hosting;
-using Akka.Cluster.Hosting.SBR;
-using Akka.Cluster.Tools.Client;
 using Akka.Hosting;
-using Akka.Remote.Hosting;
 using GanCluster.Actors;
-using GanCluster.Actors.Coordinator;
 using GanCluster.Actors.Security;
-using GanCluster.Actors.Worker;
 using GanCluster.Node;
+using GanCluster.Node.Hosting;
 using GanCluster.Training.Native;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -62,82 +56,15 @@ if (options.IsWorker)
     }
 }
 
-var settings = new CoordinatorSettings(TimeSpan.FromSeconds(options.PrepareTimeoutSeconds), TimeSpan.FromSeconds(options.StepTimeoutSeconds), options.ChecksumEvery)
-{
-    ResumeGrace = TimeSpan.FromSeconds(options.ResumeGraceSeconds),
-    OutputRoot = Path.GetFullPath(options.RunsRoot),
-    MemoryLimitBytes = options.MaxRunMemoryGB * 1e9,
-};
 // SIGTERM: a worker leaves its run at an iteration boundary before the node leaves the cluster; give it the time.
 var leaveTimeout = TimeSpan.FromSeconds(options.StepTimeoutSeconds + 30);
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = leaveTimeout + TimeSpan.FromSeconds(30));
-// A restarted seed also tries the members it remembers (after the configured seeds): it rejoins its workers' cluster.
-var remembered = options.IsSeed ? MemberBook.Read(options.StateDir) : [];
-var seedNodes = options.SeedList.Select(s => $"{s.Host}:{s.Port}").Concat(remembered).Distinct()
-    .Select(a => ClusterHocon.NodeAddress(credentials is not null, a)).ToArray();
-if (remembered.Count > 0) Console.WriteLine($"gancluster node: also trying remembered members {string.Join(", ", remembered)} as seeds");
 
-builder.Services.AddAkka(ClusterHocon.SystemName, akka =>
-{
-    akka.AddHocon(ClusterHocon.Serialization, HoconAddMode.Prepend)
-        .AddHocon(WorkerActor.DispatcherHocon, HoconAddMode.Prepend)
-        .AddHocon($"akka.coordinated-shutdown.phases.before-cluster-shutdown.timeout = {(int)leaveTimeout.TotalSeconds}s", HoconAddMode.Prepend)
-        // No typed options for these in Akka.Hosting. The resolver's stable-after (Akka's default 20 s), and as many 1 s
-        // singleton hand-over retries as its seconds: Akka's removal margin is stable-after, but retries never go below 15.
-        .AddHocon($"akka.cluster.split-brain-resolver.stable-after = {options.DowningStableAfterSeconds}s", HoconAddMode.Prepend)
-        .AddHocon($"akka.cluster.singleton.min-number-of-hand-over-retries = {options.DowningStableAfterSeconds}", HoconAddMode.Prepend)
-        .WithClusterRemoting(options, credentials)
-        .WithClustering(new ClusterOptions
-        {
-            Roles = options.RoleList.ToArray(),
-            SeedNodes = seedNodes,
-            // Downing by Akka's split-brain resolver, never auto-down: the side with the majority survives.
-            SplitBrainResolver = new KeepMajorityOption(),
-        });
-
-    // What Akka actually uses once every HOCON layer is merged: the place to check Node:DowningStableAfterSeconds took.
-    akka.WithActors((system, _) =>
-    {
-        system.ActorOf(Props.Create<QuarantineWatch>(), "quarantine-watch");
-        var sbr = system.Settings.Config.GetConfig("akka.cluster.split-brain-resolver");
-        Console.WriteLine($"gancluster node: downing by {sbr.GetString("active-strategy")} after {sbr.GetTimeSpan("stable-after").TotalSeconds:F0} s stable-after, " +
-                          $"{system.Settings.Config.GetInt("akka.cluster.singleton.min-number-of-hand-over-retries")} singleton hand-over retries");
-    });
-
-    var singleton = new ClusterSingletonOptions { Role = "seed" };
-    if (options.IsSeed)
-    {
-        akka.WithSingleton<CoordinatorActor>("coordinator", CoordinatorActor.Props(settings, options.StateDir), singleton, createProxyToo: true)
-            .WithClusterClientReceptionist("receptionist", "seed")
-            .WithActors((system, registry) =>
-            {
-                system.ActorOf(Props.Create(() => new MemberBook(options.StateDir)), "member-book");
-                var gateway = system.ActorOf(Props.Create(() => new ClientGateway(registry.Get<CoordinatorActor>())), ClientGateway.Name);
-                ClusterClientReceptionist.Get(system).RegisterService(gateway);
-            });
-    }
-    else
-    {
-        akka.WithSingletonProxy<CoordinatorActor>("coordinator", singleton);
-    }
-
-    if (options.IsWorker)
-    {
-        akka.WithActors((system, registry) =>
-        {
-            var self = Cluster.Get(system).SelfAddress;
-            var dataBind = options.DataBind ?? options.Host;
-            foreach (var device in devices)
-            {
-                var id = $"{self.Host}:{self.Port}/{device}";
-                var ws = new WorkerSettings(id, device.ToString(), dataBind, options.EffectivePublicHost,
-                    RingTimeout: TimeSpan.FromSeconds(options.RingTimeoutSeconds), UploadTimeout: TimeSpan.FromSeconds(options.ChunkTimeoutSeconds),
-                    Ring: credentials?.Ring(options.RingEncryption) ?? GanCluster.DataPlane.RingSecurity.Insecure, LeaveTimeout: leaveTimeout);
-                system.ActorOf(WorkerActor.Props(ws, registry.Get<CoordinatorActor>(), device), "worker-" + device.ToString().Replace(':', '-'));
-            }
-        });
-    }
-});
+builder.Services.AddAkka(ClusterHocon.SystemName, akka => akka
+    .WithGanClusterProtocol()
+    .WithClusterMembership(options, credentials, leaveTimeout)
+    .WithCoordinator(options)
+    .WithWorkers(options, devices, credentials, leaveTimeout));
 
 Console.WriteLine($"gancluster node: roles {options.Roles}, {ClusterHocon.NodeAddress(credentials is not null, $"{options.EffectivePublicHost}:{options.Port}")}, seeds {options.Seeds}" +
                   (options.IsWorker ? $", devices {string.Join(",", devices)}" : ""));

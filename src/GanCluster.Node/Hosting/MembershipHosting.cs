@@ -1,0 +1,55 @@
+using Akka.Actor;
+using Akka.Cluster.Hosting;
+using Akka.Cluster.Hosting.SBR;
+using Akka.Hosting;
+using GanCluster.Actors;
+using GanCluster.Actors.Security;
+using GanCluster.Actors.Worker;
+
+namespace GanCluster.Node.Hosting;
+
+/// <summary>The protocol's serialization, remoting (mutual TLS with credentials) and cluster membership with its downing.</summary>
+public static class MembershipHosting
+{
+    /// <summary>Hyperion for the protocol only, no write batching, the workers' pinned dispatcher.</summary>
+    public static AkkaConfigurationBuilder WithGanClusterProtocol(this AkkaConfigurationBuilder akka) =>
+        akka.AddHocon(ClusterHocon.Serialization, HoconAddMode.Prepend)
+            .AddHocon(WorkerActor.DispatcherHocon, HoconAddMode.Prepend);
+
+    /// <summary>
+    /// Joins through Node:Seeds (and, on a seed, the members it remembers), downs by keep-majority after
+    /// Node:DowningStableAfterSeconds, and gives a leaving worker <paramref name="leaveTimeout"/> before cluster shutdown.
+    /// </summary>
+    public static AkkaConfigurationBuilder WithClusterMembership(this AkkaConfigurationBuilder akka, NodeOptions options,
+        ClusterCredentials? credentials, TimeSpan leaveTimeout)
+    {
+        // A restarted seed also tries the members it remembers (after the configured seeds): it rejoins its workers' cluster.
+        var remembered = options.IsSeed ? MemberBook.Read(options.StateDir) : [];
+        var seedNodes = options.SeedList.Select(s => s.ToString()).Concat(remembered).Distinct()
+            .Select(a => ClusterHocon.NodeAddress(credentials is not null, a)).ToArray();
+        if (remembered.Count > 0) Console.WriteLine($"gancluster node: also trying remembered members {string.Join(", ", remembered)} as seeds");
+
+        akka.AddHocon($"akka.coordinated-shutdown.phases.before-cluster-shutdown.timeout = {(int)leaveTimeout.TotalSeconds}s", HoconAddMode.Prepend)
+            // No typed options for these in Akka.Hosting. The resolver's stable-after (Akka's default 20 s), and as many 1 s
+            // singleton hand-over retries as its seconds: Akka's removal margin is stable-after, but retries never go below 15.
+            .AddHocon($"akka.cluster.split-brain-resolver.stable-after = {options.DowningStableAfterSeconds}s", HoconAddMode.Prepend)
+            .AddHocon($"akka.cluster.singleton.min-number-of-hand-over-retries = {options.DowningStableAfterSeconds}", HoconAddMode.Prepend)
+            .WithClusterRemoting(options, credentials)
+            .WithClustering(new ClusterOptions
+            {
+                Roles = options.RoleList.ToArray(),
+                SeedNodes = seedNodes,
+                // Downing by Akka's split-brain resolver, never auto-down: the side with the majority survives.
+                SplitBrainResolver = new KeepMajorityOption(),
+            });
+
+        // What Akka actually uses once every HOCON layer is merged: the place to check Node:DowningStableAfterSeconds took.
+        return akka.WithActors((system, _) =>
+        {
+            system.ActorOf(Props.Create<QuarantineWatch>(), "quarantine-watch");
+            var sbr = system.Settings.Config.GetConfig("akka.cluster.split-brain-resolver");
+            Console.WriteLine($"gancluster node: downing by {sbr.GetString("active-strategy")} after {sbr.GetTimeSpan("stable-after").TotalSeconds:F0} s stable-after, " +
+                              $"{system.Settings.Config.GetInt("akka.cluster.singleton.min-number-of-hand-over-retries")} singleton hand-over retries");
+        });
+    }
+}
