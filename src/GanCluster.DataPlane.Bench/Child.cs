@@ -6,7 +6,7 @@ using System.Net.Sockets;
 namespace GanCluster.DataPlane.Bench;
 
 /// <summary>A worker process: builds the ring (or a plain socket pair) from the coordinator's address list and times it.</summary>
-internal static class Child
+static class Child
 {
     public static int Run(Options o)
     {
@@ -48,20 +48,20 @@ internal static class Child
         }
     }
 
-    private static void RunRing(Options o, ControlChannel channel)
+    static void RunRing(Options o, ControlChannel channel)
     {
         using var listener = RingListener.Start(IPAddress.Loopback, socketBufferBytes: o.SocketBufferBytes);
         channel.Send($"READY {o.Rank} {listener.Port}");
-        string[] peersLine = channel.Receive("PEERS").Split(' ');
-        long session = long.Parse(peersLine[0], CultureInfo.InvariantCulture);
+        var peersLine = channel.Receive("PEERS").Split(' ');
+        var session = long.Parse(peersLine[0], CultureInfo.InvariantCulture);
         var peers = peersLine[1].Split(',')
             .Select((port, r) => new RingPeer(r, "127.0.0.1", int.Parse(port, CultureInfo.InvariantCulture)))
             .ToArray();
-        string mode = o.Security.Single();
+        var mode = o.Security.Single();
         RingSecurity? security = null;
         if (mode != "plain")
         {
-            byte[] secret = Convert.FromHexString(Environment.GetEnvironmentVariable(Options.SecretVariable)
+            var secret = Convert.FromHexString(Environment.GetEnvironmentVariable(Options.SecretVariable)
                 ?? throw new ArgumentException($"{Options.SecretVariable} is not set (the coordinator passes the ring secret)"));
             security = RingSecurity.FromSecret(secret, encrypt: mode == "encrypt");
         }
@@ -72,19 +72,19 @@ internal static class Child
 
         var data = new float[o.Bytes / sizeof(float)];
         var barrier = new float[1];
-        int n = peers.Length;
-        float expected = n * (n + 1) / 2f;
+        var n = peers.Length;
+        var expected = n * (n + 1) / 2f;
         var times = new List<double>();
-        bool correct = true;
+        var correct = true;
         long sent = 0, received = 0;
-        for (int it = 0; it < o.Warmup + o.Iterations; it++)
+        for (var it = 0; it < o.Warmup + o.Iterations; it++)
         {
             Array.Fill(data, o.Rank + 1f);
             // A one-float all-reduce lines the ranks up, so that the timed call measures transfer, not skew.
             ring.AllReduceSum(barrier);
-            long start = Stopwatch.GetTimestamp();
+            var start = Stopwatch.GetTimestamp();
             ring.AllReduceSum(data);
-            double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            var ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
             correct &= data[0] == expected && data[^1] == expected && data[data.Length / 2] == expected;
             if (it >= o.Warmup)
                 times.Add(ms);
@@ -94,7 +94,7 @@ internal static class Child
         channel.Send(Result(correct, sent, received, times));
     }
 
-    private static void RunRaw(Options o, ControlChannel channel)
+    static void RunRaw(Options o, ControlChannel channel)
     {
         var buffer = new byte[o.Bytes];
         if (o.Rank == 0)
@@ -108,12 +108,12 @@ internal static class Child
             channel.Receive("PEERS");
             using var s = listener.Accept();
             s.ReceiveTimeout = (int)o.Timeout.TotalMilliseconds;
-            for (int it = 0; it < o.Warmup + o.Iterations; it++)
+            for (var it = 0; it < o.Warmup + o.Iterations; it++)
             {
-                int got = 0;
+                var got = 0;
                 while (got < buffer.Length)
                 {
-                    int n = s.Receive(buffer.AsSpan(got, Math.Min(1 << 20, buffer.Length - got)));
+                    var n = s.Receive(buffer.AsSpan(got, Math.Min(1 << 20, buffer.Length - got)));
                     if (n == 0)
                         throw new IOException("sender closed early");
                     got += n;
@@ -126,8 +126,8 @@ internal static class Child
         {
             // Sender: times S bytes out plus a one-byte acknowledgement back.
             channel.Send($"READY 1 0");
-            string[] peersLine = channel.Receive("PEERS").Split(' ');
-            int port = int.Parse(peersLine[1].Split(',')[0], CultureInfo.InvariantCulture);
+            var peersLine = channel.Receive("PEERS").Split(' ');
+            var port = int.Parse(peersLine[1].Split(',')[0], CultureInfo.InvariantCulture);
             using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
             Tune(s, o);
             s.Connect(IPAddress.Loopback, port);
@@ -135,15 +135,15 @@ internal static class Child
             Array.Fill(buffer, (byte)7);
             var ack = new byte[1];
             var times = new List<double>();
-            for (int it = 0; it < o.Warmup + o.Iterations; it++)
+            for (var it = 0; it < o.Warmup + o.Iterations; it++)
             {
-                long start = Stopwatch.GetTimestamp();
-                int off = 0;
+                var start = Stopwatch.GetTimestamp();
+                var off = 0;
                 while (off < buffer.Length)
                     off += s.Send(buffer.AsSpan(off));
                 if (s.Receive(ack) != 1)
                     throw new IOException("receiver closed early");
-                double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                var ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
                 if (it >= o.Warmup)
                     times.Add(ms);
             }
@@ -155,7 +155,7 @@ internal static class Child
     /// Both workers send S bytes to each other at once over one connection: the traffic of a 2-worker ring all-reduce
     /// (each process sends and receives S) without the framing, the adds and the pipelining.
     /// </summary>
-    private static void RunDuplex(Options o, ControlChannel channel)
+    static void RunDuplex(Options o, ControlChannel channel)
     {
         var outgoing = new byte[o.Bytes];
         var incoming = new byte[o.Bytes];
@@ -174,7 +174,7 @@ internal static class Child
         else
         {
             channel.Send("READY 1 0");
-            string[] peersLine = channel.Receive("PEERS").Split(' ');
+            var peersLine = channel.Receive("PEERS").Split(' ');
             s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
             Tune(s, o);
             s.Connect(IPAddress.Loopback, int.Parse(peersLine[1].Split(',')[0], CultureInfo.InvariantCulture));
@@ -184,25 +184,25 @@ internal static class Child
             s.NoDelay = true;
             s.ReceiveTimeout = s.SendTimeout = (int)o.Timeout.TotalMilliseconds;
             var times = new List<double>();
-            for (int it = 0; it < o.Warmup + o.Iterations; it++)
+            for (var it = 0; it < o.Warmup + o.Iterations; it++)
             {
-                long start = Stopwatch.GetTimestamp();
+                var start = Stopwatch.GetTimestamp();
                 var send = Task.Factory.StartNew(() =>
                 {
-                    int off = 0;
+                    var off = 0;
                     while (off < outgoing.Length)
                         off += s.Send(outgoing.AsSpan(off, Math.Min(1 << 20, outgoing.Length - off)));
                 }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-                int got = 0;
+                var got = 0;
                 while (got < incoming.Length)
                 {
-                    int n = s.Receive(incoming.AsSpan(got, Math.Min(1 << 20, incoming.Length - got)));
+                    var n = s.Receive(incoming.AsSpan(got, Math.Min(1 << 20, incoming.Length - got)));
                     if (n == 0)
                         throw new IOException("peer closed early");
                     got += n;
                 }
                 send.GetAwaiter().GetResult();
-                double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                var ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
                 if (it >= o.Warmup)
                     times.Add(ms);
             }
@@ -211,7 +211,7 @@ internal static class Child
     }
 
     /// <summary>The same socket options as the ring's data connections, so that the comparison is like for like.</summary>
-    private static void Tune(Socket s, Options o)
+    static void Tune(Socket s, Options o)
     {
         s.NoDelay = true;
         if (o.SocketBufferBytes > 0)
@@ -221,7 +221,7 @@ internal static class Child
         }
     }
 
-    private static string Result(bool correct, long sent, long received, IEnumerable<double> times) =>
+    static string Result(bool correct, long sent, long received, IEnumerable<double> times) =>
         string.Create(CultureInfo.InvariantCulture,
             $"RESULT {(correct ? "ok" : "WRONG")} {sent} {received} {string.Join(',', times.Select(t => t.ToString("0.####", CultureInfo.InvariantCulture)))}");
 }

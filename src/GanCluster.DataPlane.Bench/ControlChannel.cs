@@ -7,11 +7,11 @@ namespace GanCluster.DataPlane.Bench;
 /// One line-based control connection between the coordinator and a worker. It carries addresses and results only,
 /// and counts its bytes so that the coordinator can show it never touched gradient data.
 /// </summary>
-internal sealed class ControlChannel : IDisposable
+sealed class ControlChannel : IDisposable
 {
-    private readonly Socket _socket;
-    private readonly StreamReader _reader;
-    private readonly StreamWriter _writer;
+    readonly Socket _socket;
+    readonly StreamReader _reader;
+    readonly StreamWriter _writer;
 
     public ControlChannel(Socket socket, TimeSpan timeout)
     {
@@ -35,7 +35,7 @@ internal sealed class ControlChannel : IDisposable
 
     public string Receive(string expectedVerb)
     {
-        string line = _reader.ReadLine() ?? throw new IOException($"control connection closed while waiting for {expectedVerb}");
+        var line = _reader.ReadLine() ?? throw new IOException($"control connection closed while waiting for {expectedVerb}");
         BytesReceived += Encoding.UTF8.GetByteCount(line) + 1;
         if (line.StartsWith("ERROR ", StringComparison.Ordinal))
             throw new IOException($"worker reported: {line[6..]}");

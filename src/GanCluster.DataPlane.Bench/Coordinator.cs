@@ -9,19 +9,19 @@ namespace GanCluster.DataPlane.Bench;
 /// Spawns the workers, exchanges addresses through a loopback rendezvous and reports their timings.
 /// It never opens a data connection: its only sockets are the line-based control channels.
 /// </summary>
-internal static class Coordinator
+static class Coordinator
 {
-    private sealed record WorkerResult(bool Correct, long Sent, long Received, double[] Times);
+    sealed record WorkerResult(bool Correct, long Sent, long Received, double[] Times);
 
-    private static long s_controlBytes;
+    static long s_controlBytes;
 
     public static int Run(Options o)
     {
-        long size = o.Bytes;
+        var size = o.Bytes;
         var inv = CultureInfo.InvariantCulture;
         Console.WriteLine(string.Create(inv,
             $"GanCluster.DataPlane.Bench: S = {size / 1e6:0.###} MB ({size / sizeof(float):N0} floats), {o.Iterations} timed iterations after {o.Warmup} warm-up"));
-        string buffers = o.SocketBufferBytes > 0 ? $"SO_SNDBUF/SO_RCVBUF {o.SocketBufferBytes / 1024} KiB" : "kernel-autotuned socket buffers";
+        var buffers = o.SocketBufferBytes > 0 ? $"SO_SNDBUF/SO_RCVBUF {o.SocketBufferBytes / 1024} KiB" : "kernel-autotuned socket buffers";
         Console.WriteLine(string.Create(inv,
             $"machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}; workers on 127.0.0.1, {buffers}; load average {LoadAverage()}"));
         if (o.Security.Contains("encrypt"))
@@ -29,20 +29,20 @@ internal static class Coordinator
         Console.WriteLine();
 
         var rows = new List<(string Name, int Workers, double MedianMs, long Sent, long Received)>();
-        bool allCorrect = true;
+        var allCorrect = true;
         // One random cluster secret for this run, handed to the workers through their environment (never printed).
-        string secret = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
-        foreach (int n in o.Workers)
-        foreach (string security in o.Security)
+        var secret = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+        foreach (var n in o.Workers)
+        foreach (var security in o.Security)
         {
             var results = RunGroup("ring", n, o, security, secret);
             // An all-reduce is done when the slowest rank is done.
             var times = Enumerable.Range(0, results[0].Times.Length).Select(i => results.Max(r => r.Times[i])).ToArray();
-            double median = Median(times);
+            var median = Median(times);
             long sent = results.Max(r => r.Sent), received = results.Max(r => r.Received);
-            bool correct = results.All(r => r.Correct);
+            var correct = results.All(r => r.Correct);
             allCorrect &= correct;
-            string name = $"ring all-reduce, {security}";
+            var name = $"ring all-reduce, {security}";
             rows.Add((name, n, median, sent, received));
             if (n == 1)
             {
@@ -51,8 +51,8 @@ internal static class Coordinator
                 Console.WriteLine();
                 continue;
             }
-            double algBw = size / (median / 1e3) / 1e6;
-            double ideal = 2.0 * (n - 1) / n * size;
+            var algBw = size / (median / 1e3) / 1e6;
+            var ideal = 2.0 * (n - 1) / n * size;
             Console.WriteLine(string.Create(inv, $"{name}, {n} workers (separate processes; {Describe(security)}):"));
             Console.WriteLine(string.Create(inv, $"  time per all-reduce        median {median:0.00} ms (min {times.Min():0.00}, max {times.Max():0.00})"));
             Console.WriteLine(string.Create(inv, $"  algorithm bandwidth S/t    {algBw:0} MB/s"));
@@ -64,11 +64,11 @@ internal static class Coordinator
             Console.WriteLine();
         }
 
-        foreach (string mode in new[] { "raw-copy", "raw-duplex" })
+        foreach (var mode in new[] { "raw-copy", "raw-duplex" })
         {
             var results = RunGroup(mode, 2, o, "plain", secret);
             var times = mode == "raw-duplex" ? results[0].Times.Zip(results[1].Times, Math.Max).ToArray() : results[1].Times;
-            double median = Median(times);
+            var median = Median(times);
             rows.Add((mode == "raw-copy" ? "plain TCP copy, one way" : "plain TCP exchange, both ways at once", 2, median, -1, -1));
             Console.WriteLine(mode == "raw-copy"
                 ? "plain TCP socket: one worker process sends S bytes to another (plus a 1-byte acknowledgement):"
@@ -84,14 +84,14 @@ internal static class Coordinator
         Console.WriteLine("|---|---|---|---|---|---|---|");
         foreach (var r in rows.Where(r => r.Workers > 1))
         {
-            double alg = size / (r.MedianMs / 1e3) / 1e6;
-            bool ring = r.Sent >= 0;
-            string bus = ring ? (alg * 2 * (r.Workers - 1) / r.Workers).ToString("0", inv) : "–";
-            string sent = ring ? r.Sent.ToString("N0", inv) : "–";
-            string received = ring ? r.Received.ToString("N0", inv) : "–";
+            var alg = size / (r.MedianMs / 1e3) / 1e6;
+            var ring = r.Sent >= 0;
+            var bus = ring ? (alg * 2 * (r.Workers - 1) / r.Workers).ToString("0", inv) : "–";
+            var sent = ring ? r.Sent.ToString("N0", inv) : "–";
+            var received = ring ? r.Received.ToString("N0", inv) : "–";
             Console.WriteLine(string.Create(inv, $"| {r.Name} | {r.Workers} | {r.MedianMs:0.00} | {alg:0} | {bus} | {sent} | {received} |"));
         }
-        foreach (int n in o.Workers.Where(n => n > 1))
+        foreach (var n in o.Workers.Where(n => n > 1))
         {
             var plainRow = rows.FirstOrDefault(r => r.Workers == n && r.Name == "ring all-reduce, plain");
             if (plainRow.Name == null)
@@ -103,13 +103,13 @@ internal static class Coordinator
         var twoWorkers = rows.FirstOrDefault(r => r.Sent >= 0 && r.Workers == 2);
         if (twoWorkers.Name != null)
         {
-            double copy = rows.First(r => r.Name.StartsWith("plain TCP copy", StringComparison.Ordinal)).MedianMs;
-            double exchange = rows.First(r => r.Name.StartsWith("plain TCP exchange", StringComparison.Ordinal)).MedianMs;
+            var copy = rows.First(r => r.Name.StartsWith("plain TCP copy", StringComparison.Ordinal)).MedianMs;
+            var exchange = rows.First(r => r.Name.StartsWith("plain TCP exchange", StringComparison.Ordinal)).MedianMs;
             Console.WriteLine(string.Create(inv,
                 $"ring, 2 workers: algorithm bandwidth = {copy / twoWorkers.MedianMs:0.00} × the one-way plain socket copy, {exchange / twoWorkers.MedianMs:0.00} × the two-way plain exchange"));
         }
         Console.WriteLine();
-        long controlBytes = Interlocked.Read(ref s_controlBytes);
+        var controlBytes = Interlocked.Read(ref s_controlBytes);
         Console.WriteLine(string.Create(inv,
             $"coordinator: {controlBytes:N0} bytes in total over its control channels (ports, session id, results); " +
             $"0 gradient bytes: it opens no data connection, the workers' ring sockets connect worker to worker."));
@@ -118,7 +118,7 @@ internal static class Coordinator
     }
 
     /// <summary>One thread sealing and opening 1 MiB blocks, as the ring's sender and receiver do: the encryption's CPU cost.</summary>
-    private static string AesGcmThroughput()
+    static string AesGcmThroughput()
     {
         var key = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32);
         using var aes = new System.Security.Cryptography.AesGcm(key, 16);
@@ -128,14 +128,14 @@ internal static class Coordinator
         var nonce = new byte[12];
         long sealedBytes = 0, openedBytes = 0;
         double sealSeconds = 0, openSeconds = 0;
-        for (int i = 0; i < 3 || sealSeconds + openSeconds < 0.4; i++)
+        for (var i = 0; i < 3 || sealSeconds + openSeconds < 0.4; i++)
         {
             BitConverter.TryWriteBytes(nonce, (long)i);
-            long t0 = Stopwatch.GetTimestamp();
+            var t0 = Stopwatch.GetTimestamp();
             aes.Encrypt(nonce, plain, cipher, tag);
-            long t1 = Stopwatch.GetTimestamp();
+            var t1 = Stopwatch.GetTimestamp();
             aes.Decrypt(nonce, cipher, tag, plain);
-            long t2 = Stopwatch.GetTimestamp();
+            var t2 = Stopwatch.GetTimestamp();
             sealSeconds += (t1 - t0) / (double)Stopwatch.Frequency;
             openSeconds += (t2 - t1) / (double)Stopwatch.Frequency;
             sealedBytes += plain.Length;
@@ -145,21 +145,21 @@ internal static class Coordinator
             $"AES-256-GCM on one thread of this process, 1 MiB blocks: seal {sealedBytes / sealSeconds / 1e6:0} MB/s, open {openedBytes / openSeconds / 1e6:0} MB/s");
     }
 
-    private static string Describe(string security) => security switch
+    static string Describe(string security) => security switch
     {
         "plain" => "no secret",
         "auth" => "secret, authenticated handshake, data in the clear",
         _ => "secret, AES-256-GCM on every header and 1 MiB block",
     };
 
-    private static void PrintTimes(Options o, double[] times)
+    static void PrintTimes(Options o, double[] times)
     {
         if (o.Verbose)
             Console.WriteLine("  per iteration (ms): " + string.Join(' ', times.Select(t => t.ToString("0.0", CultureInfo.InvariantCulture))));
     }
 
     // The box may be shared; the load says how much to trust a timing.
-    private static string LoadAverage()
+    static string LoadAverage()
     {
         try
         {
@@ -171,41 +171,41 @@ internal static class Coordinator
         }
     }
 
-    private static double Median(double[] xs)
+    static double Median(double[] xs)
     {
         var sorted = xs.Order().ToArray();
-        int m = sorted.Length / 2;
+        var m = sorted.Length / 2;
         return sorted.Length % 2 == 1 ? sorted[m] : (sorted[m - 1] + sorted[m]) / 2;
     }
 
-    private static WorkerResult[] RunGroup(string mode, int n, Options o, string security, string secret)
+    static WorkerResult[] RunGroup(string mode, int n, Options o, string security, string secret)
     {
         using var rendezvous = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         rendezvous.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         rendezvous.Listen(n);
-        int port = ((IPEndPoint)rendezvous.LocalEndPoint!).Port;
+        var port = ((IPEndPoint)rendezvous.LocalEndPoint!).Port;
 
         var processes = new List<Process>();
         var channels = new ControlChannel?[n];
         try
         {
-            for (int r = 0; r < n; r++)
+            for (var r = 0; r < n; r++)
                 processes.Add(StartWorker(mode, r, n, port, o, security, secret));
 
             // Workers identify themselves with their rank, in whatever order they connect.
             var ports = new int[n];
-            for (int i = 0; i < n; i++)
+            for (var i = 0; i < n; i++)
             {
                 if (!rendezvous.Poll(TimeSpan.FromSeconds(60), SelectMode.SelectRead))
                     throw new TimeoutException($"only {i} of {n} workers reported within 60 s");
                 var channel = new ControlChannel(rendezvous.Accept(), o.Timeout * 4);
                 var ready = channel.Receive("READY").Split(' ');
-                int rank = int.Parse(ready[0], CultureInfo.InvariantCulture);
+                var rank = int.Parse(ready[0], CultureInfo.InvariantCulture);
                 channels[rank] = channel;
                 ports[rank] = int.Parse(ready[1], CultureInfo.InvariantCulture);
             }
-            long session = Random.Shared.NextInt64(1, long.MaxValue);
-            string peers = string.Join(',', ports);
+            var session = Random.Shared.NextInt64(1, long.MaxValue);
+            var peers = string.Join(',', ports);
             foreach (var c in channels)
                 c!.Send(string.Create(CultureInfo.InvariantCulture, $"PEERS {session} {peers}"));
 
@@ -247,15 +247,15 @@ internal static class Coordinator
         }
     }
 
-    private static Process StartWorker(string mode, int rank, int n, int port, Options o, string security, string secret)
+    static Process StartWorker(string mode, int rank, int n, int port, Options o, string security, string secret)
     {
-        string exe = Environment.ProcessPath ?? throw new InvalidOperationException("cannot find this executable");
+        var exe = Environment.ProcessPath ?? throw new InvalidOperationException("cannot find this executable");
         var psi = new ProcessStartInfo(exe) { UseShellExecute = false };
         // Under `dotnet GanCluster.DataPlane.Bench.dll` the process is the muxer; hand it the assembly again.
         if (Path.GetFileNameWithoutExtension(exe).Equals("dotnet", StringComparison.OrdinalIgnoreCase))
             psi.ArgumentList.Add(typeof(Coordinator).Assembly.Location);
         var inv = CultureInfo.InvariantCulture;
-        foreach (string a in new[]
+        foreach (var a in new[]
                  {
                      "--child", mode, "--rendezvous", $"127.0.0.1:{port}", "--rank", rank.ToString(inv), "--world", n.ToString(inv),
                      "--mb", o.Megabytes.ToString("R", inv), "--iters", o.Iterations.ToString(inv), "--warmup", o.Warmup.ToString(inv),

@@ -12,29 +12,29 @@ namespace GanCluster.DataPlane.Bench;
 /// (exit 3) when it keeps it open for <c>--wait</c> seconds.
 /// Usage: --fake-peer --target HOST:PORT --session S --rank R --to T --peers HOST:PORT,HOST:PORT[,...] [--secret-hex HEX] [--wait 10]
 /// </summary>
-internal static class FakePeer
+static class FakePeer
 {
     public static int Run(string[] args)
     {
         var inv = CultureInfo.InvariantCulture;
         var a = new Dictionary<string, string>(StringComparer.Ordinal);
-        for (int i = 0; i + 1 < args.Length; i += 2)
+        for (var i = 0; i + 1 < args.Length; i += 2)
             a[args[i]] = args[i + 1];
         string Arg(string name) => a.TryGetValue(name, out var v) ? v : throw new ArgumentException($"--fake-peer needs {name}");
 
         var peers = Arg("--peers").Split(',').Select((hp, r) =>
         {
-            int colon = hp.LastIndexOf(':');
+            var colon = hp.LastIndexOf(':');
             return new RingPeer(r, hp[..colon], int.Parse(hp[(colon + 1)..], inv));
         }).ToArray();
-        long session = long.Parse(Arg("--session"), inv);
+        var session = long.Parse(Arg("--session"), inv);
         int rank = int.Parse(Arg("--rank"), inv), to = int.Parse(Arg("--to"), inv);
-        byte[] secret = a.TryGetValue("--secret-hex", out var hex) ? Convert.FromHexString(hex) : [];
-        int waitSeconds = a.TryGetValue("--wait", out var w) ? int.Parse(w, inv) : 10;
-        string target = Arg("--target");
-        int targetColon = target.LastIndexOf(':');
+        var secret = a.TryGetValue("--secret-hex", out var hex) ? Convert.FromHexString(hex) : [];
+        var waitSeconds = a.TryGetValue("--wait", out var w) ? int.Parse(w, inv) : 10;
+        var target = Arg("--target");
+        var targetColon = target.LastIndexOf(':');
 
-        byte[] key = RingHandshake.FormationKey(secret, session, peers);
+        var key = RingHandshake.FormationKey(secret, session, peers);
         using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         s.Connect(IPAddress.Parse(target[..targetColon]), int.Parse(target[(targetColon + 1)..], inv));
         s.ReceiveTimeout = waitSeconds * 1000;

@@ -11,7 +11,7 @@ namespace GanCluster.DataPlane.Bench;
 /// --security runs the ring without a secret (plain), with the authenticated handshake (auth) and with AES-256-GCM
 /// on every block (encrypt), side by side; the children get a random secret from the parent through the environment.
 /// </summary>
-internal static class Program
+static class Program
 {
     public static int Main(string[] args)
     {
@@ -36,7 +36,7 @@ internal static class Program
     }
 }
 
-internal sealed record Options
+sealed record Options
 {
     public int[] Workers { get; init; } = [2, 4];
     public double Megabytes { get; init; } = 25;
@@ -66,17 +66,17 @@ internal sealed record Options
     public static Options Parse(string[] args)
     {
         var o = new Options();
-        for (int i = 0; i < args.Length; i++)
+        for (var i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
-            int Int(string s, int min) => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v >= min
+            int Int(string s, int min) => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) && v >= min
                 ? v : throw new ArgumentException($"'{s}' is not an integer >= {min}");
             o = args[i] switch
             {
                 "--workers" => o with { Workers = Next().Split(',', StringSplitOptions.RemoveEmptyEntries).Select(s => Int(s, 1)).ToArray() },
                 "--mb" => o with
                 {
-                    Megabytes = double.TryParse(Next(), NumberStyles.Float, CultureInfo.InvariantCulture, out double mb) && mb > 0 && mb <= 4000
+                    Megabytes = double.TryParse(Next(), NumberStyles.Float, CultureInfo.InvariantCulture, out var mb) && mb > 0 && mb <= 4000
                         ? mb : throw new ArgumentException("--mb must be in (0, 4000]"),
                 },
                 "--iters" => o with { Iterations = Int(Next(), 1) },

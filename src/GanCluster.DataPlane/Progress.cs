@@ -4,12 +4,12 @@ namespace GanCluster.DataPlane;
 /// A monotonically increasing count of finished pipeline blocks that one thread publishes and the other
 /// waits on. Blocking (not spinning) because on a 2-core box a spinner steals the core the producer needs.
 /// </summary>
-internal sealed class Progress
+sealed class Progress
 {
-    private readonly object _gate = new();
-    private long _value;
-    private int _waiters;
-    private volatile bool _aborted;
+    readonly object _gate = new();
+    long _value;
+    int _waiters;
+    volatile bool _aborted;
 
     public long Value => Interlocked.Read(ref _value);
 
@@ -39,7 +39,7 @@ internal sealed class Progress
     {
         if (Interlocked.Read(ref _value) >= target)
             return true;
-        long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        var deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
         lock (_gate)
         {
             Interlocked.Increment(ref _waiters);
@@ -49,7 +49,7 @@ internal sealed class Progress
                 {
                     if (_aborted)
                         return false;
-                    long left = deadline - Environment.TickCount64;
+                    var left = deadline - Environment.TickCount64;
                     if (left <= 0)
                         return false;
                     Monitor.Wait(_gate, (int)Math.Min(left, int.MaxValue));

@@ -6,7 +6,7 @@ namespace GanCluster.DataPlane;
 public sealed partial class RingAllReduce
 {
     // Most half-open candidates the accept loop tracks at once; a flood of junk connections cannot exhaust memory.
-    private const int MaxPendingCandidates = 32;
+    const int MaxPendingCandidates = 32;
 
     /// <summary>
     /// Builds the ring: connects to rank (rank+1)%n and accepts one connection from rank (rank−1+n)%n on
@@ -51,7 +51,7 @@ public sealed partial class RingAllReduce
         if (timeout <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(timeout), "The timeout must be positive.");
         var ordered = peers.OrderBy(p => p.Rank).ToArray();
-        for (int i = 0; i < ordered.Length; i++)
+        for (var i = 0; i < ordered.Length; i++)
             if (ordered[i].Rank != i)
                 throw new ArgumentException("Peer ranks must be 0..n-1, each exactly once.", nameof(peers));
         if (rank < 0 || rank >= ordered.Length)
@@ -60,7 +60,7 @@ public sealed partial class RingAllReduce
             throw new PlatformNotSupportedException("AES-GCM is not available on this platform; the ring cannot encrypt.");
         ct.ThrowIfCancellationRequested();
 
-        int n = ordered.Length;
+        var n = ordered.Length;
         if (n == 1)
             return new RingAllReduce(rank, ordered, timeout, log, null, null, security.Encrypt, null, null);
 
@@ -72,7 +72,7 @@ public sealed partial class RingAllReduce
         try
         {
             int next = (rank + 1) % n, prev = (rank - 1 + n) % n;
-            long deadline = Environment.TickCount64 + (long)Math.Ceiling(timeout.TotalMilliseconds);
+            var deadline = Environment.TickCount64 + (long)Math.Ceiling(timeout.TotalMilliseconds);
             using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
             // Connecting blocks (a synchronous connect keeps the socket in blocking mode, which the data path wants),
             // so it runs on its own thread while this one accepts.
@@ -122,12 +122,12 @@ public sealed partial class RingAllReduce
         }
     }
 
-    private sealed class HandshakeRejectedException(string message) : Exception(message);
+    sealed class HandshakeRejectedException(string message) : Exception(message);
 
     /// <summary>What both sides of the handshake need: the formation key and this rank's place.</summary>
-    private sealed record HandshakeContext(byte[] Key, long Session, int Rank, int Size, long LimitMs, bool Encrypt, Action<string>? Log)
+    sealed record HandshakeContext(byte[] Key, long Session, int Rank, int Size, long LimitMs, bool Encrypt, Action<string>? Log)
     {
-        private volatile string? _connectorError;
+        volatile string? _connectorError;
 
         /// <summary>Why the connector's last attempt failed, so that a failed accept can report both directions.</summary>
         public string? ConnectorError
@@ -138,18 +138,18 @@ public sealed partial class RingAllReduce
     }
 
     /// <summary>A connection whose handshake succeeded; the data key is set when the ring encrypts.</summary>
-    private readonly record struct Established(Socket Socket, byte[]? DataKey);
+    readonly record struct Established(Socket Socket, byte[]? DataKey);
 
-    private static Established ConnectNext(RingPeer peer, HandshakeContext hs, long deadline, TimeSpan timeout,
+    static Established ConnectNext(RingPeer peer, HandshakeContext hs, long deadline, TimeSpan timeout,
         int socketBufferBytes, CancellationToken ct)
     {
-        string lastError = "no attempt made";
-        bool authenticationFailed = false;
-        int rank = hs.Rank;
+        var lastError = "no attempt made";
+        var authenticationFailed = false;
+        var rank = hs.Rank;
         while (true)
         {
             ct.ThrowIfCancellationRequested();
-            long left = deadline - Environment.TickCount64;
+            var left = deadline - Environment.TickCount64;
             if (left <= 0)
                 throw new AllReduceException(
                     $"rank {rank} could not connect to {peer} within {timeout.TotalSeconds:0.###} s: {hs.ConnectorError ?? lastError}");
@@ -166,7 +166,7 @@ public sealed partial class RingAllReduce
                 socket.NoDelay = true;
                 // Each attempt's handshake is bounded on its own: a stale or hostile process that accepts and then
                 // stays silent costs one handshake limit, after which the connector tries again.
-                long attemptEnd = Math.Min(deadline, Environment.TickCount64 + hs.LimitMs);
+                var attemptEnd = Math.Min(deadline, Environment.TickCount64 + hs.LimitMs);
 
                 var hello = new byte[RingHandshake.HelloSize];
                 RingHandshake.WriteHello(hello, new Wire.Handshake(Wire.Version, Wire.KindHello, hs.Session, rank, peer.Rank, hs.Size));
@@ -175,8 +175,8 @@ public sealed partial class RingAllReduce
 
                 var ack = new byte[RingHandshake.AckSize];
                 ReceiveHandshake(socket, ack.AsSpan(0, Wire.HandshakeSize), attemptEnd, "acknowledgement");
-                var h = Wire.ReadHandshake(ack, out string? error) ?? throw new HandshakeRejectedException(error!);
-                string? mismatch = Mismatch(h, Wire.KindAck, hs.Session, peer.Rank, rank, hs.Size);
+                var h = Wire.ReadHandshake(ack, out var error) ?? throw new HandshakeRejectedException(error!);
+                var mismatch = Mismatch(h, Wire.KindAck, hs.Session, peer.Rank, rank, hs.Size);
                 if (mismatch != null)
                     throw new HandshakeRejectedException($"bad acknowledgement: {mismatch}");
                 ReceiveHandshake(socket, ack.AsSpan(Wire.HandshakeSize), attemptEnd, "acknowledgement");
@@ -213,16 +213,16 @@ public sealed partial class RingAllReduce
     }
 
     /// <summary>Fills <paramref name="buffer"/> before <paramref name="end"/> (a TickCount64), or throws.</summary>
-    private static void ReceiveHandshake(Socket socket, Span<byte> buffer, long end, string what)
+    static void ReceiveHandshake(Socket socket, Span<byte> buffer, long end, string what)
     {
-        int got = 0;
+        var got = 0;
         while (got < buffer.Length)
         {
-            long left = end - Environment.TickCount64;
+            var left = end - Environment.TickCount64;
             if (left <= 0)
                 throw new SocketException((int)SocketError.TimedOut);
             socket.ReceiveTimeout = (int)left;
-            int n = socket.Receive(buffer[got..], SocketFlags.None);
+            var n = socket.Receive(buffer[got..], SocketFlags.None);
             if (n == 0)
                 throw new HandshakeRejectedException(got == 0
                     ? $"it closed the connection without an {what} (handshake rejected)"
@@ -231,7 +231,7 @@ public sealed partial class RingAllReduce
         }
     }
 
-    private static IPEndPoint Resolve(RingPeer peer)
+    static IPEndPoint Resolve(RingPeer peer)
     {
         if (IPAddress.TryParse(peer.Host, out var ip))
             return new IPEndPoint(ip, peer.Port);
@@ -241,7 +241,7 @@ public sealed partial class RingAllReduce
         return new IPEndPoint(chosen, peer.Port);
     }
 
-    private static string? Mismatch(in Wire.Handshake h, ushort kind, long session, int sender, int receiver, int n)
+    static string? Mismatch(in Wire.Handshake h, ushort kind, long session, int sender, int receiver, int n)
     {
         if (h.Version != Wire.Version)
             return $"protocol version {h.Version} (expected {Wire.Version})";
@@ -258,14 +258,14 @@ public sealed partial class RingAllReduce
         return null;
     }
 
-    private enum Stage
+    enum Stage
     {
         // Waiting for the 48-byte hello; then (acknowledgement sent) waiting for the 32-byte proof.
         Hello,
         Proof,
     }
 
-    private sealed class Candidate(Socket socket, long started)
+    sealed class Candidate(Socket socket, long started)
     {
         public Socket Socket { get; } = socket;
         public long Started { get; } = started;
@@ -286,12 +286,12 @@ public sealed partial class RingAllReduce
     /// reading proof), so a silent, slow or stalled connection cannot hold up the real peer; each must finish within
     /// the handshake limit, and at most <see cref="MaxPendingCandidates"/> are kept.
     /// </summary>
-    private static Established AcceptPrev(Socket listener, RingPeer prev, HandshakeContext hs, long deadline,
+    static Established AcceptPrev(Socket listener, RingPeer prev, HandshakeContext hs, long deadline,
         TimeSpan timeout, CancellationToken ct)
     {
         var pending = new List<Candidate>();
         int rejected = 0, unauthenticated = 0;
-        int rank = hs.Rank;
+        var rank = hs.Rank;
         string? lastReason = null;
 
         void Reject(Candidate c, string reason)
@@ -312,8 +312,8 @@ public sealed partial class RingAllReduce
             while (true)
             {
                 ct.ThrowIfCancellationRequested();
-                long now = Environment.TickCount64;
-                long left = deadline - now;
+                var now = Environment.TickCount64;
+                var left = deadline - now;
                 if (left <= 0)
                     throw new AllReduceException(
                         $"rank {rank}: no valid connection from {prev} within {timeout.TotalSeconds:0.###} s " +
@@ -329,7 +329,7 @@ public sealed partial class RingAllReduce
 
                 readable.Clear();
                 readable.Add(listener);
-                long wait = Math.Min(left, 50);
+                var wait = Math.Min(left, 50);
                 foreach (var c in pending)
                 {
                     readable.Add(c.Socket);
@@ -371,7 +371,7 @@ public sealed partial class RingAllReduce
                     var candidate = pending.Find(c => c.Socket == s);
                     if (candidate == null)
                         continue;
-                    string? reason = Pump(candidate, prev, hs);
+                    var reason = Pump(candidate, prev, hs);
                     if (reason == null)
                         continue; // Still incomplete.
                     if (reason.Length > 0)
@@ -422,13 +422,13 @@ public sealed partial class RingAllReduce
     /// Reads what is available of the candidate's current message: null = incomplete, "" = complete (and, for a hello,
     /// well-formed), else why it is rejected.
     /// </summary>
-    private static string? Pump(Candidate c, RingPeer prev, HandshakeContext hs)
+    static string? Pump(Candidate c, RingPeer prev, HandshakeContext hs)
     {
         var buffer = c.Buffer;
         int got;
         try
         {
-            int available = c.Socket.Available;
+            var available = c.Socket.Available;
             if (available == 0)
                 return c.Stage == Stage.Proof
                     ? $"closed after our authenticated acknowledgement without a proof (it could not verify it: {RingHandshake.AuthenticationFailed})"
@@ -451,10 +451,10 @@ public sealed partial class RingAllReduce
         if (!c.HeaderChecked && c.Got >= Wire.HandshakeSize)
         {
             // Check the fields as soon as they are in (an old-version peer sends no nonce and would otherwise stall).
-            var h = Wire.ReadHandshake(bytes, out string? error);
+            var h = Wire.ReadHandshake(bytes, out var error);
             if (h == null)
                 return error!;
-            string? mismatch = Mismatch(h.Value, Wire.KindHello, hs.Session, prev.Rank, hs.Rank, hs.Size);
+            var mismatch = Mismatch(h.Value, Wire.KindHello, hs.Session, prev.Rank, hs.Rank, hs.Size);
             if (mismatch != null)
                 return mismatch;
             c.HeaderChecked = true;

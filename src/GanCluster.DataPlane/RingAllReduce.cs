@@ -25,51 +25,51 @@ public sealed unsafe partial class RingAllReduce : IDisposable
     /// <summary>Bytes of authentication tag after every header and block when the ring encrypts.</summary>
     public const int TagBytes = 16;
 
-    private const int BlockFloats = BlockBytes / sizeof(float);
-    private const int NonceBytes = 12;
+    const int BlockFloats = BlockBytes / sizeof(float);
+    const int NonceBytes = 12;
     // First four nonce bytes: the direction (connector → acceptor); the other eight are the record counter.
-    private const uint DirectionConnectorToAcceptor = 1;
+    const uint DirectionConnectorToAcceptor = 1;
     // Step ids of the weight exchange, far from the data steps so that a mix-up cannot pass the header check.
-    private const int WeightStepBase = 1 << 20;
+    const int WeightStepBase = 1 << 20;
 
-    private readonly RingPeer[] _peers;
-    private readonly int _rank;
-    private readonly int _size;
-    private readonly TimeSpan _timeout;
-    private readonly Action<string>? _log;
-    private readonly Socket? _sendSocket;
-    private readonly Socket? _recvSocket;
-    private readonly float[] _staging = [];
-    private readonly Thread? _sender;
-    private readonly SemaphoreSlim _work = new(0);
-    private readonly ManualResetEventSlim _senderIdle = new(true);
-    private readonly Progress _recvDone = new();
-    private readonly Progress _sendDone = new();
-    private readonly bool _encrypted;
+    readonly RingPeer[] _peers;
+    readonly int _rank;
+    readonly int _size;
+    readonly TimeSpan _timeout;
+    readonly Action<string>? _log;
+    readonly Socket? _sendSocket;
+    readonly Socket? _recvSocket;
+    readonly float[] _staging = [];
+    readonly Thread? _sender;
+    readonly SemaphoreSlim _work = new(0);
+    readonly ManualResetEventSlim _senderIdle = new(true);
+    readonly Progress _recvDone = new();
+    readonly Progress _sendDone = new();
+    readonly bool _encrypted;
     // Set when the ring encrypts: the sealing of the connection to the next rank and the opening of the one from
     // the previous rank, with ciphertext staging allocated once (one block plus its tag).
-    private readonly AesGcm? _sendCipher;
-    private readonly AesGcm? _recvCipher;
-    private readonly byte[] _sealed = [];
-    private readonly byte[] _opened = [];
-    private ulong _sendCounter;
-    private ulong _recvCounter;
+    readonly AesGcm? _sendCipher;
+    readonly AesGcm? _recvCipher;
+    readonly byte[] _sealed = [];
+    readonly byte[] _opened = [];
+    ulong _sendCounter;
+    ulong _recvCounter;
 
-    private AllReduceException? _failure;
-    private volatile bool _disposed;
-    private int _busy;
-    private long _seq;
-    private long _bytesSent;
-    private long _bytesReceived;
-    private long _lastSent;
-    private long _lastReceived;
-    private Plan? _plan;
+    AllReduceException? _failure;
+    volatile bool _disposed;
+    int _busy;
+    long _seq;
+    long _bytesSent;
+    long _bytesReceived;
+    long _lastSent;
+    long _lastReceived;
+    Plan? _plan;
 
     // The operation handed to the sender thread; the calling thread keeps the buffer pinned until the sender is idle.
-    private float* _opData;
-    private long _opSeq;
+    float* _opData;
+    long _opSeq;
 
-    private RingAllReduce(int rank, RingPeer[] peers, TimeSpan timeout, Action<string>? log, Socket? sendSocket, Socket? recvSocket,
+    RingAllReduce(int rank, RingPeer[] peers, TimeSpan timeout, Action<string>? log, Socket? sendSocket, Socket? recvSocket,
         bool encrypt, byte[]? sendKey, byte[]? recvKey)
     {
         _encrypted = encrypt;
@@ -119,9 +119,9 @@ public sealed unsafe partial class RingAllReduce : IDisposable
     /// <summary>Bytes received by the last (or the running) operation.</summary>
     public long LastBytesReceived => Interlocked.Read(ref _lastReceived);
 
-    private RingPeer NextPeer => _peers[(_rank + 1) % _size];
+    RingPeer NextPeer => _peers[(_rank + 1) % _size];
 
-    private RingPeer PrevPeer => _peers[(_rank - 1 + _size) % _size];
+    RingPeer PrevPeer => _peers[(_rank - 1 + _size) % _size];
 
     /// <summary>Leaves Σ_r data_r in <paramref name="data"/> on every rank, bit-identical everywhere.</summary>
     /// <exception cref="AllReduceException">
@@ -130,7 +130,7 @@ public sealed unsafe partial class RingAllReduce : IDisposable
     /// </exception>
     public void AllReduceSum(Span<float> data)
     {
-        long seq = BeginOperation();
+        var seq = BeginOperation();
         try
         {
             if (_size > 1)
@@ -152,13 +152,13 @@ public sealed unsafe partial class RingAllReduce : IDisposable
     {
         if (!double.IsFinite(weight) || weight < 0)
             throw new ArgumentOutOfRangeException(nameof(weight), weight, "The weight must be finite and non-negative.");
-        long seq = BeginOperation();
+        var seq = BeginOperation();
         try
         {
-            double total = _size > 1 ? ExchangeWeights(weight, data.Length, seq) : weight;
+            var total = _size > 1 ? ExchangeWeights(weight, data.Length, seq) : weight;
             // Each rank scales its own contribution first, so the reduced chunks are already the mean and the
             // all-gather hands out final values.
-            float factor = total > 0 ? (float)(weight / total) : 0f;
+            var factor = total > 0 ? (float)(weight / total) : 0f;
             if (factor != 1f)
                 VectorMath.Scale(data, factor);
             if (_size > 1)
@@ -171,7 +171,7 @@ public sealed unsafe partial class RingAllReduce : IDisposable
         }
     }
 
-    private long BeginOperation()
+    long BeginOperation()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (Volatile.Read(ref _failure) is { } failure)
@@ -183,18 +183,18 @@ public sealed unsafe partial class RingAllReduce : IDisposable
         return ++_seq;
     }
 
-    private double ExchangeWeights(double weight, int totalElements, long seq)
+    double ExchangeWeights(double weight, int totalElements, long seq)
     {
         // An all-gather of one double per rank: tiny frames, sent from this thread since they cannot fill a buffer.
         var weights = new double[_size];
         weights[_rank] = weight;
         Span<byte> frame = stackalloc byte[Wire.HeaderSize + sizeof(double)];
-        for (int k = 0; k < _size - 1; k++)
+        for (var k = 0; k < _size - 1; k++)
         {
-            int sendIdx = (_rank - k + _size) % _size;
-            int recvIdx = (_rank - k - 1 + 2 * _size) % _size;
-            int step = WeightStepBase + k;
-            string phase = $"weight exchange step {k}";
+            var sendIdx = (_rank - k + _size) % _size;
+            var recvIdx = (_rank - k - 1 + 2 * _size) % _size;
+            var step = WeightStepBase + k;
+            var phase = $"weight exchange step {k}";
             Wire.WriteHeader(frame, new Wire.FrameHeader(step, seq, sizeof(double), totalElements));
             MemoryMarshal.Write(frame[Wire.HeaderSize..], in weights[sendIdx]);
             try
@@ -227,12 +227,12 @@ public sealed unsafe partial class RingAllReduce : IDisposable
             weights[recvIdx] = MemoryMarshal.Read<double>(frame[Wire.HeaderSize..]);
         }
         double total = 0;
-        foreach (double w in weights)
+        foreach (var w in weights)
             total += w;
         return total;
     }
 
-    private void RingSum(Span<float> data, long seq)
+    void RingSum(Span<float> data, long seq)
     {
         var plan = _plan is { } p && p.Length == data.Length ? p : _plan = Plan.Build(data.Length, _rank, _size);
         fixed (float* ptr = data)
@@ -268,24 +268,24 @@ public sealed unsafe partial class RingAllReduce : IDisposable
         }
     }
 
-    private void ReceiveSteps(Plan plan, float* data, long seq)
+    void ReceiveSteps(Plan plan, float* data, long seq)
     {
         Span<byte> header = stackalloc byte[Wire.HeaderSize];
         var staging = _staging.AsSpan();
-        for (int s = 0; s < plan.Steps.Length; s++)
+        for (var s = 0; s < plan.Steps.Length; s++)
         {
             ref readonly var st = ref plan.Steps[s];
-            string phase = plan.Phase(s);
+            var phase = plan.Phase(s);
             ReceiveFrameHeader(header, s, seq, (long)st.RecvCount * sizeof(float), plan.Length, phase);
-            int blocks = Plan.Blocks(st.RecvCount);
-            for (int i = 0; i < blocks; i++)
+            var blocks = Plan.Blocks(st.RecvCount);
+            for (var i = 0; i < blocks; i++)
             {
                 // This chunk was sent in an earlier step; never overwrite a block the sender may still be reading.
                 if (st.GuardSendStart >= 0 && !_sendDone.WaitFor(st.GuardSendStart + i + 1, _timeout * 2 + TimeSpan.FromSeconds(1)))
                     throw Fail(new AllReduceException(
                         $"rank {_rank}: sending to {NextPeer} made no progress within the timeout during {phase} of all-reduce #{seq}"));
-                int offset = st.RecvOffset + i * BlockFloats;
-                int count = Math.Min(BlockFloats, st.RecvCount - i * BlockFloats);
+                var offset = st.RecvOffset + i * BlockFloats;
+                var count = Math.Min(BlockFloats, st.RecvCount - i * BlockFloats);
                 var dst = new Span<float>(data + offset, count);
                 if (st.Reduce)
                 {
@@ -302,7 +302,7 @@ public sealed unsafe partial class RingAllReduce : IDisposable
         }
     }
 
-    private void SenderLoop()
+    void SenderLoop()
     {
         while (true)
         {
@@ -328,19 +328,19 @@ public sealed unsafe partial class RingAllReduce : IDisposable
         }
     }
 
-    private void SendSteps(Plan plan, float* data, long seq)
+    void SendSteps(Plan plan, float* data, long seq)
     {
         Span<byte> header = stackalloc byte[Wire.HeaderSize];
         var socket = _sendSocket!;
-        for (int s = 0; s < plan.Steps.Length; s++)
+        for (var s = 0; s < plan.Steps.Length; s++)
         {
             ref readonly var st = ref plan.Steps[s];
-            int blocks = Plan.Blocks(st.SendCount);
+            var blocks = Plan.Blocks(st.SendCount);
             try
             {
                 Wire.WriteHeader(header, new Wire.FrameHeader(s, seq, (long)st.SendCount * sizeof(float), plan.Length));
                 SendData(socket, header);
-                for (int i = 0; i < blocks; i++)
+                for (var i = 0; i < blocks; i++)
                 {
                     // From step 1 on, the outgoing chunk is the one received (and reduced) in the previous step:
                     // forward each block as soon as it is ready.
@@ -351,8 +351,8 @@ public sealed unsafe partial class RingAllReduce : IDisposable
                         throw new AllReduceException(
                             $"rank {_rank}: receiving from {PrevPeer} made no progress within the timeout during {plan.Phase(s)} of all-reduce #{seq}");
                     }
-                    int offset = st.SendOffset + i * BlockFloats;
-                    int count = Math.Min(BlockFloats, st.SendCount - i * BlockFloats);
+                    var offset = st.SendOffset + i * BlockFloats;
+                    var count = Math.Min(BlockFloats, st.SendCount - i * BlockFloats);
                     SendData(socket, new ReadOnlySpan<byte>(data + offset, count * sizeof(float)));
                     _sendDone.Advance();
                 }
@@ -366,7 +366,7 @@ public sealed unsafe partial class RingAllReduce : IDisposable
     }
 
     /// <summary>Sends one header or block: as is, or as one sealed record when encrypting.</summary>
-    private void SendData(Socket socket, ReadOnlySpan<byte> plain)
+    void SendData(Socket socket, ReadOnlySpan<byte> plain)
     {
         if (_sendCipher == null)
         {
@@ -380,7 +380,7 @@ public sealed unsafe partial class RingAllReduce : IDisposable
     }
 
     /// <summary>Seals <paramref name="plain"/> (at most one block) under the next record number and sends it with its tag.</summary>
-    private void SendSealed(Socket socket, ReadOnlySpan<byte> plain)
+    void SendSealed(Socket socket, ReadOnlySpan<byte> plain)
     {
         Span<byte> nonce = stackalloc byte[NonceBytes];
         WriteNonce(nonce, _sendCounter++);
@@ -390,14 +390,14 @@ public sealed unsafe partial class RingAllReduce : IDisposable
         AddSent(record.Length);
     }
 
-    private static void WriteNonce(Span<byte> nonce, ulong counter)
+    static void WriteNonce(Span<byte> nonce, ulong counter)
     {
         System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(nonce, DirectionConnectorToAcceptor);
         System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(nonce[4..], counter);
     }
 
     /// <summary>Receives one header or block into <paramref name="plain"/>: as is, or by opening one sealed record.</summary>
-    private void ReceiveData(Span<byte> plain, string phase, long seq)
+    void ReceiveData(Span<byte> plain, string phase, long seq)
     {
         if (_recvCipher == null)
             ReceiveExact(plain, phase, seq, "data");
@@ -406,7 +406,7 @@ public sealed unsafe partial class RingAllReduce : IDisposable
     }
 
     /// <summary>Receives the next record (ciphertext and tag) and opens it into <paramref name="plain"/>; a bad tag fails the ring.</summary>
-    private void ReceiveOpened(Span<byte> plain, string phase, long seq, string what)
+    void ReceiveOpened(Span<byte> plain, string phase, long seq, string what)
     {
         var record = _opened.AsSpan(0, plain.Length + TagBytes);
         ReceiveExact(record, phase, seq, what);
@@ -424,7 +424,7 @@ public sealed unsafe partial class RingAllReduce : IDisposable
         }
     }
 
-    private void ReceiveFrameHeader(Span<byte> header, int step, long seq, long payloadBytes, int totalElements, string phase)
+    void ReceiveFrameHeader(Span<byte> header, int step, long seq, long payloadBytes, int totalElements, string phase)
     {
         if (_recvCipher == null)
             ReceiveExact(header, phase, seq, "frame header");
@@ -433,9 +433,9 @@ public sealed unsafe partial class RingAllReduce : IDisposable
         CheckFrameHeader(header, step, seq, payloadBytes, totalElements, phase);
     }
 
-    private void CheckFrameHeader(ReadOnlySpan<byte> header, int step, long seq, long payloadBytes, int totalElements, string phase)
+    void CheckFrameHeader(ReadOnlySpan<byte> header, int step, long seq, long payloadBytes, int totalElements, string phase)
     {
-        var h = Wire.ReadHeader(header, out string? error);
+        var h = Wire.ReadHeader(header, out var error);
         if (h == null)
             throw Fail(new AllReduceException(
                 $"rank {_rank}: {PrevPeer} sent bad framing during {phase} of all-reduce #{seq}: {error}"));
@@ -447,10 +447,10 @@ public sealed unsafe partial class RingAllReduce : IDisposable
                 $"step {got.Step}, {got.PayloadBytes} bytes of a {got.TotalElements}-float buffer"));
     }
 
-    private void ReceiveExact(Span<byte> buffer, string phase, long seq, string what)
+    void ReceiveExact(Span<byte> buffer, string phase, long seq, string what)
     {
         var socket = _recvSocket!;
-        int got = 0;
+        var got = 0;
         while (got < buffer.Length)
         {
             int n;
@@ -483,7 +483,7 @@ public sealed unsafe partial class RingAllReduce : IDisposable
         }
     }
 
-    private AllReduceException SendFailure(Exception e, string phase, long seq) => e switch
+    AllReduceException SendFailure(Exception e, string phase, long seq) => e switch
     {
         SocketException { SocketErrorCode: SocketError.TimedOut or SocketError.WouldBlock } => new AllReduceException(
             $"rank {_rank}: {NextPeer} accepted no data for {_timeout.TotalSeconds:0.###} s during {phase} of all-reduce #{seq} (timeout)", e),
@@ -497,7 +497,7 @@ public sealed unsafe partial class RingAllReduce : IDisposable
     /// Records the first failure (later ones are usually its echoes, e.g. a socket closed by the abort), closes the
     /// sockets so that both threads and both neighbours stop at once, and returns the first failure.
     /// </summary>
-    private AllReduceException Fail(AllReduceException e)
+    AllReduceException Fail(AllReduceException e)
     {
         var first = Interlocked.CompareExchange(ref _failure, e, null) ?? e;
         if (ReferenceEquals(first, e))
@@ -506,7 +506,7 @@ public sealed unsafe partial class RingAllReduce : IDisposable
         return first;
     }
 
-    private void Abort()
+    void Abort()
     {
         _recvDone.Abort();
         _sendDone.Abort();
@@ -514,7 +514,7 @@ public sealed unsafe partial class RingAllReduce : IDisposable
         Close(_recvSocket);
     }
 
-    private static void Close(Socket? socket)
+    static void Close(Socket? socket)
     {
         if (socket == null)
             return;
@@ -530,13 +530,13 @@ public sealed unsafe partial class RingAllReduce : IDisposable
         socket.Dispose();
     }
 
-    private void AddSent(int n)
+    void AddSent(int n)
     {
         Interlocked.Add(ref _bytesSent, n);
         Interlocked.Add(ref _lastSent, n);
     }
 
-    private void AddReceived(int n)
+    void AddReceived(int n)
     {
         Interlocked.Add(ref _bytesReceived, n);
         Interlocked.Add(ref _lastReceived, n);
@@ -563,7 +563,7 @@ public sealed unsafe partial class RingAllReduce : IDisposable
     }
 
     /// <summary>Which chunk each step sends and receives, and where its blocks sit in the pipeline order.</summary>
-    private sealed class Plan
+    sealed class Plan
     {
         public required int Length { get; init; }
         public required int Size { get; init; }
@@ -582,7 +582,7 @@ public sealed unsafe partial class RingAllReduce : IDisposable
 
             var sendChunk = new int[2 * (n - 1)];
             var recvChunk = new int[2 * (n - 1)];
-            for (int k = 0; k < n - 1; k++)
+            for (var k = 0; k < n - 1; k++)
             {
                 // Reduce-scatter: pass on the partial sum received last step; afterwards rank r owns chunk r+1.
                 sendChunk[k] = Mod(rank - k);
@@ -594,11 +594,11 @@ public sealed unsafe partial class RingAllReduce : IDisposable
 
             var steps = new Step[sendChunk.Length];
             long recvStart = 0;
-            for (int s = 0; s < steps.Length; s++)
+            for (var s = 0; s < steps.Length; s++)
             {
                 long guard = -1;
                 long g = 0;
-                for (int t = 0; t < s; t++)
+                for (var t = 0; t < s; t++)
                 {
                     if (sendChunk[t] == recvChunk[s])
                         guard = g;
@@ -616,6 +616,6 @@ public sealed unsafe partial class RingAllReduce : IDisposable
         }
     }
 
-    private readonly record struct Step(
+    readonly record struct Step(
         bool Reduce, int SendOffset, int SendCount, int RecvOffset, int RecvCount, long PrevRecvStart, long GuardSendStart);
 }

@@ -16,7 +16,7 @@ namespace GanCluster.DataPlane;
 /// With encryption, the data key of the connection (connector → acceptor, the only direction that carries data) is
 /// HKDF-SHA256(K, salt = nonce_c ‖ nonce_a).
 /// </summary>
-internal static class RingHandshake
+static class RingHandshake
 {
     public const int NonceSize = 16;
     public const int MacSize = 32;
@@ -28,11 +28,11 @@ internal static class RingHandshake
     public const string AuthenticationFailed =
         "authentication failed: the peer does not hold this cluster's secret, or belongs to another formation";
 
-    private static readonly byte[] SecretLabel = "GanCluster ring v2 cluster secret"u8.ToArray();
-    private static readonly byte[] FormationLabel = "GanCluster ring v2 formation key"u8.ToArray();
-    private static readonly byte[] AckLabel = "GanCluster ring v2 ack"u8.ToArray();
-    private static readonly byte[] HelloLabel = "GanCluster ring v2 hello"u8.ToArray();
-    private static readonly byte[] DataLabel = "GanCluster ring v2 data connector to acceptor"u8.ToArray();
+    static readonly byte[] SecretLabel = "GanCluster ring v2 cluster secret"u8.ToArray();
+    static readonly byte[] FormationLabel = "GanCluster ring v2 formation key"u8.ToArray();
+    static readonly byte[] AckLabel = "GanCluster ring v2 ack"u8.ToArray();
+    static readonly byte[] HelloLabel = "GanCluster ring v2 hello"u8.ToArray();
+    static readonly byte[] DataLabel = "GanCluster ring v2 data connector to acceptor"u8.ToArray();
 
     public static byte[] FormationKey(ReadOnlySpan<byte> secret, long session, IReadOnlyList<RingPeer> ordered)
     {
@@ -49,7 +49,7 @@ internal static class RingHandshake
         foreach (var p in ordered)
         {
             // Length-prefixed host, so that no two peer lists encode alike.
-            byte[] host = Encoding.UTF8.GetBytes(p.Host);
+            var host = Encoding.UTF8.GetBytes(p.Host);
             Int(p.Rank);
             Int(host.Length);
             info.AddRange(host);
@@ -67,11 +67,11 @@ internal static class RingHandshake
     }
 
     /// <summary>MAC over label ‖ hello ‖ ack ‖ nonce_c ‖ nonce_a; <paramref name="hello"/> and <paramref name="ack"/> start with the 48-byte message prefixes.</summary>
-    private static void Mac(byte[] key, byte[] label, ReadOnlySpan<byte> hello, ReadOnlySpan<byte> ack, Span<byte> mac)
+    static void Mac(byte[] key, byte[] label, ReadOnlySpan<byte> hello, ReadOnlySpan<byte> ack, Span<byte> mac)
     {
         Span<byte> transcript = stackalloc byte[label.Length + 2 * Wire.HandshakeSize + 2 * NonceSize];
         label.CopyTo(transcript);
-        int o = label.Length;
+        var o = label.Length;
         hello[..Wire.HandshakeSize].CopyTo(transcript[o..]);
         o += Wire.HandshakeSize;
         ack[..Wire.HandshakeSize].CopyTo(transcript[o..]);

@@ -10,9 +10,9 @@ namespace GanCluster.DataPlane;
 /// </summary>
 public sealed class RingListener : IDisposable
 {
-    private int _inUse;
+    int _inUse;
 
-    private RingListener(Socket socket, int socketBufferBytes)
+    RingListener(Socket socket, int socketBufferBytes)
     {
         Socket = socket;
         SocketBufferBytes = socketBufferBytes;

@@ -13,9 +13,9 @@ public sealed class RingSecurity
     /// <summary>How long one connection may take to complete its handshake unless set otherwise.</summary>
     public static readonly TimeSpan DefaultHandshakeTimeout = TimeSpan.FromSeconds(5);
 
-    private readonly byte[] _secret;
+    readonly byte[] _secret;
 
-    private RingSecurity(byte[] secret, bool encrypt, TimeSpan handshakeTimeout)
+    RingSecurity(byte[] secret, bool encrypt, TimeSpan handshakeTimeout)
     {
         _secret = secret;
         Encrypt = encrypt;

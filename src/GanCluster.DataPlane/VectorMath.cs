@@ -3,19 +3,19 @@ using System.Runtime.InteropServices;
 
 namespace GanCluster.DataPlane;
 
-internal static class VectorMath
+static class VectorMath
 {
     /// <summary>dst[i] += src[i], SIMD-wide.</summary>
     public static void Add(Span<float> dst, ReadOnlySpan<float> src)
     {
         if (src.Length != dst.Length)
             throw new ArgumentException("length mismatch", nameof(src));
-        int i = 0;
+        var i = 0;
         if (Vector.IsHardwareAccelerated)
         {
             var d = MemoryMarshal.Cast<float, Vector<float>>(dst);
             var s = MemoryMarshal.Cast<float, Vector<float>>(src);
-            for (int j = 0; j < d.Length; j++)
+            for (var j = 0; j < d.Length; j++)
                 d[j] += s[j];
             i = d.Length * Vector<float>.Count;
         }
@@ -26,12 +26,12 @@ internal static class VectorMath
     /// <summary>data[i] *= factor, SIMD-wide.</summary>
     public static void Scale(Span<float> data, float factor)
     {
-        int i = 0;
+        var i = 0;
         if (Vector.IsHardwareAccelerated)
         {
             var d = MemoryMarshal.Cast<float, Vector<float>>(data);
             var f = new Vector<float>(factor);
-            for (int j = 0; j < d.Length; j++)
+            for (var j = 0; j < d.Length; j++)
                 d[j] *= f;
             i = d.Length * Vector<float>.Count;
         }

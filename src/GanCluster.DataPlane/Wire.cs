@@ -7,7 +7,7 @@ namespace GanCluster.DataPlane;
 /// Little-endian wire formats: the 32-byte handshake fields (the start of the hello and the acknowledgement of the
 /// authenticated handshake in <see cref="RingHandshake"/>) and the 32-byte frame header.
 /// </summary>
-internal static class Wire
+static class Wire
 {
     public const int HandshakeSize = 32;
     public const int HeaderSize = 32;
@@ -61,7 +61,7 @@ internal static class Wire
     {
         Span<byte> magic = stackalloc byte[4];
         BinaryPrimitives.WriteUInt32LittleEndian(magic, HandshakeMagic);
-        int n = Math.Min(4, b.Length);
+        var n = Math.Min(4, b.Length);
         return b[..n].SequenceEqual(magic[..n]);
     }
 
@@ -78,7 +78,7 @@ internal static class Wire
     public static FrameHeader? ReadHeader(ReadOnlySpan<byte> b, out string? error)
     {
         error = null;
-        uint magic = BinaryPrimitives.ReadUInt32LittleEndian(b);
+        var magic = BinaryPrimitives.ReadUInt32LittleEndian(b);
         if (magic != FrameMagic)
         {
             error = $"bad frame magic 0x{magic:x8}";
@@ -98,8 +98,8 @@ internal static class Wire
 
     public static uint Fnv1a(ReadOnlySpan<byte> bytes)
     {
-        uint h = 2166136261;
-        foreach (byte x in bytes)
+        var h = 2166136261;
+        foreach (var x in bytes)
             h = (h ^ x) * 16777619;
         return h;
     }
@@ -109,7 +109,7 @@ internal static class Wire
     {
         while (!data.IsEmpty)
         {
-            int n = s.Send(data, SocketFlags.None);
+            var n = s.Send(data, SocketFlags.None);
             data = data[n..];
         }
     }
@@ -117,10 +117,10 @@ internal static class Wire
     /// <summary>Fills <paramref name="buffer"/>; returns how many bytes arrived before the peer closed.</summary>
     public static int ReceiveAll(Socket s, Span<byte> buffer)
     {
-        int got = 0;
+        var got = 0;
         while (got < buffer.Length)
         {
-            int n = s.Receive(buffer[got..], SocketFlags.None);
+            var n = s.Receive(buffer[got..], SocketFlags.None);
             if (n == 0)
                 return got;
             got += n;
@@ -129,7 +129,7 @@ internal static class Wire
     }
 }
 
-internal static class SocketTuning
+static class SocketTuning
 {
     /// <summary>
     /// 0 leaves the buffers to the kernel: Linux autotuning grows them up to net.ipv4.tcp_[rw]mem's maximum, while an
@@ -146,7 +146,7 @@ internal static class SocketTuning
     public static void ApplyData(Socket s, TimeSpan timeout)
     {
         s.NoDelay = true;
-        int ms = (int)Math.Clamp(Math.Ceiling(timeout.TotalMilliseconds), 1, int.MaxValue);
+        var ms = (int)Math.Clamp(Math.Ceiling(timeout.TotalMilliseconds), 1, int.MaxValue);
         s.SendTimeout = ms;
         s.ReceiveTimeout = ms;
     }

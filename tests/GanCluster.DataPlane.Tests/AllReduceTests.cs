@@ -6,20 +6,20 @@ namespace GanCluster.DataPlane.Tests;
 public sealed class AllReduceTests
 {
     // Not multiples of n (except by accident of 0/1), and one large enough for several 1 MiB pipeline blocks per chunk.
-    private static readonly int[] Lengths = [0, 1, 7, 1000, 100_003, 1_000_003];
+    static readonly int[] Lengths = [0, 1, 7, 1000, 100_003, 1_000_003];
 
-    private static float[] Input(int rank, int length)
+    static float[] Input(int rank, int length)
     {
         var random = new Random(1234 + rank * 7919 + length);
         var x = new float[length];
-        for (int i = 0; i < length; i++)
+        for (var i = 0; i < length; i++)
             x[i] = (float)(random.NextDouble() * 2 - 1) * (1 + rank);
         return x;
     }
 
-    private static void AssertBitIdentical(float[][] results)
+    static void AssertBitIdentical(float[][] results)
     {
-        for (int r = 1; r < results.Length; r++)
+        for (var r = 1; r < results.Length; r++)
             Assert.True(MemoryMarshal.AsBytes(results[0].AsSpan()).SequenceEqual(MemoryMarshal.AsBytes(results[r].AsSpan())),
                 $"rank {r} differs from rank 0");
     }
@@ -33,16 +33,16 @@ public sealed class AllReduceTests
     public void SumMatchesDoubleReferenceAndIsBitIdentical(int n)
     {
         using var ring = Ring.Create(n);
-        foreach (int length in Lengths)
+        foreach (var length in Lengths)
         {
             var inputs = Enumerable.Range(0, n).Select(r => Input(r, length)).ToArray();
             var data = inputs.Select(x => (float[])x.Clone()).ToArray();
             ring.Run((rank, r) => rank.AllReduceSum(data[r]));
 
-            for (int i = 0; i < length; i++)
+            for (var i = 0; i < length; i++)
             {
                 double expected = 0, magnitude = 0;
-                for (int r = 0; r < n; r++)
+                for (var r = 0; r < n; r++)
                 {
                     expected += inputs[r][i];
                     magnitude += Math.Abs(inputs[r][i]);
@@ -64,9 +64,9 @@ public sealed class AllReduceTests
     {
         using var ring = Ring.Create(n);
         // Unequal weights, one of them zero when n > 2 (a worker that contributed no samples).
-        double[] weights = Enumerable.Range(0, n).Select(r => n > 2 && r == 1 ? 0.0 : 0.5 + r * 1.25).ToArray();
-        double totalWeight = weights.Sum();
-        foreach (int length in Lengths)
+        var weights = Enumerable.Range(0, n).Select(r => n > 2 && r == 1 ? 0.0 : 0.5 + r * 1.25).ToArray();
+        var totalWeight = weights.Sum();
+        foreach (var length in Lengths)
         {
             var inputs = Enumerable.Range(0, n).Select(r => Input(r, length)).ToArray();
             var data = inputs.Select(x => (float[])x.Clone()).ToArray();
@@ -75,10 +75,10 @@ public sealed class AllReduceTests
 
             Assert.All(totals, t => Assert.Equal(totalWeight, t, 12));
             Assert.All(totals, t => Assert.Equal(BitConverter.DoubleToInt64Bits(totals[0]), BitConverter.DoubleToInt64Bits(t)));
-            for (int i = 0; i < length; i++)
+            for (var i = 0; i < length; i++)
             {
                 double expected = 0, magnitude = 0;
-                for (int r = 0; r < n; r++)
+                for (var r = 0; r < n; r++)
                 {
                     expected += weights[r] * inputs[r][i];
                     magnitude += weights[r] * Math.Abs(inputs[r][i]);
@@ -131,7 +131,7 @@ public sealed class AllReduceTests
         ring.Run((rank, r) => rank.AllReduceSum(data[r]));
         ring.Run((rank, r) => rank.AllReduceSum(data[r]));
 
-        double ideal = 2.0 * (n - 1) / n * size;
+        var ideal = 2.0 * (n - 1) / n * size;
         // One header per step, and chunks that differ by at most one float from S/n.
         double slack = 2 * (n - 1) * (RingAllReduce.FrameHeaderBytes + sizeof(float));
         foreach (var rank in ring.Ranks)
@@ -151,9 +151,9 @@ public sealed class AllReduceTests
     {
         using var ring = Ring.Create(3);
         var data = new float[3][];
-        for (int iteration = 0; iteration < 50; iteration++)
+        for (var iteration = 0; iteration < 50; iteration++)
         {
-            for (int r = 0; r < 3; r++)
+            for (var r = 0; r < 3; r++)
                 data[r] = Enumerable.Repeat((float)(r + iteration), 1001).ToArray();
             ring.Run((rank, r) =>
             {
@@ -162,7 +162,7 @@ public sealed class AllReduceTests
                 else
                     rank.AllReduceWeightedMean(data[r], 1.0);
             });
-            float expected = iteration % 2 == 0 ? 3 + 3 * iteration : (3 + 3 * iteration) / 3f;
+            var expected = iteration % 2 == 0 ? 3 + 3 * iteration : (3 + 3 * iteration) / 3f;
             Assert.All(data, d => Assert.All(d, v => Assert.Equal(expected, v, 4)));
         }
     }

@@ -7,13 +7,13 @@ namespace GanCluster.DataPlane.Tests;
 
 public sealed class FailureTests
 {
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(2);
-    private static readonly TimeSpan Margin = TimeSpan.FromSeconds(2);
+    static readonly TimeSpan Timeout = TimeSpan.FromSeconds(2);
+    static readonly TimeSpan Margin = TimeSpan.FromSeconds(2);
 
     /// <summary>Every rank but <paramref name="victim"/> starts an all-reduce; returns what each one threw and when.</summary>
-    private static (Exception? Error, TimeSpan Elapsed)[] RunWithout(Ring ring, int victim, Action? whileRunning)
+    static (Exception? Error, TimeSpan Elapsed)[] RunWithout(Ring ring, int victim, Action? whileRunning)
     {
-        int n = ring.Ranks.Length;
+        var n = ring.Ranks.Length;
         var started = new CountdownEvent(n - 1);
         var tasks = Enumerable.Range(0, n).Where(r => r != victim).Select(r => Task.Factory.StartNew(() =>
         {
@@ -36,7 +36,7 @@ public sealed class FailureTests
         return tasks.Select(t => t.Result).ToArray();
     }
 
-    private static void AssertNamedFailure((Exception? Error, TimeSpan Elapsed) result, TimeSpan limit)
+    static void AssertNamedFailure((Exception? Error, TimeSpan Elapsed) result, TimeSpan limit)
     {
         var e = Assert.IsType<AllReduceException>(result.Error);
         Assert.Matches(@"rank \d+ \(127\.0\.0\.1:\d+\)", e.Message);
@@ -127,7 +127,7 @@ public sealed class FailureTests
         using var fakeListener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         fakeListener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         fakeListener.Listen();
-        long session = Ring.NewSession();
+        var session = Ring.NewSession();
         var peers = new[]
         {
             new RingPeer(0, "127.0.0.1", listener.Port),
@@ -163,7 +163,7 @@ public sealed class FailureTests
         using var fakeListener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         fakeListener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         fakeListener.Listen();
-        long session = Ring.NewSession();
+        var session = Ring.NewSession();
         var peers = new[]
         {
             new RingPeer(0, "127.0.0.1", listener.Port),
@@ -207,7 +207,7 @@ public sealed class FailureTests
             RingAllReduce.Connect(listeners.Items[0], Ring.NewSession(), 0, peers, TimeSpan.FromSeconds(30), cts.Token));
     }
 
-    private sealed class DisposableArray(RingListener[] items) : IDisposable
+    sealed class DisposableArray(RingListener[] items) : IDisposable
     {
         public RingListener[] Items { get; } = items;
 
@@ -230,7 +230,7 @@ public sealed class HandshakeTests
         using var ring = Ring.Create(2, TimeSpan.FromSeconds(10), (listeners, ringSession) =>
         {
             session = ringSession;
-            int port = listeners[0].Port;
+            var port = listeners[0].Port;
             Socket Open()
             {
                 var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);

@@ -4,7 +4,7 @@ using System.Net.Sockets;
 namespace GanCluster.DataPlane.Tests;
 
 /// <summary>Hand-driven halves of the version-2 handshake, for peers that the tests play themselves.</summary>
-internal static class FakePeer
+static class FakePeer
 {
     public static byte[] Key(ReadOnlySpan<byte> secret, long session, IReadOnlyList<RingPeer> peers) =>
         RingHandshake.FormationKey(secret, session, peers.OrderBy(p => p.Rank).ToArray());
@@ -36,7 +36,7 @@ internal static class FakePeer
         Wire.SendAll(s, hello);
         var ack = new byte[RingHandshake.AckSize];
         Assert.Equal(ack.Length, Wire.ReceiveAll(s, ack));
-        bool verified = RingHandshake.VerifyAck(key, hello, ack);
+        var verified = RingHandshake.VerifyAck(key, hello, ack);
         var proof = new byte[RingHandshake.ProofSize];
         RingHandshake.WriteProof(proof, key, hello, ack);
         Wire.SendAll(s, proof);

@@ -7,11 +7,11 @@ using System.Net;
 namespace GanCluster.DataPlane.Tests;
 
 /// <summary>n ranks of one ring inside this process, on 127.0.0.1 with OS-assigned ports.</summary>
-internal sealed class Ring : IDisposable
+sealed class Ring : IDisposable
 {
-    private static long s_session = Environment.ProcessId * 1000L;
+    static long s_session = Environment.ProcessId * 1000L;
 
-    private Ring(RingListener[] listeners, RingAllReduce[] ranks, RingPeer[] peers, long session)
+    Ring(RingListener[] listeners, RingAllReduce[] ranks, RingPeer[] peers, long session)
     {
         Listeners = listeners;
         Ranks = ranks;
@@ -38,7 +38,7 @@ internal sealed class Ring : IDisposable
     {
         var listeners = StartListeners(n);
         var peers = PeersOf(listeners);
-        long session = NewSession();
+        var session = NewSession();
         beforeConnect?.Invoke(listeners, session);
         var t = timeout ?? TimeSpan.FromSeconds(10);
         var ranks = OnAllRanks(n, r => RingAllReduce.Connect(listeners[r], session, r, peers, t,

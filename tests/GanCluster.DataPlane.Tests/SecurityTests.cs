@@ -9,30 +9,30 @@ namespace GanCluster.DataPlane.Tests;
 /// <summary>The ring's authenticated handshake, its limits on unfinished handshakes, and its optional encryption.</summary>
 public sealed class SecurityTests
 {
-    private static readonly byte[] SecretA = RandomNumberGenerator.GetBytes(32);
-    private static readonly byte[] SecretB = RandomNumberGenerator.GetBytes(32);
+    static readonly byte[] SecretA = RandomNumberGenerator.GetBytes(32);
+    static readonly byte[] SecretB = RandomNumberGenerator.GetBytes(32);
 
-    private static float[] Input(int rank, int length)
+    static float[] Input(int rank, int length)
     {
         var random = new Random(4321 + rank * 7919 + length);
         var x = new float[length];
-        for (int i = 0; i < length; i++)
+        for (var i = 0; i < length; i++)
             x[i] = (float)(random.NextDouble() * 2 - 1) * (1 + rank);
         return x;
     }
 
-    private static bool SameBits(float[] a, float[] b) =>
+    static bool SameBits(float[] a, float[] b) =>
         MemoryMarshal.AsBytes(a.AsSpan()).SequenceEqual(MemoryMarshal.AsBytes(b.AsSpan()));
 
-    private static Task<T> OnThread<T>(Func<T> body) =>
+    static Task<T> OnThread<T>(Func<T> body) =>
         Task.Factory.StartNew(body, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
-    private static RingAllReduce[] ConnectAll(RingListener[] listeners, RingPeer[] peers, long session, RingSecurity security,
+    static RingAllReduce[] ConnectAll(RingListener[] listeners, RingPeer[] peers, long session, RingSecurity security,
         TimeSpan timeout, ConcurrentQueue<string>? log = null) =>
         Ring.OnAllRanks(listeners.Length, r =>
             RingAllReduce.Connect(listeners[r], session, r, peers, timeout, log: log == null ? null : log.Enqueue, security: security));
 
-    private static void DisposeAll(IEnumerable<IDisposable> items)
+    static void DisposeAll(IEnumerable<IDisposable> items)
     {
         foreach (var x in items)
             x.Dispose();
@@ -46,14 +46,14 @@ public sealed class SecurityTests
         // Several 1 MiB blocks per chunk, and a length that is not a multiple of n.
         const int length = 1_000_003;
         var inputs = Enumerable.Range(0, n).Select(r => Input(r, length)).ToArray();
-        double[] weights = Enumerable.Range(0, n).Select(r => 0.5 + r * 1.25).ToArray();
+        var weights = Enumerable.Range(0, n).Select(r => 0.5 + r * 1.25).ToArray();
 
         (float[][] Sums, float[][] Means, double[] Totals, long Sent, bool Encrypted) Run(Func<int, RingSecurity>? security)
         {
             using var ring = Ring.Create(n, security: security);
             var sums = inputs.Select(x => (float[])x.Clone()).ToArray();
             ring.Run((rank, r) => rank.AllReduceSum(sums[r]));
-            long sent = ring.Ranks[0].LastBytesSent;
+            var sent = ring.Ranks[0].LastBytesSent;
             var means = inputs.Select(x => (float[])x.Clone()).ToArray();
             var totals = new double[n];
             ring.Run((rank, r) => totals[r] = rank.AllReduceWeightedMean(means[r], weights[r]));
@@ -69,13 +69,13 @@ public sealed class SecurityTests
         Assert.True(encrypted.Encrypted);
 
         // The plain ring's result is right (against a double reference); the others match it bit for bit.
-        for (int i = 0; i < length; i += 9973)
+        for (var i = 0; i < length; i += 9973)
         {
-            double expected = inputs.Sum(x => (double)x[i]);
+            var expected = inputs.Sum(x => (double)x[i]);
             Assert.True(Math.Abs(plain.Sums[0][i] - expected) <= 1e-5 * Math.Max(inputs.Sum(x => Math.Abs((double)x[i])), 1e-3));
         }
         foreach (var other in new[] { auth, encrypted })
-            for (int r = 0; r < n; r++)
+            for (var r = 0; r < n; r++)
             {
                 Assert.True(SameBits(plain.Sums[r], other.Sums[r]), $"sum differs on rank {r}");
                 Assert.True(SameBits(plain.Means[r], other.Means[r]), $"weighted mean differs on rank {r}");
@@ -95,7 +95,7 @@ public sealed class SecurityTests
         try
         {
             var peers = Ring.PeersOf(listeners);
-            long session = Ring.NewSession();
+            var session = Ring.NewSession();
             var log = new ConcurrentQueue<string>();
             var errors = Ring.OnAllRanks(2, r =>
             {
@@ -126,7 +126,7 @@ public sealed class SecurityTests
     {
         using var listener = RingListener.Start(System.Net.IPAddress.Loopback);
         using var fakeListener = FakePeer.Listen();
-        long session = Ring.NewSession();
+        var session = Ring.NewSession();
         var peers = new[] { new RingPeer(0, "127.0.0.1", listener.Port), new RingPeer(1, "127.0.0.1", FakePeer.Port(fakeListener)) };
         var log = new ConcurrentQueue<string>();
         var connect = OnThread(() => RingAllReduce.Connect(listener, session, 0, peers, TimeSpan.FromSeconds(2), log: log.Enqueue,
@@ -184,13 +184,13 @@ public sealed class SecurityTests
         try
         {
             var peers = Ring.PeersOf(listeners);
-            long session = Ring.NewSession();
+            var session = Ring.NewSession();
             var security = RingSecurity.FromSecret(SecretA, encrypt: false);
             var log = new ConcurrentQueue<string>();
             var rank0 = OnThread(() => RingAllReduce.Connect(listeners[0], session, 0, peers, TimeSpan.FromSeconds(30),
                 log: log.Enqueue, security: security));
 
-            foreach (string? secretHex in new[] { null, Convert.ToHexString(SecretB) })
+            foreach (var secretHex in new[] { null, Convert.ToHexString(SecretB) })
             {
                 var (exitCode, output) = RunFakePeer(peers[0].Port, session, rank: 1, to: 0, peers, secretHex);
                 Assert.True(exitCode == 0, $"fake peer exit code {exitCode}: {output}");
@@ -218,13 +218,13 @@ public sealed class SecurityTests
         }
     }
 
-    private static (int ExitCode, string Output) RunFakePeer(int port, long session, int rank, int to, RingPeer[] peers, string? secretHex)
+    static (int ExitCode, string Output) RunFakePeer(int port, long session, int rank, int to, RingPeer[] peers, string? secretHex)
     {
         // The bench is built next to this project (a build-order-only reference): .../src/GanCluster.DataPlane.Bench/bin/<config>/<tfm>/.
         var dir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
         string tfm = dir.Name, config = dir.Parent!.Name;
         var root = dir.Parent!.Parent!.Parent!.Parent!.Parent!.FullName;
-        string dll = Path.Combine(root, "src", "GanCluster.DataPlane.Bench", "bin", config, tfm, "GanCluster.DataPlane.Bench.dll");
+        var dll = Path.Combine(root, "src", "GanCluster.DataPlane.Bench", "bin", config, tfm, "GanCluster.DataPlane.Bench.dll");
         Assert.True(File.Exists(dll), $"bench not built at {dll}");
         var psi = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
         {
@@ -232,7 +232,7 @@ public sealed class SecurityTests
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
-        foreach (string a in new[]
+        foreach (var a in new[]
                  {
                      dll, "--fake-peer", "--target", $"127.0.0.1:{port}", "--session", session.ToString(System.Globalization.CultureInfo.InvariantCulture),
                      "--rank", rank.ToString(System.Globalization.CultureInfo.InvariantCulture),
@@ -266,7 +266,7 @@ public sealed class SecurityTests
         {
             // Rank 1 reaches rank 0 through the proxy (the advertised address), which records what rank 1 sends.
             var peers = new[] { new RingPeer(0, "127.0.0.1", proxy.Port), new RingPeer(1, "127.0.0.1", listeners[1].Port) };
-            long session = Ring.NewSession();
+            var session = Ring.NewSession();
             var security = RingSecurity.FromSecret(SecretA, encrypt: false);
             var log = new ConcurrentQueue<string>();
             var first = ConnectAll(listeners, peers, session, security, TimeSpan.FromSeconds(10), log);
@@ -314,7 +314,7 @@ public sealed class SecurityTests
     }
 
     /// <summary>Closed by the other end (reading and discarding anything it sent first, e.g. an acknowledgement).</summary>
-    private static bool ClosedByPeer(Socket s)
+    static bool ClosedByPeer(Socket s)
     {
         try
         {
@@ -343,7 +343,7 @@ public sealed class SecurityTests
         try
         {
             var peers = Ring.PeersOf(listeners);
-            long session = Ring.NewSession();
+            var session = Ring.NewSession();
             var log = new ConcurrentQueue<string>();
             var hello = new byte[RingHandshake.HelloSize];
             RingHandshake.WriteHello(hello, new Wire.Handshake(Wire.Version, Wire.KindHello, session, 1, 0, 2));
@@ -355,11 +355,11 @@ public sealed class SecurityTests
             }
             // 40 silent connections, 5 that stop halfway through a hello, 3 that send a whole (well-formed) hello
             // and then never the proof: 48 unfinished handshakes against a cap of 32.
-            for (int i = 0; i < 40; i++)
+            for (var i = 0; i < 40; i++)
                 Open();
-            for (int i = 0; i < 5; i++)
+            for (var i = 0; i < 5; i++)
                 Open().Send(hello.AsSpan(0, 20));
-            for (int i = 0; i < 3; i++)
+            for (var i = 0; i < 3; i++)
                 Open().Send(hello);
 
             var watch = Stopwatch.StartNew();
@@ -377,7 +377,7 @@ public sealed class SecurityTests
                 m.Contains("the handshake did not complete within 1 s")), TimeSpan.FromSeconds(10)));
 
             // Another 40 silent connections arrive just before the real peer, and stay open: it still joins.
-            for (int i = 0; i < 40; i++)
+            for (var i = 0; i < 40; i++)
                 Open();
             using var ring1 = RingAllReduce.Connect(listeners[1], session, 1, peers, timeout, security: security);
             using var ring0 = await rank0;
@@ -479,7 +479,7 @@ public sealed class SecurityTests
 
             var captured = proxy.Upstream()[0];
             Assert.True(captured.Length > length * sizeof(float) / 2, $"captured only {captured.Length} bytes");
-            bool found = captured.AsSpan().IndexOf(MemoryMarshal.AsBytes(marker.AsSpan())) >= 0;
+            var found = captured.AsSpan().IndexOf(MemoryMarshal.AsBytes(marker.AsSpan())) >= 0;
             Assert.Equal(!encrypt, found);
         }
         finally

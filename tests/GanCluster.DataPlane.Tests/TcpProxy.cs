@@ -7,15 +7,15 @@ namespace GanCluster.DataPlane.Tests;
 /// A man in the middle on 127.0.0.1: forwards every connection to a target port, records what the client sends
 /// (upstream), and can flip one upstream byte at a given offset of each connection.
 /// </summary>
-internal sealed class TcpProxy : IDisposable
+sealed class TcpProxy : IDisposable
 {
-    private readonly Socket _listener;
-    private readonly int _targetPort;
-    private readonly long _flipAt;
-    private readonly List<Socket> _sockets = [];
-    private readonly List<MemoryStream> _upstream = [];
-    private readonly Thread _acceptor;
-    private volatile bool _disposed;
+    readonly Socket _listener;
+    readonly int _targetPort;
+    readonly long _flipAt;
+    readonly List<Socket> _sockets = [];
+    readonly List<MemoryStream> _upstream = [];
+    readonly Thread _acceptor;
+    volatile bool _disposed;
 
     public TcpProxy(int targetPort, long flipAt = -1)
     {
@@ -35,7 +35,7 @@ internal sealed class TcpProxy : IDisposable
             return _upstream.Select(m => m.ToArray()).ToArray();
     }
 
-    private void AcceptLoop()
+    void AcceptLoop()
     {
         while (!_disposed)
         {
@@ -61,7 +61,7 @@ internal sealed class TcpProxy : IDisposable
         }
     }
 
-    private void Pump(Socket from, Socket to, MemoryStream? record, long flipAt)
+    void Pump(Socket from, Socket to, MemoryStream? record, long flipAt)
     {
         new Thread(() =>
         {
@@ -71,7 +71,7 @@ internal sealed class TcpProxy : IDisposable
             {
                 while (true)
                 {
-                    int n = from.Receive(buffer);
+                    var n = from.Receive(buffer);
                     if (n == 0)
                         break;
                     if (flipAt >= offset && flipAt < offset + n)
