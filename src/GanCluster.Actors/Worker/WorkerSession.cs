@@ -246,17 +246,7 @@ public sealed class WorkerSession : IDisposable
         var (isImage, kind) = (Replica.IsImage, Spec.Dataset.Kind);
         IEnumerable<(string, byte[])> Render()
         {
-            var tmp = Path.Combine(Path.GetTempPath(), $"gancluster-samples-{Guid.NewGuid():N}");
-            try
-            {
-                using (fake)
-                    return RunArtifacts.RenderSamples(fake, isImage, kind, tmp, iteration).Files
-                        .Select(rel => (rel, File.ReadAllBytes(Path.Combine(tmp, rel)))).ToList();
-            }
-            finally
-            {
-                try { Directory.Delete(tmp, true); } catch (IOException) { }
-            }
+            using (fake) return RunArtifacts.EncodeSamples(fake, isImage, kind, iteration).Files;
         }
         if (checkpoint)
         {

@@ -35,17 +35,23 @@ public static class RunArtifacts
     /// </summary>
     public static (IReadOnlyList<string> Files, ModeQualityResult? Quality) RenderSamples(Tensor fake, bool isImage, string kind, string folder, long iteration)
     {
+        var (files, quality) = EncodeSamples(fake, isImage, kind, iteration);
+        foreach (var (rel, bytes) in files) ImageWriter.WriteAtomically(Path.Combine(folder, rel), bytes);
+        return (files.Select(f => f.Path).ToList(), quality);
+    }
+
+    /// <summary>
+    /// The files of <see cref="RenderSamples"/> (relative path, bytes) encoded in memory: what a cluster's rank 0 uploads,
+    /// with no detour through the disk.
+    /// </summary>
+    public static (IReadOnlyList<(string Path, byte[] Bytes)> Files, ModeQualityResult? Quality) EncodeSamples(Tensor fake, bool isImage, string kind, long iteration)
+    {
         var name = $"samples/{CheckpointStore.Prefix}{iteration.ToString("D8", CultureInfo.InvariantCulture)}";
-        if (isImage)
-        {
-            ImageWriter.SaveGrid(fake, Path.Combine(folder, name + ".png"));
-            return ([name + ".png"], null);
-        }
+        if (isImage) return ([(name + ".png", ImageWriter.EncodeGrid(fake))], null);
         var xy = fake.cpu().contiguous().data<float>().ToArray();
         var mixture = RunData.Mixture(kind);
-        ImageWriter.SaveScatter(xy, Path.Combine(folder, name + ".png"), kind == "grid25" ? 5.5f : 1.6f, mixture?.Modes);
-        SampleCsv.Write(Path.Combine(folder, name + ".csv"), xy);
-        return ([name + ".png", name + ".csv"], mixture is { } m ? ModeQuality.Evaluate(xy, m.Modes, m.Std) : null);
+        var png = ImageWriter.EncodeScatter(xy, kind == "grid25" ? 5.5f : 1.6f, mixture?.Modes);
+        return ([(name + ".png", png), (name + ".csv", SampleCsv.Encode(xy))], mixture is { } m ? ModeQuality.Evaluate(xy, m.Modes, m.Std) : null);
     }
 
     /// <summary>Saves a checkpoint of <paramref name="replica"/> at <paramref name="iteration"/> under <paramref name="output"/>.</summary>
@@ -67,15 +73,15 @@ public static class RunArtifacts
 /// <summary>2-D samples as CSV: a header <c>x,y</c>, then one point per row.</summary>
 public static class SampleCsv
 {
-    public static void Write(string path, ReadOnlySpan<float> xy)
+    public static void Write(string path, ReadOnlySpan<float> xy) => ImageWriter.WriteAtomically(path, Encode(xy));
+
+    /// <summary>The CSV's bytes (UTF-8, LF line ends).</summary>
+    public static byte[] Encode(ReadOnlySpan<float> xy)
     {
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        using var w = new StreamWriter(path + ".tmp");
-        w.WriteLine("x,y");
+        var text = new System.Text.StringBuilder("x,y\n", 16 + xy.Length * 12);
         for (var i = 0; i + 1 < xy.Length; i += 2)
-            w.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{xy[i]:G7},{xy[i + 1]:G7}"));
-        w.Close();
-        File.Move(path + ".tmp", path, overwrite: true);
+            text.Append(CultureInfo.InvariantCulture, $"{xy[i]:G7},{xy[i + 1]:G7}").Append('\n');
+        return System.Text.Encoding.UTF8.GetBytes(text.ToString());
     }
 
     /// <summary>The points of a file <see cref="Write"/> wrote, as x0, y0, x1, y1, ...</summary>

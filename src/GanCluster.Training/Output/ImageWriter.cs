@@ -8,7 +8,11 @@ namespace GanCluster.Training.Output;
 public static class ImageWriter
 {
     /// <summary>Writes images [N, C, H, W] in [-1, 1] (C = 1 or 3) as one PNG grid, <paramref name="columns"/> per row, 2 px apart.</summary>
-    public static void SaveGrid(Tensor images, string path, int columns = 8, int padding = 2)
+    public static void SaveGrid(Tensor images, string path, int columns = 8, int padding = 2) =>
+        WriteAtomically(path, EncodeGrid(images, columns, padding));
+
+    /// <summary>The PNG bytes of <see cref="SaveGrid"/>, in memory.</summary>
+    public static byte[] EncodeGrid(Tensor images, int columns = 8, int padding = 2)
     {
         using var scope = NewDisposeScope();
         var x = images.detach().cpu().to(ScalarType.Float32);
@@ -24,11 +28,15 @@ public static class ImageWriter
         tiles.narrow(0, 0, n).narrow(2, 0, h).narrow(3, 0, w).copy_(bytes);
         var grid = tiles.view(rows, cols, 3, ch, cw).permute(0, 3, 1, 4, 2).reshape(rows * ch, cols * cw, 3);
         var rgba = cat([grid, full([rows * ch, cols * cw, 1], 255, ScalarType.Byte)], 2).contiguous();
-        WritePng(rgba.data<byte>().ToArray(), cols * cw, rows * ch, path);
+        return EncodePng(rgba.data<byte>().ToArray(), cols * cw, rows * ch);
     }
 
     /// <summary>Writes 2-D points [N, 2] as a scatter plot over [-extent, extent]², optionally marking mode centres.</summary>
-    public static void SaveScatter(float[] xy, string path, float extent, IReadOnlyList<(float X, float Y)>? modes = null, int size = 512)
+    public static void SaveScatter(float[] xy, string path, float extent, IReadOnlyList<(float X, float Y)>? modes = null, int size = 512) =>
+        WriteAtomically(path, EncodeScatter(xy, extent, modes, size));
+
+    /// <summary>The PNG bytes of <see cref="SaveScatter"/>, in memory.</summary>
+    public static byte[] EncodeScatter(float[] xy, float extent, IReadOnlyList<(float X, float Y)>? modes = null, int size = 512)
     {
         using var surface = SKSurface.Create(new SKImageInfo(size, size));
         var canvas = surface.Canvas;
@@ -51,18 +59,19 @@ public static class ImageWriter
         }
         using var image = surface.Snapshot();
         using var data = image.Encode(SKEncodedImageFormat.Png, 100);
-        WriteAtomically(path, data.ToArray());
+        return data.ToArray();
     }
 
-    static void WritePng(byte[] rgba, int width, int height, string path)
+    static byte[] EncodePng(byte[] rgba, int width, int height)
     {
         using var bitmap = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul));
         Marshal.Copy(rgba, 0, bitmap.GetPixels(), rgba.Length);
         using var data = bitmap.Encode(SKEncodedImageFormat.Png, 100);
-        WriteAtomically(path, data.ToArray());
+        return data.ToArray();
     }
 
-    static void WriteAtomically(string path, byte[] bytes)
+    /// <summary>Writes through a temporary name and a rename: a reader never sees half a file.</summary>
+    public static void WriteAtomically(string path, byte[] bytes)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         var tmp = path + ".tmp";
