@@ -473,6 +473,22 @@ public class CoordinatorStateTests
     }
 
     [Fact]
+    public void The_checkpoint_search_answers_for_its_own_folder_and_one_that_failed_ends_the_run_naming_the_folder()
+    {
+        var h = new Sim();
+        h.Feed(new CoordinatorInput.Recover(new RunRecord("t-1", "/runs/t", Sim.Spec(iterations: 4), null), 77, h.Now));
+        Assert.Equal(RunState.Resuming, h.State.Phase);
+        // The search runs off the coordinator's thread: an answer about another folder (an earlier run's) is stale.
+        h.Feed(new CoordinatorInput.CheckpointFound(null, null, [], "/runs/other"));
+        Assert.Equal((RunState.Resuming, false), (h.State.Phase, h.State.Run!.Located));
+        // A search that could not read the folder never lets the run start over from iteration 0 (and prune it).
+        var fx = h.Feed(new CoordinatorInput.CheckpointFound(null, null, [], "/runs/t", "Permission denied"));
+        Assert.Equal(RunState.Failed, h.State.Phase);
+        Assert.Equal("could not look for checkpoints under /runs/t: Permission denied", h.State.LastError);
+        Assert.Empty(fx.OfType<Effect.StartOutput>());
+    }
+
+    [Fact]
     public void A_client_can_follow_a_resuming_or_running_run_and_is_told_how_a_finished_one_ended()
     {
         var h = new Sim();

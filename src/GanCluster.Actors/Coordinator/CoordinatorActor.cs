@@ -72,6 +72,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Receive<RunProtocol.WatchRun>(w => Apply(new CoordinatorInput.Watch(w.RunId)));
         Receive<RunProtocol.CancelRun>(c => Apply(new CoordinatorInput.Cancel(c.RunId, c.By, DateTimeOffset.UtcNow)));
         Receive<RunProtocol.GetStatus>(_ => Sender.Tell(_state.Status()));
+        Receive<CoordinatorInput.CheckpointFound>(c => Apply(c));
         Receive<CheckpointActor.Done>(d => Apply(new CoordinatorInput.ArtifactsDone(d.RunId, d.Iteration, d.Error, d.Quality)));
         Receive<CoordinatorInput.TimerFired>(t => Apply(t with { Now = DateTimeOffset.UtcNow }));
         // Everything else is a worker's: taken only from a cluster member with the worker role (Akka.Remote lets any
@@ -225,7 +226,10 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
                     File.Delete(Path.Combine(_stateDir, RunFile));
                     break;
                 case Effect.FindCheckpoint f:
-                    followUps.Add(FindCheckpoint(f.Output));
+                    // Verifying a checkpoint hashes every file (seconds for a large model): off the singleton's thread.
+                    var output = f.Output;
+                    Task.Run(() => FindCheckpoint(output)).PipeTo(Self, failure: e =>
+                        new CoordinatorInput.CheckpointFound(null, null, [], output, (e is AggregateException { InnerException: { } inner } ? inner : e).Message));
                     break;
             }
         }
@@ -257,6 +261,6 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
                 ? CoordinatorCheckpoint.FromJson(File.ReadAllText(json))
                 : new CoordinatorCheckpoint("", CheckpointStore.ReadState(dir).Iteration, 0, 1, 0, [], 0);
         }
-        return new CoordinatorInput.CheckpointFound(dir, state, [.. skipped]);
+        return new CoordinatorInput.CheckpointFound(dir, state, [.. skipped], output);
     }
 }

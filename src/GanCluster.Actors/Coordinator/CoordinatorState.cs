@@ -54,8 +54,12 @@ public abstract record CoordinatorInput
     public sealed record TimerFired(long Token, DateTimeOffset Now = default) : CoordinatorInput;
     /// <summary>The coordinator (re)started and found a run it had not finished.</summary>
     public sealed record Recover(RunRecord Record, long Formation, DateTimeOffset Now) : CoordinatorInput;
-    /// <summary>Answer to <see cref="Effect.FindCheckpoint"/>: the newest valid checkpoint, and the ones skipped (with why).</summary>
-    public sealed record CheckpointFound(string? Path, CoordinatorCheckpoint? State, string[] Skipped) : CoordinatorInput;
+    /// <summary>
+    /// Answer to <see cref="Effect.FindCheckpoint"/> of <paramref name="Output"/>: the newest valid checkpoint, and the ones
+    /// skipped (with why); or the IO <paramref name="Error"/> that kept the search from finishing.
+    /// </summary>
+    public sealed record CheckpointFound(string? Path, CoordinatorCheckpoint? State, string[] Skipped, string? Output = null, string? Error = null)
+        : CoordinatorInput;
     /// <summary>A client asks to follow a run (again): after a reconnect, or after the coordinator moved.</summary>
     public sealed record Watch(string RunId) : CoordinatorInput;
     /// <summary>A client asks to stop a run; it ends at the next iteration boundary on a checkpoint.</summary>
@@ -757,6 +761,10 @@ public sealed record CoordinatorState(
     {
         if (Phase != RunState.Resuming) return this;
         var run = Run!;
+        // The search runs off the coordinator's thread: an answer for another run's folder, or a second one, is stale.
+        if (run.Located || (c.Output is not null && c.Output != run.Output)) return this;
+        // Never train from iteration 0 over a folder whose checkpoints could not be read: it would prune them.
+        if (c.Error is not null) return Fail($"could not look for checkpoints under {run.Output}: {c.Error}", fx);
         foreach (var skipped in c.Skipped) Note(fx, run.RunId, $"skipping checkpoint {skipped}; using an older one", warning: true);
         if (run.CancelledBy is not null)   // cancelled while recovering: nothing newer than this checkpoint is left
             return WithRun(run with { CheckpointAt = c.State?.Iteration ?? -1, CheckpointWritten = c.Path is not null && c.State is not null }).EndCancelled(null, fx);
