@@ -339,6 +339,22 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             try
             {
                 var files = bundle.Render().Concat(bundle.Files).ToList();
+                // Up to FetchWindow chunks in flight, as fetches: one round trip per 64 KB would cap the upload at 64 KB per RTT.
+                // The seed writes each chunk at its offset; they arrive in the order sent (one connection, one sender node).
+                var pending = new Queue<Task<IGanClusterMessage>>();
+                async Task<bool> Settle(int keep)
+                {
+                    while (pending.Count > keep)
+                    {
+                        if (await pending.Dequeue() is ChunkRefused refused)
+                        {
+                            // The seed said why (and has told the coordinator if it was its failure): stop at once.
+                            log.Warning("run {0}: the seed refused the outputs of iteration {1}: {2}", runId, iteration, refused.Reason);
+                            return false;
+                        }
+                    }
+                    return true;
+                }
                 foreach (var (rel, bytes) in files)
                 {
                     var offset = 0;
@@ -346,16 +362,12 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
                     {
                         var n = Math.Min(ChunkBytes, bytes.Length - offset);
                         var last = offset + n == bytes.Length;
-                        var answer = await coordinator.Ask<IGanClusterMessage>(new FileChunk(runId, iteration, rel, offset, bytes[offset..(offset + n)], last), timeout);
-                        if (answer is ChunkRefused refused)
-                        {
-                            // The seed said why (and has told the coordinator if it was its failure): stop at once.
-                            log.Warning("run {0}: the seed refused the outputs of iteration {1}: {2}", runId, iteration, refused.Reason);
-                            return;
-                        }
+                        pending.Enqueue(coordinator.Ask<IGanClusterMessage>(new FileChunk(runId, iteration, rel, offset, bytes[offset..(offset + n)], last), timeout));
                         offset += n;
+                        if (!await Settle(FetchWindow - 1)) return;
                     } while (offset < bytes.Length);
                 }
+                if (!await Settle(0)) return;
                 coordinator.Tell(new ArtifactsUploaded(runId, iteration, files.Select(f => f.Path).ToArray(), checkpoint), self);
             }
             catch (Exception e)
