@@ -143,6 +143,7 @@ public class EquivalenceTests
     sealed class ListenerOwningRing(RingReduce ring, IDisposable listener) : IAllReduce
     {
         public double WeightedMean(Span<float> data, double weight) => ring.WeightedMean(data, weight);
+        public void Broadcast(Span<float> data) => ring.Broadcast(data);
         public void Dispose()
         {
             ring.Dispose();
@@ -185,6 +186,7 @@ public class WorkerNanGuardTests
             if (++_calls == poisonCall) data[0] = float.NaN;
             return total;
         }
+        public void Broadcast(Span<float> data) => inner.Broadcast(data);
         public void Dispose() => inner.Dispose();
     }
 
@@ -196,8 +198,8 @@ public class WorkerNanGuardTests
         var results = new (float[] Params, List<StepKey> Skipped, bool[] Finite)[2];
         var threads = Enumerable.Range(0, 2).Select(rank => new Thread(() =>
         {
-            // Call 1 and 2 broadcast G and D; call 5 is the third update (it1/D0).
-            using var session = new WorkerSession(spec, rank, 2, 16, CPU, new Poisoning(group.Member(rank), 5));
+            // Broadcasts (G and D when forming) are not all-reduces: call 3 is the third update (it1/D0).
+            using var session = new WorkerSession(spec, rank, 2, 16, CPU, new Poisoning(group.Member(rank), 3));
             var finite = new List<bool>();
             var step = GanScheduleKeys.First;
             while (step.Iteration < 4)

@@ -5,7 +5,7 @@ namespace GanCluster.Cluster.Tests;
 
 /// <summary>
 /// An all-reduce among threads of this process: every rank's weighted contribution is summed in rank order (in double),
-/// so all ranks get identical floats. Stands in for the TCP ring when testing the mathematics.
+/// so all ranks get identical floats; a broadcast copies rank 0's floats. Stands in for the TCP ring when testing the mathematics.
 /// </summary>
 public sealed class InProcessGroup(int size)
 {
@@ -37,6 +37,15 @@ public sealed class InProcessGroup(int size)
             var total = g._total;
             g._barrier.SignalAndWait(TimeSpan.FromMinutes(1));
             return total;
+        }
+
+        public void Broadcast(Span<float> data)
+        {
+            if (rank == 0) g._result = data.ToArray();
+            g._barrier.SignalAndWait(TimeSpan.FromMinutes(1));
+            if (g._result.Length != data.Length) throw new InvalidOperationException($"rank {rank}: broadcast of {data.Length} floats, rank 0 sent {g._result.Length}");
+            g._result.CopyTo(data);
+            g._barrier.SignalAndWait(TimeSpan.FromMinutes(1));
         }
 
         public void Dispose() { }

@@ -14,5 +14,7 @@ public sealed class RingReduce(RingAllReduce ring) : IAllReduce
         try { return ring.AllReduceWeightedMean(data, weight); }
         finally { Ticks += System.Diagnostics.Stopwatch.GetTimestamp() - start; }
     }
+    public void Broadcast(Span<float> data) => ring.Broadcast(data);
+
     public void Dispose() => ring.Dispose();
 }

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using GanCluster.Actors.Coordinator;
 using GanCluster.Protocol;
@@ -16,6 +17,9 @@ public interface IAllReduce : IDisposable
 {
     /// <summary>Leaves Σ w_r·x_r / Σ w_r in <paramref name="data"/> on every rank; returns Σ w_r.</summary>
     double WeightedMean(Span<float> data, double weight);
+
+    /// <summary>Leaves rank 0's <paramref name="data"/> (its exact bits) on every rank; every rank passes the same length.</summary>
+    void Broadcast(Span<float> data);
 }
 
 /// <summary>One save of rank 0, held in memory until uploaded: paths relative to the run's output folder.</summary>
@@ -108,7 +112,7 @@ public sealed class WorkerSession : IDisposable
         LastCommitted = resume.Position;
     }
 
-    /// <summary>Rank 0's weights everywhere: a weighted mean with weight 1 on rank 0 and 0 elsewhere.</summary>
+    /// <summary>Rank 0's weights everywhere.</summary>
     void BroadcastWeightsFromRankZero()
     {
         using var g = new FlatBuffer(Replica.FlatG);
@@ -116,35 +120,21 @@ public sealed class WorkerSession : IDisposable
         foreach (var f in new[] { g, d })
         {
             f.GatherValues();
-            _reduce!.WeightedMean(f.Span, Rank == 0 ? 1 : 0);
+            _reduce!.Broadcast(f.Span);
             f.ScatterValues();
         }
     }
 
-    /// <summary>
-    /// Rank 0's bytes on every rank, through the same weighted mean (weight 1 on rank 0, 0 elsewhere): two bytes per
-    /// float as integers below 2^16, which float sums carry exactly. Twice the bytes of a raw copy; used only when forming.
-    /// </summary>
+    /// <summary>Rank 0's bytes on every rank: its length, then the bytes themselves as the bits of floats (a broadcast adds nothing).</summary>
     byte[] BroadcastBytes(byte[]? data)
     {
-        var weight = Rank == 0 ? 1 : 0;
-        var n = data?.Length ?? 0;
-        var header = new float[] { n & 0xFFFF, n >>> 16 };
-        _reduce!.WeightedMean(header, weight);
-        n = (int)header[0] | ((int)header[1] << 16);
-        var packed = new float[(n + 1) / 2];
-        if (data is not null)
-            for (var i = 0; i < n; i += 2) packed[i / 2] = data[i] | (i + 1 < n ? data[i + 1] << 8 : 0);
-        _reduce.WeightedMean(packed, weight);
-        if (data is not null) return data;
-        var bytes = new byte[n];
-        for (var i = 0; i < n; i += 2)
-        {
-            var v = (int)packed[i / 2];
-            bytes[i] = (byte)v;
-            if (i + 1 < n) bytes[i + 1] = (byte)(v >> 8);
-        }
-        return bytes;
+        var length = new[] { BitConverter.Int32BitsToSingle(data?.Length ?? 0) };
+        _reduce!.Broadcast(length);
+        var n = BitConverter.SingleToInt32Bits(length[0]);
+        var packed = new float[(n + 3) / 4];
+        if (data is not null) data.CopyTo(MemoryMarshal.AsBytes(packed.AsSpan()));
+        _reduce.Broadcast(packed);
+        return data ?? MemoryMarshal.AsBytes(packed.AsSpan())[..n].ToArray();
     }
 
     /// <summary>Applies the pending update, which must be <paramref name="commit"/>.</summary>
