@@ -10,15 +10,8 @@ set -euo pipefail
 models=("$@"); [ ${#models[@]} -gt 0 ] || models=(ring8 dcgan28)
 port=${GANCLUSTER_BENCH_PORT:-4501}
 d=$(mktemp -d /tmp/gancluster-overhead.XXXXXX)
-export GANCLUSTER_CREDENTIALS=$d/credentials
-"$root/scripts/gancluster" certs create --out "$GANCLUSTER_CREDENTIALS" >/dev/null
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; }
-trap cleanup EXIT
-start() {
-  local out; out=$("$root/scripts/start-$1.sh" --host 127.0.0.1 --log-dir "$d/logs" "${@:2}")
-  pids+=("$(grep -o 'pid [0-9]*' <<<"$out" | cut -d' ' -f2)")
-}
+bench_cluster "$d"
+start() { bench_start "$1" --host 127.0.0.1 --log-dir "$d/logs" "${@:2}"; }
 # Samples per second after the first logging window (which holds the start-up) to the last: column 1 is the
 # iteration, column 7 the seconds since the run started.
 rate() { awk -F, -v b="$2" 'NR == 2 { i0 = $1; t0 = $7 } NR > 2 { i = $1; t = $7 } END { printf "%.0f", (i - i0) * b / (t - t0) }' "$1"; }

@@ -8,18 +8,8 @@ set -euo pipefail
 S=${1:-20}; P1=${2:-4101}; P2=$((P1 + 1)); seeds=127.0.0.1:$P1,127.0.0.1:$P2
 d=$(mktemp -d /tmp/gancluster-failover.XXXXXX)
 opt=--Node:DowningStableAfterSeconds=$S
-# This run's own cluster credentials: every node and the client use them (mutual TLS, as in production).
-export GANCLUSTER_CREDENTIALS=$d/credentials
-"$root/scripts/gancluster" certs create --out "$GANCLUSTER_CREDENTIALS" >/dev/null
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; }
-trap cleanup EXIT
-# Not in $(...): the pid must reach this shell's list so that the trap stops every node.
-start() {
-  local out; out=$("$root/scripts/start-$1.sh" --host 127.0.0.1 --seeds $seeds --log-dir "$d" "${@:2}" "$opt")
-  pids+=("$(grep -o 'pid [0-9]*' <<<"$out" | cut -d' ' -f2)")
-  log=$(grep -o 'logs: [^ ]*' <<<"$out" | cut -d' ' -f2)
-}
+bench_cluster "$d"
+start() { bench_start "$1" --host 127.0.0.1 --seeds $seeds --log-dir "$d" "${@:2}" "$opt"; }
 start seed --port $P1 --state-dir "$d/state" --Node:RunsRoot="$d"
 sleep 8                                          # the first seed forms the cluster and hosts the coordinator
 start seed --port $P2 --state-dir "$d/state" --Node:RunsRoot="$d"; log2=$log

@@ -10,15 +10,8 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 rounds=${1:-2}; port=${2:-4301}
 d=$(mktemp -d /tmp/gancluster-bench-tls.XXXXXX)
-export GANCLUSTER_CREDENTIALS=$d/credentials
-"$root/scripts/gancluster" certs create --out "$GANCLUSTER_CREDENTIALS" >/dev/null
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; }
-trap cleanup EXIT
-start() {
-  local out; out=$("$root/scripts/start-$1.sh" --host 127.0.0.1 --log-dir "$d/logs" "${@:2}")
-  pids+=("$(grep -o 'pid [0-9]*' <<<"$out" | cut -d' ' -f2)")
-}
+bench_cluster "$d"
+start() { bench_start "$1" --host 127.0.0.1 --log-dir "$d/logs" "${@:2}"; }
 cat >"$d/spec.json" <<J
 {"name":"bench-tls","dataset":{"kind":"ring8","size":20000},"model":{"kind":"mlp","nz":4,"ngf":64,"ndf":64},
  "training":{"iterations":2000,"batchSize":128,"logEvery":500,"seed":7},"checkpoint":{"every":2000,"keep":1},"output":"out"}

@@ -7,11 +7,9 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 port=${1:-4701}
 d=$(mktemp -d /tmp/upload-bench.XXXXXX)
-export GANCLUSTER_CREDENTIALS=$d/credentials
-$root/scripts/gancluster certs create --out $GANCLUSTER_CREDENTIALS >/dev/null
-s=$($root/scripts/start-seed.sh --port $port --log-dir $d --state-dir $d/state --Node:RunsRoot=$d); sp=$(grep -o 'pid [0-9]*' <<<"$s" | cut -d' ' -f2); slog=$(grep -o 'logs: [^ ]*' <<<"$s" | cut -d' ' -f2)
-w=$($root/scripts/start-worker.sh --seeds 127.0.0.1:$port --cpu-threads 2 --log-dir $d); wp=$(grep -o 'pid [0-9]*' <<<"$w" | cut -d' ' -f2); wlog=$(grep -o 'logs: [^ ]*' <<<"$w" | cut -d' ' -f2)
-trap "kill $sp $wp 2>/dev/null" EXIT
+bench_cluster "$d"
+bench_start seed --port $port --log-dir $d --state-dir $d/state --Node:RunsRoot=$d; slog=$log
+bench_start worker --seeds 127.0.0.1:$port --cpu-threads 2 --log-dir $d; wlog=$log
 until $root/scripts/gancluster status --cluster 127.0.0.1:$port 2>/dev/null | grep -q "workers 1"; do sleep 1; done
 cat > $d/spec.json <<J
 {"name":"up","dataset":{"kind":"ring8","size":4000},"model":{"kind":"mlp","nz":4,"ngf":1024,"ndf":1024},

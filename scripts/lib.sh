@@ -33,3 +33,20 @@ stale() {
       \( -name '*.cs' -o -name '*.csproj' -o -name '*.props' -o -name '*.json' \) -not -path '*/bin/*' -not -path '*/obj/*' \
       -newer "$1" -print -quit)" ]
 }
+
+# For the bench scripts: a throwaway cluster with credentials of its own (mutual TLS, as in production) under DIR,
+# whose nodes (started with bench_start) are all stopped when the script exits.
+bench_cluster() {  # bench_cluster DIR
+  export GANCLUSTER_CREDENTIALS=$1/credentials
+  "$root/scripts/gancluster" certs create --out "$GANCLUSTER_CREDENTIALS" >/dev/null
+  pids=()
+  trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+}
+
+# bench_start ROLE ARGS...: scripts/start-ROLE.sh ARGS; its pid joins $pids, its log is in $log.
+# Not in $(...): the pid must reach the calling shell's list so that the trap stops every node.
+bench_start() {
+  local out; out=$("$root/scripts/start-$1.sh" "${@:2}")
+  pids+=("$(grep -o 'pid [0-9]*' <<<"$out" | cut -d' ' -f2)")
+  log=$(grep -o 'logs: [^ ]*' <<<"$out" | cut -d' ' -f2)
+}
