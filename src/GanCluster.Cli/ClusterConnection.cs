@@ -43,7 +43,8 @@ sealed class ClusterConnection : IDisposable
             {{(credentials is null ? "" : ClusterCredentials.EnableSslHocon)}}
             """).WithFallback(ClusterHocon.Serialization);
         var setup = BootstrapSetup.Create().WithConfig(config);
-        _system = credentials is null ? ActorSystem.Create("gancluster-client", setup) : ActorSystem.Create("gancluster-client", setup.And(credentials.SslSetup()));
+        _system = credentials is null ? ActorSystem.Create("gancluster-client", setup)
+            : ActorSystem.Create("gancluster-client", setup.And(credentials.SslSetup(refused: why => _refusedBy = why)));
         Secure = credentials is not null;
         _settings = ClusterClientSettings.Create(_system).WithInitialContacts(contacts.Select(c => ActorPath.Parse(c.Path)).ToImmutableHashSet());
         _listener = _system.ActorOf(Props.Create(() => new Listener(_inbox.Writer)));
@@ -71,7 +72,13 @@ sealed class ClusterConnection : IDisposable
 
     /// <summary>The first reply, or a clear error naming the address when the cluster does not answer in time.</summary>
     public object First() => Next(ConnectTimeout) is { } m and not ContactLost ? m
-        : throw new UsageException($"could not reach a GanCluster seed at {Receptionist}: no answer within {ConnectTimeout.TotalSeconds:F0} s (is a seed running there{(Secure ? ", and were these credentials made for its cluster" : ", and was it started with Node:Insecure=true")}?)");
+        : throw new UsageException($"could not reach a GanCluster seed at {Receptionist}: no answer within {ConnectTimeout.TotalSeconds:F0} s " +
+            (_refusedBy is { } why
+                ? $"(the seed's certificate is not the one these credentials pin, {why}: they were made for another cluster)"
+                : $"(is a seed running there{(Secure ? ", and were these credentials made for its cluster" : ", and was it started with Node:Insecure=true")}?)"));
+
+    // Why this client refused a seed's certificate, if it did (set on a transport thread).
+    volatile string? _refusedBy;
 
     public object? Next(TimeSpan timeout)
     {

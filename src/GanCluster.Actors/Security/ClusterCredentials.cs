@@ -139,23 +139,22 @@ public sealed class ClusterCredentials
     /// Accepts a TLS peer only when it presents this cluster's certificate: both sides of every Akka.Remote
     /// connection check it (mutual TLS). The certificate is self-signed, so the pin replaces a CA chain.
     /// </summary>
-    public CertificateValidationCallback Validator() => (certificate, _, remotePeer, _, log) =>
+    /// <param name="refused">Also told why a peer was refused (the CLI, whose Akka logging is off, explains its failure with it).</param>
+    public CertificateValidationCallback Validator(Action<string>? refused = null) => (certificate, _, remotePeer, _, log) =>
     {
-        if (certificate is null)
-        {
-            log.Warning("gancluster: refused a TLS connection with {0}: it presented no certificate (not a member of this cluster)", remotePeer);
-            return false;
-        }
-        if (!string.Equals(certificate.GetCertHashString(HashAlgorithmName.SHA256), Thumbprint, StringComparison.OrdinalIgnoreCase))
-        {
-            log.Warning("gancluster: refused a TLS connection with {0}: its certificate ({1}) is not this cluster's", remotePeer, certificate.Subject);
-            return false;
-        }
-        return true;
+        string? why = null;
+        if (certificate is null) why = "it presented no certificate (not a member of this cluster)";
+        else if (!string.Equals(certificate.GetCertHashString(HashAlgorithmName.SHA256), Thumbprint, StringComparison.OrdinalIgnoreCase))
+            why = $"its certificate ({certificate.Subject}) is not this cluster's";
+        if (why is null) return true;
+        log.Warning("gancluster: refused a TLS connection with {0}: {1}", remotePeer, why);
+        refused?.Invoke($"{remotePeer}: {why}");
+        return false;
     };
 
     /// <summary>For a plain ActorSystem (the CLI's client): the certificate, mutual authentication and the pin.</summary>
-    public DotNettySslSetup SslSetup() => new(Certificate, suppressValidation: false, requireMutualAuthentication: true, customValidator: Validator());
+    public DotNettySslSetup SslSetup(Action<string>? refused = null) =>
+        new(Certificate, suppressValidation: false, requireMutualAuthentication: true, customValidator: Validator(refused));
 
     /// <summary>HOCON that turns TLS on for the DotNetty transport (its certificate comes from <see cref="SslSetup"/>).</summary>
     public const string EnableSslHocon = "akka.remote.dot-netty.tcp.enable-ssl = true";
