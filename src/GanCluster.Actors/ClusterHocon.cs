@@ -1,5 +1,6 @@
 using Akka.Configuration;
 using Akka.Actor;
+using GanCluster.Actors.Security;
 using GanCluster.Protocol;
 using Hyperion;
 
@@ -24,6 +25,19 @@ public static class ClusterHocon
         // Static protocol classes (abstract and sealed) only hold the types; they never travel.
         .Where(t => (t.IsPublic || t.IsNestedPublic) && !t.IsInterface && !(t.IsAbstract && t.IsSealed))
         .OrderBy(t => t.FullName, StringComparer.Ordinal).ToList();
+
+    /// <summary>
+    /// A plain ActorSystem (the CLI's client, a benchmark, a test's member) with <paramref name="config"/>, the protocol's
+    /// serialization and, with <paramref name="credentials"/>, mutual TLS pinned to the cluster's certificate;
+    /// <paramref name="refused"/> hears why a peer's certificate was refused.
+    /// </summary>
+    public static ActorSystem CreateSystem(string name, Config config, ClusterCredentials? credentials, Action<string>? refused = null)
+    {
+        var full = config.WithFallback(Serialization);
+        if (credentials is null) return ActorSystem.Create(name, full);
+        var tls = ConfigurationFactory.ParseString("akka.remote.dot-netty.tcp.enable-ssl = true").WithFallback(full);
+        return ActorSystem.Create(name, BootstrapSetup.Create().WithConfig(tls).And(credentials.SslSetup(refused)));
+    }
 
     /// <summary>Control messages go through Hyperion, bound to the protocol's marker interface; only the protocol's types are read.</summary>
     public static Config Serialization => ConfigurationFactory.ParseString("""

@@ -40,11 +40,8 @@ sealed class ClusterConnection : IDisposable
             akka.loglevel = OFF
             akka.stdout-loglevel = OFF
             akka.cluster.client.reconnect-timeout = {{Math.Max(1, (int)connectTimeout.TotalSeconds)}}s
-            {{(credentials is null ? "" : ClusterCredentials.EnableSslHocon)}}
-            """).WithFallback(ClusterHocon.Serialization);
-        var setup = BootstrapSetup.Create().WithConfig(config);
-        _system = credentials is null ? ActorSystem.Create("gancluster-client", setup)
-            : ActorSystem.Create("gancluster-client", setup.And(credentials.SslSetup(refused: why => _refusedBy = why)));
+            """);
+        _system = ClusterHocon.CreateSystem("gancluster-client", config, credentials, refused: why => _refusedBy = why);
         Secure = credentials is not null;
         _settings = ClusterClientSettings.Create(_system).WithInitialContacts(contacts.Select(c => ActorPath.Parse(c.Path)).ToImmutableHashSet());
         _listener = _system.ActorOf(Props.Create(() => new Listener(_inbox.Writer)));

@@ -95,20 +95,14 @@ static class ControlBenchCommand
         }
     }
 
-    static ActorSystem System(ClusterCredentials? credentials, string name)
-    {
-        // The node's transport settings (Hyperion for the protocol, no write batching, TLS when credentials are given).
-        var config = ConfigurationFactory.ParseString($"""
-            akka.actor.provider = remote
-            akka.remote.dot-netty.tcp {"{"} hostname = "127.0.0.1", port = 0 {"}"}
-            # Off: terminating the two systems logs their disassociation with a stack trace.
-            akka.loglevel = OFF
-            akka.stdout-loglevel = OFF
-            {(credentials is null ? "" : ClusterCredentials.EnableSslHocon)}
-            """).WithFallback(ClusterHocon.Serialization);
-        var setup = BootstrapSetup.Create().WithConfig(config);
-        return credentials is null ? ActorSystem.Create(name, setup) : ActorSystem.Create(name, setup.And(credentials.SslSetup()));
-    }
+    // The node's transport settings (Hyperion for the protocol, no write batching, TLS when credentials are given).
+    static ActorSystem System(ClusterCredentials? credentials, string name) => ClusterHocon.CreateSystem(name, ConfigurationFactory.ParseString("""
+        akka.actor.provider = remote
+        akka.remote.dot-netty.tcp { hostname = "127.0.0.1", port = 0 }
+        # Off: terminating the two systems logs their disassociation with a stack trace.
+        akka.loglevel = OFF
+        akka.stdout-loglevel = OFF
+        """), credentials);
 
     sealed class Echo : ReceiveActor
     {

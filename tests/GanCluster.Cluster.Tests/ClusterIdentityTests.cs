@@ -97,13 +97,11 @@ public class ClusterIdentityTests
         var config = Akka.Configuration.ConfigurationFactory.ParseString($$"""
             akka.actor.provider = cluster
             akka.remote.dot-netty.tcp { hostname = 127.0.0.1, port = 0 }
-            {{ClusterCredentials.EnableSslHocon}}
             akka.cluster.roles = [worker]
             akka.cluster.seed-nodes = ["{{ClusterHocon.NodeAddress(true, cluster)}}"]
             akka.loglevel = WARNING
-            """).WithFallback(ClusterHocon.Serialization);
-        using var system = Akka.Actor.ActorSystem.Create(ClusterHocon.SystemName,
-            Akka.Actor.BootstrapSetup.Create().WithConfig(config).And(TestCredentials.Cluster.SslSetup()));
+            """);
+        using var system = ClusterHocon.CreateSystem(ClusterHocon.SystemName, config, TestCredentials.Cluster);
         var joined = new TaskCompletionSource();
         Akka.Cluster.Cluster.Get(system).RegisterOnMemberUp(() => joined.TrySetResult());
         await joined.Task.WaitAsync(TimeSpan.FromMinutes(1));

@@ -152,12 +152,9 @@ public sealed class ClusterCredentials
         return false;
     };
 
-    /// <summary>For a plain ActorSystem (the CLI's client): the certificate, mutual authentication and the pin.</summary>
+    /// <summary>For a plain ActorSystem (<see cref="ClusterHocon.CreateSystem"/>): the certificate, mutual authentication and the pin.</summary>
     public DotNettySslSetup SslSetup(Action<string>? refused = null) =>
         new(Certificate, suppressValidation: false, requireMutualAuthentication: true, customValidator: Validator(refused));
-
-    /// <summary>HOCON that turns TLS on for the DotNetty transport (its certificate comes from <see cref="SslSetup"/>).</summary>
-    public const string EnableSslHocon = "akka.remote.dot-netty.tcp.enable-ssl = true";
 }
 
 /// <summary>A credentials folder that cannot be used, or a request the certs command cannot carry out.</summary>

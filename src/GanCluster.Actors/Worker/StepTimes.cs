@@ -32,7 +32,13 @@ public sealed class StepTimes
     public void Replied(long now) => _lastReply = now;
 
     /// <summary>A new formation or run: a wait across it is not an update's.</summary>
-    public void Reset() => (_lastReply, _wait, _commit, _compute, _reduce, _updates, _waits) = (0, 0, 0, 0, 0, 0, 0);
+    public void Reset()
+    {
+        _lastReply = 0;
+        ClearWindow();
+    }
+
+    void ClearWindow() => (_wait, _commit, _compute, _reduce, _updates, _waits) = (0, 0, 0, 0, 0, 0);
 
     /// <summary>The window's means per update, and how much of the worker's time was spent waiting; then starts a new window.</summary>
     public string? TakeSummary()
@@ -43,9 +49,7 @@ public sealed class StepTimes
         var busy = commit + compute + reduce;
         var text = $"{_updates} updates: apply {commit:F2} ms, gradients {compute:F2} ms, all-reduce {reduce:F2} ms, " +
                    $"waiting for the seed {wait:F2} ms per update ({(busy + wait > 0 ? 100 * wait / (busy + wait) : 0):F0} % of the time)";
-        var last = _lastReply;
-        Reset();
-        _lastReply = last;
+        ClearWindow();
         return text;
     }
 }
