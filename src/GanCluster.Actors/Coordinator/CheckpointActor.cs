@@ -138,7 +138,7 @@ public sealed class CheckpointActor : ReceiveActor
         }
     }
 
-    static readonly HashSet<string> CheckpointFiles = ["G.bin", "D.bin", "optD.bin", "optG.bin", "state.json", "coordinator.json", "manifest.json"];
+    static readonly HashSet<string> CheckpointFiles = [.. CheckpointStore.Files, "coordinator.json", "manifest.json"];
 
     /// <summary>
     /// What an upload of <paramref name="iteration"/> may contain: that iteration's samples (PNG, CSV) and its checkpoint's

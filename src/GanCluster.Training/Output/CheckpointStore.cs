@@ -32,7 +32,8 @@ public sealed record CheckpointState
 public static class CheckpointStore
 {
     public const string Prefix = "iter-";
-    static readonly string[] Files = ["G.bin", "D.bin", "optD.bin", "optG.bin", "state.json"];
+    /// <summary>The files every checkpoint holds (besides manifest.json, and a cluster's coordinator.json).</summary>
+    public static readonly IReadOnlyList<string> Files = ["G.bin", "D.bin", "optD.bin", "optG.bin", "state.json"];
 
     public static string Folder(string output) => Path.Combine(output, "checkpoints");
 
