@@ -207,12 +207,12 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         {
             var name = Path.GetFileName(listed.Files[i]);
             using var fs = new FileStream(Path.Combine(local, name), FileMode.CreateNew, FileAccess.Write);
-            // Up to FetchWindow chunks asked for at once: one round trip per chunk would cap this at 64 KB per RTT.
+            // Up to ChunkWindow chunks asked for at once: one round trip per chunk would cap this at 64 KB per RTT.
             var size = listed.Sizes[i];
             var pending = new Queue<(long Offset, Task<object> Ask)>();
             for (long next = 0; next < size || pending.Count > 0;)
             {
-                for (; pending.Count < FetchWindow && next < size; next += ChunkBytes)
+                for (; pending.Count < ChunkWindow && next < size; next += ChunkBytes)
                     pending.Enqueue((next, seed.Ask(new ReadCheckpoint(runId, checkpoint, name, next), timeout)));
                 var (offset, ask) = pending.Dequeue();
                 var chunk = Answer<FileChunk>(ask);
@@ -228,7 +228,8 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         return local;
     }
 
-    const int FetchWindow = 8;
+    // Chunks in flight at once, fetching a checkpoint or uploading a save.
+    const int ChunkWindow = 8;
 
     static T Answer<T>(Task<object> ask) => ask.GetAwaiter().GetResult() switch
     {
@@ -339,7 +340,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             try
             {
                 var files = bundle.Render().Concat(bundle.Files).ToList();
-                // Up to FetchWindow chunks in flight, as fetches: one round trip per 64 KB would cap the upload at 64 KB per RTT.
+                // Up to ChunkWindow chunks in flight, as fetches: one round trip per 64 KB would cap the upload at 64 KB per RTT.
                 // The seed writes each chunk at its offset; they arrive in the order sent (one connection, one sender node).
                 var pending = new Queue<Task<IGanClusterMessage>>();
                 async Task<bool> Settle(int keep)
@@ -364,7 +365,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
                         var last = offset + n == bytes.Length;
                         pending.Enqueue(coordinator.Ask<IGanClusterMessage>(new FileChunk(runId, iteration, rel, offset, bytes[offset..(offset + n)], last), timeout));
                         offset += n;
-                        if (!await Settle(FetchWindow - 1)) return;
+                        if (!await Settle(ChunkWindow - 1)) return;
                     } while (offset < bytes.Length);
                 }
                 if (!await Settle(0)) return;
