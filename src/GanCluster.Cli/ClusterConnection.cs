@@ -1,3 +1,4 @@
+using GanCluster.Engine.Coordinator;
 using System.Collections.Immutable;
 using System.Net;
 using System.Net.Sockets;

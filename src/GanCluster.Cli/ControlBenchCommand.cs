@@ -10,18 +10,18 @@ namespace GanCluster.Cli;
 
 /// <summary>
 /// <c>gancluster bench-control</c>: what mutual TLS costs on Akka.Remote, side by side with plain TCP in one run. Two
-/// actor systems on 127.0.0.1 (each with its own TCP connection, as a seed and a worker): a step's control round trip
-/// (ExecuteStep out, StepReduced back, one at a time as the coordinator drives a world of one), and the artifact path's
+/// actor systems on 127.0.0.1 (each with its own TCP connection, as a seed and a worker): a control round trip
+/// (RunSegment out, SegmentDone back, one at a time as the coordinator drives a world of one), and the artifact path's
 /// throughput (64 KiB checkpoint chunks, each acknowledged, as rank 0 uploads).
 /// </summary>
 static class ControlBenchCommand
 {
     public static Command Build()
     {
-        var roundTrips = new Option<int>("--round-trips") { Description = "Step round trips measured per variant", DefaultValueFactory = _ => 5000 };
+        var roundTrips = new Option<int>("--round-trips") { Description = "Control round trips measured per variant", DefaultValueFactory = _ => 5000 };
         var megabytes = new Option<int>("--mb") { Description = "Megabytes of checkpoint chunks uploaded per variant", DefaultValueFactory = _ => 64 };
         var rounds = new Option<int>("--rounds") { Description = "Alternating rounds of plain and TLS (the table shows each round)", DefaultValueFactory = _ => 3 };
-        var cmd = new Command("bench-control", "Measure mutual TLS against plain TCP on Akka.Remote: a step's control round trip and checkpoint upload throughput")
+        var cmd = new Command("bench-control", "Measure mutual TLS against plain TCP on Akka.Remote: a control round trip and checkpoint upload throughput")
             { roundTrips, megabytes, rounds };
         cmd.SetAction(r => Common.Guard(() =>
         {
@@ -33,7 +33,7 @@ static class ControlBenchCommand
             try
             {
                 var credentials = ClusterCredentials.Create(folder, "bench", days: 1, force: true);
-                Console.WriteLine($"# Akka.Remote on 127.0.0.1, two actor systems in this process; {n} step round trips and {mb} MB of 64 KiB chunks per variant; {Environment.ProcessorCount} cores");
+                Console.WriteLine($"# Akka.Remote on 127.0.0.1, two actor systems in this process; {n} control round trips and {mb} MB of 64 KiB chunks per variant; {Environment.ProcessorCount} cores");
                 Console.WriteLine("| round | transport | round trip median (µs) | p99 (µs) | round trips/s | upload (MB/s) |");
                 Console.WriteLine("|---|---|---|---|---|---|");
                 for (var round = 1; round <= k; round++)
@@ -63,15 +63,15 @@ static class ControlBenchCommand
             var echo = worker.ActorOf(Props.Create(() => new Echo()), "echo");
             var remote = seed.ActorSelection(new RootActorPath(((ExtendedActorSystem)worker).Provider.DefaultAddress) / "user" / "echo")
                 .ResolveOne(TimeSpan.FromSeconds(30)).GetAwaiter().GetResult();
-            var step = new WorkerProtocol.ExecuteStep("bench-run", 1, new StepKey(0, StepPhase.Discriminator, 0), null, false, false);
-            for (var i = 0; i < 1000; i++) remote.Ask<WorkerProtocol.StepReduced>(step, TimeSpan.FromSeconds(30)).GetAwaiter().GetResult();   // warm-up
+            var segment = new WorkerProtocol.RunSegment("bench-run", 1, 1, false);
+            for (var i = 0; i < 1000; i++) remote.Ask<WorkerProtocol.SegmentDone>(segment, TimeSpan.FromSeconds(30)).GetAwaiter().GetResult();   // warm-up
 
             var times = new double[roundTrips];
             var total = Stopwatch.StartNew();
             for (var i = 0; i < roundTrips; i++)
             {
                 var clock = Stopwatch.GetTimestamp();
-                remote.Ask<WorkerProtocol.StepReduced>(step with { Step = new StepKey(i, StepPhase.Discriminator, 0) }, TimeSpan.FromSeconds(30)).GetAwaiter().GetResult();
+                remote.Ask<WorkerProtocol.SegmentDone>(segment with { Until = i + 1 }, TimeSpan.FromSeconds(30)).GetAwaiter().GetResult();
                 times[i] = Stopwatch.GetElapsedTime(clock).TotalMicroseconds;
             }
             var perSecond = roundTrips / total.Elapsed.TotalSeconds;
@@ -108,7 +108,8 @@ static class ControlBenchCommand
     {
         public Echo()
         {
-            Receive<WorkerProtocol.ExecuteStep>(s => Sender.Tell(new WorkerProtocol.StepReduced(s.RunId, s.Formation, s.Step, 0, 64, null, null)));
+            Receive<WorkerProtocol.RunSegment>(s => Sender.Tell(new WorkerProtocol.SegmentDone(s.RunId, s.Formation, 0,
+                new StepKey(s.Until - 1, StepPhase.Generator, 0), 64, null, null, 0, 0, false)));
             Receive<ArtifactProtocol.FileChunk>(c => Sender.Tell(new ArtifactProtocol.ChunkAck(c.RunId, c.RelativePath, c.Offset)));
         }
     }

@@ -1,3 +1,4 @@
+using GanCluster.Engine;
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using GanCluster.Training.Native;

@@ -66,7 +66,8 @@ public static class RunProtocol
 }
 
 /// <summary>
-/// Worker ↔ coordinator: membership, forming a run's ring, and driving every update. A formation is one set of ranks
+/// Worker ↔ coordinator: membership, forming a run's ring, and the boundaries of training (segments between log
+/// lines and saves; the updates inside a segment never wait for the coordinator). A formation is one set of ranks
 /// with its own data-plane ring; <c>Formation</c> names it, so a late reply from an earlier formation is never mistaken
 /// for a current one.
 /// </summary>
@@ -77,50 +78,63 @@ public static class WorkerProtocol
     public sealed record WorkerRegistered(string WorkerId) : IGanClusterMessage;
 
     /// <summary>
-    /// Where a formation starts. <paramref name="Position"/> is the last update applied everywhere (null: none yet).
-    /// With <paramref name="ApplyPosition"/> the workers still hold that update reduced and apply it first (a re-form at
-    /// an iteration boundary). With <paramref name="Checkpoint"/> rank 0 loads that checkpoint folder first (the
-    /// coordinator was restarted). Rank 0's weights, BatchNorm statistics and optimizer states then go to every rank.
+    /// Where a formation starts. <paramref name="Position"/> is the last update applied (null: none yet): the most
+    /// advanced state every member can reach, held by rank 0. With <paramref name="Checkpoint"/> rank 0 loads that
+    /// checkpoint folder first (the coordinator was restarted, or no replica survived). Rank 0's weights, BatchNorm
+    /// statistics and optimizer states then go to every rank. <paramref name="ConsecutiveSkips"/>: the run's count of
+    /// non-finite updates in a row so far (the NaN guard goes on counting from it).
     /// </summary>
-    public sealed record ResumeFrom(StepKey? Position, bool ApplyPosition, long SamplesConsumed, string? Checkpoint);
+    public sealed record ResumeFrom(StepKey? Position, long SamplesConsumed, string? Checkpoint, long ConsecutiveSkips = 0);
 
     /// <summary>
     /// Build (or keep) G, D and optimizers, take this rank's shard, and connect the data-plane ring.
     /// <paramref name="Resume"/> null: a fresh run (initial weights from rank 0).
     /// </summary>
     public sealed record PrepareRun(string RunId, string SpecJson, int Rank, int WorldSize, int[] LocalBatches, long Formation, PeerAddress[] Peers,
-        int ChecksumEvery, ResumeFrom? Resume) : IGanClusterMessage;
+        ResumeFrom? Resume) : IGanClusterMessage;
     public sealed record RunPrepared(string RunId, long Formation, int Rank, string WorkerId, int DatasetSize) : IGanClusterMessage;
     public sealed record PrepareFailed(string RunId, long Formation, int Rank, string WorkerId, string Reason) : IGanClusterMessage;
 
     /// <summary>
-    /// Apply the averaged gradients of <paramref name="Commit"/> (the previous update, reduced everywhere), then compute
-    /// this update's gradients and all-reduce them. Nothing of <paramref name="Step"/> is applied until a later commit.
+    /// Train from the formation's position up to iteration <paramref name="Until"/> (the next log line, save or the end)
+    /// without the coordinator: each update is applied as soon as its all-reduce completes. The segment ends earlier,
+    /// after the same iteration on every rank, when some rank asked to yield (<see cref="YieldSegment"/>).
+    /// <paramref name="ReportChecksum"/>: end with the parameters' checksum, which the coordinator compares.
     /// </summary>
-    public sealed record ExecuteStep(string RunId, long Formation, StepKey Step, StepKey? Commit, bool ReportStats, bool ReportChecksum) : IGanClusterMessage;
+    public sealed record RunSegment(string RunId, long Formation, long Until, bool ReportChecksum) : IGanClusterMessage;
+
+    /// <summary>Stop the segment at the next iteration boundary (a worker joins or leaves, a client cancels).</summary>
+    public sealed record YieldSegment(string RunId, long Formation) : IGanClusterMessage;
 
     /// <summary>
-    /// The worker holds the averaged gradients of <paramref name="Step"/>. <paramref name="NonFinite"/>: the average has a
-    /// NaN or inf (every rank sees the same average, so every rank skips that update). Stats and checksum when asked.
+    /// The worker's segment is over at <paramref name="Last"/>: stats of the logging window when it ended on a log line,
+    /// the checksum when asked. <paramref name="Skipped"/>: updates the NaN guard skipped in the segment;
+    /// <paramref name="Consecutive"/>: non-finite updates in a row at its end; <paramref name="Diverged"/>: the guard
+    /// stopped the run (the same on every rank, since every rank holds the same averages).
     /// </summary>
-    public sealed record StepReduced(string RunId, long Formation, StepKey Step, int Rank, int Samples, WindowStats? Stats, string? Checksum,
-        bool NonFinite = false) : IGanClusterMessage;
+    public sealed record SegmentDone(string RunId, long Formation, int Rank, StepKey? Last, int Samples, WindowStats? Stats, string? Checksum,
+        long Skipped, long Consecutive, bool Diverged) : IGanClusterMessage;
+
+    /// <summary>A long segment is still advancing (sent now and then, so the coordinator's timeout measures silence, not work).</summary>
+    public sealed record SegmentProgress(string RunId, long Formation, int Rank, StepKey? Last) : IGanClusterMessage;
+
+    /// <summary>An update failed here (often: the ring broke because a peer died).</summary>
     public sealed record StepFailed(string RunId, long Formation, StepKey Step, int Rank, string Reason) : IGanClusterMessage;
 
-    /// <summary>Drop the update in flight (never apply it) and the ring; keep the replica. Answered with <see cref="StepAborted"/>.</summary>
+    /// <summary>Drop the segment in flight and the ring; keep the replica. Answered with <see cref="StepAborted"/>.</summary>
     public sealed record AbortStep(string RunId, long Formation) : IGanClusterMessage;
     /// <summary><paramref name="LastApplied"/>: the last update this replica applied (or skipped); null with no replica.</summary>
     public sealed record StepAborted(string RunId, long Formation, string WorkerId, bool HasReplica, StepKey? LastApplied) : IGanClusterMessage;
 
-    /// <summary>Apply the last reduced update (if any), make BatchNorm statistics identical, report the checksum; rank 0 saves the final outputs.</summary>
-    public sealed record FinishRun(string RunId, long Formation, StepKey? Commit, string ArtifactsPath, string CoordinatorJson) : IGanClusterMessage;
+    /// <summary>Make BatchNorm statistics identical, report the checksum; rank 0 saves the final outputs.</summary>
+    public sealed record FinishRun(string RunId, long Formation, string ArtifactsPath, string CoordinatorJson) : IGanClusterMessage;
     public sealed record RunFinishedOnWorker(string RunId, long Formation, int Rank, string Checksum) : IGanClusterMessage;
 
     /// <summary>
-    /// Apply <paramref name="Commit"/>, sync BatchNorm statistics; rank 0 snapshots samples (and a checkpoint holding
+    /// At an iteration boundary: sync BatchNorm statistics; rank 0 snapshots samples (and a checkpoint holding
     /// <paramref name="CoordinatorJson"/>) in memory, answers <see cref="ArtifactsSnapshotted"/>, then uploads in the background.
     /// </summary>
-    public sealed record SaveArtifacts(string RunId, long Formation, long Iteration, bool Checkpoint, StepKey? Commit, string CoordinatorJson) : IGanClusterMessage;
+    public sealed record SaveArtifacts(string RunId, long Formation, long Iteration, bool Checkpoint, string CoordinatorJson) : IGanClusterMessage;
     /// <summary>Rank 0 holds the save in memory: training goes on while it uploads. <paramref name="StallMs"/>: how long the snapshot took.</summary>
     public sealed record ArtifactsSnapshotted(string RunId, long Formation, long Iteration, double StallMs) : IGanClusterMessage;
 

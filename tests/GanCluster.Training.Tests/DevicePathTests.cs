@@ -110,11 +110,11 @@ public partial class DevicePathTests
         {
             guarded.ComputeDiscriminatorGradients(real, last: false);
             plain.ComputeDiscriminatorGradients(real, last: false);
-            guarded.ApplyDiscriminator(guard.Observe(guarded.LastLoss, i));
+            guarded.ApplyDiscriminator(guard.Observe(guarded.FlatD.Grads.isfinite().all(), i));
             plain.ApplyDiscriminator();
             // A poisoned update in between: not applied, and nothing of it stays.
             guarded.ComputeDiscriminatorGradients(real, last: false);
-            guarded.ApplyDiscriminator(guard.Observe(nan, i));
+            guarded.ApplyDiscriminator(guard.Observe(nan.isfinite(), i));
             plain.ComputeDiscriminatorGradients(real, last: false);   // keeps both noise streams in step
         }
         Assert.Equal(plain.FlatD.StepCount, guarded.FlatD.StepCount);
@@ -126,11 +126,11 @@ public partial class DevicePathTests
 
         // Three in a row stop the guard: it says where, and from then on nothing is applied, finite or not.
         guarded.ComputeDiscriminatorGradients(real, false);
-        guarded.ApplyDiscriminator(guard.Observe(nan, 7));
-        guarded.ApplyDiscriminator(guard.Observe(nan, 8));
+        guarded.ApplyDiscriminator(guard.Observe(nan.isfinite(), 7));
+        guarded.ApplyDiscriminator(guard.Observe(nan.isfinite(), 8));
         var frozen = guarded.FlatD.Values.clone();
         guarded.ComputeDiscriminatorGradients(real, false);
-        guarded.ApplyDiscriminator(guard.Observe(guarded.LastLoss, 9));
+        guarded.ApplyDiscriminator(guard.Observe(guarded.FlatD.Grads.isfinite().all(), 9));
         counts = guard.Read();
         Assert.Equal((6L, true, 8L), (counts.Skipped, counts.Stopped, counts.StopIteration));
         Assert.True(guarded.FlatD.Values.eq(frozen).all().item<bool>());

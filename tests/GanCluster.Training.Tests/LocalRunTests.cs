@@ -1,3 +1,5 @@
+using GanCluster.Engine;
+using GanCluster.Protocol;
 using GanCluster.Training.Output;
 using GanCluster.Training.Spec;
 using GanCluster.Training.Core;
@@ -134,7 +136,7 @@ public class NanGuardTests
     [Theory]
     [InlineData(false)]   // decided on the host, as CPU runs do
     [InlineData(true)]    // decided on the device without a sync, as GPU runs do
-    public void Non_finite_losses_skip_updates_and_too_many_in_a_row_end_the_run_with_the_last_good_checkpoint_intact(bool onDevice)
+    public void Non_finite_gradients_skip_updates_and_too_many_in_a_row_end_the_run_with_the_last_good_checkpoint_intact(bool onDevice)
     {
         using var dir = new TempFolder();
         // SGD with lr 1e30 on D: the first update blows D's weights up, every later loss is inf or NaN.
@@ -151,7 +153,7 @@ public class NanGuardTests
         Assert.Equal(5, result.Skipped);
         Assert.True(result.Iterations < 50);
         Assert.Contains("diverged at iteration", log.ToString());
-        Assert.Contains("5 consecutive updates with a non-finite loss were skipped", log.ToString());
+        Assert.Contains("5 consecutive updates with non-finite gradients were skipped", log.ToString());
 
         // Metrics count the skips; every kept checkpoint still verifies and none is newer than the last good iteration.
         var rows = File.ReadAllLines(Path.Combine(dir.Path, "metrics.csv")).Skip(1).Select(r => r.Split(',')).ToList();

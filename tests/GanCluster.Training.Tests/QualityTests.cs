@@ -1,3 +1,5 @@
+using GanCluster.Engine;
+using GanCluster.Protocol;
 using GanCluster.Training.Spec;
 using GanCluster.Training.Core;
 using static TorchSharp.torch;

@@ -1,3 +1,5 @@
+using GanCluster.Engine;
+using GanCluster.Protocol;
 using GanCluster.Training.Spec;
 
 namespace GanCluster.Training.Tests;
@@ -24,12 +26,12 @@ public class RunFolderTests
         using var dir = new TempFolder();
         var output = Path.Combine(dir.Path, "out");
         var spec = TinySpecs.Ring8(output, 4);
-        new GanCluster.Training.Core.LocalTrainer(spec, TorchSharp.torch.CPU, TextWriter.Null).Run();
+        new LocalTrainer(spec, TorchSharp.torch.CPU, TextWriter.Null).Run();
         var metrics = File.ReadAllText(Path.Combine(output, "metrics.csv"));
         var checkpoints = Directory.GetDirectories(Path.Combine(output, "checkpoints"));
 
         var intruder = spec with { Name = "intruder", Checkpoint = new CheckpointSpec { Every = 1, Keep = 1 } };
-        var e = Assert.Throws<InvalidRunSpecException>(() => new GanCluster.Training.Core.LocalTrainer(intruder, TorchSharp.torch.CPU, TextWriter.Null).Run());
+        var e = Assert.Throws<InvalidRunSpecException>(() => new LocalTrainer(intruder, TorchSharp.torch.CPU, TextWriter.Null).Run());
         Assert.Contains(e.Errors, x => x.Field == "output" && x.Reason.Contains("belongs to run \"tiny-ring8\"") && x.Reason.Contains("name"));
         // Nothing of the owner's was touched: not its metrics, not its checkpoints.
         Assert.Equal(metrics, File.ReadAllText(Path.Combine(output, "metrics.csv")));

@@ -1,3 +1,5 @@
+using GanCluster.Engine;
+using GanCluster.Protocol;
 using GanCluster.Training.Spec;
 using GanCluster.Training.Core;
 using static TorchSharp.torch;
@@ -13,7 +15,7 @@ public class ScheduleTests
     [InlineData(3, "it0/D0 it0/D1 it0/D2 it0/G it1/D0 it1/D1 it1/D2 it1/G")]
     public void Next_walks_k_discriminator_updates_then_one_generator_update(int k, string expected)
     {
-        var steps = new List<StepId>();
+        var steps = new List<StepKey>();
         var s = GanSchedule.First;
         while (s.Iteration < 2)
         {
@@ -35,12 +37,12 @@ public class ScheduleTests
     {
         using var dir = new TempFolder();
         var spec = TinySpecs.Ring8(dir.Path, iterations: 4) with { Training = TinySpecs.Ring8(dir.Path, 4).Training with { K = k } };
-        var applied = new List<StepId>();
+        var applied = new List<StepKey>();
         new LocalTrainer(spec, CPU, TextWriter.Null) { OnUpdateApplied = applied.Add }.Run();
 
         Assert.Equal(4 * (k + 1), applied.Count);
-        Assert.Equal(4 * k, applied.Count(s => s.Phase == Phase.Discriminator));
-        Assert.Equal(4, applied.Count(s => s.Phase == Phase.Generator));
+        Assert.Equal(4 * k, applied.Count(s => s.Phase == StepPhase.Discriminator));
+        Assert.Equal(4, applied.Count(s => s.Phase == StepPhase.Generator));
         Assert.Equal(Enumerable.Range(0, 4).SelectMany(i => GanSchedule.Iteration(i, k)), applied);
     }
 

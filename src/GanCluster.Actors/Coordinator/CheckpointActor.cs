@@ -1,3 +1,4 @@
+using GanCluster.Engine.Coordinator;
 using Akka.Actor;
 using Akka.Event;
 using GanCluster.Training.Output;

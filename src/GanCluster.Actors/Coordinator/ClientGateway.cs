@@ -1,3 +1,4 @@
+using GanCluster.Engine.Coordinator;
 using Akka.Event;
 using Akka.Actor;
 using GanCluster.Protocol;

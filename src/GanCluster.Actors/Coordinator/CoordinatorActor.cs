@@ -1,3 +1,4 @@
+using GanCluster.Engine.Coordinator;
 using Akka.Actor;
 using Akka.Cluster;
 using Akka.Event;
@@ -110,7 +111,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             RegisterWorker r => r.WorkerId.StartsWith(HostPort(Sender.Path.Address) + "/", StringComparison.Ordinal),
             RunPrepared p => HoldsRank(p.RunId, p.Rank) && Is(p.WorkerId),
             PrepareFailed p => HoldsRank(p.RunId, p.Rank) && Is(p.WorkerId),
-            StepReduced r => HoldsRank(r.RunId, r.Rank),
+            SegmentDone d => HoldsRank(d.RunId, d.Rank),
+            SegmentProgress p => HoldsRank(p.RunId, p.Rank),
             StepFailed f => HoldsRank(f.RunId, f.Rank),
             RunFinishedOnWorker f => HoldsRank(f.RunId, f.Rank),
             StepAborted a => Is(a.WorkerId),

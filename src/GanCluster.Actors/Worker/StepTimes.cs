@@ -3,52 +3,52 @@ using System.Diagnostics;
 namespace GanCluster.Actors.Worker;
 
 /// <summary>
-/// Where a worker's time goes between two logging lines: applying the committed update, computing gradients, the
-/// ring all-reduce, and waiting for the seed (from this worker's reply to the next ExecuteStep: the coordinator's
-/// round trip plus the slowest other worker). Plain counters on the worker's own thread.
+/// Where a worker's time goes between two logging lines: computing and applying updates, the ring all-reduce, and
+/// waiting for the seed between segments (from this worker's end of one segment to the start of the next: the
+/// coordinator's round trip plus the slowest other worker). Plain counters on the worker's own thread.
 /// </summary>
 public sealed class StepTimes
 {
-    long _lastReply;
-    long _wait, _commit, _compute, _reduce;
-    int _updates, _waits;
+    long _segmentEnded;
+    long _wait, _compute, _reduce;
+    int _updates, _segments;
 
-    /// <summary>An ExecuteStep arrived: the time since this worker's last reply was spent waiting for the seed.</summary>
-    public void Arrived(long now)
+    /// <summary>A segment started: the time since this worker ended the last one was spent waiting for the seed.</summary>
+    public void SegmentStarted(long now)
     {
-        if (_lastReply == 0) return;
-        _wait += now - _lastReply;
-        _waits++;
+        if (_segmentEnded != 0) _wait += now - _segmentEnded;
+        _segmentEnded = 0;
+        _segments++;
     }
 
-    public void Worked(long commit, long compute, long reduce)
+    /// <summary><paramref name="updates"/> updates took <paramref name="total"/> ticks, <paramref name="reduce"/> of them in all-reduces.</summary>
+    public void Worked(int updates, long total, long reduce)
     {
-        _commit += commit;
-        _compute += compute;
+        _compute += total - reduce;
         _reduce += reduce;
-        _updates++;
+        _updates += updates;
     }
 
-    public void Replied(long now) => _lastReply = now;
+    public void SegmentEnded(long now) => _segmentEnded = now;
 
-    /// <summary>A new formation or run: a wait across it is not an update's.</summary>
+    /// <summary>A new formation or run: a wait across it is not a segment's.</summary>
     public void Reset()
     {
-        _lastReply = 0;
+        _segmentEnded = 0;
         ClearWindow();
     }
 
-    void ClearWindow() => (_wait, _commit, _compute, _reduce, _updates, _waits) = (0, 0, 0, 0, 0, 0);
+    void ClearWindow() => (_wait, _compute, _reduce, _updates, _segments) = (0, 0, 0, 0, 0);
 
-    /// <summary>The window's means per update, and how much of the worker's time was spent waiting; then starts a new window.</summary>
+    /// <summary>The window's means per update, and the share of the worker's time spent waiting for the seed; then starts a new window.</summary>
     public string? TakeSummary()
     {
         if (_updates == 0) return null;
-        static double Ms(long ticks, int n) => n == 0 ? 0 : ticks * 1000.0 / Stopwatch.Frequency / n;
-        var (commit, compute, reduce, wait) = (Ms(_commit, _updates), Ms(_compute, _updates), Ms(_reduce, _updates), Ms(_wait, _waits));
-        var busy = commit + compute + reduce;
-        var text = $"{_updates} updates: apply {commit:F2} ms, gradients {compute:F2} ms, all-reduce {reduce:F2} ms, " +
-                   $"waiting for the seed {wait:F2} ms per update ({(busy + wait > 0 ? 100 * wait / (busy + wait) : 0):F0} % of the time)";
+        static double Ms(long ticks) => ticks * 1000.0 / Stopwatch.Frequency;
+        var (compute, reduce, wait) = (Ms(_compute), Ms(_reduce), Ms(_wait));
+        var all = compute + reduce + wait;
+        var text = $"{_updates} updates in {_segments} segment(s): gradients and apply {compute / _updates:F2} ms, all-reduce {reduce / _updates:F2} ms per update; " +
+                   $"waiting for the seed {wait:F1} ms in all ({(all > 0 ? 100 * wait / all : 0):F1} % of the time)";
         ClearWindow();
         return text;
     }

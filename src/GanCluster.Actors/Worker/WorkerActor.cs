@@ -1,13 +1,14 @@
 using System.Net;
 using Akka.Actor;
 using Akka.Event;
+using System.Diagnostics;
 using GanCluster.DataPlane;
+using GanCluster.Engine;
 using GanCluster.Protocol;
-using GanCluster.Training.Output;
+using GanCluster.Training.Core;
 using GanCluster.Training.Data;
 using GanCluster.Training.Spec;
 using TorchSharp;
-using static GanCluster.Protocol.ArtifactProtocol;
 using static GanCluster.Protocol.WorkerProtocol;
 
 namespace GanCluster.Actors.Worker;
@@ -33,6 +34,16 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         """;
 
     sealed record RegisterTick;
+    /// <summary>Train the next iteration of the segment: one iteration per message, so control messages (a yield, an abort) get in between.</summary>
+    sealed record ContinueSegment;
+    /// <summary>The segment being trained, and whether a yield was asked for.</summary>
+    sealed record Segment(string RunId, long Formation, long Until, bool ReportChecksum, IActorRef Coordinator)
+    {
+        public bool Yield { get; set; }
+        public long LastProgress { get; set; } = Stopwatch.GetTimestamp();
+    }
+    /// <summary>How often a long segment tells the coordinator it is still advancing.</summary>
+    static readonly TimeSpan ProgressEvery = TimeSpan.FromSeconds(10);
     /// <summary>From coordinated shutdown (SIGTERM): leave the run cleanly, then answer <see cref="LeaveDone"/>.</summary>
     public sealed record LeaveGracefully;
     public sealed record LeaveDone;
@@ -42,11 +53,12 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
     readonly IActorRef _coordinator;
     readonly torch.Device _device;
     RingListener? _listener;
-    WorkerSession? _session;
+    ReplicaSession? _session;
     string? _runId;
     long _formation;
-    Task? _upload;                 // rank 0's save in flight to the seed; at most one
-    RingReduce? _ring;             // the formation's ring (its time in all-reduces is measured)
+    Segment? _segment;
+    readonly ArtifactTransfer _transfer;
+    TimedCollective? _collective;  // the formation's ring (its time in all-reduces is measured)
     readonly StepTimes _times = new();
     IActorRef? _leaveRequester;
 
@@ -60,12 +72,18 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         _settings = settings;
         _coordinator = coordinator;
         _device = device;
+        _transfer = new ArtifactTransfer(_log, settings.UploadTimeout);
 
         // Registration doubles as a heartbeat: a coordinator that moved to another seed learns about us again.
         Receive<RegisterTick>(_ => _coordinator.Tell(new RegisterWorker(_settings.WorkerId, _settings.Device, _settings.DataHost, _listener!.Port)));
         Receive<WorkerRegistered>(_ => { });
         Receive<PrepareRun>(OnPrepare);
-        Receive<ExecuteStep>(OnExecute);
+        Receive<RunSegment>(OnSegment);
+        Receive<ContinueSegment>(_ => Advance());
+        Receive<YieldSegment>(y =>
+        {
+            if (_segment is { } seg && seg.RunId == y.RunId && seg.Formation == y.Formation) seg.Yield = true;
+        });
         Receive<AbortStep>(OnAbort);
         Receive<SaveArtifacts>(OnSave);
         Receive<FinishRun>(OnFinish);
@@ -84,6 +102,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
                 return;
             }
             _log.Info("shutting down: asking to leave run {0} at the next iteration boundary", _runId);
+            if (_segment is not null) _segment.Yield = true;
             _leaveRequester = Sender;
             _coordinator.Tell(new LeaveRun(_settings.WorkerId));
         });
@@ -117,7 +136,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
     {
         EndSession();
         // A save still uploading is waited for (bounded): nothing written on rank 0 is thrown away at shutdown.
-        try { _upload?.Wait(_settings.UploadTimeout); } catch (AggregateException) { }
+        _transfer.WaitForUpload(_settings.UploadTimeout);
         _listener?.Dispose();
     }
 
@@ -131,7 +150,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             if (p.Resume is null || _session is null || _session.RunId != p.RunId)
             {
                 EndSession();
-                _session = new WorkerSession(p.RunId, spec, _device);
+                _session = new ReplicaSession(p.RunId, spec, _device);
                 _log.Info("run {0}: data {1}", p.RunId, _session.DataDescription);
             }
         }
@@ -151,7 +170,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         {
             try
             {
-                fetched = FetchCheckpoint(p.RunId, checkpoint, Sender);
+                fetched = _transfer.FetchCheckpoint(p.RunId, checkpoint, Sender);
             }
             catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or AskTimeoutException)
             {
@@ -167,9 +186,10 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             var peers = p.Peers.Select(x => new RingPeer(x.Rank, x.Host, x.Port)).ToList();
             var ring = RingAllReduce.Connect(_listener!, p.Formation, p.Rank, peers, _settings.RingTimeout, log: m => _log.Warning("data plane: {0}", m),
                 security: _settings.Ring);
-            _ring = new RingReduce(ring);
+            _collective = new TimedCollective(ring);   // RingAllReduce is an ICollective
             _times.Reset();
-            s.Form(p.Rank, p.WorldSize, p.LocalBatches[p.Rank], _ring, p.Resume);
+            _segment = null;
+            s.Sync(p.Rank, p.WorldSize, p.LocalBatches[p.Rank], _collective, p.Resume, p.Resume?.ConsecutiveSkips ?? 0);
             var from = p.Resume is null ? "" : $", from {p.Resume.Position?.ToString() ?? "the start"}" + (source is null || p.Rank != 0 ? "" : $" ({source})");
             var how = p.WorldSize == 1 ? "not needed" : ring.Encrypted ? "authenticated and encrypted"
                 : _settings.Ring.Authenticated ? "authenticated" : "NOT authenticated (Node:Insecure)";
@@ -190,84 +210,67 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         }
     }
 
-    /// <summary>
-    /// Rank 0 of a resumed run: the checkpoint's files from the seed's checkpoint actor, chunk by chunk, into a local
-    /// folder checked against its manifest, so workers need no shared volume. Synchronous like all work on this thread:
-    /// the worker has nothing else to do until its formation is prepared (the other ranks wait in the ring connect).
-    /// </summary>
-    string FetchCheckpoint(string runId, string checkpoint, IActorRef seed)
+    void OnSegment(RunSegment r)
     {
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        var timeout = _settings.UploadTimeout;
-        var local = Path.Combine(Path.GetTempPath(), "gancluster-resume", $"{Environment.ProcessId}-{Path.GetFileName(checkpoint)}");
-        if (Directory.Exists(local)) Directory.Delete(local, recursive: true);
-        Directory.CreateDirectory(local);
-        var listed = Answer<CheckpointListed>(seed.Ask(new ListCheckpoint(runId, checkpoint), timeout));
-        for (var i = 0; i < listed.Files.Length; i++)
-        {
-            var name = Path.GetFileName(listed.Files[i]);
-            using var fs = new FileStream(Path.Combine(local, name), FileMode.CreateNew, FileAccess.Write);
-            // Up to ChunkWindow chunks asked for at once: one round trip per chunk would cap this at 64 KB per RTT.
-            var size = listed.Sizes[i];
-            var pending = new Queue<(long Offset, Task<object> Ask)>();
-            for (long next = 0; next < size || pending.Count > 0;)
-            {
-                for (; pending.Count < ChunkWindow && next < size; next += ChunkBytes)
-                    pending.Enqueue((next, seed.Ask(new ReadCheckpoint(runId, checkpoint, name, next), timeout)));
-                var (offset, ask) = pending.Dequeue();
-                var chunk = Answer<FileChunk>(ask);
-                var expected = Math.Min(ChunkBytes, size - offset);
-                if (chunk.Offset != offset || chunk.Data.Length != expected)
-                    throw new InvalidDataException($"{name}: asked for {expected} bytes at {offset}, got {chunk.Data.Length} at {chunk.Offset}");
-                fs.Write(chunk.Data);
-            }
-        }
-        var problem = CheckpointStore.Verify(local);
-        if (problem is not null) throw new InvalidDataException($"as received: {problem}");
-        _log.Info("run {0}: fetched checkpoint {1} from the seed ({2:F1} MB in {3:F1} s)", runId, checkpoint, listed.Sizes.Sum() / 1e6, clock.Elapsed.TotalSeconds);
-        return local;
+        if (!Current(r.RunId, r.Formation, NextStep())) return;
+        _times.SegmentStarted(Stopwatch.GetTimestamp());
+        _segment = new Segment(r.RunId, r.Formation, r.Until, r.ReportChecksum, Sender);
+        Self.Tell(new ContinueSegment());
     }
 
-    // Chunks in flight at once, fetching a checkpoint or uploading a save.
-    const int ChunkWindow = 8;
+    /// <summary>The next update this replica would compute (for error reports).</summary>
+    StepKey NextStep() => _session?.LastApplied is { } last ? GanSchedule.Next(last, _session.Spec.Training.K) : GanSchedule.First;
 
-    static T Answer<T>(Task<object> ask) => ask.GetAwaiter().GetResult() switch
+    /// <summary>
+    /// One iteration of the segment: every update is applied as soon as its all-reduce completes, with no round trip
+    /// through the seed. The segment ends at its last iteration, or earlier when some rank asked to yield (the OR of
+    /// the G update's flags, so every rank stops after the same iteration).
+    /// </summary>
+    void Advance()
     {
-        T answer => answer,
-        CheckpointRefused r => throw new InvalidDataException($"the seed refused: {r.Reason}"),
-        var other => throw new InvalidDataException($"unexpected answer {other.GetType().Name}"),
-    };
-
-    void OnExecute(ExecuteStep e)
-    {
-        var arrived = System.Diagnostics.Stopwatch.GetTimestamp();
-        if (!Current(e.RunId, e.Formation, e.Step)) return;
-        var s = _session!;
+        if (_segment is not { } seg || _session is not { } s) return;
+        var iteration = GanSchedule.IterationsThrough(s.LastApplied);
         try
         {
-            _times.Arrived(arrived);
-            if (e.Commit is not null) s.Commit(e.Commit);
-            var checksum = e.ReportChecksum ? s.Checksum() : null;
-            var computeStart = System.Diagnostics.Stopwatch.GetTimestamp();
-            var reduceBefore = _ring?.Ticks ?? 0;
-            var finite = s.ComputeAndReduce(e.Step);
-            var done = System.Diagnostics.Stopwatch.GetTimestamp();
-            var reduce = (_ring?.Ticks ?? 0) - reduceBefore;
-            _times.Worked(computeStart - arrived, done - computeStart - reduce, reduce);
-            WindowStats? stats = null;
-            if (e.ReportStats)
+            var start = Stopwatch.GetTimestamp();
+            var reduceBefore = _collective?.Ticks ?? 0;
+            var outcome = iteration < seg.Until ? s.RunIteration(iteration, seg.Yield) : new IterationOutcome(true);
+            var now = Stopwatch.GetTimestamp();
+            _times.Worked(s.Spec.Training.K + 1, now - start, (_collective?.Ticks ?? 0) - reduceBefore);
+            if (outcome.GroupYield || iteration + 1 >= seg.Until)
             {
-                var w = s.Replica.TakeStats();
-                stats = new WindowStats(w.LossD, w.LossG, w.DReal, w.DFake, w.GSteps);
-                if (_times.TakeSummary() is { } summary) _log.Info("run {0}: rank {1}, last {2}", e.RunId, s.Rank, summary);
+                EndSegment(seg, s);
+                return;
             }
-            Sender.Tell(new StepReduced(e.RunId, e.Formation, e.Step, s.Rank, s.LocalBatch, stats, checksum, NonFinite: !finite));
-            _times.Replied(System.Diagnostics.Stopwatch.GetTimestamp());
+            if (Stopwatch.GetElapsedTime(seg.LastProgress, now) >= ProgressEvery)
+            {
+                seg.LastProgress = now;
+                seg.Coordinator.Tell(new SegmentProgress(seg.RunId, seg.Formation, s.Rank, s.LastApplied));
+            }
+            Self.Tell(new ContinueSegment());
         }
         catch (Exception ex)
         {
-            Fail(e.RunId, e.Formation, e.Step, ex);
+            _segment = null;
+            Fail(seg.RunId, seg.Formation, NextStep(), ex, seg.Coordinator);
         }
+    }
+
+    void EndSegment(Segment seg, ReplicaSession s)
+    {
+        _segment = null;
+        var done = GanSchedule.IterationsThrough(s.LastApplied);
+        var (skipped, counts) = s.Mark();
+        WindowStats? stats = null;
+        if (Cadence.Of(s.Spec).IsLog(done))
+        {
+            var w = s.Replica.TakeStats();
+            stats = new WindowStats(w.LossD, w.LossG, w.DReal, w.DFake, w.GSteps);
+            if (_times.TakeSummary() is { } summary) _log.Info("run {0}: rank {1}, last {2}", seg.RunId, s.Rank, summary);
+        }
+        var checksum = seg.ReportChecksum ? s.Checksum() : null;
+        seg.Coordinator.Tell(new SegmentDone(seg.RunId, seg.Formation, s.Rank, s.LastApplied, s.LocalBatch, stats, checksum, skipped, counts.Consecutive, counts.Stopped));
+        _times.SegmentEnded(Stopwatch.GetTimestamp());
     }
 
     void OnAbort(AbortStep a)
@@ -276,23 +279,23 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         if (has)
         {
             _session!.Abort();
+            _segment = null;
             _formation = a.Formation;
-            _log.Warning("run {0}: update in flight aborted; this replica holds {1}", a.RunId, _session.LastCommitted?.ToString() ?? "no update yet");
+            _log.Warning("run {0}: segment stopped; this replica holds {1}", a.RunId, _session.LastApplied?.ToString() ?? "no update yet");
         }
-        Sender.Tell(new StepAborted(a.RunId, a.Formation, _settings.WorkerId, has, has ? _session!.LastCommitted : null));
+        Sender.Tell(new StepAborted(a.RunId, a.Formation, _settings.WorkerId, has, has ? _session!.LastApplied : null));
     }
 
     void OnSave(SaveArtifacts a)
     {
-        var step = a.Commit ?? new StepKey(a.Iteration - 1, StepPhase.Generator, 0);
+        var step = NextStep();
         if (!Current(a.RunId, a.Formation, step)) return;
         var s = _session!;
         try
         {
-            if (a.Commit is not null) s.Commit(a.Commit);
             s.SyncBuffers();
             if (s.Rank != 0) return;
-            var stall = Snapshot(s, a.RunId, a.Iteration, a.Checkpoint, a.CoordinatorJson, Sender);
+            var stall = _transfer.Upload(s, a.RunId, a.Iteration, a.Checkpoint, a.CoordinatorJson, Sender, Self);
             Sender.Tell(new ArtifactsSnapshotted(a.RunId, a.Formation, a.Iteration, stall.TotalMilliseconds));
         }
         catch (Exception ex)
@@ -303,82 +306,21 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
 
     void OnFinish(FinishRun f)
     {
-        var step = f.Commit ?? new StepKey(_session?.Spec.Training.Iterations - 1 ?? 0, StepPhase.Generator, 0);
+        var step = NextStep();
         if (!Current(f.RunId, f.Formation, step)) return;
         var s = _session!;
         try
         {
-            if (f.Commit is not null) s.Commit(f.Commit);
             s.SyncBuffers();
             var checksum = s.Checksum(withBuffers: true);
             _log.Info("run {0}: rank {1} final parameter checksum {2}", f.RunId, s.Rank, checksum);
-            if (s.Rank == 0) Snapshot(s, f.RunId, s.Spec.Training.Iterations, checkpoint: true, f.CoordinatorJson, Sender);
+            if (s.Rank == 0) _transfer.Upload(s, f.RunId, s.Spec.Training.Iterations, checkpoint: true, f.CoordinatorJson, Sender, Self);
             Sender.Tell(new RunFinishedOnWorker(f.RunId, f.Formation, s.Rank, checksum));
         }
         catch (Exception ex)
         {
             Fail(f.RunId, f.Formation, step, ex);
         }
-    }
-
-    /// <summary>
-    /// Serializes samples (and a checkpoint) in memory, then streams them to the seed in acknowledged chunks on a pool
-    /// thread while training goes on. A new save first waits for the previous upload, so a slow link slows training
-    /// rather than piling snapshots up in memory. Returns how long training was held up.
-    /// </summary>
-    TimeSpan Snapshot(WorkerSession s, string runId, long iteration, bool checkpoint, string coordinatorJson, IActorRef coordinator)
-    {
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        try { _upload?.Wait(); } catch (AggregateException) { }   // its failure was already reported to the coordinator
-        var bundle = s.Snapshot(iteration, checkpoint, coordinatorJson);
-        var stall = clock.Elapsed;
-        var timeout = _settings.UploadTimeout;
-        var log = _log;
-        var self = Self;   // the sender of what this pool thread tells: the seed takes worker messages only from worker members
-        _upload = Task.Run(async () =>
-        {
-            try
-            {
-                var files = bundle.Render().Concat(bundle.Files).ToList();
-                // Up to ChunkWindow chunks in flight, as fetches: one round trip per 64 KB would cap the upload at 64 KB per RTT.
-                // The seed writes each chunk at its offset; they arrive in the order sent (one connection, one sender node).
-                var pending = new Queue<Task<IGanClusterMessage>>();
-                async Task<bool> Settle(int keep)
-                {
-                    while (pending.Count > keep)
-                    {
-                        if (await pending.Dequeue() is ChunkRefused refused)
-                        {
-                            // The seed said why (and has told the coordinator if it was its failure): stop at once.
-                            log.Warning("run {0}: the seed refused the outputs of iteration {1}: {2}", runId, iteration, refused.Reason);
-                            return false;
-                        }
-                    }
-                    return true;
-                }
-                foreach (var (rel, bytes) in files)
-                {
-                    var offset = 0;
-                    do
-                    {
-                        var n = Math.Min(ChunkBytes, bytes.Length - offset);
-                        var last = offset + n == bytes.Length;
-                        pending.Enqueue(coordinator.Ask<IGanClusterMessage>(new FileChunk(runId, iteration, rel, offset, bytes[offset..(offset + n)], last), timeout));
-                        offset += n;
-                        if (!await Settle(ChunkWindow - 1)) return;
-                    } while (offset < bytes.Length);
-                }
-                if (!await Settle(0)) return;
-                coordinator.Tell(new ArtifactsUploaded(runId, iteration, files.Select(f => f.Path).ToArray(), checkpoint), self);
-            }
-            catch (Exception e)
-            {
-                log.Error(e, "run {0}: uploading the outputs of iteration {1} failed", runId, iteration);
-                coordinator.Tell(new ArtifactsFailed(runId, iteration, e.Message), self);
-            }
-        });
-        log.Info("run {0}: outputs of iteration {1} snapshotted in {2:F0} ms; uploading in the background", runId, iteration, stall.TotalMilliseconds);
-        return stall;
     }
 
     bool Current(string runId, long formation, StepKey step)
@@ -390,15 +332,16 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
     }
 
     /// <summary>
-    /// A step failed here (often: the ring broke because a peer died). The replica is kept: it holds the last committed
-    /// update unless the failure hit while applying, and the coordinator only takes a state from a replica that says so.
+    /// An update failed here (often: the ring broke because a peer died). The replica is kept: it holds the update it
+    /// reports as last applied unless the failure hit while applying, and the coordinator takes a state only from a
+    /// replica that answers the abort.
     /// </summary>
-    void Fail(string runId, long formation, StepKey step, Exception ex)
+    void Fail(string runId, long formation, StepKey step, Exception ex, IActorRef? coordinator = null)
     {
         _log.Error(ex, "run {0}: {1} failed", runId, step);
         var rank = _session?.Rank ?? -1;
         _session?.Abort();
-        Sender.Tell(new StepFailed(runId, formation, step, rank, ForClients(ex)));
+        (coordinator ?? Sender).Tell(new StepFailed(runId, formation, step, rank, ForClients(ex)));
     }
 
     /// <summary>
@@ -429,6 +372,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
 
     void EndSession()
     {
+        _segment = null;
         _session?.Dispose();
         _session = null;
         _runId = null;

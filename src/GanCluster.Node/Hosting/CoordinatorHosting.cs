@@ -1,3 +1,4 @@
+using GanCluster.Engine.Coordinator;
 using Akka.Actor;
 using Akka.Cluster.Hosting;
 using Akka.Cluster.Tools.Client;

@@ -21,7 +21,6 @@ public sealed class GanReplica : IDisposable
     readonly Tensor _statSums;   // [lossD, D(x), D(G(z)), lossG] summed over the window, on the device
     int _dSteps, _gSteps;
     Tensor? _fakeForG;            // the last D sub-step's fake with its graph, when gNoise = reuse
-    Tensor? _lastLoss;            // the last computed loss [], on the device (the NaN guard reads it there)
     FlatBuffer? _dGrads, _gGrads, _gValues, _dValues, _buffers;
 
     public GanReplica(RunSpec spec, Device device, long noiseSeed)
@@ -74,9 +73,7 @@ public sealed class GanReplica : IDisposable
     /// <summary>The noise generator (its state is part of a checkpoint).</summary>
     public Generator NoiseGenerator => _noise;
 
-    /// <summary>The loss of the last computed update ([], on the device; not read back): what the local NaN guard checks.</summary>
-    public Tensor LastLoss => _lastLoss ?? throw new InvalidOperationException("no update has been computed yet");
-
+    /// <summary>D's and G's gradients in host buffers: what a replica with peers all-reduces.</summary>
     public FlatBuffer DGrads => _dGrads ??= new FlatBuffer(FlatD);
     public FlatBuffer GGrads => _gGrads ??= new FlatBuffer(FlatG);
 
@@ -143,7 +140,6 @@ public sealed class GanReplica : IDisposable
         var fakeLogits = D.forward(fake);                        // [B]
         var lossD = GanLoss.Discriminator(realLogits, fakeLogits);
         lossD.backward();
-        KeepLoss(lossD);
 
         using (no_grad())
         {
@@ -167,7 +163,6 @@ public sealed class GanReplica : IDisposable
         {
             var lossG = GanLoss.Generator(D.forward(fake), _training.Loss);
             lossG.backward();
-            KeepLoss(lossG);
             using (no_grad()) _statSums[3].add_(lossG.detach());
         }
         finally
@@ -177,12 +172,6 @@ public sealed class GanReplica : IDisposable
             _fakeForG = null;
         }
         _gSteps++;
-    }
-
-    void KeepLoss(Tensor loss)
-    {
-        _lastLoss?.Dispose();
-        _lastLoss = loss.detach().DetachFromDisposeScope();
     }
 
     /// <summary>Sets both optimizers' learning rates for an iteration (training.lrDecay).</summary>
@@ -325,7 +314,6 @@ public sealed class GanReplica : IDisposable
     public void Dispose()
     {
         _fakeForG?.Dispose();
-        _lastLoss?.Dispose();
         _dGrads?.Dispose();
         _gGrads?.Dispose();
         _gValues?.Dispose();

@@ -12,10 +12,11 @@ public readonly record struct GuardCounts(long Skipped, long Consecutive, bool S
 public readonly record struct GuardDecision(bool Skip, Tensor? Mask);
 
 /// <summary>
-/// The local run's NaN guard. On a GPU it is kept on the device so that it costs no host sync per update: an update
-/// whose loss is not finite is skipped there (see <see cref="FlatNetwork.Step"/>), and after <c>maxConsecutive</c> in
+/// The NaN guard of every replica: an update is applied only when its (averaged) gradients are all finite. At a
+/// world of one on a GPU it is kept on the device so that it costs no host sync per update: an update
+/// whose gradients are not all finite is skipped there (see <see cref="FlatNetwork.Step"/>), and after <c>maxConsecutive</c> in
 /// a row every later update is skipped as well, so the replica stays as it was until the trainer reads the counts and
-/// stops. On the CPU there is no queue to drain, so reading the loss costs nothing and saves the ~30 small masking
+/// stops. On the CPU there is no queue to drain, so reading the verdict costs nothing and saves the ~30 small masking
 /// ops per update that a small model feels: the same decisions are taken on the host.
 /// </summary>
 public sealed class NonFiniteGuard : IDisposable
@@ -27,22 +28,28 @@ public sealed class NonFiniteGuard : IDisposable
     bool _hostStopped;
 
     /// <param name="onDevice">Decide on the device (default: on a GPU only); tests force it on the CPU.</param>
-    public NonFiniteGuard(int maxConsecutive, Device device, bool? onDevice = null)
+    /// <param name="consecutive">Non-finite updates in a row before this guard (a run that goes on in a new formation).</param>
+    public NonFiniteGuard(int maxConsecutive, Device device, bool? onDevice = null, long consecutive = 0)
     {
         _maxConsecutive = maxConsecutive;
         _onHost = !(onDevice ?? device.type != DeviceType.CPU);
         _skipped = zeros([], ScalarType.Float64, device).DetachFromDisposeScope();
-        _consecutive = zeros([], ScalarType.Float64, device).DetachFromDisposeScope();
+        _consecutive = full([], (double)consecutive, ScalarType.Float64, device).DetachFromDisposeScope();
         _stopped = zeros([], ScalarType.Bool, device).DetachFromDisposeScope();
         _stopAt = full([], -1.0, ScalarType.Float64, device).DetachFromDisposeScope();
+        _hostConsecutive = consecutive;
     }
 
-    /// <summary>Whether and how to apply the update whose loss is <paramref name="loss"/> (on a GPU nothing is read).</summary>
-    public GuardDecision Decide(Tensor loss, long iteration)
+    /// <summary>Whether and how to apply the update whose gradients are all finite when <paramref name="finite"/> (bool [], on the device) is true; on a GPU nothing is read.</summary>
+    public GuardDecision Decide(Tensor finite, long iteration) =>
+        _onHost ? DecideHost(finite.item<bool>(), iteration) : new GuardDecision(false, Observe(finite, iteration));
+
+    /// <summary>The decision for an update whose finiteness is already known on the host (a cluster's averaged gradients).</summary>
+    public GuardDecision DecideHost(bool finite, long iteration)
     {
-        if (!_onHost) return new GuardDecision(false, Observe(loss, iteration));
+        if (!_onHost) return new GuardDecision(false, Observe(tensor(finite, device: _stopped.device), iteration));
         if (_hostStopped) return new GuardDecision(true, null);
-        if (loss.isfinite().item<bool>())
+        if (finite)
         {
             _hostConsecutive = 0;
             return new GuardDecision(false, null);
@@ -56,13 +63,13 @@ public sealed class NonFiniteGuard : IDisposable
         return new GuardDecision(true, null);
     }
 
-    /// <summary>Whether to apply the update whose loss is <paramref name="loss"/> (bool [], on the device; nothing is read).</summary>
-    public Tensor Observe(Tensor loss, long iteration)
+    /// <summary>Whether to apply the update whose finiteness is <paramref name="finite"/> (bool [], on the device; nothing is read).</summary>
+    public Tensor Observe(Tensor finite, long iteration)
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var running = _stopped.logical_not();
-        var ok = loss.detach().isfinite().logical_and_(running);
+        var ok = finite.logical_and(running);
         var bad = running.to_type(ScalarType.Float64).sub_(ok.to_type(ScalarType.Float64));   // 1: counted as a skip
         _skipped.add_(bad);
         _consecutive.add_(bad).mul_(ok.logical_not());

@@ -8,6 +8,10 @@ public sealed record MetricsRow(long Iteration, double LossD, double LossG, doub
 {
     public const string Header = "iteration,loss_d,loss_g,d_x,d_g_z,img_per_s,elapsed_s,skipped";
 
+    /// <summary>The row of a logging window's means.</summary>
+    public static MetricsRow Of(long iteration, Core.StepStats s, double imagesPerSecond, double elapsedSeconds, int skipped) =>
+        new(iteration, s.LossD, s.LossG, s.DReal, s.DFake, imagesPerSecond, elapsedSeconds, skipped);
+
     public string ToCsv() => string.Create(CultureInfo.InvariantCulture,
         $"{Iteration},{LossD:G6},{LossG:G6},{DReal:G6},{DFake:G6},{ImagesPerSecond:F1},{ElapsedSeconds:F2},{Skipped}");
 

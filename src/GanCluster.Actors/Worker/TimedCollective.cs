@@ -1,0 +1,25 @@
+using System.Diagnostics;
+using GanCluster.DataPlane;
+
+namespace GanCluster.Actors.Worker;
+
+/// <summary>A formation's collective, with the time its all-reduces take (read by the worker's <see cref="StepTimes"/>).</summary>
+public sealed class TimedCollective(ICollective inner) : ICollective
+{
+    /// <summary>Stopwatch ticks spent in all-reduces so far.</summary>
+    public long Ticks { get; private set; }
+
+    public int Rank => inner.Rank;
+    public int WorldSize => inner.WorldSize;
+
+    public ReduceOutcome AllReduceMean(Span<float> data, double weight, long tag = 0, int flags = 0)
+    {
+        var start = Stopwatch.GetTimestamp();
+        try { return inner.AllReduceMean(data, weight, tag, flags); }
+        finally { Ticks += Stopwatch.GetTimestamp() - start; }
+    }
+
+    public void Broadcast(Span<float> data) => inner.Broadcast(data);
+    public double[] AllGather(double value) => inner.AllGather(value);
+    public void Dispose() => inner.Dispose();
+}

@@ -1,0 +1,191 @@
+using System.Collections.Immutable;
+using GanCluster.Protocol;
+using GanCluster.Training.Core;
+using GanCluster.Training.Spec;
+using static GanCluster.Protocol.WorkerProtocol;
+
+namespace GanCluster.Engine.Coordinator;
+
+/// <summary>Failures, re-forms after a loss, and a restarted coordinator resuming from a checkpoint.</summary>
+public sealed partial record CoordinatorState
+{
+    // ---------------------------------------------------------------- failures
+
+    /// <summary>
+    /// A worker was lost or an update failed: stop the segment in flight on every remaining worker, then re-form without
+    /// the lost ones from the most advanced state the survivors hold. Counted against the retry budget.
+    /// </summary>
+    CoordinatorState Recover(string reason, bool counted, DateTimeOffset now, List<Effect> fx)
+    {
+        var run = Run!;
+        if (Phase == RunState.Resuming) return this;
+        if (counted)
+        {
+            var (failures, spent) = FailureBudget.Count(run.Failures, now, run.Spec.Training.MaxFailuresPerHour);
+            run = run with { Failures = [.. failures] };
+            if (spent)
+                return WithRun(run).Fail($"{reason}; the retry budget is spent ({failures.Count} failures within an hour, training.maxFailuresPerHour = " +
+                                         $"{run.Spec.Training.MaxFailuresPerHour})", fx);
+        }
+        if (Phase == RunState.Finishing && run.FinalChecksums.Count > 0 && run.Pending.Count == 0)
+            return WithRun(run);   // the end is only waiting for the final files
+        Note(fx, run.RunId, $"run {run.RunId}: {reason}; stopping every worker and re-forming from the most advanced state they hold (at least {(run.Committed?.ToString() ?? "the start")})",
+            warning: true);
+        var formation = run.Formation + 1;
+        var ask = run.Ranks.Where(Workers.ContainsKey).ToImmutableHashSet();
+        foreach (var id in ask) fx.Add(new Effect.ToWorker(id, new AbortStep(run.RunId, formation)));
+        var s = this with
+        {
+            Phase = RunState.Recovering,
+            Run = run with { Formation = formation, AbortPending = ask, Aborted = ImmutableDictionary<string, StepAborted>.Empty, Pending = [] },
+        };
+        return ask.IsEmpty ? s.FinishRecovery(now, fx) : s.Arm(Settings.StepTimeout, fx);
+    }
+
+    CoordinatorState AbortAnswered(string workerId, StepAborted? answer, List<Effect> fx)
+    {
+        var run = Run!;
+        var s = WithRun(run with
+        {
+            AbortPending = run.AbortPending.Remove(workerId),
+            Aborted = answer is null ? run.Aborted : run.Aborted.SetItem(workerId, answer),
+        });
+        return s.Run!.AbortPending.IsEmpty ? s.FinishRecovery(DateTimeOffset.MinValue, fx) : s;
+    }
+
+    CoordinatorState FinishRecovery(DateTimeOffset now, List<Effect> fx)
+    {
+        var run = Run!;
+        // Workers that did not answer are dropped; if they are alive, their next registration makes them joiners.
+        var silent = run.AbortPending;
+        foreach (var id in silent) Note(fx, run.RunId, $"worker {id} did not answer the abort within {Settings.StepTimeout.TotalSeconds:F0} s; dropped", warning: true);
+        var s = this with { Workers = Workers.RemoveRange(silent) };
+        s = s.ReleaseLeavers(fx);
+        run = s.Run!;
+        // Inside a segment a replica is at most one update ahead of another (an all-reduce that completed on some
+        // ranks only). Rank 0 of the new formation is one of the most advanced: every member can reach its state.
+        var k = run.Spec.Training.K;
+        var replicas = run.Ranks.Select(id => run.Aborted.TryGetValue(id, out var a) && a.HasReplica ? a : null).OfType<StepAborted>()
+            .Where(a => GanSchedule.UpdatesThrough(a.LastApplied, k) >= GanSchedule.UpdatesThrough(run.Committed, k)).ToList();
+        var position = replicas.Count == 0 ? run.Committed : replicas.MaxBy(a => GanSchedule.UpdatesThrough(a.LastApplied, k))!.LastApplied;
+        var holders = replicas.Where(a => a.LastApplied == position).Select(a => a.WorkerId).ToList();
+        var members = s.NextMembers(holders);
+        if (members.IsEmpty) return s.WaitForWorkers(now, fx);
+        if (holders.Count == 0 && run.Committed is not null)
+        {
+            Note(fx, run.RunId, $"run {run.RunId}: no surviving replica holds {run.Committed}; resuming from the newest checkpoint", warning: true);
+            return (s with { Phase = RunState.Resuming, Run = run with { ExpectedWorkers = members.Length } }).FindCheckpoint(fx);
+        }
+        // The data position of that state: the D updates since the last boundary each drew one global batch.
+        var samples = run.SamplesConsumed + (GanSchedule.DiscriminatorUpdatesThrough(position, k) - GanSchedule.DiscriminatorUpdatesThrough(run.Committed, k)) * run.LocalBatches.Sum();
+        s = s.WithRun(run with { Committed = position, SamplesConsumed = samples });
+        return s.Form(members, new ResumeFrom(position, samples, Checkpoint: null, run.ConsecutiveSkips), now, fx);
+    }
+
+    /// <summary>No worker is left: the state in memory is gone, so the run goes on from its newest checkpoint once workers come.</summary>
+    CoordinatorState WaitForWorkers(DateTimeOffset now, List<Effect> fx)
+    {
+        var run = Run!;
+        Note(fx, run.RunId, $"run {run.RunId}: no workers left; it resumes from the newest checkpoint when workers join", warning: true);
+        return (this with { Phase = RunState.Resuming, Run = run with { ExpectedWorkers = 1 } }).FindCheckpoint(fx);
+    }
+
+    CoordinatorState FindCheckpoint(List<Effect> fx)
+    {
+        fx.Add(new Effect.FindCheckpoint(Run!.Output));
+        return this with { TimerToken = TimerToken + 1, Run = Run with { Located = false } };
+    }
+
+    // ---------------------------------------------------------------- a restarted coordinator
+
+    CoordinatorState OnRecover(CoordinatorInput.Recover r, List<Effect> fx)
+    {
+        if (Busy) return this;
+        RunSpec spec;
+        try
+        {
+            spec = RunSpecValidator.Parse(r.Record.SpecJson, $"run {r.Record.RunId}", checkPaths: false);
+        }
+        catch (InvalidRunSpecException e)
+        {
+            fx.Add(new Effect.Log($"run {r.Record.RunId} cannot be resumed: its spec is invalid ({string.Join("; ", e.Errors)})", Warning: true));
+            fx.Add(new Effect.ForgetRun(r.Record.RunId));
+            return this;
+        }
+        fx.Add(new Effect.Log(r.Record.CancelledBy is null
+            ? $"run {r.Record.RunId} was not finished when the coordinator stopped; resuming it from its newest valid checkpoint"
+            : $"run {r.Record.RunId} was being cancelled by {r.Record.CancelledBy} when the coordinator stopped; ending it on its newest valid checkpoint"));
+        var run = NewRun(r.Record.RunId, spec, r.Record.SpecJson, r.Now, Settings) with { Formation = r.Formation, ExpectedWorkers = 1, CancelledBy = r.Record.CancelledBy };
+        return (this with { Phase = RunState.Resuming, Run = run, LastError = null }).FindCheckpoint(fx);
+    }
+
+    CoordinatorState OnCheckpointFound(CoordinatorInput.CheckpointFound c, List<Effect> fx)
+    {
+        if (Phase != RunState.Resuming) return this;
+        var run = Run!;
+        // The search runs off the coordinator's thread: an answer for another run's folder, or a second one, is stale.
+        if (run.Located || (c.Output is not null && c.Output != run.Output)) return this;
+        // Never train from iteration 0 over a folder whose checkpoints could not be read: it would prune them.
+        if (c.Error is not null) return Fail($"could not look for checkpoints under {run.Output}: {c.Error}", fx);
+        foreach (var skipped in c.Skipped) Note(fx, run.RunId, $"skipping checkpoint {skipped}; using an older one", warning: true);
+        if (run.CancelledBy is not null)   // cancelled while recovering: nothing newer than this checkpoint is left
+            return WithRun(run with { CheckpointAt = c.State?.Iteration ?? -1, CheckpointWritten = c.Path is not null && c.State is not null }).EndCancelled(null, fx);
+        ActiveRun next;
+        long resumeAt;
+        if (c.Path is null || c.State is null)
+        {
+            Note(fx, run.RunId, $"run {run.RunId}: no checkpoint under {run.Output}; training from iteration 0");
+            next = run with { Committed = null, SamplesConsumed = 0, ResumeCheckpoint = null };
+            resumeAt = 0;
+        }
+        else
+        {
+            var st = c.State;
+            Note(fx, run.RunId, $"run {run.RunId}: resuming from {c.Path} (iteration {st.Iteration}); waiting for {st.WorldSize} worker(s), at most {Settings.ResumeGrace.TotalSeconds:F0} s");
+            next = run with
+            {
+                Committed = st.Iteration == 0 ? null : new StepKey(st.Iteration - 1, StepPhase.Generator, 0),
+                SamplesConsumed = st.SamplesConsumed,
+                PerWorkerBatch = st.PerWorkerBatch,
+                Failures = [.. st.Failures],
+                SkippedTotal = st.SkippedTotal,
+                ResumeCheckpoint = c.Path,
+                ExpectedWorkers = Math.Max(1, st.WorldSize),
+                WindowStartIteration = st.Iteration,
+                CheckpointAt = st.Iteration,
+                CheckpointWritten = true,
+            };
+            resumeAt = st.Iteration;
+        }
+        fx.Add(new Effect.StartOutput(run.RunId, run.Output, run.SpecJson, resumeAt));
+        var s = WithRun(next with { Ranks = [], Pending = [], Located = true });
+        if (s.Workers.Count >= next.ExpectedWorkers) return s.FormAfterWait(DateTimeOffset.MinValue, fx);
+        return s.Arm(Settings.ResumeGrace, fx);
+    }
+
+    /// <summary>Resuming: form with the registered workers; rank 0 loads the checkpoint (or a fresh start without one).</summary>
+    CoordinatorState FormAfterWait(DateTimeOffset now, List<Effect> fx)
+    {
+        if (!Run!.Leaving.IsEmpty) return ReleaseLeavers(fx).FormAfterWait(now, fx);
+        var run = Run!;
+        if (run.DeviceKind is null && !Workers.IsEmpty)
+        {
+            // A run taken over from a record: its kind is that of the workers that are here, which must agree.
+            if (MixedDevices(Workers.Values) is { } mixed) return Fail($"cannot resume: {mixed}", fx);
+            return WithRun(run with { DeviceKind = KindOf(Workers.Values.First().Device) }).FormAfterWait(now, fx);
+        }
+        var members = NextMembers([]);
+        if (members.IsEmpty)
+        {
+            fx.Add(new Effect.Log($"run {run.RunId}: waiting for workers to resume"));
+            return Arm(Settings.ResumeGrace, fx);
+        }
+        if (run.Spec.Training.BatchMode == "per-worker" && run.PerWorkerBatch <= 0)
+            run = run with { PerWorkerBatch = Math.Max(1, run.Spec.Training.BatchSize / members.Length) };
+        var s = WithRun(run);   // Form names the new formation
+        if (run.ResumeCheckpoint is null && run.Committed is null)
+            return s.Form(members, resume: null, now, fx);
+        return s.Form(members, new ResumeFrom(run.Committed, run.SamplesConsumed, run.ResumeCheckpoint, run.ConsecutiveSkips), now, fx);
+    }
+
+}
