@@ -10,10 +10,10 @@ public sealed partial class RingAllReduce
 
     /// <summary>
     /// Builds the ring: connects to rank (rank+1)%n and accepts one connection from rank (rank−1+n)%n on
-    /// <paramref name="listener"/>. Both connections run the authenticated handshake of wire version 2: each side
-    /// proves with an HMAC under a key derived (HKDF-SHA256) from the cluster secret and this formation (session,
-    /// world size, every peer's rank, host and port) that it holds the secret, over a transcript that includes a
-    /// fresh random nonce from each side, so a recorded handshake cannot be replayed. A peer with another secret or
+    /// <paramref name="listener"/>. Both connections run the authenticated handshake (wire version 3, whose handshake is
+    /// version 2's): each side proves with an HMAC under a key derived (HKDF-SHA256) from the cluster secret and this
+    /// formation (session, world size, every peer's rank, host and port) that it holds the secret, over a transcript
+    /// that includes a fresh random nonce from each side, so a recorded handshake cannot be replayed. A peer with another secret or
     /// another formation is rejected with an "authentication failed" message. Connections with the wrong magic,
     /// protocol version, session, ranks or world size (or garbage) are closed and reported through
     /// <paramref name="log"/>; so are connections that do not finish their handshake within

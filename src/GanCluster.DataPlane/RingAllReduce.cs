@@ -5,19 +5,26 @@ using System.Security.Cryptography;
 namespace GanCluster.DataPlane;
 
 /// <summary>
-/// Ring all-reduce of float buffers over plain TCP: a reduce-scatter and an all-gather of n−1 steps each over n
-/// chunks, so every rank sends and receives 2(n−1)/n·S bytes per operation whatever n is. Each step sends on a
-/// dedicated thread while the calling thread receives, and every chunk moves in <see cref="BlockBytes"/> blocks so
-/// that the add of one block overlaps the arrival of the next and a block is forwarded as soon as it is reduced.
+/// The TCP backend of <see cref="ICollective"/>: ring all-reduce of float buffers, a reduce-scatter and an all-gather
+/// of n−1 steps each over n chunks, so every rank sends and receives 2(n−1)/n·S bytes per operation whatever n is. Each
+/// step sends on a dedicated thread while the calling thread receives, and every chunk moves in
+/// <see cref="BlockBytes"/> blocks so that the add of one block overlaps the arrival of the next and a block is
+/// forwarded as soon as it is reduced. A weighted mean is preceded by a small all-gather of one record per rank
+/// (weight, tag, flags: <see cref="RecordBytes"/> bytes after a frame header) so that every rank knows Σw, every tag
+/// and every flag before the data moves; a tag that differs fails the operation on every rank, since every rank sees
+/// all of them. <see cref="AllGather"/> uses the same small frames under its own step ids.
 /// One operation at a time per instance; every rank must make the same sequence of calls with equal lengths.
 /// When the ring encrypts (<see cref="Encrypted"/>), every frame header and every block travels as one AES-256-GCM
 /// record (ciphertext plus a <see cref="TagBytes"/>-byte tag) whose 12-byte nonce is a per-direction counter, so a
 /// modified, dropped, replayed or reordered record fails the operation; without encryption the data path is unchanged.
 /// </summary>
-public sealed unsafe partial class RingAllReduce : IDisposable
+public sealed unsafe partial class RingAllReduce : ICollective
 {
     /// <summary>Bytes of framing in front of every message (one message per ring step).</summary>
     public const int FrameHeaderBytes = Wire.HeaderSize;
+
+    /// <summary>Bytes of one rank's record in the small exchange before a weighted mean (and in AllGather): weight, tag, flags.</summary>
+    public const int RecordBytes = Wire.RecordSize;
 
     /// <summary>Pipelining granularity inside a step.</summary>
     public const int BlockBytes = 1 << 20;
@@ -29,8 +36,10 @@ public sealed unsafe partial class RingAllReduce : IDisposable
     const int NonceBytes = 12;
     // First four nonce bytes: the direction (connector → acceptor); the other eight are the record counter.
     const uint DirectionConnectorToAcceptor = 1;
-    // Step ids of the weight exchange, far from the data steps so that a mix-up cannot pass the header check.
+    // Step ids of the weight exchange and of AllGather, far from the data steps and from each other so that a mix-up
+    // cannot pass the header check.
     const int WeightStepBase = 1 << 20;
+    const int GatherStepBase = 3 << 20;
 
     readonly RingPeer[] _peers;
     readonly int _rank;
@@ -40,6 +49,12 @@ public sealed unsafe partial class RingAllReduce : IDisposable
     readonly Socket? _sendSocket;
     readonly Socket? _recvSocket;
     readonly float[] _staging = [];
+    // Every rank's record of the running small exchange, reused by every operation.
+    readonly double[] _values;
+    readonly long[] _tags;
+    readonly int[] _flags;
+    readonly string[] _weightPhases = [];
+    readonly string[] _gatherPhases = [];
     readonly Thread? _sender;
     readonly SemaphoreSlim _work = new(0);
     readonly ManualResetEventSlim _senderIdle = new(true);
@@ -80,8 +95,13 @@ public sealed unsafe partial class RingAllReduce : IDisposable
         _log = log;
         _sendSocket = sendSocket;
         _recvSocket = recvSocket;
+        _values = new double[_size];
+        _tags = new long[_size];
+        _flags = new int[_size];
         if (_size > 1)
         {
+            _weightPhases = Enumerable.Range(0, _size - 1).Select(k => $"weight exchange step {k}").ToArray();
+            _gatherPhases = Enumerable.Range(0, _size - 1).Select(k => $"all-gather of values step {k}").ToArray();
             _staging = GC.AllocateUninitializedArray<float>(BlockFloats, pinned: true);
             if (encrypt)
             {
@@ -145,25 +165,63 @@ public sealed unsafe partial class RingAllReduce : IDisposable
     /// <summary>
     /// Leaves Σ_r w_r·x_r / Σ_r w_r in <paramref name="data"/> on every rank (bit-identical) and returns Σ_r w_r,
     /// summed in double in rank order on every rank. When every weight is 0 the result is all zeros.
+    /// <see cref="AllReduceMean"/> with tag 0 and no flags.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">The weight is negative or not finite (nothing was sent).</exception>
     /// <exception cref="AllReduceException">As for <see cref="AllReduceSum"/>.</exception>
-    public double AllReduceWeightedMean(Span<float> data, double weight)
+    public double AllReduceWeightedMean(Span<float> data, double weight) => AllReduceMean(data, weight).TotalWeight;
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// Costs one small all-gather (n−1 frames of <see cref="FrameHeaderBytes"/> + <see cref="RecordBytes"/> bytes)
+    /// before the ring sum. A tag mismatch, like any other failure, leaves this instance unusable.
+    /// </remarks>
+    public ReduceOutcome AllReduceMean(Span<float> data, double weight, long tag = 0, int flags = 0)
     {
-        if (!double.IsFinite(weight) || weight < 0)
-            throw new ArgumentOutOfRangeException(nameof(weight), weight, "The weight must be finite and non-negative.");
+        CollectiveChecks.CheckWeight(weight);
         var seq = BeginOperation();
         try
         {
-            var total = _size > 1 ? ExchangeWeights(weight, data.Length, seq) : weight;
+            var outcome = new ReduceOutcome(weight, flags);
+            if (_size > 1)
+            {
+                _values[_rank] = weight;
+                _tags[_rank] = tag;
+                _flags[_rank] = flags;
+                ExchangeRecords(WeightStepBase, _weightPhases, data.Length, seq);
+                if (CollectiveChecks.TagMismatch(_tags) is { } mismatch)
+                    throw Fail(new AllReduceException($"rank {_rank}: all-reduce #{seq} refused: {mismatch}"));
+                outcome = CollectiveChecks.Combine(_values, _flags);
+            }
             // Each rank scales its own contribution first, so the reduced chunks are already the mean and the
             // all-gather hands out final values.
-            var factor = total > 0 ? (float)(weight / total) : 0f;
+            var factor = CollectiveChecks.Factor(weight, outcome.TotalWeight);
             if (factor != 1f)
                 VectorMath.Scale(data, factor);
             if (_size > 1)
                 RingSum(data, seq);
-            return total;
+            return outcome;
+        }
+        finally
+        {
+            Volatile.Write(ref _busy, 0);
+        }
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>n−1 small frames per rank; a rank that runs another operation meanwhile fails the header check.</remarks>
+    public double[] AllGather(double value)
+    {
+        var seq = BeginOperation();
+        try
+        {
+            if (_size == 1)
+                return [value];
+            _values[_rank] = value;
+            _tags[_rank] = 0;
+            _flags[_rank] = 0;
+            ExchangeRecords(GatherStepBase, _gatherPhases, 1, seq);
+            return (double[])_values.Clone();
         }
         finally
         {
@@ -183,23 +241,26 @@ public sealed unsafe partial class RingAllReduce : IDisposable
         return ++_seq;
     }
 
-    double ExchangeWeights(double weight, int totalElements, long seq)
+    /// <summary>
+    /// An all-gather of every rank's record (<c>_values</c>, <c>_tags</c>, <c>_flags</c>): tiny
+    /// frames, sent from this thread since they cannot fill a buffer. <paramref name="totalElements"/> goes in every
+    /// header, so ranks that disagree on it fail the header check here, before any data moves.
+    /// </summary>
+    void ExchangeRecords(int stepBase, string[] phases, int totalElements, long seq)
     {
-        // An all-gather of one double per rank: tiny frames, sent from this thread since they cannot fill a buffer.
-        var weights = new double[_size];
-        weights[_rank] = weight;
-        Span<byte> frame = stackalloc byte[Wire.HeaderSize + sizeof(double)];
+        Span<byte> frame = stackalloc byte[Wire.HeaderSize + RecordBytes];
+        var record = frame[Wire.HeaderSize..];
         for (var k = 0; k < _size - 1; k++)
         {
             var sendIdx = (_rank - k + _size) % _size;
             var recvIdx = (_rank - k - 1 + 2 * _size) % _size;
-            var step = WeightStepBase + k;
-            var phase = $"weight exchange step {k}";
-            Wire.WriteHeader(frame, new Wire.FrameHeader(step, seq, sizeof(double), totalElements));
-            MemoryMarshal.Write(frame[Wire.HeaderSize..], in weights[sendIdx]);
+            var step = stepBase + k;
+            var phase = phases[k];
+            Wire.WriteHeader(frame, new Wire.FrameHeader(step, seq, RecordBytes, totalElements));
+            Wire.WriteRecord(record, _values[sendIdx], _tags[sendIdx], _flags[sendIdx]);
             try
             {
-                // Header and weight go as one record when encrypting (the receiver opens them the same way).
+                // Header and record go as one record when encrypting (the receiver opens them the same way).
                 if (_sendCipher == null)
                 {
                     Wire.SendAll(_sendSocket!, frame);
@@ -216,20 +277,16 @@ public sealed unsafe partial class RingAllReduce : IDisposable
             }
             if (_recvCipher == null)
             {
-                ReceiveFrameHeader(frame[..Wire.HeaderSize], step, seq, sizeof(double), totalElements, phase);
-                ReceiveExact(frame[Wire.HeaderSize..], phase, seq, "weight");
+                ReceiveFrameHeader(frame[..Wire.HeaderSize], step, seq, RecordBytes, totalElements, phase);
+                ReceiveExact(record, phase, seq, "record");
             }
             else
             {
-                ReceiveOpened(frame, phase, seq, "weight frame");
-                CheckFrameHeader(frame[..Wire.HeaderSize], step, seq, sizeof(double), totalElements, phase);
+                ReceiveOpened(frame, phase, seq, "record frame");
+                CheckFrameHeader(frame[..Wire.HeaderSize], step, seq, RecordBytes, totalElements, phase);
             }
-            weights[recvIdx] = MemoryMarshal.Read<double>(frame[Wire.HeaderSize..]);
+            Wire.ReadRecord(record, out _values[recvIdx], out _tags[recvIdx], out _flags[recvIdx]);
         }
-        double total = 0;
-        foreach (var w in weights)
-            total += w;
-        return total;
     }
 
     void RingSum(Span<float> data, long seq)

@@ -5,13 +5,16 @@ namespace GanCluster.DataPlane;
 
 /// <summary>
 /// Little-endian wire formats: the 32-byte handshake fields (the start of the hello and the acknowledgement of the
-/// authenticated handshake in <see cref="RingHandshake"/>) and the 32-byte frame header.
+/// authenticated handshake in <see cref="RingHandshake"/>), the 32-byte frame header and the 20-byte record of the
+/// small exchange (weight, tag, flags). Version 3: that record gained the tag and the flags (version 2 sent the weight
+/// alone); the handshake is the one of version 2.
 /// </summary>
 static class Wire
 {
     public const int HandshakeSize = 32;
     public const int HeaderSize = 32;
-    public const ushort Version = 2;
+    public const int RecordSize = sizeof(double) + sizeof(long) + sizeof(int);
+    public const ushort Version = 3;
     public const uint HandshakeMagic = 0x48444347; // "GCDH"
     public const uint FrameMagic = 0x46444347;     // "GCDF"
     public const ushort KindHello = 1;
@@ -94,6 +97,20 @@ static class Wire
             BinaryPrimitives.ReadInt64LittleEndian(b[8..]),
             BinaryPrimitives.ReadInt64LittleEndian(b[16..]),
             BinaryPrimitives.ReadInt32LittleEndian(b[24..]));
+    }
+
+    public static void WriteRecord(Span<byte> b, double value, long tag, int flags)
+    {
+        BinaryPrimitives.WriteDoubleLittleEndian(b, value);
+        BinaryPrimitives.WriteInt64LittleEndian(b[8..], tag);
+        BinaryPrimitives.WriteInt32LittleEndian(b[16..], flags);
+    }
+
+    public static void ReadRecord(ReadOnlySpan<byte> b, out double value, out long tag, out int flags)
+    {
+        value = BinaryPrimitives.ReadDoubleLittleEndian(b);
+        tag = BinaryPrimitives.ReadInt64LittleEndian(b[8..]);
+        flags = BinaryPrimitives.ReadInt32LittleEndian(b[16..]);
     }
 
     public static uint Fnv1a(ReadOnlySpan<byte> bytes)
