@@ -46,6 +46,9 @@ public sealed class InProcessCollective : ICollective
 
     public int Rank => _rank;
 
+    /// <summary>Members of this group blocked in an operation right now (lets tests act on a pending operation).</summary>
+    internal int Waiting => _group?.Waiting ?? 0;
+
     public int WorldSize => _size;
 
     /// <inheritdoc/>
@@ -200,6 +203,16 @@ public sealed class InProcessCollective : ICollective
         readonly object _gate = new();
         readonly Slot[] _slots = [new Slot(size), new Slot(size)];
         AllReduceException? _failure;
+        int _waiting;
+
+        public int Waiting
+        {
+            get
+            {
+                lock (_gate)
+                    return _waiting;
+            }
+        }
 
         /// <summary>Records this rank's call, waits for every rank's, and checks that they match.</summary>
         public Slot Arrive(int rank, long seq, Call call, int length, double value, long tag, int flags)
@@ -274,7 +287,15 @@ public sealed class InProcessCollective : ICollective
                     throw Record(new AllReduceException(
                         $"rank {rank}: {(arrivals ? Missing(slot) : $"rank {slot.Turns} did not add its part")} within " +
                         $"{timeout.TotalSeconds:0.###} s in operation #{seq}"));
-                Monitor.Wait(_gate, (int)Math.Min(deadline - now, int.MaxValue));
+                _waiting++;
+                try
+                {
+                    Monitor.Wait(_gate, (int)Math.Min(deadline - now, int.MaxValue));
+                }
+                finally
+                {
+                    _waiting--;
+                }
             }
         }
 

@@ -251,9 +251,13 @@ public sealed class HandshakeTests
             Wire.WriteHandshake(hello, new Wire.Handshake(Wire.Version, Wire.KindHello, session, 1, 0, 2));
             new Random(5).NextBytes(hello.AsSpan(4));
             Open().Send(hello);
-            // A peer of the previous wire version (32-byte hello, no nonce): refused at once, not left to time out.
+            // A peer of wire version 1 (32-byte hello, no nonce): refused at once, not left to time out.
             Wire.WriteHandshake(hello, new Wire.Handshake(1, Wire.KindHello, session, 1, 0, 2));
             Open().Send(hello.AsSpan(0, Wire.HandshakeSize));
+            // A peer of wire version 2 (same handshake, but its weight frames lack the tag and the flags).
+            var hello2 = new byte[RingHandshake.HelloSize];
+            RingHandshake.WriteHello(hello2, new Wire.Handshake(2, Wire.KindHello, session, 1, 0, 2));
+            Open().Send(hello2);
             // A connection that sends half a hello and then nothing, and one that sends nothing: must not block anyone.
             Wire.WriteHandshake(hello, new Wire.Handshake(Wire.Version, Wire.KindHello, session, 1, 0, 2));
             Open().Send(hello.AsSpan(0, 10));
@@ -272,6 +276,7 @@ public sealed class HandshakeTests
             Assert.Contains(messages, m => m.Contains("sender rank 0 (expected 1)"));
             Assert.Contains(messages, m => m.Contains("checksum"));
             Assert.Contains(messages, m => m.Contains($"protocol version 1 (expected {Wire.Version})"));
+            Assert.Contains(messages, m => m.Contains("protocol version 2 (expected 3)"));
         }
         finally
         {
