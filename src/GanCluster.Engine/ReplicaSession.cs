@@ -129,7 +129,11 @@ public sealed class ReplicaSession : IDisposable
             throw new InvalidOperationException($"asked for iteration {iteration}, but this replica is after {LastApplied}");
         Replica.SetIteration(iteration);
         var groupYield = false;
-        foreach (var step in GanSchedule.Iteration(iteration, Spec.Training.K))
+        // After a re-form inside an iteration (a survivor's all-reduce completed where others' did not), the updates
+        // already applied are not trained again.
+        var k = Spec.Training.K;
+        var done = GanSchedule.UpdatesThrough(LastApplied, k);
+        foreach (var step in GanSchedule.Iteration(iteration, k).Where(step => GanSchedule.UpdatesThrough(step, k) > done))
             groupYield = Update(step, yield && step.Phase == StepPhase.Generator);
         return new IterationOutcome(groupYield);
     }

@@ -1,6 +1,7 @@
 using Akka.Actor;
 using Akka.Configuration;
 using GanCluster.Actors.Coordinator;
+using GanCluster.Engine.Coordinator;
 using GanCluster.Training.Output;
 using static GanCluster.Protocol.ArtifactProtocol;
 

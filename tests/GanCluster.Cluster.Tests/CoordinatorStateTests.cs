@@ -1,12 +1,16 @@
-using GanCluster.Actors.Coordinator;
+using GanCluster.Engine;
+using GanCluster.Engine.Coordinator;
 using GanCluster.Protocol;
+using GanCluster.Training.Core;
 using static GanCluster.Protocol.WorkerProtocol;
 
 namespace GanCluster.Cluster.Tests;
 
 /// <summary>
 /// The coordinator and simulated workers, without actors: every effect is answered as well-behaved workers and a
-/// working checkpoint actor would, and each worker keeps the log of updates its replica applied.
+/// working checkpoint actor would, and each worker keeps the log of updates its replica applied. A formation trains a
+/// segment iteration by iteration, as workers do: a hook runs before each iteration, a lost member breaks the ring,
+/// and a yield the coordinator asked for ends the segment after the iteration in progress.
 /// </summary>
 public sealed class Sim
 {
@@ -23,8 +27,11 @@ public sealed class Sim
     public DateTimeOffset Now = T0;
     /// <summary>What <see cref="Effect.FindCheckpoint"/> finds (default: nothing).</summary>
     public CoordinatorInput.CheckpointFound Found = new(null, null, []);
-    /// <summary>Called before a worker answers an update; may kill workers or add some.</summary>
-    public Action<Sim, ExecuteStep, string>? BeforeReduce;
+    /// <summary>Called before the formation trains an iteration of a segment; may kill workers, add some, cancel, leave.</summary>
+    public Action<Sim, long>? BeforeIteration;
+    /// <summary>When the ring breaks during an iteration: how many of its updates each survivor had applied already.</summary>
+    public readonly Dictionary<string, int> Partial = new();
+    readonly HashSet<(long Formation, long Until)> _segmentsRun = [];
     /// <summary>Called before rank 0 answers a save.</summary>
     public Action<Sim, SaveArtifacts>? BeforeSnapshot;
     /// <summary>Rank 0 snapshots saves but the checkpoint actor never reports them written (a slow or lost upload).</summary>
@@ -86,9 +93,9 @@ public sealed class Sim
         var h = new Sim { HoldUploads = holdUploads };
         h.Workers(workers);
         var runId = h.Submit(Spec(iterations: 10));
-        h.BeforeReduce = (sim, e, _) =>
+        h.BeforeIteration = (sim, iteration) =>
         {
-            if (e.Step.Iteration == at && sim.State.Run!.CancelledBy is null) sim.Feed(new CoordinatorInput.Cancel(runId, "ana@laptop", sim.Now));
+            if (iteration == at && sim.State.Run!.CancelledBy is null) sim.Feed(new CoordinatorInput.Cancel(runId, "ana@laptop", sim.Now));
         };
         h.Pump();
         return h;
@@ -121,34 +128,62 @@ public sealed class Sim
             {
                 var id = w.WorkerId;
                 Rank[id] = p.Rank;
-                if (p.Resume is { ApplyPosition: true } r && Log(id).LastOrDefault() != r.Position) Apply(id, r.Position);
                 Worker(new RunPrepared(p.RunId, p.Formation, p.Rank, id, 100));
                 if (p.Rank == 0) SyncFromRankZero(p);
                 break;
             }
-            case Effect.ToWorker { Message: ExecuteStep e } w:
-                Apply(w.WorkerId, e.Commit);
-                BeforeReduce?.Invoke(this, e, w.WorkerId);
-                if (Dead.Contains(w.WorkerId)) break;
-                Worker(new StepReduced(e.RunId, e.Formation, e.Step, Rank[w.WorkerId], 5,
-                    e.ReportStats ? new WindowStats(1, 2, 0.6, 0.4, 1) : null, e.ReportChecksum ? "abc123abc123abc" : null));
+            case Effect.ToWorker { Message: RunSegment r }:
+                if (_segmentsRun.Add((r.Formation, r.Until))) Train(r);
                 break;
             case Effect.ToWorker { Message: AbortStep a } w:
                 Worker(new StepAborted(a.RunId, a.Formation, w.WorkerId, true, Log(w.WorkerId).LastOrDefault()));
                 break;
             case Effect.ToWorker { Message: SaveArtifacts s } w:
-                Apply(w.WorkerId, s.Commit);
                 if (Rank[w.WorkerId] != 0) break;
                 BeforeSnapshot?.Invoke(this, s);
                 Worker(new ArtifactsSnapshotted(s.RunId, s.Formation, s.Iteration, 3));
                 if (!HoldUploads) Feed(new CoordinatorInput.ArtifactsDone(s.RunId, s.Iteration, null, Quality(s.Iteration)));
                 break;
             case Effect.ToWorker { Message: FinishRun f } w:
-                Apply(w.WorkerId, f.Commit);
                 Worker(new RunFinishedOnWorker(f.RunId, f.Formation, Rank[w.WorkerId], "final-checksum-0123456789"));
                 if (Rank[w.WorkerId] == 0 && !HoldUploads)
                     Feed(new CoordinatorInput.ArtifactsDone(State.Run!.RunId, State.Run.Spec.Training.Iterations, null, Quality(State.Run.Spec.Training.Iterations)));
                 break;
+        }
+    }
+
+    /// <summary>
+    /// The formation trains from its position up to the segment's end, iteration by iteration, each update applied
+    /// on every member at once; it stops after an iteration once the coordinator asked to yield, and a member lost
+    /// mid-iteration breaks the ring under the others (who report the failure and keep what they had applied).
+    /// </summary>
+    void Train(RunSegment r)
+    {
+        var run = State.Run!;
+        var ranks = run.Ranks;
+        var k = run.Spec.Training.K;
+        for (var it = run.CompletedIterations; it < r.Until; it++)   // the formation's position
+        {
+            BeforeIteration?.Invoke(this, it);
+            var steps = GanSchedule.Iteration(it, k).Where(step => GanSchedule.UpdatesThrough(step, k) > GanSchedule.UpdatesThrough(run.Committed, k)).ToList();
+            if (ranks.Any(Dead.Contains) || State.Run is not { } now || now.Formation != r.Formation)
+            {
+                foreach (var id in ranks.Where(id => !Dead.Contains(id)))
+                {
+                    foreach (var step in steps.Take(Partial.GetValueOrDefault(id))) Apply(id, step);
+                    Worker(new StepFailed(r.RunId, r.Formation, steps[Partial.GetValueOrDefault(id)], Rank[id], "the ring broke"));
+                }
+                return;
+            }
+            foreach (var id in ranks) steps.ForEach(step => Apply(id, step));
+            if (now.Yielding || it + 1 == r.Until)
+            {
+                var done = it + 1;
+                foreach (var id in ranks)
+                    Worker(new SegmentDone(r.RunId, r.Formation, Rank[id], steps[^1], 5, Cadence.Of(run.Spec).IsLog(done) ? new WindowStats(1, 2, 0.6, 0.4, 1) : null,
+                        r.ReportChecksum ? "abc123abc123abc" : null, 0, 0, false));
+                return;
+            }
         }
     }
 
@@ -167,7 +202,7 @@ public sealed class Sim
     public static List<StepKey> Schedule(int iterations, int k)
     {
         var all = new List<StepKey>();
-        for (var s = GanScheduleKeys.First; s.Iteration < iterations; s = GanScheduleKeys.Next(s, k)) all.Add(s);
+        for (var s = GanSchedule.First; s.Iteration < iterations; s = GanSchedule.Next(s, k)) all.Add(s);
         return all;
     }
 
@@ -180,16 +215,19 @@ public class CoordinatorStateTests
     [Theory]
     [InlineData(1, "D0 G")]
     [InlineData(3, "D0 D1 D2 G")]
-    public void Each_iteration_commits_k_D_updates_then_one_G_update_on_every_worker(int k, string perIteration)
+    public void Workers_train_each_segment_on_their_own_and_every_boundary_is_committed_on_every_worker(int k, string perIteration)
     {
         var h = new Sim();
         h.Workers(3);
         h.Submit(Sim.Spec(k, iterations: 4, every: 2));
         h.Pump();
+        // Two segments (logEvery 2), each ending on a G update that all three ranks reached.
         var committed = h.All.OfType<Effect.Committed>().ToList();
         Assert.All(committed, c => Assert.Equal(new[] { 0, 1, 2 }, c.Ranks));
-        var log = string.Join(" | ", committed.GroupBy(c => c.Step.Iteration)
-            .Select(g => string.Join(' ', g.Select(c => c.Step.Phase == StepPhase.Generator ? "G" : $"D{c.Step.SubStep}"))));
+        Assert.Equal(new[] { new StepKey(1, StepPhase.Generator, 0), new StepKey(3, StepPhase.Generator, 0) }, committed.Select(c => c.Step));
+        Assert.Equal(new long[] { 2, 2, 2, 4, 4, 4 }, h.Sent<RunSegment>().Select(r => r.Until));
+        var log = string.Join(" | ", h.Applied["w0"].GroupBy(c => c.Iteration)
+            .Select(g => string.Join(' ', g.Select(c => c.Phase == StepPhase.Generator ? "G" : $"D{c.SubStep}"))));
         Assert.Equal(string.Join(" | ", Enumerable.Repeat(perIteration, 4)), log);
         Assert.All(h.Applied.Values, l => Assert.Equal(Sim.Schedule(4, k), l));
 
@@ -240,13 +278,14 @@ public class CoordinatorStateTests
         var h = new Sim();
         h.Workers(2);
         var runId = h.Submit(Sim.Spec(iterations: 6));
-        h.BeforeReduce = (sim, e, _) =>
+        h.BeforeIteration = (sim, iteration) =>
         {
-            if (e.Step == new StepKey(2, StepPhase.Discriminator, 0) && !sim.State.Workers.ContainsKey("gpu")) sim.Up("gpu", "cuda:0");
+            if (iteration == 2 && !sim.State.Workers.ContainsKey("gpu")) sim.Up("gpu", "cuda:0");
         };
         h.Pump();
         Assert.Equal(RunOutcome.Completed, h.Ended!.Outcome);
         Assert.DoesNotContain(h.Sent<PrepareRun>(), p => p.Rank >= 2);               // never re-formed with it
+        Assert.Empty(h.Sent<YieldSegment>());                                       // nor did it interrupt a segment
         Assert.Contains(h.All.OfType<Effect.Publish>().Select(p => p.Message).OfType<RunProtocol.RunNoted>(),
             n => n.Warning && n.Text.Contains("does not join run " + runId + ", which trains on cpu only"));
     }
@@ -258,9 +297,9 @@ public class CoordinatorStateTests
         h.Workers(2);
         var runId = h.Submit(Sim.Spec(iterations: 6));
         var late = false;
-        h.BeforeReduce = (sim, e, _) =>
+        h.BeforeIteration = (sim, iteration) =>
         {
-            if (e.Step.Iteration != 3 || late) return;
+            if (iteration != 3 || late) return;
             late = true;
             // What a full disk did: the previous run's upload failing long after it ended.
             sim.Feed(new CoordinatorInput.ArtifactsDone("previous-run", 500, "/runs/old/.upload-00000500/G.bin: No space left on device"));
@@ -279,9 +318,9 @@ public class CoordinatorStateTests
         Assert.Equal(["w0: -1", "w1: -1"], h.State.Status().Members!.Select(m => $"{m.WorkerId}: {m.Rank}"));
         var runId = h.Submit(Sim.Spec(iterations: 6));
         RunProtocol.StatusReported? during = null;
-        h.BeforeReduce = (sim, e, _) =>
+        h.BeforeIteration = (sim, iteration) =>
         {
-            if (e.Step == new StepKey(3, StepPhase.Discriminator, 0) && during is null)
+            if (iteration == 2 && during is null)
             {
                 sim.Up("late");                                                     // registered, not yet in the run
                 during = sim.State.Status();
@@ -289,7 +328,7 @@ public class CoordinatorStateTests
         };
         h.Pump();
 
-        Assert.Equal((RunState.Running, runId, 3, 3L, 6L), (during!.State, during.RunId, during.Workers, during.Iteration, during.Total));
+        Assert.Equal((RunState.Running, runId, 3, 2L, 6L), (during!.State, during.RunId, during.Workers, during.Iteration, during.Total));
         Assert.Equal(["late: -1", "w0: 0", "w1: 1"], during.Members!.Select(m => $"{m.WorkerId}: {m.Rank}"));
         Assert.All(during.Members!, m => Assert.Equal("cpu", m.Device));
         var after = h.State.Status();
@@ -298,30 +337,42 @@ public class CoordinatorStateTests
     }
 
     [Fact]
-    public void The_G_update_is_not_sent_before_every_worker_reduced_the_last_D_update()
+    public void A_segment_ends_when_every_rank_has_ended_it_at_the_same_update_and_the_next_one_goes_to_the_next_boundary()
     {
         var h = new Sim();
         h.Workers(2);
         var runId = h.Submit(Sim.Spec(k: 2, iterations: 3));
         var session = h.Sent<PrepareRun>().First().Formation;
         h.Worker(new RunPrepared(runId, session, 0, "w0", 1));
-        h.Worker(new RunPrepared(runId, session, 1, "w1", 1));
-        var d0 = new StepKey(0, StepPhase.Discriminator, 0);
-        var d1 = new StepKey(0, StepPhase.Discriminator, 1);
-        h.Worker(new StepReduced(runId, session, d0, 0, 5, null, null));
-        h.Worker(new StepReduced(runId, session, d0, 1, 5, null, null));
-        Assert.Equal(d1, h.State.Run!.Step);
+        var first = h.Worker(new RunPrepared(runId, session, 1, "w1", 1)).OfType<Effect.ToWorker>().Select(w => w.Message).OfType<RunSegment>().ToList();
+        Assert.Equal(2, first.Count);
+        Assert.All(first, r => Assert.Equal((2L, true), (r.Until, r.ReportChecksum)));   // logEvery 2; checksumEvery 2
 
-        var afterOne = h.Worker(new StepReduced(runId, session, d1, 0, 5, null, null));
-        Assert.Empty(afterOne.OfType<Effect.ToWorker>());                      // rank 1 has not reduced D1 yet
-        var afterBoth = h.Worker(new StepReduced(runId, session, d1, 1, 5, null, null));
-        var sent = afterBoth.OfType<Effect.ToWorker>().Select(w => (ExecuteStep)w.Message).ToList();
-        Assert.Equal(2, sent.Count);
-        Assert.All(sent, e => Assert.Equal((new StepKey(0, StepPhase.Generator, 0), d1), (e.Step, e.Commit)));
+        var end = new StepKey(1, StepPhase.Generator, 0);
+        var afterOne = h.Worker(new SegmentDone(runId, session, 0, end, 5, new WindowStats(1, 2, 0.6, 0.4, 2), "c", 0, 0, false));
+        Assert.Empty(afterOne.OfType<Effect.ToWorker>());                          // rank 1 has not ended it yet
+        var afterBoth = h.Worker(new SegmentDone(runId, session, 1, end, 5, new WindowStats(1, 2, 0.6, 0.4, 2), "c", 0, 0, false));
+        Assert.Equal(end, Assert.Single(afterBoth.OfType<Effect.Committed>()).Step);
+        Assert.Equal(2, Assert.Single(afterBoth.OfType<Effect.AppendMetrics>()).Row.Iteration);
+        Assert.Equal(40, h.State.Run!.SamplesConsumed);                            // 4 D updates of a global batch of 10
+        var next = afterBoth.OfType<Effect.ToWorker>().Select(w => w.Message).OfType<RunSegment>().ToList();
+        Assert.Equal(2, next.Count);
+        Assert.All(next, r => Assert.Equal(3, r.Until));                            // the end of the run
+
+        // Ranks that end at different updates cannot both be right.
+        var bad = new Sim();
+        bad.Workers(2);
+        var other = bad.Submit(Sim.Spec(iterations: 3));
+        bad.Worker(new RunPrepared(other, session, 0, "w0", 1));
+        bad.Worker(new RunPrepared(other, session, 1, "w1", 1));
+        bad.Worker(new SegmentDone(other, session, 0, new StepKey(1, StepPhase.Generator, 0), 5, null, null, 0, 0, false));
+        bad.Worker(new SegmentDone(other, session, 1, new StepKey(0, StepPhase.Generator, 0), 5, null, null, 0, 0, false));
+        Assert.Equal(RunState.Failed, bad.State.Phase);
+        Assert.Contains("ended a segment at different updates: rank 0 after it1/G, rank 1 after it0/G", bad.Ended!.Message);
     }
 
     [Fact]
-    public void Stale_duplicate_and_unknown_step_messages_are_rejected_and_logged()
+    public void Stale_duplicate_and_unknown_segment_messages_are_rejected_and_logged()
     {
         var h = new Sim();
         h.Workers(2);
@@ -329,17 +380,16 @@ public class CoordinatorStateTests
         var session = h.Sent<PrepareRun>().First().Formation;
         h.Worker(new RunPrepared(runId, session, 0, "w0", 1));
         h.Worker(new RunPrepared(runId, session, 1, "w1", 1));
-        var d0 = new StepKey(0, StepPhase.Discriminator, 0);
-        h.Worker(new StepReduced(runId, session, d0, 0, 5, null, null));
+        var end = new StepKey(1, StepPhase.Generator, 0);
+        h.Worker(new SegmentDone(runId, session, 0, end, 5, null, null, 0, 0, false));
 
         var before = h.State;
         foreach (var bad in new IGanClusterMessage[]
                  {
-                     new StepReduced(runId, session, d0, 0, 5, null, null),                                    // duplicate
-                     new StepReduced(runId, session, new StepKey(0, StepPhase.Generator, 0), 1, 5, null, null), // not the current step
-                     new StepReduced("other-run", session, d0, 1, 5, null, null),                              // unknown run
-                     new StepReduced(runId, session - 1, d0, 1, 5, null, null),                                // an earlier formation
-                     new RunPrepared(runId, session, 1, "w1", 1),                                              // wrong phase
+                     new SegmentDone(runId, session, 0, end, 5, null, null, 0, 0, false),       // duplicate
+                     new SegmentDone("other-run", session, 1, end, 5, null, null, 0, 0, false), // unknown run
+                     new SegmentDone(runId, session - 1, 1, end, 5, null, null, 0, 0, false),   // an earlier formation
+                     new RunPrepared(runId, session, 1, "w1", 1),                                 // wrong phase
                  })
         {
             var fx = h.Worker(bad);
@@ -352,14 +402,14 @@ public class CoordinatorStateTests
     }
 
     [Fact]
-    public void A_worker_killed_mid_step_aborts_it_everywhere_and_the_survivors_go_on_without_a_gap_or_a_repeat()
+    public void A_worker_killed_mid_segment_stops_it_everywhere_and_the_survivors_go_on_without_a_gap_or_a_repeat()
     {
         var h = new Sim();
         h.Workers(3);
-        // w2 dies while the cluster reduces it5/D0: nobody may apply it, and the survivors go on from it4/G.
-        h.BeforeReduce = (sim, e, id) =>
+        // w2 dies during iteration 5: its all-reduce never completes anywhere, and the survivors go on from it4/G.
+        h.BeforeIteration = (sim, iteration) =>
         {
-            if (id == "w2" && e.Step == new StepKey(5, StepPhase.Discriminator, 0)) sim.Kill("w2");
+            if (iteration == 5 && !sim.Dead.Contains("w2")) sim.Kill("w2");
         };
         h.Submit(Sim.Spec(iterations: 10, every: 4));
         h.Pump();
@@ -370,7 +420,7 @@ public class CoordinatorStateTests
         var reform = h.Sent<PrepareRun>().Where(p => p.Resume is not null).ToList();
         Assert.Equal(2, reform.Count);
         Assert.All(reform, p => Assert.Equal(new StepKey(4, StepPhase.Generator, 0), p.Resume!.Position));
-        Assert.All(reform, p => Assert.False(p.Resume!.ApplyPosition));
+        Assert.All(reform, p => Assert.Equal(5 * 10, p.Resume!.SamplesConsumed));   // the data position of it4/G
         Assert.All(reform, p => Assert.Equal(new[] { 5, 5 }, p.LocalBatches));   // global batch 10 kept over 2 workers
         // Each survivor applied every update exactly once, in order.
         Assert.Equal(Sim.Schedule(10, 1), h.Applied["w0"]);
@@ -381,7 +431,7 @@ public class CoordinatorStateTests
         // Clients following the run are told, in order, without the run id the log lines start with.
         var notes = h.All.OfType<Effect.Publish>().Select(p => p.Message).OfType<RunProtocol.RunNoted>().Select(n => (n.Warning, n.Text)).ToList();
         var lost = notes.FindIndex(n => n == (true, "worker w2 left: killed"));
-        var aborting = notes.FindIndex(n => n.Warning && n.Text.StartsWith("worker w2 (rank 2) was lost during Running at it5/D0: killed; aborting it5/D0 everywhere"));
+        var aborting = notes.FindIndex(n => n.Warning && n.Text.StartsWith("worker w2 (rank 2) was lost during Running after it3/G: killed; stopping every worker"));
         var reformed = notes.FindIndex(n => !n.Warning && n.Text.StartsWith("re-forming with 2 worker(s) [w0, w1], batches [5, 5], after it4/G"));
         Assert.True(lost >= 0 && lost < aborting && aborting < reformed, string.Join("\n", notes));
         Assert.Contains((false, "outputs of iteration 8 written under /runs/t"), notes);
@@ -389,13 +439,38 @@ public class CoordinatorStateTests
     }
 
     [Fact]
+    public void After_a_loss_the_survivors_go_on_from_the_most_advanced_state_one_of_them_holds()
+    {
+        var h = new Sim();
+        h.Workers(3);
+        // w2 dies inside iteration 5 after the all-reduce of it5/D0 completed on w1 only: w1 applied it, w0 did not.
+        h.BeforeIteration = (sim, iteration) =>
+        {
+            if (iteration != 5 || sim.Dead.Contains("w2")) return;
+            sim.Partial["w1"] = 1;
+            sim.Kill("w2");
+        };
+        h.Submit(Sim.Spec(iterations: 8, every: 4));
+        h.Pump();
+
+        Assert.Equal(RunOutcome.Completed, h.Ended!.Outcome);
+        var reform = h.Sent<PrepareRun>().Where(p => p.Resume is not null).ToList();
+        Assert.Equal(["w1", "w0"], h.State.Run!.Ranks.ToArray());                           // rank 0 holds the most advanced state
+        Assert.All(reform, p => Assert.Equal(new StepKey(5, StepPhase.Discriminator, 0), p.Resume!.Position));
+        Assert.All(reform, p => Assert.Equal(6 * 10, p.Resume!.SamplesConsumed));   // 6 D updates of a global batch of 10
+        // Every update applied exactly once on every survivor: w0 took w1's state, which already held it5/D0.
+        Assert.Equal(Sim.Schedule(8, 1), h.Applied["w0"]);
+        Assert.Equal(Sim.Schedule(8, 1), h.Applied["w1"]);
+    }
+
+    [Fact]
     public void Failures_beyond_the_hourly_retry_budget_end_the_run_with_a_clear_status()
     {
         var h = new Sim();
         h.Workers(4);
-        h.BeforeReduce = (sim, e, id) =>
+        h.BeforeIteration = (sim, iteration) =>
         {
-            if (e.Step.Phase == StepPhase.Generator && e.Step.Iteration is 1 or 3 && id == sim.State.Run!.Ranks[^1]) sim.Kill(id);
+            if (iteration is 1 or 3 && sim.State.Run!.Ranks.Length == (iteration == 1 ? 4 : 3)) sim.Kill(sim.State.Run.Ranks[^1]);
         };
         h.Submit(Sim.Spec(iterations: 8, extra: ", \"maxFailuresPerHour\": 1"));
         h.Pump();
@@ -412,9 +487,9 @@ public class CoordinatorStateTests
     {
         var h = new Sim();
         h.Workers(2);
-        h.BeforeReduce = (sim, e, id) =>
+        h.BeforeIteration = (sim, iteration) =>
         {
-            if (id == "w0" && e.Step == new StepKey(2, StepPhase.Discriminator, 0)) sim.Up("w9");
+            if (iteration == 2 && !sim.State.Workers.ContainsKey("w9")) sim.Up("w9");
         };
         h.Submit(Sim.Spec(iterations: 6, extra: $", \"batchMode\": \"{mode}\""));
         h.Pump();
@@ -423,7 +498,7 @@ public class CoordinatorStateTests
         var join = h.Sent<PrepareRun>().Where(p => p.Resume is not null).ToList();
         Assert.Equal(3, join.Count);
         Assert.All(join, p => Assert.Equal(new StepKey(2, StepPhase.Generator, 0), p.Resume!.Position));   // the end of the same iteration
-        Assert.All(join, p => Assert.True(p.Resume!.ApplyPosition));
+        Assert.Equal(2, h.Sent<YieldSegment>().Count());                           // the segment to iteration 4 ended early, on both ranks
         Assert.All(join, p => Assert.Equal(batches, p.LocalBatches));
         Assert.Equal(2, join.Single(p => p.Rank == 2).Rank);                     // the newcomer is never rank 0
         Assert.Empty(h.Sent<AbortStep>());
@@ -438,9 +513,9 @@ public class CoordinatorStateTests
     {
         var h = new Sim();
         h.Workers(3);
-        h.BeforeReduce = (sim, e, id) =>
+        h.BeforeIteration = (sim, iteration) =>
         {
-            if (id == "w1" && e.Step == new StepKey(1, StepPhase.Discriminator, 0)) sim.Worker(new LeaveRun("w1"));
+            if (iteration == 1 && sim.State.Run!.Ranks.Contains("w1")) sim.Worker(new LeaveRun("w1"));
         };
         h.Submit(Sim.Spec(iterations: 5));
         h.Pump();
@@ -466,7 +541,7 @@ public class CoordinatorStateTests
         h.Up("b");
         h.Pump();
         var prepare = h.Sent<PrepareRun>().Where(p => p.RunId == "t-1").Take(2).ToList();
-        Assert.All(prepare, p => Assert.Equal(new ResumeFrom(new StepKey(3, StepPhase.Generator, 0), false, 40, "/runs/t/checkpoints/iter-00000004"), p.Resume));
+        Assert.All(prepare, p => Assert.Equal(new ResumeFrom(new StepKey(3, StepPhase.Generator, 0), 40, "/runs/t/checkpoints/iter-00000004"), p.Resume));
         Assert.Equal(RunOutcome.Completed, h.Ended!.Outcome);
         Assert.Equal(Sim.Schedule(10, 1).Skip(8), h.Applied["a"]);               // iterations 4..9 only
         Assert.Equal(new long[] { 6, 8, 10 }, h.All.OfType<Effect.AppendMetrics>().Select(m => m.Row.Iteration));
@@ -528,7 +603,7 @@ public class CoordinatorStateTests
     }
 
     [Fact]
-    public void A_step_that_times_out_drops_the_silent_worker_and_the_others_go_on()
+    public void A_segment_that_times_out_drops_the_silent_worker_and_the_others_go_on()
     {
         var h = new Sim();
         h.Workers(2);
@@ -537,12 +612,16 @@ public class CoordinatorStateTests
         h.Worker(new RunPrepared(runId, session, 0, "w0", 1));
         var fx = h.Worker(new RunPrepared(runId, session, 1, "w1", 1));
         var timer = fx.OfType<Effect.Schedule>().Last();
-        h.Worker(new StepReduced(runId, session, new StepKey(0, StepPhase.Discriminator, 0), 0, 5, null, null));
+        h.Worker(new SegmentDone(runId, session, 0, new StepKey(1, StepPhase.Generator, 0), 5, null, null, 0, 0, false));
+        // Progress from a long segment pushes the deadline back: the timeout measures silence.
+        var progress = h.Worker(new SegmentProgress(runId, session, 1, new StepKey(0, StepPhase.Generator, 0)));
+        Assert.Empty(h.Feed(new CoordinatorInput.TimerFired(timer.Token, h.Now)));
+        timer = progress.OfType<Effect.Schedule>().Single();
 
         Assert.Empty(h.Feed(new CoordinatorInput.TimerFired(timer.Token - 1, h.Now)));  // an old timer does nothing
         var timedOut = h.Feed(new CoordinatorInput.TimerFired(timer.Token, h.Now));
         Assert.Equal(RunState.Recovering, h.State.Phase);
-        Assert.Contains(timedOut.OfType<Effect.Log>(), l => l.Warning && l.Text.Contains("w1 (rank 1)") && l.Text.Contains("it0/D0"));
+        Assert.Contains(timedOut.OfType<Effect.Log>(), l => l.Warning && l.Text.Contains("w1 (rank 1) made no progress after the start"));
         Assert.Equal(2, timedOut.OfType<Effect.ToWorker>().Count(w => w.Message is AbortStep));
         // w0 answers, w1 stays silent past the abort timeout: it is dropped and w0 goes on alone.
         var abort = timedOut.OfType<Effect.ToWorker>().Select(w => w.Message).OfType<AbortStep>().First();
@@ -559,17 +638,16 @@ public class CoordinatorStateTests
     {
         var h = new Sim();
         h.Workers(2);
-        h.BeforeReduce = (sim, e, id) =>
-        {
-            if (e.ReportChecksum && id == "w1") sim.Dead.Add("w1");   // answer for w1 by hand below
-        };
         var runId = h.Submit(Sim.Spec(iterations: 5));
-        h.Pump();
-        var execute = h.Sent<ExecuteStep>().Last();
-        Assert.True(execute.ReportChecksum);                                     // checksumEvery = 2
-        h.Worker(new StepReduced(runId, execute.Formation, execute.Step, 1, 5, null, "bbbbbbbbbbbbbbbb"));
+        var session = h.Sent<PrepareRun>().First().Formation;
+        h.Worker(new RunPrepared(runId, session, 0, "w0", 1));
+        h.Worker(new RunPrepared(runId, session, 1, "w1", 1));
+        Assert.True(h.Sent<RunSegment>().Last().ReportChecksum);                 // checksumEvery = 2
+        var end = new StepKey(1, StepPhase.Generator, 0);
+        h.Worker(new SegmentDone(runId, session, 0, end, 5, null, "aaaaaaaaaaaaaaaa", 0, 0, false));
+        h.Worker(new SegmentDone(runId, session, 1, end, 5, null, "bbbbbbbbbbbbbbbb", 0, 0, false));
         Assert.Equal(RunState.Failed, h.State.Phase);
-        Assert.Contains("replicas diverged", h.Ended!.Message);
+        Assert.Contains("replicas diverged by it1/G", h.Ended!.Message);
     }
 
     [Fact]
@@ -597,11 +675,11 @@ public class CoordinatorStateTests
         h.Feed(new CoordinatorInput.Submit(Sim.Spec(), 1, Sim.T0));
         var busy = h.Feed(new CoordinatorInput.Submit(Sim.Spec(), 1, Sim.T0));
         Assert.Contains("busy", Assert.IsType<RunProtocol.SubmitNack>(busy.OfType<Effect.Respond>().Single().Message).Reason);
-        Assert.Equal(new[] { 4, 3, 3 }, CoordinatorState.SplitBatch(10, 3));
+        Assert.Equal(new[] { 4, 3, 3 }, BatchSplit.Even(10, 3));
     }
 
     [Fact]
-    public void Non_finite_updates_are_skipped_and_too_many_in_a_row_fail_the_run()
+    public void Non_finite_updates_are_counted_in_the_metrics_and_a_guard_that_stopped_fails_the_run()
     {
         var h = new Sim();
         h.Workers(2);
@@ -610,21 +688,22 @@ public class CoordinatorStateTests
         h.Worker(new RunPrepared(runId, session, 0, "w0", 10));
         h.Worker(new RunPrepared(runId, session, 1, "w1", 10));
 
-        IReadOnlyList<Effect> Reduce(bool nonFinite)
+        IReadOnlyList<Effect> End(long skipped, long consecutive, bool diverged)
         {
-            var step = h.State.Run!.Step;
-            h.Worker(new StepReduced(runId, session, step, 0, 4, null, null, nonFinite));
-            return h.Worker(new StepReduced(runId, session, step, 1, 4, null, null, nonFinite));
+            var last = new StepKey(h.State.Run!.SegmentUntil - 1, StepPhase.Generator, 0);
+            var stats = new WindowStats(1, 2, 0.6, 0.4, 2);
+            h.Worker(new SegmentDone(runId, session, 0, last, 5, stats, null, skipped, consecutive, diverged));
+            return h.Worker(new SegmentDone(runId, session, 1, last, 5, stats, null, skipped, consecutive, diverged));
         }
 
-        Reduce(true);
-        Reduce(true);
-        Reduce(false);                                   // a finite update resets the count
-        Assert.Equal(0, h.State.Run!.ConsecutiveSkips);
-        Reduce(true);
-        Reduce(true);
+        var first = End(2, 0, false);
+        Assert.Equal(2, Assert.Single(first.OfType<Effect.AppendMetrics>()).Row.Skipped);
+        Assert.Contains(first.OfType<Effect.Log>(), l => l.Warning && l.Text.Contains("2 update(s) with non-finite gradients skipped on every worker"));
+        Assert.Equal((2L, 0L), (h.State.Run!.SkippedTotal, h.State.Run.ConsecutiveSkips));
+        End(2, 2, false);
+        Assert.Equal(2, h.State.Run!.ConsecutiveSkips);                          // a re-form would carry it on
         Assert.Equal(RunState.Running, h.State.Phase);
-        Reduce(true);
+        End(1, 3, true);
         Assert.Equal(RunState.Failed, h.State.Phase);
         Assert.Contains("diverged: 3 consecutive updates with non-finite gradients", h.Ended!.Message);
     }
@@ -640,15 +719,16 @@ public class CoordinatorStateTests
         h.Workers(2);
         var runId = h.Submit(Sim.Spec(k: 2, iterations: 10));
         IGanClusterMessage? ack = null;
-        h.BeforeReduce = (sim, e, id) =>
+        h.BeforeIteration = (sim, iteration) =>
         {
-            if (ack is null && e.Step == new StepKey(3, StepPhase.Discriminator, 1)) ack = Answer(sim.Feed(new CoordinatorInput.Cancel(runId, "ana@laptop", sim.Now)));
+            if (ack is null && iteration == 3) ack = Answer(sim.Feed(new CoordinatorInput.Cancel(runId, "ana@laptop", sim.Now)));
         };
         h.Pump();
 
-        Assert.Contains("stops at the next iteration boundary (it is at it3/D1)", Assert.IsType<RunProtocol.CancelAck>(ack).Message);
+        Assert.Contains("stops at the next iteration boundary (it was after it1/G)", Assert.IsType<RunProtocol.CancelAck>(ack).Message);
         Assert.All(h.Applied.Values, l => Assert.Equal(Sim.Schedule(4, 2), l));   // iteration 3 finished, nothing of 4 applied
-        Assert.DoesNotContain(h.Sent<ExecuteStep>(), e => e.Step.Iteration >= 4);
+        Assert.Equal(2, h.Sent<YieldSegment>().Count());
+        Assert.DoesNotContain(h.Sent<RunSegment>(), r => r.Until > 4);            // no segment after the cancel
         var saves = h.Sent<SaveArtifacts>().ToList();
         Assert.Equal(2, saves.Count);                                              // one checkpoint save, to both ranks
         Assert.All(saves, s => Assert.Equal((4L, true), (s.Iteration, s.Checkpoint)));

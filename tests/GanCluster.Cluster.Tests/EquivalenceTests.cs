@@ -1,5 +1,5 @@
-using GanCluster.Actors.Coordinator;
-using GanCluster.Actors.Worker;
+using GanCluster.DataPlane;
+using GanCluster.Engine;
 using GanCluster.Protocol;
 using GanCluster.Training.Data;
 using GanCluster.Training.Core;
@@ -22,22 +22,20 @@ public class EquivalenceTests
         const int iterations = 8;
         const int k = 3;
         var spec = Specs.Ring8(batch, iterations, k) with { Dataset = new() { Kind = "ring8", Size = datasetSize } };
-        var batches = CoordinatorState.SplitBatch(batch, workers);
-        var reducers = tcpRing ? Rings(workers) : Enumerable.Range(0, workers).Select(new InProcessGroup(workers).Member).ToArray();
+        var batches = BatchSplit.Even(batch, workers);
+        var reducers = tcpRing ? Rings(workers) : InProcessCollective.Create(workers);
         var applied = new List<StepKey>[workers];
 
         // The cluster: one thread per worker (TorchSharp state is per thread), each with its own session.
         var finals = new float[workers][];
         var threads = Enumerable.Range(0, workers).Select(rank => new Thread(() =>
         {
-            using var session = new WorkerSession(spec, rank, workers, batches[rank], CPU, reducers[rank]);
-            foreach (var step in Steps(spec.Training.K, iterations))
-            {
-                session.ComputeAndReduce(step);
-                session.Commit(step);
-            }
+            var log = new List<StepKey>();
+            using var session = new ReplicaSession("run", spec, CPU) { OnUpdate = log.Add };
+            session.Sync(rank, workers, batches[rank], reducers[rank], resume: null);
+            for (var it = 0; it < iterations; it++) session.RunIteration(it);
             finals[rank] = Parameters(session.Replica);
-            applied[rank] = [.. session.Applied];
+            applied[rank] = log;
         })).ToList();
         threads.ForEach(t => t.Start());
         threads.ForEach(t => t.Join());
@@ -89,35 +87,28 @@ public class EquivalenceTests
     {
         // Two workers train 3 iterations; a third joins at the boundary (ring of 3); all train 3 more.
         var spec = Specs.Ring8(48, 6, k: 2);
-        var first = new InProcessGroup(2);
-        var second = new InProcessGroup(3);
+        var first = InProcessCollective.Create(2);
+        var second = InProcessCollective.Create(3);
         var boundary = new StepKey(2, StepPhase.Generator, 0);
         var finals = new float[3][];
         var applied = new List<StepKey>[3];
         using var barrier = new Barrier(3);
         var threads = Enumerable.Range(0, 3).Select(id => new Thread(() =>
         {
-            using var session = new WorkerSession("run", spec, CPU);
+            var log = new List<StepKey>();
+            using var session = new ReplicaSession("run", spec, CPU) { OnUpdate = log.Add };
             if (id < 2)
             {
-                session.Form(id, 2, 24, first.Member(id), resume: null);
-                foreach (var step in Steps(spec.Training.K, 3))
-                {
-                    session.ComputeAndReduce(step);
-                    if (step != boundary) session.Commit(step);     // the last one is applied by the re-form
-                }
+                session.Sync(id, 2, 24, first[id], resume: null);
+                for (var it = 0; it < 3; it++) session.RunIteration(it);
             }
             barrier.SignalAndWait(TimeSpan.FromMinutes(1));
             // Newcomer (id 2) gets rank 2, never 0: rank 0 holds the state everyone takes.
-            session.Form(id, 3, 16, second.Member(id), new WorkerProtocol.ResumeFrom(boundary, ApplyPosition: true, SamplesConsumed: 3 * 2 * 48, null));
-            Assert.Equal(boundary, session.LastCommitted);
-            foreach (var step in Steps(spec.Training.K, 6).Where(s => s.Iteration >= 3))
-            {
-                session.ComputeAndReduce(step);
-                session.Commit(step);
-            }
+            session.Sync(id, 3, 16, second[id], new WorkerProtocol.ResumeFrom(boundary, SamplesConsumed: 3 * 2 * 48, null));
+            Assert.Equal(boundary, session.LastApplied);
+            for (var it = 3; it < 6; it++) session.RunIteration(it);
             finals[id] = Parameters(session.Replica);
-            applied[id] = [.. session.Applied];
+            applied[id] = log;
         })).ToList();
         threads.ForEach(t => t.Start());
         threads.ForEach(t => t.Join());
@@ -129,21 +120,24 @@ public class EquivalenceTests
         Assert.Equal(Steps(2, 6).Count(s => s.Iteration >= 3), applied[2].Count);
     }
 
-    static IAllReduce[] Rings(int n)
+    static ICollective[] Rings(int n)
     {
-        var listeners = Enumerable.Range(0, n).Select(_ => GanCluster.DataPlane.RingListener.Start(System.Net.IPAddress.Loopback)).ToArray();
-        var peers = listeners.Select((l, r) => new GanCluster.DataPlane.RingPeer(r, "127.0.0.1", l.Port)).ToList();
+        var listeners = Enumerable.Range(0, n).Select(_ => RingListener.Start(System.Net.IPAddress.Loopback)).ToArray();
+        var peers = listeners.Select((l, r) => new RingPeer(r, "127.0.0.1", l.Port)).ToList();
         var connects = Enumerable.Range(0, n)
-            .Select(r => Task.Run(() => GanCluster.DataPlane.RingAllReduce.Connect(listeners[r], 77, r, peers, TimeSpan.FromSeconds(30))))
+            .Select(r => Task.Run(() => RingAllReduce.Connect(listeners[r], 77, r, peers, TimeSpan.FromSeconds(30))))
             .ToArray();
         Task.WaitAll(connects);
-        return connects.Select((t, r) => (IAllReduce)new ListenerOwningRing(new RingReduce(t.Result), listeners[r])).ToArray();
+        return connects.Select((t, r) => (ICollective)new ListenerOwningRing(t.Result, listeners[r])).ToArray();
     }
 
-    sealed class ListenerOwningRing(RingReduce ring, IDisposable listener) : IAllReduce
+    sealed class ListenerOwningRing(RingAllReduce ring, IDisposable listener) : ICollective
     {
-        public double WeightedMean(Span<float> data, double weight) => ring.WeightedMean(data, weight);
+        public int Rank => ring.Rank;
+        public int WorldSize => ring.WorldSize;
+        public ReduceOutcome AllReduceMean(Span<float> data, double weight, long tag = 0, int flags = 0) => ring.AllReduceMean(data, weight, tag, flags);
         public void Broadcast(Span<float> data) => ring.Broadcast(data);
+        public double[] AllGather(double value) => ring.AllGather(value);
         public void Dispose()
         {
             ring.Dispose();
@@ -153,11 +147,11 @@ public class EquivalenceTests
 
     static IEnumerable<StepKey> Steps(int k, int iterations)
     {
-        var s = GanScheduleKeys.First;
+        var s = GanSchedule.First;
         while (s.Iteration < iterations)
         {
             yield return s;
-            s = GanScheduleKeys.Next(s, k);
+            s = GanSchedule.Next(s, k);
         }
     }
 
@@ -177,16 +171,19 @@ public class WorkerNanGuardTests
     public WorkerNanGuardTests() => TorchSetup.Ensure();
 
     /// <summary>Poisons the average of one all-reduce call, as a NaN in any worker's gradients would.</summary>
-    sealed class Poisoning(IAllReduce inner, int poisonCall) : IAllReduce
+    sealed class Poisoning(ICollective inner, int poisonCall) : ICollective
     {
         int _calls;
-        public double WeightedMean(Span<float> data, double weight)
+        public int Rank => inner.Rank;
+        public int WorldSize => inner.WorldSize;
+        public ReduceOutcome AllReduceMean(Span<float> data, double weight, long tag = 0, int flags = 0)
         {
-            var total = inner.WeightedMean(data, weight);
+            var outcome = inner.AllReduceMean(data, weight, tag, flags);
             if (++_calls == poisonCall) data[0] = float.NaN;
-            return total;
+            return outcome;
         }
         public void Broadcast(Span<float> data) => inner.Broadcast(data);
+        public double[] AllGather(double value) => inner.AllGather(value);
         public void Dispose() => inner.Dispose();
     }
 
@@ -194,30 +191,25 @@ public class WorkerNanGuardTests
     public void A_non_finite_average_is_skipped_by_every_replica_and_they_stay_identical()
     {
         var spec = Specs.Ring8(batch: 32, iterations: 4);
-        var group = new InProcessGroup(2);
-        var results = new (float[] Params, List<StepKey> Skipped, bool[] Finite)[2];
+        var group = InProcessCollective.Create(2);
+        var results = new (float[] Params, long Skipped, long[] StepCounts)[2];
         var threads = Enumerable.Range(0, 2).Select(rank => new Thread(() =>
         {
             // Broadcasts (G and D when forming) are not all-reduces: call 3 is the third update (it1/D0).
-            using var session = new WorkerSession(spec, rank, 2, 16, CPU, new Poisoning(group.Member(rank), 3));
-            var finite = new List<bool>();
-            var step = GanScheduleKeys.First;
-            while (step.Iteration < 4)
-            {
-                finite.Add(session.ComputeAndReduce(step));
-                session.Commit(step);
-                step = GanScheduleKeys.Next(step, 1);
-            }
+            using var session = new ReplicaSession("run", spec, CPU);
+            session.Sync(rank, 2, 16, new Poisoning(group[rank], 3), resume: null);
+            for (var it = 0; it < 4; it++) session.RunIteration(it);
+            var (skipped, _) = session.Mark();
             results[rank] = (session.Replica.G.parameters().Concat(session.Replica.D.parameters()).SelectMany(p => p.data<float>().ToArray()).ToArray(),
-                session.Skipped, finite.ToArray());
+                skipped, [session.Replica.FlatD.StepCount, session.Replica.FlatG.StepCount]);
         })).ToList();
         threads.ForEach(t => t.Start());
         threads.ForEach(t => t.Join());
 
         foreach (var r in results)
         {
-            Assert.Equal(new[] { new StepKey(1, StepPhase.Discriminator, 0) }, r.Skipped);
-            Assert.Equal(new[] { true, true, false, true, true, true, true, true }, r.Finite);
+            Assert.Equal(1, r.Skipped);
+            Assert.Equal(new long[] { 3, 4 }, r.StepCounts);   // it1/D0 was not applied; every G update was
             Assert.All(r.Params, v => Assert.True(float.IsFinite(v)));
         }
         Assert.Equal(results[0].Params, results[1].Params);

@@ -38,22 +38,22 @@ public sealed class ProtocolSerializationTests : IDisposable
             new StatusReported(RunState.Running, "run-1", 2, 42, "worker lost", 2000, [new WorkerStatus("127.0.0.1:4000/cpu", "cpu", 0), new WorkerStatus("b", "cuda:1", -1)]),
             new RegisterWorker("127.0.0.1:4000/cpu", "cpu", "127.0.0.1", 45000),
             new WorkerRegistered("127.0.0.1:4000/cpu"),
-            new PrepareRun("run-1", "{}", 1, 3, [4, 3, 3], 987654321, [new PeerAddress(0, "10.0.0.1", 1), new PeerAddress(1, "10.0.0.2", 2)], 50, null),
-            new PrepareRun("run-1", "{}", 0, 2, [5, 5], 7, [new PeerAddress(0, "10.0.0.1", 1)], 0, new ResumeFrom(step, true, 12800, "/runs/x/checkpoints/iter-00000500")),
+            new PrepareRun("run-1", "{}", 1, 3, [4, 3, 3], 987654321, [new PeerAddress(0, "10.0.0.1", 1), new PeerAddress(1, "10.0.0.2", 2)], null),
+            new PrepareRun("run-1", "{}", 0, 2, [5, 5], 7, [new PeerAddress(0, "10.0.0.1", 1)], new ResumeFrom(step, 12800, "/runs/x/checkpoints/iter-00000500", 2)),
             new RunPrepared("run-1", 7, 1, "w", 60000),
             new PrepareFailed("run-1", 7, 1, "w", "no such file"),
-            new ExecuteStep("run-1", 7, step, d1, true, false),
-            new ExecuteStep("run-1", 7, d1, null, false, true),
-            new StepReduced("run-1", 7, step, 2, 64, new WindowStats(1, 2, 0.5, 0.5, 10), "cafe"),
-            new StepReduced("run-1", 7, step, 2, 64, null, null, true),
+            new RunSegment("run-1", 7, 500, true),
+            new YieldSegment("run-1", 7),
+            new SegmentDone("run-1", 7, 2, step, 64, new WindowStats(1, 2, 0.5, 0.5, 10), "cafe", 3, 1, false),
+            new SegmentDone("run-1", 7, 2, null, 64, null, null, 0, 0, true),
+            new SegmentProgress("run-1", 7, 1, d1),
             new StepFailed("run-1", 7, step, 0, "connection reset"),
             new AbortStep("run-1", 8),
             new StepAborted("run-1", 8, "w", true, step),
             new StepAborted("run-1", 8, "w", false, null),
-            new FinishRun("run-1", 7, step, "runs/x", "{\"runId\":\"run-1\"}"),
-            new FinishRun("run-1", 7, null, "runs/x", "{}"),
+            new FinishRun("run-1", 7, "runs/x", "{\"runId\":\"run-1\"}"),
             new RunFinishedOnWorker("run-1", 7, 0, "cafe"),
-            new SaveArtifacts("run-1", 7, 500, true, step, "{}"),
+            new SaveArtifacts("run-1", 7, 500, true, "{}"),
             new ArtifactsSnapshotted("run-1", 7, 500, 12.5),
             new LeaveRun("w"),
             new LeaveAccepted("w"),
@@ -133,8 +133,8 @@ public sealed class HyperionAllowListTests : IDisposable
         Assert.Contains("Unsafe Type", Record.Exception(() => serializer.ToBinary(new ForeignMessage("x")))?.ToString());
         // The protocol's own types go through, also when a peer without the filter wrote them.
         Assert.IsType<RunProtocol.SubmitRun>(serializer.FromBinary(wrapped, typeof(RunProtocol.SubmitRun)));
-        var ok = new WorkerProtocol.PrepareRun("r", "{}", 0, 1, [1], 1, [new PeerAddress(0, "127.0.0.1", 1)], 0,
-            new WorkerProtocol.ResumeFrom(new StepKey(1, StepPhase.Generator, 0), true, 5, null));
+        var ok = new WorkerProtocol.PrepareRun("r", "{}", 0, 1, [1], 1, [new PeerAddress(0, "127.0.0.1", 1)],
+            new WorkerProtocol.ResumeFrom(new StepKey(1, StepPhase.Generator, 0), 5, null));
         Assert.IsType<WorkerProtocol.PrepareRun>(serializer.FromBinary(serializer.ToBinary(ok), typeof(WorkerProtocol.PrepareRun)));
     }
 
