@@ -133,7 +133,9 @@ public sealed class NodeOptions
         if (string.IsNullOrWhiteSpace(Seeds)) e.Add("Node:Seeds must name at least one seed (host:port)");
         if (string.IsNullOrWhiteSpace(Devices)) e.Add("Node:Devices must be cpu, cuda:N[,cuda:M] or all");
         if (DataBind is not null && !IPAddress.TryParse(DataBind, out _)) e.Add($"Node:DataBind must be an IP address (got \"{DataBind}\")");
-        if (StepTimeoutSeconds < 1) e.Add($"Node:StepTimeoutSeconds must be at least 1 (got {StepTimeoutSeconds})");
+        // Workers in a long segment report progress every ProgressEverySeconds: a shorter timeout would drop them.
+        var minStep = 2 * Protocol.WorkerProtocol.ProgressEverySeconds;
+        if (StepTimeoutSeconds < minStep) e.Add($"Node:StepTimeoutSeconds must be at least {minStep} (got {StepTimeoutSeconds}): workers report progress every {Protocol.WorkerProtocol.ProgressEverySeconds} s");
         if (RingTimeoutSeconds < 1) e.Add($"Node:RingTimeoutSeconds must be at least 1 (got {RingTimeoutSeconds})");
         if (ChunkTimeoutSeconds < 1) e.Add($"Node:ChunkTimeoutSeconds must be at least 1 (got {ChunkTimeoutSeconds})");
         if (PrepareTimeoutSeconds < 1) e.Add($"Node:PrepareTimeoutSeconds must be at least 1 (got {PrepareTimeoutSeconds})");

@@ -115,7 +115,10 @@ public static class WorkerProtocol
     public sealed record SegmentDone(string RunId, long Formation, int Rank, StepKey? Last, int Samples, WindowStats? Stats, string? Checksum,
         long Skipped, long Consecutive, bool Diverged) : IGanClusterMessage;
 
-    /// <summary>A long segment is still advancing (sent now and then, so the coordinator's timeout measures silence, not work).</summary>
+    /// <summary>How often a worker in a long segment sends <see cref="SegmentProgress"/>.</summary>
+    public const int ProgressEverySeconds = 10;
+
+    /// <summary>A long segment is still advancing (sent every <see cref="ProgressEverySeconds"/>, so the coordinator's timeout measures silence, not work).</summary>
     public sealed record SegmentProgress(string RunId, long Formation, int Rank, StepKey? Last) : IGanClusterMessage;
 
     /// <summary>An update failed here (often: the ring broke because a peer died).</summary>

@@ -71,7 +71,7 @@ public partial class FaultToleranceTests
         Assert.Contains("on 2 worker(s)", run.StdOut);
         Assert.Contains("1 worker failure(s) recovered", run.StdOut);
         // Told as it happened (the loss is seen first as a node gone, or as a broken ring on the survivors).
-        Assert.Matches(@"\(warning: .*; aborting it\d+/\w+ everywhere and re-forming from it\d+/", run.StdOut);
+        Assert.Matches(@"\(warning: .*; stopping every worker and re-forming from the most advanced state they hold \(at least it\d+/", run.StdOut);
         Assert.Contains("(re-forming with 2 worker(s)", run.StdOut);
         Assert.True(killedAt < 3000, $"the worker was killed only after the run ended ({killedAt})");
         AssertEachIterationOnce(output, 50, 3000);
@@ -96,9 +96,14 @@ public partial class FaultToleranceTests
         // Join: registered at some step of iteration N, trained with the others from the end of iteration ≤ N + 1.
         var joiner = nodes.StartWorker(port);
         nodes.WaitFor(() => ReformRegex().IsMatch(nodes.Log(seed)), TimeSpan.FromMinutes(2), "the newcomer included");
-        var registeredAt = long.Parse(JoinRegex().Match(nodes.Log(seed)).Groups[1].Value);
+        // The workers were asked to stop when the newcomer registered; they stop after the iteration they were in (or
+        // at the boundary they had reached).
+        Assert.Contains(JoinRegex().Match(nodes.Log(seed)).Value, nodes.Log(seed));
+        var asked = YieldRegex().Match(nodes.Log(first[0]));
+        Assert.True(asked.Success, nodes.AllLogs());
+        var doneWhenAsked = long.Parse(asked.Groups[1].Value);
         var includedAfter = long.Parse(ReformRegex().Match(nodes.Log(seed)).Groups[1].Value);
-        Assert.InRange(includedAfter - registeredAt, 0, 1);
+        Assert.InRange(includedAfter + 1 - doneWhenAsked, 0, 1);
         nodes.WaitFor(() => nodes.Log(joiner).Contains("rank 2 of 3"), TimeSpan.FromMinutes(1), "the newcomer at rank 2");
 
         // Leave: SIGTERM makes the node leave its run at the next boundary, then the cluster, then exit.
@@ -316,8 +321,11 @@ public partial class FaultToleranceTests
     [GeneratedRegex("rank \\d+ final parameter checksum ([0-9a-f]{64})")]
     private static partial Regex WorkerChecksumRegex();
 
-    [GeneratedRegex(@"joins run \S+ at the next iteration boundary \(now at it(\d+)/")]
+    [GeneratedRegex(@"joins run \S+ at the next iteration boundary \(now after ")]
     private static partial Regex JoinRegex();
+
+    [GeneratedRegex(@"asked to stop at the next iteration boundary \((\d+) iterations done\)")]
+    private static partial Regex YieldRegex();
 
     [GeneratedRegex(@"re-forming with 3 worker\(s\).* after it(\d+)/G")]
     private static partial Regex ReformRegex();

@@ -43,7 +43,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         public long LastProgress { get; set; } = Stopwatch.GetTimestamp();
     }
     /// <summary>How often a long segment tells the coordinator it is still advancing.</summary>
-    static readonly TimeSpan ProgressEvery = TimeSpan.FromSeconds(10);
+    static readonly TimeSpan ProgressEvery = TimeSpan.FromSeconds(ProgressEverySeconds);
     /// <summary>From coordinated shutdown (SIGTERM): leave the run cleanly, then answer <see cref="LeaveDone"/>.</summary>
     public sealed record LeaveGracefully;
     public sealed record LeaveDone;
@@ -82,7 +82,10 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         Receive<ContinueSegment>(_ => Advance());
         Receive<YieldSegment>(y =>
         {
-            if (_segment is { } seg && seg.RunId == y.RunId && seg.Formation == y.Formation) seg.Yield = true;
+            if (y.RunId != _runId || y.Formation != _formation || _session is null) return;
+            // Between segments the worker is at a boundary already: the coordinator decides there without a flag.
+            if (_segment is { } seg) seg.Yield = true;
+            _log.Info("run {0}: asked to stop at the next iteration boundary ({1} iterations done)", y.RunId, GanSchedule.IterationsThrough(_session.LastApplied));
         });
         Receive<AbortStep>(OnAbort);
         Receive<SaveArtifacts>(OnSave);
