@@ -44,7 +44,7 @@ for m in "${models[@]}"; do
   times=$(grep -h "rank 0, last" "$d"/logs/worker-*.log | tail -1 | sed 's/.*rank 0, last //')
   echo "| $m | $B | $it | $local_rate | $cluster_rate | $(echo "scale=2; $cluster_rate / $local_rate" | bc) | $times |"
   kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true
-  rm -f "$d"/logs/worker-*.log
+  mkdir -p "$d/logs/$m" && mv "$d"/logs/worker-*.log "$d/logs/$m/"
   port=$((port + 1))
 done
 echo "logs: $d"

@@ -66,24 +66,39 @@ static class Child
             security = RingSecurity.FromSecret(secret, encrypt: mode == "encrypt");
         }
         using var ring = RingAllReduce.Connect(listener, session, o.Rank, peers, o.Timeout,
-            log: m => Console.Error.WriteLine($"worker {o.Rank}: {m}"), security: security);
+            log: m => Console.Error.WriteLine($"worker {o.Rank}: {m}"), security: security, inlineStepBytes: o.InlineStepBytes);
         if (ring.Encrypted != (mode == "encrypt"))
             throw new InvalidOperationException($"the ring's encryption ({ring.Encrypted}) is not what --security {mode} asked for");
 
         var data = new float[o.Bytes / sizeof(float)];
         var barrier = new float[1];
         var n = peers.Length;
-        var expected = n * (n + 1) / 2f;
+        // Ranks hold 1..n: their sum, or with --busy-ms their mean (equal weights).
+        var expected = o.BusyMs > 0 ? (n + 1) / 2f : n * (n + 1) / 2f;
+        var busy = (long)(o.BusyMs * Stopwatch.Frequency / 1000);
         var times = new List<double>();
         var correct = true;
         long sent = 0, received = 0;
         for (var it = 0; it < o.Warmup + o.Iterations; it++)
         {
             Array.Fill(data, o.Rank + 1f);
-            // A one-float all-reduce lines the ranks up, so that the timed call measures transfer, not skew.
-            ring.AllReduceSum(barrier);
             var start = Stopwatch.GetTimestamp();
-            ring.AllReduceSum(data);
+            if (busy > 0)
+            {
+                // A worker's update: compute, then average; the timed call includes waiting for the other ranks.
+                for (var until = start + busy; Stopwatch.GetTimestamp() < until;)
+                {
+                }
+                start = Stopwatch.GetTimestamp();
+                ring.AllReduceMean(data, 1.0, it);
+            }
+            else
+            {
+                // A one-float all-reduce lines the ranks up, so that the timed call measures transfer, not skew.
+                ring.AllReduceSum(barrier);
+                start = Stopwatch.GetTimestamp();
+                ring.AllReduceSum(data);
+            }
             var ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
             correct &= data[0] == expected && data[^1] == expected && data[data.Length / 2] == expected;
             if (it >= o.Warmup)

@@ -24,6 +24,9 @@ static class Coordinator
         var buffers = o.SocketBufferBytes > 0 ? $"SO_SNDBUF/SO_RCVBUF {o.SocketBufferBytes / 1024} KiB" : "kernel-autotuned socket buffers";
         Console.WriteLine(string.Create(inv,
             $"machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}; workers on 127.0.0.1, {buffers}; load average {LoadAverage()}"));
+        Console.WriteLine(string.Create(inv, $"steps up to {o.InlineStepBytes / 1024} KiB from the calling thread; ") + (o.BusyMs > 0
+            ? string.Create(inv, $"each rank busy {o.BusyMs} ms before every timed weighted mean")
+            : "ranks lined up by a one-float all-reduce before every timed sum"));
         if (o.Security.Contains("encrypt"))
             Console.WriteLine(AesGcmThroughput());
         Console.WriteLine();
@@ -260,6 +263,7 @@ static class Coordinator
                      "--child", mode, "--rendezvous", $"127.0.0.1:{port}", "--rank", rank.ToString(inv), "--world", n.ToString(inv),
                      "--mb", o.Megabytes.ToString("R", inv), "--iters", o.Iterations.ToString(inv), "--warmup", o.Warmup.ToString(inv),
                      "--timeout", ((int)o.Timeout.TotalSeconds).ToString(inv), "--security", security,
+                     "--busy-ms", o.BusyMs.ToString("R", inv), "--inline-kb", (o.InlineStepBytes / 1024).ToString(inv),
                  })
             psi.ArgumentList.Add(a);
         psi.Environment[Options.SecretVariable] = secret;

@@ -5,7 +5,10 @@ namespace GanCluster.DataPlane.Bench;
 
 /// <summary>
 /// Usage: GanCluster.DataPlane.Bench [--workers 2,4] [--mb 25] [--iters 20] [--warmup 3] [--timeout 30] [--sockbuf-kb 0]
-///        [--security plain,auth,encrypt] [--verbose]
+///        [--security plain,auth,encrypt] [--busy-ms 0] [--inline-kb 64] [--verbose]
+/// --busy-ms: each rank computes (spins) this long before every timed all-reduce, which is then a weighted mean, as a
+/// worker's update is; without it a one-float all-reduce lines the ranks up first and the timed call is a plain sum.
+/// --inline-kb: the ring's limit for steps sent from the calling thread (0: every step through the sender thread).
 /// The parent is only a coordinator: it spawns worker processes (this executable with a hidden --child mode),
 /// hands them each other's addresses and collects their timings; gradient bytes flow worker to worker.
 /// --security runs the ring without a secret (plain), with the authenticated handshake (auth) and with AES-256-GCM
@@ -25,7 +28,7 @@ static class Program
         catch (ArgumentException e)
         {
             Console.Error.WriteLine($"error: {e.Message}");
-            Console.Error.WriteLine("usage: GanCluster.DataPlane.Bench [--workers 2,4] [--mb 25] [--iters 20] [--warmup 3] [--timeout 30] [--sockbuf-kb 0] [--security plain,auth,encrypt] [--verbose]");
+            Console.Error.WriteLine("usage: GanCluster.DataPlane.Bench [--workers 2,4] [--mb 25] [--iters 20] [--warmup 3] [--timeout 30] [--sockbuf-kb 0] [--security plain,auth,encrypt] [--busy-ms 0] [--inline-kb 64] [--verbose]");
             return 2;
         }
         catch (Exception e) when (e is IOException or TimeoutException or InvalidOperationException or SocketException or AllReduceException)
@@ -53,6 +56,12 @@ sealed record Options
 
     /// <summary>SO_SNDBUF/SO_RCVBUF for the ring and the plain-socket references; 0 = kernel autotuning (the library default).</summary>
     public int SocketBufferBytes { get; init; }
+
+    /// <summary>Milliseconds each rank spins before every timed all-reduce (0: ranks lined up by a barrier instead).</summary>
+    public double BusyMs { get; init; }
+
+    /// <summary>The ring's limit for steps sent from the calling thread (RingAllReduce.InlineStepBytes by default).</summary>
+    public int InlineStepBytes { get; init; } = RingAllReduce.InlineStepBytes;
 
     // Hidden child-mode arguments, set by the coordinator.
     public string? ChildMode { get; init; }
@@ -84,6 +93,12 @@ sealed record Options
                 "--timeout" => o with { Timeout = TimeSpan.FromSeconds(Int(Next(), 1)) },
                 "--verbose" => o with { Verbose = true },
                 "--sockbuf-kb" => o with { SocketBufferBytes = Int(Next(), 0) * 1024 },
+                "--busy-ms" => o with
+                {
+                    BusyMs = double.TryParse(Next(), NumberStyles.Float, CultureInfo.InvariantCulture, out var ms) && ms >= 0 && ms <= 1000
+                        ? ms : throw new ArgumentException("--busy-ms must be in [0, 1000]"),
+                },
+                "--inline-kb" => o with { InlineStepBytes = Int(Next(), 0) * 1024 },
                 "--security" => o with
                 {
                     Security = Next().Split(',', StringSplitOptions.RemoveEmptyEntries).Select(m => m is "plain" or "auth" or "encrypt"

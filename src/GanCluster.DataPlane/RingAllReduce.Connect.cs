@@ -43,7 +43,8 @@ public sealed partial class RingAllReduce
         TimeSpan timeout,
         CancellationToken ct = default,
         Action<string>? log = null,
-        RingSecurity? security = null)
+        RingSecurity? security = null,
+        int inlineStepBytes = InlineStepBytes)
     {
         ArgumentNullException.ThrowIfNull(listener);
         ArgumentNullException.ThrowIfNull(peers);
@@ -62,7 +63,7 @@ public sealed partial class RingAllReduce
 
         var n = ordered.Length;
         if (n == 1)
-            return new RingAllReduce(rank, ordered, timeout, log, null, null, security.Encrypt, null, null);
+            return new RingAllReduce(rank, ordered, timeout, log, null, null, security.Encrypt, null, null, inlineStepBytes);
 
         var hs = new HandshakeContext(
             security.FormationKey(session, ordered), session, rank, n,
@@ -112,7 +113,7 @@ public sealed partial class RingAllReduce
             SocketTuning.ApplyData(prevConnection.Socket, timeout);
             SocketTuning.ApplyData(nextConnection.Socket, timeout);
             return new RingAllReduce(rank, ordered, timeout, log, nextConnection.Socket, prevConnection.Socket,
-                security.Encrypt, nextConnection.DataKey, prevConnection.DataKey);
+                security.Encrypt, nextConnection.DataKey, prevConnection.DataKey, inlineStepBytes);
         }
         finally
         {

@@ -61,6 +61,7 @@ public sealed unsafe partial class RingAllReduce : ICollective
     readonly Progress _recvDone = new();
     readonly Progress _sendDone = new();
     readonly bool _encrypted;
+    readonly int _inlineStepBytes;
     // Set when the ring encrypts: the sealing of the connection to the next rank and the opening of the one from
     // the previous rank, with ciphertext staging allocated once (one block plus its tag).
     readonly AesGcm? _sendCipher;
@@ -85,8 +86,9 @@ public sealed unsafe partial class RingAllReduce : ICollective
     long _opSeq;
 
     RingAllReduce(int rank, RingPeer[] peers, TimeSpan timeout, Action<string>? log, Socket? sendSocket, Socket? recvSocket,
-        bool encrypt, byte[]? sendKey, byte[]? recvKey)
+        bool encrypt, byte[]? sendKey, byte[]? recvKey, int inlineStepBytes)
     {
+        _inlineStepBytes = inlineStepBytes;
         _encrypted = encrypt;
         _rank = rank;
         _peers = peers;
@@ -291,7 +293,12 @@ public sealed unsafe partial class RingAllReduce : ICollective
 
     void RingSum(Span<float> data, long seq)
     {
-        var plan = _plan is { } p && p.Length == data.Length ? p : _plan = Plan.Build(data.Length, _rank, _size);
+        var plan = _plan is { } p && p.Length == data.Length ? p : _plan = Plan.Build(data.Length, _rank, _size, _inlineStepBytes);
+        if (plan.Inline)
+        {
+            RingSumInline(data, plan, seq);
+            return;
+        }
         fixed (float* ptr = data)
         {
             _recvDone.Reset();
@@ -448,12 +455,14 @@ public sealed unsafe partial class RingAllReduce : ICollective
         public required int Length { get; init; }
         public required int Size { get; init; }
         public required Step[] Steps { get; init; }
+        /// <summary>Every step is small enough to go from the calling thread (<see cref="InlineStepBytes"/>).</summary>
+        public bool Inline { get; init; }
 
         public static int Blocks(int count) => (count + BlockFloats - 1) / BlockFloats;
 
         public string Phase(int s) => s < Size - 1 ? $"reduce-scatter step {s}" : $"all-gather step {s - (Size - 1)}";
 
-        public static Plan Build(int length, int rank, int n)
+        public static Plan Build(int length, int rank, int n, int inlineStepBytes)
         {
             int baseCount = length / n, extra = length % n;
             int Offset(int c) => c * baseCount + Math.Min(c, extra);
@@ -492,7 +501,8 @@ public sealed unsafe partial class RingAllReduce : ICollective
                     GuardSendStart: guard);
                 recvStart += Blocks(Count(recvChunk[s]));
             }
-            return new Plan { Length = length, Size = n, Steps = steps };
+            var inline = steps.All(st => Math.Max(st.SendCount, st.RecvCount) * sizeof(float) <= inlineStepBytes);
+            return new Plan { Length = length, Size = n, Steps = steps, Inline = inline };
         }
     }
 

@@ -6,7 +6,10 @@ namespace GanCluster.DataPlane.Tests;
 public sealed class AllReduceTests
 {
     // Not multiples of n (except by accident of 0/1), and one large enough for several 1 MiB pipeline blocks per chunk.
-    static readonly int[] Lengths = [0, 1, 7, 1000, 100_003, 1_000_003];
+    // Around the calling-thread path's limit: 2 × InlineStepBytes of floats is the largest buffer a ring of 2 sums
+    // without its sender thread; 2 floats more take the pipeline (and every n > 2 splits both into smaller chunks).
+    static readonly int[] Lengths = [0, 1, 7, 1000, 2 * RingAllReduce.InlineStepBytes / sizeof(float), 2 * RingAllReduce.InlineStepBytes / sizeof(float) + 2,
+        100_003, 1_000_003];
 
     static float[] Input(int rank, int length)
     {
