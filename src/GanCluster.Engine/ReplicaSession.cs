@@ -73,10 +73,10 @@ public sealed class ReplicaSession : IDisposable
     /// <summary>
     /// Joins a formation: a new rank, world size, batch, shard position and collective. A fresh run (<paramref name="resume"/>
     /// null) takes rank 0's initial weights. Otherwise rank 0 loads the checkpoint if one is named, and rank 0's whole
-    /// state (weights, BatchNorm statistics, optimizer states) goes to every rank. <paramref name="consecutiveSkips"/>:
-    /// the run's count of non-finite updates in a row so far, the same on every rank.
+    /// state (weights, BatchNorm statistics, optimizer states) goes to every rank; the NaN guard goes on counting from
+    /// the run's non-finite updates in a row (<see cref="ResumeFrom.ConsecutiveSkips"/>), the same on every rank.
     /// </summary>
-    public void Sync(int rank, int worldSize, int localBatch, ICollective collective, ResumeFrom? resume, long consecutiveSkips = 0)
+    public void Sync(int rank, int worldSize, int localBatch, ICollective collective, ResumeFrom? resume)
     {
         _collective?.Dispose();
         _collective = collective;
@@ -85,7 +85,7 @@ public sealed class ReplicaSession : IDisposable
         // At a world of one on a GPU the guard stays on the device (no host sync per update); with peers the average
         // is on the host anyway, so it decides there.
         _guard?.Dispose();
-        _guard = new NonFiniteGuard(t.MaxNonFiniteSkips, Device, worldSize == 1 ? GuardOnDevice : false, consecutiveSkips);
+        _guard = new NonFiniteGuard(t.MaxNonFiniteSkips, Device, worldSize == 1 ? GuardOnDevice : false, resume?.ConsecutiveSkips ?? 0);
         _countsAtMark = _guard.Read();
         var sampler = new ShardSampler(_data.Count, rank, worldSize, t.Seed);
         // Each rank draws its own noise; the union over ranks is the global batch's noise.

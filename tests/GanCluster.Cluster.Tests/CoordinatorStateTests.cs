@@ -166,7 +166,7 @@ public sealed class Sim
         {
             BeforeIteration?.Invoke(this, it);
             var steps = GanSchedule.Iteration(it, k).Where(step => GanSchedule.UpdatesThrough(step, k) > GanSchedule.UpdatesThrough(run.Committed, k)).ToList();
-            if (ranks.Any(Dead.Contains) || State.Run is not { } now || now.Formation != r.Formation)
+            if (ranks.Any(Dead.Contains) || State.Run?.Formation != r.Formation || State.Stage is not Stage.Running running)
             {
                 foreach (var id in ranks.Where(id => !Dead.Contains(id)))
                 {
@@ -176,7 +176,7 @@ public sealed class Sim
                 return;
             }
             foreach (var id in ranks) steps.ForEach(step => Apply(id, step));
-            if (now.Yielding || it + 1 == r.Until)
+            if (running.Yielding || it + 1 == r.Until)
             {
                 var done = it + 1;
                 foreach (var id in ranks)
@@ -555,7 +555,7 @@ public class CoordinatorStateTests
         Assert.Equal(RunState.Resuming, h.State.Phase);
         // The search runs off the coordinator's thread: an answer about another folder (an earlier run's) is stale.
         h.Feed(new CoordinatorInput.CheckpointFound(null, null, [], "/runs/other"));
-        Assert.Equal((RunState.Resuming, false), (h.State.Phase, h.State.Run!.Located));
+        Assert.Equal(new Stage.Resuming(Located: false, null, 1), h.State.Stage);
         // A search that could not read the folder never lets the run start over from iteration 0 (and prune it).
         var fx = h.Feed(new CoordinatorInput.CheckpointFound(null, null, [], "/runs/t", "Permission denied"));
         Assert.Equal(RunState.Failed, h.State.Phase);
@@ -690,7 +690,7 @@ public class CoordinatorStateTests
 
         IReadOnlyList<Effect> End(long skipped, long consecutive, bool diverged)
         {
-            var last = new StepKey(h.State.Run!.SegmentUntil - 1, StepPhase.Generator, 0);
+            var last = new StepKey(((Stage.Running)h.State.Stage).Until - 1, StepPhase.Generator, 0);
             var stats = new WindowStats(1, 2, 0.6, 0.4, 2);
             h.Worker(new SegmentDone(runId, session, 0, last, 5, stats, null, skipped, consecutive, diverged));
             return h.Worker(new SegmentDone(runId, session, 1, last, 5, stats, null, skipped, consecutive, diverged));

@@ -192,7 +192,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             _collective = new TimedCollective(ring);   // RingAllReduce is an ICollective
             _times.Reset();
             _segment = null;
-            s.Sync(p.Rank, p.WorldSize, p.LocalBatches[p.Rank], _collective, p.Resume, p.Resume?.ConsecutiveSkips ?? 0);
+            s.Sync(p.Rank, p.WorldSize, p.LocalBatches[p.Rank], _collective, p.Resume);
             var from = p.Resume is null ? "" : $", from {p.Resume.Position?.ToString() ?? "the start"}" + (source is null || p.Rank != 0 ? "" : $" ({source})");
             var how = p.WorldSize == 1 ? "not needed" : ring.Encrypted ? "authenticated and encrypted"
                 : _settings.Ring.Authenticated ? "authenticated" : "NOT authenticated (Node:Insecure)";

@@ -8,12 +8,7 @@ using static GanCluster.Protocol.WorkerProtocol;
 
 namespace GanCluster.Engine.Coordinator;
 
-/// <summary>
-/// The coordinator's explicit states (after Ray Train's controller). Starting: a formation connects its ring.
-/// Recovering: a worker was lost; the update in flight is aborted everywhere. Resuming: the coordinator restarted
-/// and waits for workers to continue the run from its newest valid checkpoint. Cancelling: a client cancelled the run;
-/// the checkpoint it ends on is being written.
-/// </summary>
+/// <summary>A registered worker: its id (node address and device), its device and its data-plane address.</summary>
 public sealed record WorkerInfo(string WorkerId, string Device, string DataHost, int DataPort);
 
 /// <summary>Limits the coordinator enforces; typed options on the seed.</summary>
@@ -92,27 +87,89 @@ public abstract record Effect
     public sealed record FindCheckpoint(string Output) : Effect;
 }
 
-/// <summary>The run being driven.</summary>
+/// <summary>
+/// What the coordinator is doing, with the data that only this phase needs (as Akka's ClusterSingletonManager keeps one
+/// data class per state): a worker's reply is matched against the phase that expects it, never against a field that
+/// another phase left behind.
+/// </summary>
+public abstract record Stage
+{
+    /// <summary>The status a client sees.</summary>
+    public abstract RunState State { get; }
+
+    public sealed record Idle : Stage
+    {
+        public override RunState State => RunState.Idle;
+    }
+
+    public sealed record Failed : Stage
+    {
+        public override RunState State => RunState.Failed;
+    }
+
+    /// <summary>A formation loads its data and connects its ring; <paramref name="Pending"/>: ranks not ready yet.</summary>
+    public sealed record Starting(ImmutableHashSet<int> Pending) : Stage
+    {
+        public override RunState State => RunState.Starting;
+    }
+
+    /// <summary>
+    /// The workers train a segment up to iteration <paramref name="Until"/>; <paramref name="Ends"/>: the ranks that
+    /// ended it so far. <paramref name="Yielding"/>: they were asked to stop at the next iteration boundary.
+    /// </summary>
+    public sealed record Running(long Until, ImmutableHashSet<int> Pending, ImmutableDictionary<int, SegmentDone> Ends, bool Yielding) : Stage
+    {
+        public override RunState State => RunState.Running;
+    }
+
+    /// <summary>Rank 0 snapshots a save asked for at <paramref name="StartedAt"/> (training waits for that only).</summary>
+    public sealed record Saving(DateTimeOffset StartedAt) : Stage
+    {
+        public override RunState State => RunState.Saving;
+    }
+
+    /// <summary>A worker was lost: the others were asked to stop; <paramref name="Answers"/> hold what each replica has.</summary>
+    public sealed record Recovering(ImmutableHashSet<string> Pending, ImmutableDictionary<string, StepAborted> Answers) : Stage
+    {
+        public override RunState State => RunState.Recovering;
+    }
+
+    /// <summary>
+    /// Waiting for workers to go on from a checkpoint. <paramref name="Located"/>: the newest valid checkpoint has been
+    /// looked for; <paramref name="Checkpoint"/>: the one rank 0 loads (null: none, train from the start);
+    /// <paramref name="ExpectedWorkers"/>: how many workers to wait for (the checkpoint's world size).
+    /// </summary>
+    public sealed record Resuming(bool Located, string? Checkpoint, int ExpectedWorkers) : Stage
+    {
+        public override RunState State => RunState.Resuming;
+    }
+
+    /// <summary>Every iteration is trained; the workers report their final checksums and rank 0 saves the final outputs.</summary>
+    public sealed record Finishing(ImmutableHashSet<int> Pending, ImmutableDictionary<int, string> Checksums, bool ArtifactsSaved) : Stage
+    {
+        public override RunState State => RunState.Finishing;
+    }
+
+    /// <summary>A cancelled run waits for the checkpoint it ends on.</summary>
+    public sealed record Cancelling : Stage
+    {
+        public override RunState State => RunState.Cancelling;
+    }
+}
+
+/// <summary>The run being driven: what holds in every phase (the phase's own data is in <see cref="Stage"/>).</summary>
 public sealed record ActiveRun(
     string RunId,
     RunSpec Spec,
     string SpecJson,
     ImmutableArray<string> Ranks,
     ImmutableArray<int> LocalBatches,
-    ImmutableHashSet<int> Pending,
-    ImmutableDictionary<int, SegmentDone> Segments,
-    ImmutableDictionary<int, string> FinalChecksums,
-    bool FinalArtifactsSaved,
     DateTimeOffset StartedAt,
     DateTimeOffset WindowStartedAt,
     long WindowStartIteration,
     long SkippedInWindow = 0,
     long ConsecutiveSkips = 0)
 {
-    /// <summary>The iteration the running segment ends after (exclusive), on every rank unless some rank yields first.</summary>
-    public long SegmentUntil { get; init; }
-    /// <summary>The running segment was asked to end at the next iteration boundary.</summary>
-    public bool Yielding { get; init; }
     public Cadence Cadence { get; init; } = Cadence.Of(Spec);
     public int WorldSize => Ranks.Length;
     /// <summary>The run's output folder on the seed: the spec's, under <see cref="CoordinatorSettings.OutputRoot"/> when relative.</summary>
@@ -129,19 +186,7 @@ public sealed record ActiveRun(
     public ImmutableList<DateTimeOffset> Failures { get; init; } = [];
     /// <summary>Workers that asked to leave; they are released at the next iteration boundary.</summary>
     public ImmutableHashSet<string> Leaving { get; init; } = [];
-    /// <summary>Answers to <see cref="AbortStep"/> while recovering, by worker.</summary>
-    public ImmutableDictionary<string, StepAborted> Aborted { get; init; } = ImmutableDictionary<string, StepAborted>.Empty;
-    /// <summary>Workers asked to abort and not yet answered (while recovering).</summary>
-    public ImmutableHashSet<string> AbortPending { get; init; } = [];
-    /// <summary>The checkpoint a formation's rank 0 loads (after a coordinator restart or when no replica holds the state).</summary>
-    public string? ResumeCheckpoint { get; init; }
-    /// <summary>The world size recorded in the checkpoint being resumed: how many workers to wait for.</summary>
-    public int ExpectedWorkers { get; init; }
     public long SkippedTotal { get; init; }
-    /// <summary>Resuming: the newest valid checkpoint has been looked for (and <see cref="ResumeCheckpoint"/> set if found).</summary>
-    public bool Located { get; init; }
-    /// <summary>When the save in progress was asked for (to report how long it held training up).</summary>
-    public DateTimeOffset SaveStartedAt { get; init; }
     /// <summary>The iteration of the newest checkpoint asked for or resumed from (-1: none), and whether it is on disk.</summary>
     public long CheckpointAt { get; init; } = -1;
     public bool CheckpointWritten { get; init; }
@@ -153,4 +198,3 @@ public sealed record ActiveRun(
     public string? DeviceKind { get; init; }
     public long CompletedIterations => GanSchedule.IterationsThrough(Committed);
 }
-

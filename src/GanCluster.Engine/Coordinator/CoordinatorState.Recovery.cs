@@ -27,7 +27,7 @@ public sealed partial record CoordinatorState
                 return WithRun(run).Fail($"{reason}; the retry budget is spent ({failures.Count} failures within an hour, training.maxFailuresPerHour = " +
                                          $"{run.Spec.Training.MaxFailuresPerHour})", fx);
         }
-        if (Phase == RunState.Finishing && run.FinalChecksums.Count > 0 && run.Pending.Count == 0)
+        if (Stage is Stage.Finishing { Checksums.Count: > 0, Pending.Count: 0 })
             return WithRun(run);   // the end is only waiting for the final files
         Note(fx, run.RunId, $"run {run.RunId}: {reason}; stopping every worker and re-forming from the most advanced state they hold (at least {(run.Committed?.ToString() ?? "the start")})",
             warning: true);
@@ -36,28 +36,27 @@ public sealed partial record CoordinatorState
         foreach (var id in ask) fx.Add(new Effect.ToWorker(id, new AbortStep(run.RunId, formation)));
         var s = this with
         {
-            Phase = RunState.Recovering,
-            Run = run with { Formation = formation, AbortPending = ask, Aborted = ImmutableDictionary<string, StepAborted>.Empty, Pending = [] },
+            Stage = new Stage.Recovering(ask, ImmutableDictionary<string, StepAborted>.Empty),
+            Run = run with { Formation = formation },
         };
         return ask.IsEmpty ? s.FinishRecovery(now, fx) : s.Arm(Settings.StepTimeout, fx);
     }
 
     CoordinatorState AbortAnswered(string workerId, StepAborted? answer, List<Effect> fx)
     {
-        var run = Run!;
-        var s = WithRun(run with
-        {
-            AbortPending = run.AbortPending.Remove(workerId),
-            Aborted = answer is null ? run.Aborted : run.Aborted.SetItem(workerId, answer),
-        });
-        return s.Run!.AbortPending.IsEmpty ? s.FinishRecovery(DateTimeOffset.MinValue, fx) : s;
+        var recovering = (Stage.Recovering)Stage;
+        recovering = new Stage.Recovering(recovering.Pending.Remove(workerId),
+            answer is null ? recovering.Answers : recovering.Answers.SetItem(workerId, answer));
+        var s = this with { Stage = recovering };
+        return recovering.Pending.IsEmpty ? s.FinishRecovery(DateTimeOffset.MinValue, fx) : s;
     }
 
     CoordinatorState FinishRecovery(DateTimeOffset now, List<Effect> fx)
     {
         var run = Run!;
+        var recovering = (Stage.Recovering)Stage;
         // Workers that did not answer are dropped; if they are alive, their next registration makes them joiners.
-        var silent = run.AbortPending;
+        var silent = recovering.Pending;
         foreach (var id in silent) Note(fx, run.RunId, $"worker {id} did not answer the abort within {Settings.StepTimeout.TotalSeconds:F0} s; dropped", warning: true);
         var s = this with { Workers = Workers.RemoveRange(silent) };
         s = s.ReleaseLeavers(fx);
@@ -65,7 +64,7 @@ public sealed partial record CoordinatorState
         // Inside a segment a replica is at most one update ahead of another (an all-reduce that completed on some
         // ranks only). Rank 0 of the new formation is one of the most advanced: every member can reach its state.
         var k = run.Spec.Training.K;
-        var replicas = run.Ranks.Select(id => run.Aborted.TryGetValue(id, out var a) && a.HasReplica ? a : null).OfType<StepAborted>()
+        var replicas = run.Ranks.Select(id => recovering.Answers.TryGetValue(id, out var a) && a.HasReplica ? a : null).OfType<StepAborted>()
             .Where(a => GanSchedule.UpdatesThrough(a.LastApplied, k) >= GanSchedule.UpdatesThrough(run.Committed, k)).ToList();
         var position = replicas.Count == 0 ? run.Committed : replicas.MaxBy(a => GanSchedule.UpdatesThrough(a.LastApplied, k))!.LastApplied;
         var holders = replicas.Where(a => a.LastApplied == position).Select(a => a.WorkerId).ToList();
@@ -74,7 +73,7 @@ public sealed partial record CoordinatorState
         if (holders.Count == 0 && run.Committed is not null)
         {
             Note(fx, run.RunId, $"run {run.RunId}: no surviving replica holds {run.Committed}; resuming from the newest checkpoint", warning: true);
-            return (s with { Phase = RunState.Resuming, Run = run with { ExpectedWorkers = members.Length } }).FindCheckpoint(fx);
+            return s.FindCheckpoint(members.Length, fx);
         }
         // The data position of that state: the D updates since the last boundary each drew one global batch.
         var samples = run.SamplesConsumed + (GanSchedule.DiscriminatorUpdatesThrough(position, k) - GanSchedule.DiscriminatorUpdatesThrough(run.Committed, k)) * run.LocalBatches.Sum();
@@ -87,13 +86,14 @@ public sealed partial record CoordinatorState
     {
         var run = Run!;
         Note(fx, run.RunId, $"run {run.RunId}: no workers left; it resumes from the newest checkpoint when workers join", warning: true);
-        return (this with { Phase = RunState.Resuming, Run = run with { ExpectedWorkers = 1 } }).FindCheckpoint(fx);
+        return FindCheckpoint(1, fx);
     }
 
-    CoordinatorState FindCheckpoint(List<Effect> fx)
+    /// <summary>Resuming: look for the newest valid checkpoint, then wait for <paramref name="expectedWorkers"/> workers.</summary>
+    CoordinatorState FindCheckpoint(int expectedWorkers, List<Effect> fx)
     {
         fx.Add(new Effect.FindCheckpoint(Run!.Output));
-        return this with { TimerToken = TimerToken + 1, Run = Run with { Located = false } };
+        return this with { TimerToken = TimerToken + 1, Stage = new Stage.Resuming(Located: false, Checkpoint: null, expectedWorkers) };
     }
 
     // ---------------------------------------------------------------- a restarted coordinator
@@ -115,16 +115,16 @@ public sealed partial record CoordinatorState
         fx.Add(new Effect.Log(r.Record.CancelledBy is null
             ? $"run {r.Record.RunId} was not finished when the coordinator stopped; resuming it from its newest valid checkpoint"
             : $"run {r.Record.RunId} was being cancelled by {r.Record.CancelledBy} when the coordinator stopped; ending it on its newest valid checkpoint"));
-        var run = NewRun(r.Record.RunId, spec, r.Record.SpecJson, r.Now, Settings) with { Formation = r.Formation, ExpectedWorkers = 1, CancelledBy = r.Record.CancelledBy };
-        return (this with { Phase = RunState.Resuming, Run = run, LastError = null }).FindCheckpoint(fx);
+        var run = NewRun(r.Record.RunId, spec, r.Record.SpecJson, r.Now, Settings) with { Formation = r.Formation, CancelledBy = r.Record.CancelledBy };
+        return (this with { Run = run, LastError = null }).FindCheckpoint(1, fx);
     }
 
     CoordinatorState OnCheckpointFound(CoordinatorInput.CheckpointFound c, List<Effect> fx)
     {
-        if (Phase != RunState.Resuming) return this;
+        if (Stage is not Stage.Resuming resuming) return this;
         var run = Run!;
         // The search runs off the coordinator's thread: an answer for another run's folder, or a second one, is stale.
-        if (run.Located || (c.Output is not null && c.Output != run.Output)) return this;
+        if (resuming.Located || (c.Output is not null && c.Output != run.Output)) return this;
         // Never train from iteration 0 over a folder whose checkpoints could not be read: it would prune them.
         if (c.Error is not null) return Fail($"could not look for checkpoints under {run.Output}: {c.Error}", fx);
         foreach (var skipped in c.Skipped) Note(fx, run.RunId, $"skipping checkpoint {skipped}; using an older one", warning: true);
@@ -132,10 +132,11 @@ public sealed partial record CoordinatorState
             return WithRun(run with { CheckpointAt = c.State?.Iteration ?? -1, CheckpointWritten = c.Path is not null && c.State is not null }).EndCancelled(null, fx);
         ActiveRun next;
         long resumeAt;
+        var expected = resuming.ExpectedWorkers;
         if (c.Path is null || c.State is null)
         {
             Note(fx, run.RunId, $"run {run.RunId}: no checkpoint under {run.Output}; training from iteration 0");
-            next = run with { Committed = null, SamplesConsumed = 0, ResumeCheckpoint = null };
+            next = run with { Committed = null, SamplesConsumed = 0 };
             resumeAt = 0;
         }
         else
@@ -149,17 +150,16 @@ public sealed partial record CoordinatorState
                 PerWorkerBatch = st.PerWorkerBatch,
                 Failures = [.. st.Failures],
                 SkippedTotal = st.SkippedTotal,
-                ResumeCheckpoint = c.Path,
-                ExpectedWorkers = Math.Max(1, st.WorldSize),
                 WindowStartIteration = st.Iteration,
                 CheckpointAt = st.Iteration,
                 CheckpointWritten = true,
             };
             resumeAt = st.Iteration;
+            expected = Math.Max(1, st.WorldSize);
         }
         fx.Add(new Effect.StartOutput(run.RunId, run.Output, run.SpecJson, resumeAt));
-        var s = WithRun(next with { Ranks = [], Pending = [], Located = true });
-        if (s.Workers.Count >= next.ExpectedWorkers) return s.FormAfterWait(DateTimeOffset.MinValue, fx);
+        var s = this with { Run = next with { Ranks = [] }, Stage = new Stage.Resuming(Located: true, c.State is null ? null : c.Path, expected) };
+        if (s.Workers.Count >= expected) return s.FormAfterWait(DateTimeOffset.MinValue, fx);
         return s.Arm(Settings.ResumeGrace, fx);
     }
 
@@ -183,9 +183,10 @@ public sealed partial record CoordinatorState
         if (run.Spec.Training.BatchMode == "per-worker" && run.PerWorkerBatch <= 0)
             run = run with { PerWorkerBatch = Math.Max(1, run.Spec.Training.BatchSize / members.Length) };
         var s = WithRun(run);   // Form names the new formation
-        if (run.ResumeCheckpoint is null && run.Committed is null)
+        var checkpoint = (Stage as Stage.Resuming)?.Checkpoint;
+        if (checkpoint is null && run.Committed is null)
             return s.Form(members, resume: null, now, fx);
-        return s.Form(members, new ResumeFrom(run.Committed, run.SamplesConsumed, run.ResumeCheckpoint, run.ConsecutiveSkips), now, fx);
+        return s.Form(members, new ResumeFrom(run.Committed, run.SamplesConsumed, checkpoint, run.ConsecutiveSkips), now, fx);
     }
 
 }

@@ -14,23 +14,25 @@ public sealed partial record CoordinatorState
         var run = Run;
         switch (message)
         {
-            case RunPrepared p when Phase == RunState.Starting && Current(p.RunId, p.Formation) && run!.Pending.Contains(p.Rank):
+            case RunPrepared p when Stage is Stage.Starting starting && Current(p.RunId, p.Formation) && starting.Pending.Contains(p.Rank):
             {
-                var pending = run.Pending.Remove(p.Rank);
-                var s = WithRun(run with { Pending = pending });
+                var pending = starting.Pending.Remove(p.Rank);
+                var s = this with { Stage = new Stage.Starting(pending) };
                 if (!pending.IsEmpty) return s;
-                Note(fx, run.RunId, $"run {run.RunId}: all {run.WorldSize} worker(s) ready; training from {(run.Committed is null ? "the start" : $"after {run.Committed}")}");
+                var ready = Run!;
+                Note(fx, ready.RunId, $"run {ready.RunId}: all {ready.WorldSize} worker(s) ready; training from {(ready.Committed is null ? "the start" : $"after {ready.Committed}")}");
                 return s.Continue(now, fx);
             }
-            case PrepareFailed f when Phase == RunState.Starting && Current(f.RunId, f.Formation):
+            case PrepareFailed f when Stage is Stage.Starting && Current(f.RunId, f.Formation):
                 return Fail($"worker {f.WorkerId} (rank {f.Rank}) could not prepare the run: {f.Reason}", fx);
 
-            case SegmentDone d when Phase == RunState.Running && Current(d.RunId, d.Formation) && run!.Pending.Contains(d.Rank):
+            case SegmentDone d when Stage is Stage.Running running && Current(d.RunId, d.Formation) && running.Pending.Contains(d.Rank):
             {
-                var s = WithRun(run with { Pending = run.Pending.Remove(d.Rank), Segments = run.Segments.SetItem(d.Rank, d) });
-                return s.Run!.Pending.IsEmpty ? s.OnSegmentEnded(now, fx) : s;
+                var next = running with { Pending = running.Pending.Remove(d.Rank), Ends = running.Ends.SetItem(d.Rank, d) };
+                var s = this with { Stage = next };
+                return next.Pending.IsEmpty ? s.OnSegmentEnded(next.Ends.Values, now, fx) : s;
             }
-            case SegmentProgress p when Phase == RunState.Running && Current(p.RunId, p.Formation):
+            case SegmentProgress p when Stage is Stage.Running && Current(p.RunId, p.Formation):
                 return Arm(Settings.StepTimeout, fx);   // the timeout measures silence, not a long segment
             case StepFailed f when Phase is RunState.Starting or RunState.Running or RunState.Saving or RunState.Finishing && Current(f.RunId, f.Formation):
                 var who = f.Rank >= 0 && f.Rank < run!.WorldSize ? $"worker {run.Ranks[f.Rank]} (rank {f.Rank})" : "a worker";
@@ -38,22 +40,20 @@ public sealed partial record CoordinatorState
             case StepFailed when Phase == RunState.Recovering:
                 return this;   // the ring broke under the others too: already being handled
 
-            case StepAborted a when Phase == RunState.Recovering && Current(a.RunId, a.Formation) && run!.AbortPending.Contains(a.WorkerId):
+            case StepAborted a when Stage is Stage.Recovering recovering && Current(a.RunId, a.Formation) && recovering.Pending.Contains(a.WorkerId):
                 return AbortAnswered(a.WorkerId, a, fx);
 
-            case ArtifactsSnapshotted a when Phase == RunState.Saving && Current(a.RunId, a.Formation) && a.Iteration == run!.CompletedIterations:
+            case ArtifactsSnapshotted a when Stage is Stage.Saving saving && Current(a.RunId, a.Formation) && a.Iteration == run!.CompletedIterations:
             {
-                var held = (now - run.SaveStartedAt).TotalMilliseconds;
+                var held = (now - saving.StartedAt).TotalMilliseconds;
                 fx.Add(new Effect.Log(FormattableString.Invariant(
                     $"run {run.RunId}: outputs of iteration {a.Iteration} snapshotted; training held up {held:F0} ms (snapshot {a.StallMs:F0} ms), written in the background")));
-                return (this with { Phase = RunState.Running }).Continue(now, fx);
+                return Continue(now, fx);
             }
 
-            case RunFinishedOnWorker w when Phase == RunState.Finishing && Current(w.RunId, w.Formation) && run!.Pending.Contains(w.Rank):
-            {
-                var s = WithRun(run with { Pending = run.Pending.Remove(w.Rank), FinalChecksums = run.FinalChecksums.SetItem(w.Rank, w.Checksum) });
-                return s.TryComplete(fx);
-            }
+            case RunFinishedOnWorker w when Stage is Stage.Finishing finishing && Current(w.RunId, w.Formation) && finishing.Pending.Contains(w.Rank):
+                return (this with { Stage = finishing with { Pending = finishing.Pending.Remove(w.Rank), Checksums = finishing.Checksums.SetItem(w.Rank, w.Checksum) } })
+                    .TryComplete(fx);
 
             case LeaveRun l:
             {
@@ -76,18 +76,18 @@ public sealed partial record CoordinatorState
     /// <summary>Asks the running segment to end at the next iteration boundary (once per segment).</summary>
     CoordinatorState YieldSegment(List<Effect> fx)
     {
+        if (Stage is not Stage.Running { Yielding: false } running) return this;
         var run = Run!;
-        if (Phase != RunState.Running || run.Yielding) return this;
         foreach (var id in run.Ranks) fx.Add(new Effect.ToWorker(id, new YieldSegment(run.RunId, run.Formation)));
-        return WithRun(run with { Yielding = true });
+        return this with { Stage = running with { Yielding = true } };
     }
 
     /// <summary>Every rank ended its segment: check they agree, log, then the boundary's work or the next segment.</summary>
-    CoordinatorState OnSegmentEnded(DateTimeOffset now, List<Effect> fx)
+    CoordinatorState OnSegmentEnded(IEnumerable<SegmentDone> segmentEnds, DateTimeOffset now, List<Effect> fx)
     {
         var run = Run!;
         var t = run.Spec.Training;
-        var ends = run.Segments.Values.OrderBy(d => d.Rank).ToList();
+        var ends = segmentEnds.OrderBy(d => d.Rank).ToList();
         var last = ends[0].Last;
         if (ends.Any(d => d.Last != last))
             return Fail("replicas ended a segment at different updates: " + string.Join(", ", ends.Select(d => $"rank {d.Rank} after {d.Last}")), fx);
@@ -101,7 +101,7 @@ public sealed partial record CoordinatorState
         var samples = run.SamplesConsumed + (GanSchedule.DiscriminatorUpdatesThrough(last, t.K) - GanSchedule.DiscriminatorUpdatesThrough(run.Committed, t.K)) * run.LocalBatches.Sum();
         run = run with
         {
-            Committed = last, SamplesConsumed = samples, Segments = ImmutableDictionary<int, SegmentDone>.Empty, Yielding = false,
+            Committed = last, SamplesConsumed = samples,
             SkippedInWindow = run.SkippedInWindow + end.Skipped, SkippedTotal = run.SkippedTotal + end.Skipped, ConsecutiveSkips = end.Consecutive,
         };
         if (end.Skipped > 0)
@@ -162,8 +162,8 @@ public sealed partial record CoordinatorState
         if (run.Committed is null && now != DateTimeOffset.MinValue) (started, window) = (now, now);
         var s = this with
         {
-            Phase = RunState.Running,
-            Run = run with { SegmentUntil = until, Yielding = false, Pending = AllRanks(run).ToImmutableHashSet(), StartedAt = started, WindowStartedAt = window },
+            Stage = new Stage.Running(until, [.. AllRanks(run)], ImmutableDictionary<int, SegmentDone>.Empty, Yielding: false),
+            Run = run with { StartedAt = started, WindowStartedAt = window },
         };
         return s.Arm(Settings.StepTimeout, fx);
     }
@@ -193,22 +193,23 @@ public sealed partial record CoordinatorState
 
     CoordinatorState Save(long done, bool checkpoint, DateTimeOffset now, List<Effect> fx)
     {
-        var run = Run! with { SaveStartedAt = now };
+        var run = Run!;
         if (checkpoint) run = run with { CheckpointAt = done, CheckpointWritten = false };
         var json = CheckpointJson(run);
         foreach (var id in run.Ranks)
             fx.Add(new Effect.ToWorker(id, new SaveArtifacts(run.RunId, run.Formation, done, checkpoint, json)));
-        return (this with { Phase = RunState.Saving, Run = run }).Arm(Settings.StepTimeout, fx);
+        return (this with { Stage = new Stage.Saving(now), Run = run }).Arm(Settings.StepTimeout, fx);
     }
 
     CoordinatorState Finish(List<Effect> fx)
     {
-        var run = Run! with { FinalChecksums = ImmutableDictionary<int, string>.Empty, Pending = AllRanks(Run!).ToImmutableHashSet() };
+        var run = Run!;
         var json = CheckpointJson(run);
         foreach (var id in run.Ranks)
             fx.Add(new Effect.ToWorker(id, new FinishRun(run.RunId, run.Formation, run.Output, json)));
         fx.Add(new Effect.Log($"run {run.RunId}: {run.Spec.Training.Iterations} iterations done; finishing"));
-        return (this with { Phase = RunState.Finishing, Run = run }).Arm(Settings.StepTimeout, fx);
+        var stage = new Stage.Finishing([.. AllRanks(run)], ImmutableDictionary<int, string>.Empty, ArtifactsSaved: false);
+        return (this with { Stage = stage }).Arm(Settings.StepTimeout, fx);
     }
 
     static string CheckpointJson(ActiveRun run) =>

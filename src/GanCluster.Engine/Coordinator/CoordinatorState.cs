@@ -20,7 +20,7 @@ namespace GanCluster.Engine.Coordinator;
 /// </para>
 /// </summary>
 public sealed partial record CoordinatorState(
-    RunState Phase,
+    Stage Stage,
     ImmutableDictionary<string, WorkerInfo> Workers,
     ActiveRun? Run,
     long TimerToken,
@@ -28,7 +28,10 @@ public sealed partial record CoordinatorState(
     CoordinatorSettings Settings)
 {
     public static CoordinatorState Initial(CoordinatorSettings settings) =>
-        new(RunState.Idle, ImmutableDictionary<string, WorkerInfo>.Empty, null, 0, null, settings);
+        new(new Stage.Idle(), ImmutableDictionary<string, WorkerInfo>.Empty, null, 0, null, settings);
+
+    /// <summary>The phase, as clients see it.</summary>
+    public RunState Phase => Stage.State;
 
     public (CoordinatorState State, IReadOnlyList<Effect> Effects) Handle(CoordinatorInput input)
     {
@@ -79,7 +82,7 @@ public sealed partial record CoordinatorState(
         }
         else
             fx.Add(new Effect.Log(registered));
-        if (Phase == RunState.Resuming && s.Run!.Located && s.Workers.Count >= s.Run.ExpectedWorkers)
+        if (Stage is Stage.Resuming { Located: true } r && s.Workers.Count >= r.ExpectedWorkers)
             return s.FormAfterWait(now, fx);
         return s;
     }
@@ -152,7 +155,6 @@ public sealed partial record CoordinatorState(
             DeviceKind = KindOf(Workers.Values.First().Device),
             Formation = submit.Formation,
             PerWorkerBatch = Math.Max(1, spec.Training.BatchSize / world),
-            ExpectedWorkers = world,
         };
         var batches = BatchesFor(run, world);
         fx.Add(new Effect.Respond(new RunProtocol.SubmitAck(runId, world, run.Output)));
@@ -160,7 +162,7 @@ public sealed partial record CoordinatorState(
         fx.Add(new Effect.Log($"run {runId}: {spec.Model.Kind} on {spec.Dataset.Kind}, k={spec.Training.K}, {spec.Training.Iterations} iterations, " +
                               $"global batch {batches.Sum()} over {world} worker(s) [{string.Join(", ", batches)}], seed {spec.Training.Seed}"));
         // Like a local run, a run whose output folder holds a valid checkpoint goes on from it.
-        return (this with { Phase = RunState.Resuming, Run = run, LastError = null }).FindCheckpoint(fx);
+        return (this with { Run = run, LastError = null }).FindCheckpoint(world, fx);
     }
 
     CoordinatorState OnWatch(string runId, List<Effect> fx)
@@ -224,7 +226,7 @@ public sealed partial record CoordinatorState(
         var done = run.CompletedIterations;
         if (done == 0) return EndCancelled(null, fx);
         if (run.CheckpointAt == done)
-            return run.CheckpointWritten ? EndCancelled(null, fx) : (this with { Phase = RunState.Cancelling }).Arm(Settings.StepTimeout, fx);
+            return run.CheckpointWritten ? EndCancelled(null, fx) : (this with { Stage = new Stage.Cancelling() }).Arm(Settings.StepTimeout, fx);
         return Save(done, checkpoint: true, now, fx);
     }
 
@@ -249,12 +251,11 @@ public sealed partial record CoordinatorState(
         var ended = new RunProtocol.RunEnded(run.RunId, RunOutcome.Cancelled, message, run.Output, null);
         fx.Add(new Effect.Publish(ended));
         fx.Add(new Effect.ForgetRun(run.RunId));
-        return s with { Phase = RunState.Idle, TimerToken = TimerToken + 1, Ended = ended };
+        return s with { Stage = new Stage.Idle(), TimerToken = TimerToken + 1, Ended = ended };
     }
 
     static ActiveRun NewRun(string runId, RunSpec spec, string specJson, DateTimeOffset now, CoordinatorSettings settings) =>
-        new(runId, spec, specJson, [], [], [], ImmutableDictionary<int, SegmentDone>.Empty,
-            ImmutableDictionary<int, string>.Empty, false, now, now, 0)
+        new(runId, spec, specJson, [], [], now, now, 0)
         {
             // Path.GetFullPath with a base only combines and normalizes: no file system, so this stays pure.
             Output = settings.OutputRoot is { } root ? RunFolder.UnderRoot(root, spec.ResolvedOutput) ?? Path.GetFullPath(spec.ResolvedOutput, root) : spec.ResolvedOutput,
@@ -282,13 +283,9 @@ public sealed partial record CoordinatorState(
             Ranks = ranks,
             LocalBatches = [.. batches],
             Formation = formation,
-            Pending = Enumerable.Range(0, ranks.Length).ToImmutableHashSet(),
-            Segments = ImmutableDictionary<int, SegmentDone>.Empty,
-            Aborted = ImmutableDictionary<string, StepAborted>.Empty,
-            AbortPending = [],
             Committed = resume?.Position ?? run.Committed,
         };
-        return (this with { Phase = RunState.Starting, Run = next }).Arm(Settings.PrepareTimeout, fx);
+        return (this with { Stage = new Stage.Starting([.. Enumerable.Range(0, ranks.Length)]), Run = next }).Arm(Settings.PrepareTimeout, fx);
     }
 
     /// <summary>The kind of a worker's device: <c>cpu</c> or <c>cuda</c> (<c>cuda:1</c> is a cuda).</summary>
@@ -341,19 +338,19 @@ public sealed partial record CoordinatorState(
         Note(fx, run.RunId, $"run {run.RunId}: outputs of iteration {a.Iteration} written under {run.Output}" + (a.Quality is null ? "" : $"; samples: {a.Quality}"));
         var isCheckpoint = a.Iteration == run.CheckpointAt;
         var s = WithRun(run with { Quality = a.Quality ?? run.Quality, CheckpointWritten = run.CheckpointWritten || isCheckpoint });
-        if (Phase == RunState.Cancelling && isCheckpoint) return s.EndCancelled(null, fx);
-        if (Phase == RunState.Finishing && a.Iteration == run.Spec.Training.Iterations)
-            return s.WithRun(s.Run! with { FinalArtifactsSaved = true }).TryComplete(fx);
+        if (Stage is Stage.Cancelling && isCheckpoint) return s.EndCancelled(null, fx);
+        if (Stage is Stage.Finishing f && a.Iteration == run.Spec.Training.Iterations)
+            return (s with { Stage = f with { ArtifactsSaved = true } }).TryComplete(fx);
         return s;
     }
 
     CoordinatorState TryComplete(List<Effect> fx)
     {
         var run = Run!;
-        if (!run.Pending.IsEmpty || !run.FinalArtifactsSaved) return this;
-        var distinct = run.FinalChecksums.Values.Distinct().ToList();
+        if (Stage is not Stage.Finishing { Pending.IsEmpty: true, ArtifactsSaved: true } finishing) return this;
+        var distinct = finishing.Checksums.Values.Distinct().ToList();
         if (distinct.Count != 1)
-            return Fail("replicas diverged at the end: final checksums " + string.Join(", ", run.FinalChecksums.OrderBy(c => c.Key).Select(c => $"rank {c.Key}={c.Value[..12]}")), fx);
+            return Fail("replicas diverged at the end: final checksums " + string.Join(", ", finishing.Checksums.OrderBy(c => c.Key).Select(c => $"rank {c.Key}={c.Value[..12]}")), fx);
         foreach (var id in run.Ranks.Where(Workers.ContainsKey)) fx.Add(new Effect.ToWorker(id, new StopRun(run.RunId, "completed")));
         var s = ReleaseLeavers(fx);
         var failures = run.Failures.Count == 0 ? "" : $"; {run.Failures.Count} worker failure(s) recovered";
@@ -363,14 +360,21 @@ public sealed partial record CoordinatorState(
         var ended = new RunProtocol.RunEnded(run.RunId, RunOutcome.Completed, message, run.Output, distinct[0]);
         fx.Add(new Effect.Publish(ended));
         fx.Add(new Effect.ForgetRun(run.RunId));
-        return s with { Phase = RunState.Idle, TimerToken = TimerToken + 1, Ended = ended };
+        return s with { Stage = new Stage.Idle(), TimerToken = TimerToken + 1, Ended = ended };
     }
 
     CoordinatorState OnTimer(long token, DateTimeOffset now, List<Effect> fx)
     {
         if (token != TimerToken || !Busy) return this;
         var run = Run!;
-        var missing = string.Join(", ", run.Pending.OrderBy(r => r).Where(r => r < run.WorldSize).Select(r => $"{run.Ranks[r]} (rank {r})"));
+        var pending = Stage switch
+        {
+            Stage.Starting st => st.Pending,
+            Stage.Running r => r.Pending,
+            Stage.Finishing f => f.Pending,
+            _ => [],
+        };
+        var missing = string.Join(", ", pending.OrderBy(r => r).Where(r => r < run.WorldSize).Select(r => $"{run.Ranks[r]} (rank {r})"));
         var limit = Settings.StepTimeout.TotalSeconds;
         switch (Phase)
         {
@@ -384,12 +388,12 @@ public sealed partial record CoordinatorState(
                 return FormAfterWait(now, fx);
             case RunState.Cancelling:
                 return Fail($"the checkpoint of iteration {run.CheckpointAt} that the cancelled run ends on was not written within {limit:F0} s", fx);
-            case RunState.Finishing when run.Pending.IsEmpty:
+            case RunState.Finishing when pending.IsEmpty:
                 return Fail($"the final outputs were not saved within {limit:F0} s", fx);
             case RunState.Finishing:
                 return Recover($"worker(s) {missing} did not finish within {limit:F0} s", counted: true, now, fx);
             default:
-                return Recover($"worker(s) {missing} made no progress after {run.Committed?.ToString() ?? "the start"} within {limit:F0} s (segment to iteration {run.SegmentUntil})", counted: true, now, fx);
+                return Recover($"worker(s) {missing} made no progress after {run.Committed?.ToString() ?? "the start"} within {limit:F0} s (segment to iteration {(Stage as Stage.Running)?.Until})", counted: true, now, fx);
         }
     }
 
@@ -406,7 +410,7 @@ public sealed partial record CoordinatorState(
             fx.Add(new Effect.Publish(ended));
             fx.Add(new Effect.ForgetRun(run.RunId));
         }
-        return this with { Phase = RunState.Failed, LastError = reason, TimerToken = TimerToken + 1, Ended = ended };
+        return this with { Stage = new Stage.Failed(), LastError = reason, TimerToken = TimerToken + 1, Ended = ended };
     }
 
     CoordinatorState Arm(TimeSpan delay, List<Effect> fx)
