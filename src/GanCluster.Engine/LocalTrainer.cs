@@ -106,8 +106,9 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
             windowIterations++;
 
             var logNow = cadence.IsLog(iteration);
-            var sampleNow = cadence.IsSamples(iteration);
-            var checkpointNow = cadence.IsCheckpoint(iteration);
+            var save = cadence.SaveAt(iteration);
+            var sampleNow = save?.Samples ?? false;
+            var checkpointNow = save?.Checkpoint ?? false;
             if ((logNow || sampleNow || checkpointNow) && Diverged())
             {
                 diverged = true;

@@ -19,6 +19,9 @@ public sealed record Cadence(long Iterations, int LogEvery, int SampleEvery, int
     public bool IsCheckpoint(long done) => done % CheckpointEvery == 0 || done == Iterations;
     public bool IsSave(long done) => IsSamples(done) || IsCheckpoint(done);
 
+    /// <summary>What to save after <paramref name="done"/> iterations (null: nothing).</summary>
+    public SaveDecision? SaveAt(long done) => IsSave(done) ? new SaveDecision(IsSamples(done), IsCheckpoint(done)) : null;
+
     /// <summary>The first boundary (a log line, samples, a checkpoint or the end) after <paramref name="done"/> iterations.</summary>
     public long NextBoundary(long done)
     {
@@ -49,3 +52,40 @@ public static class FailureBudget
         return (recent, recent.Count > maxPerHour);
     }
 }
+
+/// <summary>What a run does after losing a worker, decided from what the survivors' replicas hold.</summary>
+public abstract record FailureDecision
+{
+    /// <summary>
+    /// Re-form from <paramref name="Position"/>: <paramref name="Holders"/> hold it (one of them becomes rank 0 and
+    /// gives its state to the others), and the data position is <paramref name="SamplesConsumed"/>.
+    /// </summary>
+    public sealed record Reform(IReadOnlyList<string> Holders, Protocol.StepKey? Position, long SamplesConsumed) : FailureDecision;
+
+    /// <summary>No survivor holds the state: the run goes on from its newest checkpoint.</summary>
+    public sealed record Resume : FailureDecision;
+}
+
+/// <summary>The failure policy: which state survivors go on from.</summary>
+public static class FailurePolicy
+{
+    /// <summary>
+    /// Inside a segment a replica is at most one update ahead of another (an all-reduce that completed on some ranks
+    /// only), and every replica is at or after the last boundary, <paramref name="committed"/>. The survivors go on
+    /// from the most advanced state one of them holds: every member can reach it, since rank 0 gives its state to all.
+    /// The D updates since the boundary each drew one global batch of <paramref name="globalBatch"/> samples.
+    /// </summary>
+    public static FailureDecision AfterLoss(IEnumerable<(string WorkerId, Protocol.StepKey? LastApplied)> replicas, Protocol.StepKey? committed,
+        long samplesAtCommitted, int globalBatch, int k)
+    {
+        var usable = replicas.Where(r => Training.Core.GanSchedule.UpdatesThrough(r.LastApplied, k) >= Training.Core.GanSchedule.UpdatesThrough(committed, k)).ToList();
+        if (usable.Count == 0) return committed is null ? new FailureDecision.Reform([], null, 0) : new FailureDecision.Resume();
+        var position = usable.MaxBy(r => Training.Core.GanSchedule.UpdatesThrough(r.LastApplied, k)).LastApplied;
+        var samples = samplesAtCommitted + (Training.Core.GanSchedule.DiscriminatorUpdatesThrough(position, k)
+                                            - Training.Core.GanSchedule.DiscriminatorUpdatesThrough(committed, k)) * globalBatch;
+        return new FailureDecision.Reform([.. usable.Where(r => r.LastApplied == position).Select(r => r.WorkerId)], position, samples);
+    }
+}
+
+/// <summary>What a boundary saves: samples, and a checkpoint or not.</summary>
+public sealed record SaveDecision(bool Samples, bool Checkpoint);

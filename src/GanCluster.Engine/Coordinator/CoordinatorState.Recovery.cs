@@ -61,22 +61,16 @@ public sealed partial record CoordinatorState
         var s = this with { Workers = Workers.RemoveRange(silent) };
         s = s.ReleaseLeavers(fx);
         run = s.Run!;
-        // Inside a segment a replica is at most one update ahead of another (an all-reduce that completed on some
-        // ranks only). Rank 0 of the new formation is one of the most advanced: every member can reach its state.
-        var k = run.Spec.Training.K;
         var replicas = run.Ranks.Select(id => recovering.Answers.TryGetValue(id, out var a) && a.HasReplica ? a : null).OfType<StepAborted>()
-            .Where(a => GanSchedule.UpdatesThrough(a.LastApplied, k) >= GanSchedule.UpdatesThrough(run.Committed, k)).ToList();
-        var position = replicas.Count == 0 ? run.Committed : replicas.MaxBy(a => GanSchedule.UpdatesThrough(a.LastApplied, k))!.LastApplied;
-        var holders = replicas.Where(a => a.LastApplied == position).Select(a => a.WorkerId).ToList();
-        var members = s.NextMembers(holders);
+            .Select(a => (a.WorkerId, a.LastApplied));
+        var decision = FailurePolicy.AfterLoss(replicas, run.Committed, run.SamplesConsumed, run.LocalBatches.Sum(), run.Spec.Training.K);
+        var members = s.NextMembers(decision is FailureDecision.Reform r ? r.Holders : []);
         if (members.IsEmpty) return s.WaitForWorkers(now, fx);
-        if (holders.Count == 0 && run.Committed is not null)
+        if (decision is not FailureDecision.Reform { Position: var position, SamplesConsumed: var samples })
         {
             Note(fx, run.RunId, $"run {run.RunId}: no surviving replica holds {run.Committed}; resuming from the newest checkpoint", warning: true);
             return s.FindCheckpoint(members.Length, fx);
         }
-        // The data position of that state: the D updates since the last boundary each drew one global batch.
-        var samples = run.SamplesConsumed + (GanSchedule.DiscriminatorUpdatesThrough(position, k) - GanSchedule.DiscriminatorUpdatesThrough(run.Committed, k)) * run.LocalBatches.Sum();
         s = s.WithRun(run with { Committed = position, SamplesConsumed = samples });
         return s.Form(members, new ResumeFrom(position, samples, Checkpoint: null, run.ConsecutiveSkips), now, fx);
     }

@@ -125,7 +125,7 @@ public sealed partial record CoordinatorState
         var s = WithRun(run);
         if (done == t.Iterations) return s.Finish(fx);
         if (run.CancelledBy is not null) return s.HonourCancel(now, fx);
-        if (run.Cadence.IsSave(done)) return s.Save(done, run.Cadence.IsCheckpoint(done), now, fx);
+        if (run.Cadence.SaveAt(done) is { } save) return s.Save(done, save.Checkpoint, now, fx);
         return s.Continue(now, fx);
     }
 
