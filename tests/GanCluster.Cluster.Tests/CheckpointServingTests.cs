@@ -14,6 +14,9 @@ public sealed class CheckpointServingTests : IDisposable
     readonly TempFolder _dir = new();
     static readonly TimeSpan Wait = TimeSpan.FromSeconds(10);
 
+    /// <summary>This process's node: what the coordinator names as rank 0's when the uploader is local.</summary>
+    Address Local => ((ExtendedActorSystem)_system).Provider.DefaultAddress;
+
     (IActorRef Actor, string Checkpoint, Dictionary<string, byte[]> Files) Serving()
     {
         var output = Path.Combine(_dir.Path, "out");
@@ -26,7 +29,7 @@ public sealed class CheckpointServingTests : IDisposable
             ["state.json"] = "{\"iteration\":500}"u8.ToArray(),
         };
         var checkpoint = CheckpointStore.Write(output, new CheckpointSnapshot(500, files), keep: 1);
-        var actor = _system.ActorOf(Props.Create(() => new CheckpointActor()));
+        var actor = _system.ActorOf(Props.Create(() => new CheckpointActor(_ => true)));
         actor.Tell(new CheckpointActor.Start("run-1", output, "{}", 1));
         return (actor, checkpoint, files);
     }
@@ -84,7 +87,7 @@ public sealed class CheckpointServingTests : IDisposable
     {
         public Parent(TaskCompletionSource<CheckpointActor.Done> done)
         {
-            var child = Context.ActorOf(Props.Create(() => new CheckpointActor()));
+            var child = Context.ActorOf(Props.Create(() => new CheckpointActor(_ => true)));
             Receive<CheckpointActor.Done>(d => done.TrySetResult(d));
             ReceiveAny(m => child.Forward(m));
         }
@@ -101,6 +104,7 @@ public sealed class CheckpointServingTests : IDisposable
         var done = new TaskCompletionSource<CheckpointActor.Done>();
         var parent = _system.ActorOf(Props.Create(() => new Parent(done)));
         parent.Tell(new CheckpointActor.Start("run-io", output, "{}", 3));
+        parent.Tell(new CheckpointActor.AllowUploads("run-io", Local));
         // A file where the upload's folder must go: the same IOException path as a full disk, without needing one.
         Directory.CreateDirectory(Path.Combine(output, ".upload-00000020"));
         File.WriteAllText(Path.Combine(output, ".upload-00000020", "checkpoints"), "in the way");
@@ -124,8 +128,9 @@ public sealed class CheckpointServingTests : IDisposable
     public async Task Only_the_files_a_save_of_that_iteration_holds_are_accepted(string path)
     {
         var output = Path.Combine(_dir.Path, "names");
-        var actor = _system.ActorOf(Props.Create(() => new CheckpointActor()));
+        var actor = _system.ActorOf(Props.Create(() => new CheckpointActor(_ => true)));
         actor.Tell(new CheckpointActor.Start("run-n", output, "{}", 1));
+        actor.Tell(new CheckpointActor.AllowUploads("run-n", Local));
         var refused = Assert.IsType<ChunkRefused>(await actor.Ask(new FileChunk("run-n", 20, path, 0, [35, 33], true), Wait));
         Assert.Equal($"{path} is not an output of iteration 20", refused.Reason);            // refused, saying why
         Assert.False(Directory.Exists(Path.Combine(output, ".upload-00000020")));             // nothing written

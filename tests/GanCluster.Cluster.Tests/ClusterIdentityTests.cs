@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using GanCluster.Actors;
+using GanCluster.Actors.Coordinator;
 using GanCluster.Actors.Security;
 using GanCluster.Cli;
 using GanCluster.Protocol;
@@ -110,8 +111,10 @@ public class ClusterIdentityTests
         coordinator.Tell(new WorkerProtocol.StepFailed(runId, 1, new StepKey(0, StepPhase.Discriminator, 0), 0, "forged for rank 0"), me);
         coordinator.Tell(new WorkerProtocol.LeaveRun(worker), me);
         coordinator.Tell(new WorkerProtocol.RegisterWorker("127.0.0.1:1/cpu", "cpu", "127.0.0.1", 9), me);
-        coordinator.Tell(new ArtifactProtocol.FileChunk(runId, 100, "samples/iter_00000100.png", 0, [1, 2, 3], true), me);
-        coordinator.Tell(new ArtifactProtocol.ArtifactsUploaded(runId, 100, ["samples/iter_00000100.png"], false), me);
+        // Uploads go straight to the seed's store next to the coordinator, which checks the sender itself.
+        var store = system.ActorSelection($"{ClusterHocon.NodeAddress(true, cluster)}/user/coordinator/coordinator/{CheckpointActor.Name}");
+        store.Tell(new ArtifactProtocol.FileChunk(runId, 100, "samples/iter_00000100.png", 0, [1, 2, 3], true), me);
+        store.Tell(new ArtifactProtocol.ArtifactsUploaded(runId, 100, ["samples/iter_00000100.png"], false), me);
         coordinator.Tell(new ArtifactProtocol.ArtifactsFailed(runId, 100, "forged"), me);
         nodes.WaitFor(() => nodes.Log(seed).Contains("refused ArtifactsFailed of run"), TimeSpan.FromSeconds(30), "the forged messages refused");
 

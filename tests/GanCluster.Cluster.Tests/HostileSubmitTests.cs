@@ -1,3 +1,4 @@
+using GanCluster.Actors.Coordinator;
 using GanCluster.Cli;
 using GanCluster.Protocol;
 
@@ -143,6 +144,14 @@ public class HostileSubmitTests
         nodes.WaitFor(() => nodes.Log(seed).Contains("refused StepFailed from akka.ssl.tcp://gancluster-client@"), TimeSpan.FromSeconds(30),
             "the direct messages refused");
         Assert.Contains("refused RegisterWorker from akka.ssl.tcp://gancluster-client@", nodes.Log(seed));
+
+        // The seed's store, which workers address directly for bulk bytes, checks its senders itself.
+        var store = client.System.ActorSelection($"akka.ssl.tcp://gancluster@127.0.0.1:{port}/user/coordinator/coordinator/{CheckpointActor.Name}");
+        store.Tell(new ArtifactProtocol.ReadCheckpoint("run-1", "/etc", "passwd", 0), me);
+        store.Tell(new ArtifactProtocol.FileChunk("run-1", 1, "samples/pwned.sh", 0, [1, 2, 3], true), me);
+        nodes.WaitFor(() => nodes.Log(seed).Contains("refused FileChunk of run run-1 from akka.ssl.tcp://gancluster-client@"), TimeSpan.FromSeconds(30),
+            "the store's refusals");
+        Assert.Contains("refused ReadCheckpoint from akka.ssl.tcp://gancluster-client@", nodes.Log(seed));
 
         client.Send(new RunProtocol.GetStatus());
         var status = Assert.IsType<RunProtocol.StatusReported>(client.Next(TimeSpan.FromSeconds(30)));

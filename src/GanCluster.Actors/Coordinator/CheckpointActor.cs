@@ -13,6 +13,11 @@ namespace GanCluster.Actors.Coordinator;
 /// Uploads land in a hidden folder and are published only when complete; a checkpoint only after every file matches
 /// its manifest, then renamed into place (atomic) and pruned to <c>checkpoint.keep</c>. It also serves the run's
 /// checkpoints back, file by file in chunks, to rank 0 of a resumed run.
+/// <para>
+/// Workers address it directly (a child of the coordinator: its path is the coordinator's plus <see cref="Name"/>), so
+/// bulk bytes never queue in the coordinator's mailbox. It checks every sender itself: reads come only from worker
+/// members, uploads only from the node the coordinator named as the run's rank 0 (<see cref="AllowUploads"/>).
+/// </para>
 /// </summary>
 public sealed class CheckpointActor : ReceiveActor
 {
@@ -22,6 +27,14 @@ public sealed class CheckpointActor : ReceiveActor
     public sealed record Append(MetricsRow Row);
     /// <summary>Told to the parent when an upload is published (Error null) or failed; with the samples' mode quality (ring8, grid25).</summary>
     public sealed record Done(string RunId, long Iteration, string? Error, string? Quality = null);
+    /// <summary>From the coordinator: the node of a worker it asked to save as rank 0 of <paramref name="RunId"/> may upload.</summary>
+    public sealed record AllowUploads(string RunId, Address Node);
+
+    /// <summary>The actor's name under the coordinator.</summary>
+    public const string Name = "checkpoints";
+
+    readonly Func<Address, bool> _isWorkerNode;
+    (string RunId, HashSet<Address> Nodes) _uploaders = ("", []);
 
     readonly ILoggingAdapter _log = Context.GetLogger();
     string? _runId;
@@ -31,8 +44,15 @@ public sealed class CheckpointActor : ReceiveActor
     MetricsCsv? _metrics;
     readonly HashSet<long> _failed = [];   // uploads of this run that already failed: their later chunks are dropped
 
-    public CheckpointActor()
+    /// <param name="isWorkerNode">Whether a sender's node may read checkpoints (default: a cluster member with the worker role).</param>
+    public CheckpointActor(Func<Address, bool>? isWorkerNode = null)
     {
+        _isWorkerNode = isWorkerNode ?? (address => WorkerMembers.Contains(Context.System, address));
+        Receive<AllowUploads>(a =>
+        {
+            if (_uploaders.RunId != a.RunId) _uploaders = (a.RunId, []);
+            _uploaders.Nodes.Add(a.Node);
+        });
         Receive<Start>(s =>
         {
             _metrics?.Dispose();
@@ -51,10 +71,27 @@ public sealed class CheckpointActor : ReceiveActor
             });
         });
         Receive<Append>(a => Guarded(_runId ?? "", a.Row.Iteration, Path.Combine(_output, "metrics.csv"), () => _metrics?.Append(a.Row)));
-        Receive<FileChunk>(OnChunk);
-        Receive<ArtifactsUploaded>(OnUploaded);
-        Receive<ListCheckpoint>(OnList);
-        Receive<ReadCheckpoint>(OnRead);
+        Receive<FileChunk>(c => FromUploader(c.GetType().Name, c.RunId), OnChunk);
+        Receive<ArtifactsUploaded>(u => FromUploader(u.GetType().Name, u.RunId), OnUploaded);
+        Receive<ListCheckpoint>(l => FromWorker(l.GetType().Name), OnList);
+        Receive<ReadCheckpoint>(r => FromWorker(r.GetType().Name), OnRead);
+        // Anything else (or a refused sender) is dropped without an answer; the refusal is logged.
+        ReceiveAny(_ => { });
+    }
+
+    /// <summary>Uploads come only from the node of a worker that was asked to save as rank 0 of this run.</summary>
+    bool FromUploader(string what, string runId)
+    {
+        var ok = _uploaders.RunId == runId && _uploaders.Nodes.Contains(Sender.Path.Address);
+        if (!ok) _log.Warning("refused {0} of run {1} from {2}: not the run's rank 0 asked to save", what, runId, Sender.Path);
+        return ok;
+    }
+
+    bool FromWorker(string what)
+    {
+        var ok = _isWorkerNode(Sender.Path.Address);
+        if (!ok) _log.Warning("refused {0} from {1}: not a cluster member with the worker role", what, Sender.Path);
+        return ok;
     }
 
     /// <summary>The checkpoint folder if it is one of this run's (nothing else on the seed's disk is served), else null and why.</summary>

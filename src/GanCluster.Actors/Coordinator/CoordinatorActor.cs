@@ -38,7 +38,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     {
         _state = CoordinatorState.Initial(settings);
         _stateDir = Path.GetFullPath(stateDir);
-        _checkpoints = Context.ActorOf(Akka.Actor.Props.Create(() => new CheckpointActor()), "checkpoints");
+        _checkpoints = Context.ActorOf(Akka.Actor.Props.Create(() => new CheckpointActor(null)), CheckpointActor.Name);
 
         Receive<RegisterWorker>(r =>
         {
@@ -79,10 +79,6 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         // Everything else is a worker's: taken only from a cluster member with the worker role (Akka.Remote lets any
         // process that reaches the port address this actor directly, past the client gateway).
         Receive<IGanClusterMessage>(m => !FromWorkerMember(m) || !Claims(m), _ => { });
-        Receive<ArtifactProtocol.FileChunk>(c => { if (FromUploader(c, c.RunId)) _checkpoints.Forward(c); });
-        Receive<ArtifactProtocol.ArtifactsUploaded>(u => { if (FromUploader(u, u.RunId)) _checkpoints.Forward(u); });
-        Receive<ArtifactProtocol.ListCheckpoint>(l => _checkpoints.Forward(l));
-        Receive<ArtifactProtocol.ReadCheckpoint>(r => _checkpoints.Forward(r));
         Receive<ArtifactProtocol.ArtifactsFailed>(f => FromUploader(f, f.RunId), f => Apply(new CoordinatorInput.ArtifactsDone(f.RunId, f.Iteration, $"rank 0 could not upload them: {f.Reason}")));
         Receive<IGanClusterMessage>(m => Apply(new CoordinatorInput.FromWorker(m, DateTimeOffset.UtcNow)));
     }
@@ -90,11 +86,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     /// <summary>Whether the sender is this node with the worker role, or a cluster member with it (logged when not).</summary>
     bool FromWorkerMember(IGanClusterMessage m)
     {
-        var address = Sender.Path.Address;
-        var cluster = Cluster.Get(Context.System);
-        var ok = address.HasLocalScope
-            ? cluster.SelfRoles.Contains("worker")
-            : cluster.State.Members.Any(x => x.Address.Equals(address) && x.HasRole("worker"));
+        var ok = WorkerMembers.Contains(Context.System, Sender.Path.Address);
         if (!ok) _log.Warning("refused {0} from {1}: not a cluster member with the worker role", m.GetType().Name, Sender.Path);
         return ok;
     }
@@ -185,6 +177,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
                     {
                         if (_uploaders.RunId != run.RunId) _uploaders = (run.RunId, []);
                         _uploaders.Nodes.Add(worker.Path.Address);
+                        _checkpoints.Tell(new CheckpointActor.AllowUploads(run.RunId, worker.Path.Address));
                     }
                     worker.Tell(w.Message, Self);
                     break;

@@ -72,7 +72,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         _settings = settings;
         _coordinator = coordinator;
         _device = device;
-        _transfer = new ArtifactTransfer(_log, settings.UploadTimeout);
+        _transfer = new ArtifactTransfer(Context.System, _log, settings.UploadTimeout);
 
         // Registration doubles as a heartbeat: a coordinator that moved to another seed learns about us again.
         Receive<RegisterTick>(_ => _coordinator.Tell(new RegisterWorker(_settings.WorkerId, _settings.Device, _settings.DataHost, _listener!.Port)));
@@ -175,7 +175,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             {
                 fetched = _transfer.FetchCheckpoint(p.RunId, checkpoint, Sender);
             }
-            catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or AskTimeoutException)
+            catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or AskTimeoutException or ActorNotFoundException)
             {
                 _log.Error(e, "run {0}: could not fetch checkpoint {1} from the seed", p.RunId, checkpoint);
                 EndSession();
