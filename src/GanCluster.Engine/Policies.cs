@@ -1,3 +1,5 @@
+using GanCluster.Protocol;
+using GanCluster.Training.Core;
 using GanCluster.Training.Spec;
 
 namespace GanCluster.Engine;
@@ -60,7 +62,7 @@ public abstract record FailureDecision
     /// Re-form from <paramref name="Position"/>: <paramref name="Holders"/> hold it (one of them becomes rank 0 and
     /// gives its state to the others), and the data position is <paramref name="SamplesConsumed"/>.
     /// </summary>
-    public sealed record Reform(IReadOnlyList<string> Holders, Protocol.StepKey? Position, long SamplesConsumed) : FailureDecision;
+    public sealed record Reform(IReadOnlyList<string> Holders, StepKey? Position, long SamplesConsumed) : FailureDecision;
 
     /// <summary>No survivor holds the state: the run goes on from its newest checkpoint.</summary>
     public sealed record Resume : FailureDecision;
@@ -75,14 +77,14 @@ public static class FailurePolicy
     /// from the most advanced state one of them holds: every member can reach it, since rank 0 gives its state to all.
     /// The D updates since the boundary each drew one global batch of <paramref name="globalBatch"/> samples.
     /// </summary>
-    public static FailureDecision AfterLoss(IEnumerable<(string WorkerId, Protocol.StepKey? LastApplied)> replicas, Protocol.StepKey? committed,
+    public static FailureDecision AfterLoss(IEnumerable<(string WorkerId, StepKey? LastApplied)> replicas, StepKey? committed,
         long samplesAtCommitted, int globalBatch, int k)
     {
-        var usable = replicas.Where(r => Training.Core.GanSchedule.UpdatesThrough(r.LastApplied, k) >= Training.Core.GanSchedule.UpdatesThrough(committed, k)).ToList();
+        var usable = replicas.Where(r => GanSchedule.UpdatesThrough(r.LastApplied, k) >= GanSchedule.UpdatesThrough(committed, k)).ToList();
         if (usable.Count == 0) return committed is null ? new FailureDecision.Reform([], null, 0) : new FailureDecision.Resume();
-        var position = usable.MaxBy(r => Training.Core.GanSchedule.UpdatesThrough(r.LastApplied, k)).LastApplied;
-        var samples = samplesAtCommitted + (Training.Core.GanSchedule.DiscriminatorUpdatesThrough(position, k)
-                                            - Training.Core.GanSchedule.DiscriminatorUpdatesThrough(committed, k)) * globalBatch;
+        var position = usable.MaxBy(r => GanSchedule.UpdatesThrough(r.LastApplied, k)).LastApplied;
+        var samples = samplesAtCommitted + (GanSchedule.DiscriminatorUpdatesThrough(position, k)
+                                            - GanSchedule.DiscriminatorUpdatesThrough(committed, k)) * globalBatch;
         return new FailureDecision.Reform([.. usable.Where(r => r.LastApplied == position).Select(r => r.WorkerId)], position, samples);
     }
 }

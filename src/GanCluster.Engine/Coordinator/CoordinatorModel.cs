@@ -77,7 +77,7 @@ public abstract record Effect
     public sealed record AppendMetrics(MetricsRow Row) : Effect;
     /// <summary>An entry of the coordinator's event log.</summary>
     public sealed record Log(string Text, bool Warning = false) : Effect;
-    /// <summary>The update was committed (applied) on these ranks.</summary>
+    /// <summary>A segment ended: every one of these ranks applied the updates through this one.</summary>
     public sealed record Committed(StepKey Step, int[] Ranks) : Effect;
     /// <summary>Keep the run on disk so that a restarted coordinator resumes it.</summary>
     public sealed record PersistRun(RunRecord Record) : Effect;
