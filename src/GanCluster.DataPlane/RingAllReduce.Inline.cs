@@ -16,7 +16,7 @@ public sealed unsafe partial class RingAllReduce
     /// </summary>
     public const int InlineStepBytes = 64 * 1024;
 
-    /// <summary>The ring sum, one step at a time on this thread: send the chunk, then receive (and add) the next one.</summary>
+    /// <summary>The ring sum, one step at a time on this thread: send one chunk and receive (and add) the next.</summary>
     void RingSumInline(Span<float> data, Plan plan, long seq)
     {
         Span<byte> header = stackalloc byte[Wire.HeaderSize];
@@ -28,7 +28,7 @@ public sealed unsafe partial class RingAllReduce
             var phase = plan.Phase(s);
             // Odd ranks receive first: a ring of blocking senders could otherwise wait on each other forever.
             if (_rank % 2 == 1)
-                ReceiveStep(data, st, s, phase, seq, header, staging);
+                ReceiveStep(data, st, s, plan.Length, phase, seq, header, staging);
             try
             {
                 Wire.WriteHeader(header, new Wire.FrameHeader(s, seq, (long)st.SendCount * sizeof(float), plan.Length));
@@ -41,13 +41,13 @@ public sealed unsafe partial class RingAllReduce
                 throw Fail(SendFailure(e, phase, seq));
             }
             if (_rank % 2 == 0)
-                ReceiveStep(data, st, s, phase, seq, header, staging);
+                ReceiveStep(data, st, s, plan.Length, phase, seq, header, staging);
         }
     }
 
-    void ReceiveStep(Span<float> data, in Step st, int s, string phase, long seq, Span<byte> header, Span<float> staging)
+    void ReceiveStep(Span<float> data, in Step st, int s, int totalElements, string phase, long seq, Span<byte> header, Span<float> staging)
     {
-        ReceiveFrameHeader(header, s, seq, (long)st.RecvCount * sizeof(float), _plan!.Length, phase);
+        ReceiveFrameHeader(header, s, seq, (long)st.RecvCount * sizeof(float), totalElements, phase);
         if (st.RecvCount == 0)
             return;
         var dst = data.Slice(st.RecvOffset, st.RecvCount);

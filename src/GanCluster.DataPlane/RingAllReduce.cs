@@ -79,7 +79,9 @@ public sealed unsafe partial class RingAllReduce : ICollective
     long _bytesReceived;
     long _lastSent;
     long _lastReceived;
-    Plan? _plan;
+    Plan? _plan;   // the running operation's (the sender thread reads it)
+    // Plans by buffer length: a GAN alternates D's and G's gradients, so one cached plan would be rebuilt every update.
+    readonly Dictionary<int, Plan> _plans = [];
 
     // The operation handed to the sender thread; the calling thread keeps the buffer pinned until the sender is idle.
     float* _opData;
@@ -293,7 +295,13 @@ public sealed unsafe partial class RingAllReduce : ICollective
 
     void RingSum(Span<float> data, long seq)
     {
-        var plan = _plan is { } p && p.Length == data.Length ? p : _plan = Plan.Build(data.Length, _rank, _size, _inlineStepBytes);
+        if (!_plans.TryGetValue(data.Length, out var plan))
+        {
+            if (_plans.Count >= 8)
+                _plans.Clear();
+            _plans[data.Length] = plan = Plan.Build(data.Length, _rank, _size, _inlineStepBytes);
+        }
+        _plan = plan;
         if (plan.Inline)
         {
             RingSumInline(data, plan, seq);

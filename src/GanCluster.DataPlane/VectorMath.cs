@@ -24,20 +24,7 @@ static class VectorMath
     }
 
     /// <summary>data[i] *= factor, SIMD-wide.</summary>
-    public static void Scale(Span<float> data, float factor)
-    {
-        var i = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            var d = MemoryMarshal.Cast<float, Vector<float>>(data);
-            var f = new Vector<float>(factor);
-            for (var j = 0; j < d.Length; j++)
-                d[j] *= f;
-            i = d.Length * Vector<float>.Count;
-        }
-        for (; i < data.Length; i++)
-            data[i] *= factor;
-    }
+    public static void Scale(Span<float> data, float factor) => ScaleInto(data, data, factor, add: false);
 
     /// <summary>dst[i] = src[i]·factor, or dst[i] += src[i]·factor when <paramref name="add"/>; the product is rounded
     /// to float before the add, as when a rank scales its own buffer and the ring adds it.</summary>

@@ -133,8 +133,9 @@ public sealed class ReplicaSession : IDisposable
         // already applied are not trained again.
         var k = Spec.Training.K;
         var done = GanSchedule.UpdatesThrough(LastApplied, k);
-        foreach (var step in GanSchedule.Iteration(iteration, k).Where(step => GanSchedule.UpdatesThrough(step, k) > done))
-            groupYield = Update(step, yield && step.Phase == StepPhase.Generator);
+        foreach (var step in GanSchedule.Iteration(iteration, k))
+            if (GanSchedule.UpdatesThrough(step, k) > done)
+                groupYield = Update(step, yield && step.Phase == StepPhase.Generator);
         return new IterationOutcome(groupYield);
     }
 

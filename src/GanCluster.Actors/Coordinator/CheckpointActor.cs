@@ -34,6 +34,8 @@ public sealed class CheckpointActor : ReceiveActor
     public const string Name = "checkpoints";
 
     readonly Func<Address, bool> _isWorkerNode;
+    // The nodes of the workers asked to save as rank 0 of a run: the only ones whose uploads are taken (a worker
+    // uploads through asks, whose senders are temporary actors on its node).
     (string RunId, HashSet<Address> Nodes) _uploaders = ("", []);
 
     readonly ILoggingAdapter _log = Context.GetLogger();
@@ -73,6 +75,9 @@ public sealed class CheckpointActor : ReceiveActor
         Receive<Append>(a => Guarded(_runId ?? "", a.Row.Iteration, Path.Combine(_output, "metrics.csv"), () => _metrics?.Append(a.Row)));
         Receive<FileChunk>(c => FromUploader(c.GetType().Name, c.RunId), OnChunk);
         Receive<ArtifactsUploaded>(u => FromUploader(u.GetType().Name, u.RunId), OnUploaded);
+        // Rank 0 could not send a save (through the coordinator, which forwards it): a failed save like any other.
+        Receive<ArtifactsFailed>(f => FromUploader(f.GetType().Name, f.RunId),
+            f => Context.Parent.Tell(new Done(f.RunId, f.Iteration, $"rank 0 could not upload them: {f.Reason}")));
         Receive<ListCheckpoint>(l => FromWorker(l.GetType().Name), OnList);
         Receive<ReadCheckpoint>(r => FromWorker(r.GetType().Name), OnRead);
         // Anything else (or a refused sender) is dropped without an answer; the refusal is logged.

@@ -23,9 +23,6 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     readonly ILoggingAdapter _log = Context.GetLogger();
     readonly Dictionary<string, IActorRef> _workers = new();
     readonly HashSet<IActorRef> _watchers = [];
-    // The nodes of the workers asked to save as rank 0 in the run being driven: the only ones whose uploads are taken
-    // (a worker uploads through asks, whose senders are temporary actors on its node).
-    (string RunId, HashSet<Address> Nodes) _uploaders = ("", []);
     readonly IActorRef _checkpoints;
     readonly string _stateDir;
     CoordinatorState _state;
@@ -79,7 +76,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         // Everything else is a worker's: taken only from a cluster member with the worker role (Akka.Remote lets any
         // process that reaches the port address this actor directly, past the client gateway).
         Receive<IGanClusterMessage>(m => !FromWorkerMember(m) || !Claims(m), _ => { });
-        Receive<ArtifactProtocol.ArtifactsFailed>(f => FromUploader(f, f.RunId), f => Apply(new CoordinatorInput.ArtifactsDone(f.RunId, f.Iteration, $"rank 0 could not upload them: {f.Reason}")));
+        // The store knows who uploads; it answers with Done like for any other failed save.
+        Receive<ArtifactProtocol.ArtifactsFailed>(f => _checkpoints.Forward(f));
         Receive<IGanClusterMessage>(m => Apply(new CoordinatorInput.FromWorker(m, DateTimeOffset.UtcNow)));
     }
 
@@ -120,14 +118,6 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     }
 
     string HostPort(Address address) => address.HasLocalScope ? HostPort(Cluster.Get(Context.System).SelfAddress) : $"{address.Host}:{address.Port}";
-
-    /// <summary>Uploads come only from a worker that was asked to save as rank 0 of this run, and only for files its save writes.</summary>
-    bool FromUploader(IGanClusterMessage m, string runId)
-    {
-        var ok = _uploaders.RunId == runId && _uploaders.Nodes.Contains(Sender.Path.Address);
-        if (!ok) _log.Warning("refused {0} of run {1} from {2}: not the run's rank 0 asked to save", m.GetType().Name, runId, Sender.Path);
-        return ok;
-    }
 
     protected override void PreStart()
     {
@@ -173,12 +163,9 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             switch (effect)
             {
                 case Effect.ToWorker w when _workers.TryGetValue(w.WorkerId, out var worker):
+                    // The store takes uploads only from the node of the worker asked to save as rank 0.
                     if (w.Message is SaveArtifacts or FinishRun && _state.Run is { Ranks.Length: > 0 } run && run.Ranks[0] == w.WorkerId)
-                    {
-                        if (_uploaders.RunId != run.RunId) _uploaders = (run.RunId, []);
-                        _uploaders.Nodes.Add(worker.Path.Address);
                         _checkpoints.Tell(new CheckpointActor.AllowUploads(run.RunId, worker.Path.Address));
-                    }
                     worker.Tell(w.Message, Self);
                     break;
                 case Effect.Respond r:

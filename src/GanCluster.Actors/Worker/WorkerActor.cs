@@ -35,7 +35,10 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
 
     sealed record RegisterTick;
     /// <summary>Train the next iteration of the segment: one iteration per message, so control messages (a yield, an abort) get in between.</summary>
-    sealed record ContinueSegment;
+    sealed record ContinueSegment
+    {
+        public static readonly ContinueSegment Instance = new();
+    }
     /// <summary>The segment being trained, and whether a yield was asked for.</summary>
     sealed record Segment(string RunId, long Formation, long Until, bool ReportChecksum, IActorRef Coordinator)
     {
@@ -218,7 +221,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         if (!Current(r.RunId, r.Formation, NextStep())) return;
         _times.SegmentStarted(Stopwatch.GetTimestamp());
         _segment = new Segment(r.RunId, r.Formation, r.Until, r.ReportChecksum, Sender);
-        Self.Tell(new ContinueSegment());
+        Self.Tell(ContinueSegment.Instance);
     }
 
     /// <summary>The next update this replica would compute (for error reports).</summary>
@@ -250,7 +253,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
                 seg.LastProgress = now;
                 seg.Coordinator.Tell(new SegmentProgress(seg.RunId, seg.Formation, s.Rank, s.LastApplied));
             }
-            Self.Tell(new ContinueSegment());
+            Self.Tell(ContinueSegment.Instance);
         }
         catch (Exception ex)
         {
