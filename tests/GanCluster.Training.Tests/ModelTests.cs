@@ -37,11 +37,11 @@ public class ModelTests
         Assert.IsType<TorchSharp.Modules.ConvTranspose2d>(gMods[^2]);
         Assert.Equal(4, gMods.Count(m => m is TorchSharp.Modules.BatchNorm2d));
         Assert.Equal(4, gMods.Count(m => m is TorchSharp.Modules.ReLU));
-        // D: strided Conv2d, LeakyReLU, no BatchNorm after the input layer.
+        // D: strided Conv2d, LeakyReLU(0.2) (one that holds its slope: see Scalars), no BatchNorm after the input layer.
         Assert.IsType<TorchSharp.Modules.Conv2d>(dMods[0]);
-        Assert.IsType<TorchSharp.Modules.LeakyReLU>(dMods[1]);
+        Assert.Equal(0.2, Assert.IsType<HeldLeakyReLU>(dMods[1]).NegativeSlope);
         Assert.Equal(3, dMods.Count(m => m is TorchSharp.Modules.BatchNorm2d));
-        Assert.Equal(4, dMods.Count(m => m is TorchSharp.Modules.LeakyReLU));
+        Assert.Equal(4, dMods.Count(m => m is HeldLeakyReLU));
     }
 
     [Fact]

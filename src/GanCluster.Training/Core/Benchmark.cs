@@ -41,7 +41,8 @@ public static class Benchmark
         using var replica = new GanReplica(spec, device, noiseSeed: 0);
         // The "real" batch from a seeded CPU generator, as every seeded draw here: the same numbers on every device.
         using var gen = new Generator(0);
-        using var real = (GanReplica.DrawUniform([batch, channels, imageSize, imageSize], gen, device) * 2 - 1).DetachFromDisposeScope();
+        using Scalar two = 2;   // held (see Scalars)
+        using var real = GanReplica.DrawUniform([batch, channels, imageSize, imageSize], gen, device).mul_(two).sub_(Scalars.One).DetachFromDisposeScope();
         double toHost = 0, fromHost = 0;
         var clock = new Stopwatch();
 

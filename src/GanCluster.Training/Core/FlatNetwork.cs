@@ -26,6 +26,9 @@ public sealed class FlatNetwork : IDisposable
     readonly OptimizerHelper _optimizer;
     readonly bool _adam;
     readonly double _beta1, _beta2, _momentum;
+    // The step's constant coefficients as Scalars held for the network's life (see Scalars).
+    readonly Scalar _sBeta1, _sBeta2, _sOneMinusBeta1, _sOneMinusBeta2, _sBeta1MinusOne, _sBeta2MinusOne, _sLogBeta1, _sLogBeta2,
+        _sMomentum, _sMomentumMinusOne, _sEps, _sTiny;
     readonly Tensor? _first, _second;           // Adam: exp_avg, exp_avg_sq; SGD: momentum buffer (first)
     readonly Tensor?[] _stateFirst, _stateSecond; // the view objects handed to the optimizer's states (null: none handed)
     IList<OptimizerState> _states;              // the optimizer's live per-parameter states; read again after a load
@@ -40,6 +43,11 @@ public sealed class FlatNetwork : IDisposable
         _optimizer = optimizer;
         _adam = kind != "sgd";
         (_beta1, _beta2, _momentum) = (beta1, beta2, momentum);
+        (_sBeta1, _sBeta2, _sOneMinusBeta1, _sOneMinusBeta2) = (Scalars.Of(beta1), Scalars.Of(beta2), Scalars.Of(1 - beta1), Scalars.Of(1 - beta2));
+        (_sBeta1MinusOne, _sBeta2MinusOne) = (Scalars.Of(beta1 - 1), Scalars.Of(beta2 - 1));
+        (_sLogBeta1, _sLogBeta2) = (Scalars.Of(Math.Log(beta1)), Scalars.Of(Math.Log(beta2)));
+        (_sMomentum, _sMomentumMinusOne) = (Scalars.Of(momentum), Scalars.Of(momentum - 1));
+        (_sEps, _sTiny) = (Scalars.Of(AdamEps), Scalars.Of(1e-30));
         _offsets = new long[_params.Length + 1];
         for (var i = 0; i < _params.Length; i++) _offsets[i + 1] = _offsets[i] + _params[i].numel();
         Length = _offsets[^1];
@@ -117,7 +125,11 @@ public sealed class FlatNetwork : IDisposable
                 _momentumStarted = true;
             }
         }
-        _deviceStep?.fill_(_step);
+        if (_deviceStep is not null)
+        {
+            using var step = Scalars.Of(_step);
+            _deviceStep.fill_(step);
+        }
     }
 
     /// <summary>The state's tensor copied into <paramref name="flat"/> unless it already is the view handed out; returns that view.</summary>
@@ -180,26 +192,32 @@ public sealed class FlatNetwork : IDisposable
             _step++;
             var bias1 = 1 - Math.Pow(_beta1, _step);
             var bias2 = 1 - Math.Pow(_beta2, _step);
-            _first!.mul_(_beta1).add_(Grads, alpha: 1 - _beta1);
-            _second!.mul_(_beta2).addcmul_(Grads, Grads, value: 1 - _beta2);
-            var denom = _second.sqrt().div_(Math.Sqrt(bias2)).add_(AdamEps);
-            Values.addcdiv_(_first, denom, value: -lr / bias1);
-        }
-        else if (_first is null)
-        {
-            Values.add_(Grads, alpha: -lr);
+            using var sqrtBias2 = Scalars.Of(Math.Sqrt(bias2));
+            using var stepSize = Scalars.Of(-lr / bias1);
+            _first!.mul_(_sBeta1).add_(Grads, alpha: _sOneMinusBeta1);
+            _second!.mul_(_sBeta2).addcmul_(Grads, Grads, value: _sOneMinusBeta2);
+            var denom = _second.sqrt().div_(sqrtBias2).add_(_sEps, Scalars.One);
+            Values.addcdiv_(_first, denom, value: stepSize);
         }
         else
         {
-            // SGD with momentum, as torch.optim.SGD (no dampening): the buffer starts as the first gradient.
-            if (_momentumStarted) _first.mul_(_momentum).add_(Grads);
+            using var minusLr = Scalars.Of(-lr);
+            if (_first is null)
+            {
+                Values.add_(Grads, alpha: minusLr);
+            }
             else
             {
-                _first.copy_(Grads);
-                _momentumStarted = true;
-                SyncState();   // the states now hold a buffer (a host-side change only)
+                // SGD with momentum, as torch.optim.SGD (no dampening): the buffer starts as the first gradient.
+                if (_momentumStarted) _first.mul_(_sMomentum).add_(Grads, Scalars.One);
+                else
+                {
+                    _first.copy_(Grads);
+                    _momentumStarted = true;
+                    SyncState();   // the states now hold a buffer (a host-side change only)
+                }
+                Values.add_(_first, alpha: minusLr);
             }
-            Values.add_(_first, alpha: -lr);
         }
         SyncStateCheap();
     }
@@ -218,36 +236,38 @@ public sealed class FlatNetwork : IDisposable
     void GuardedStep(Tensor? ok, double lr)
     {
         var okF = ok is null ? ones([], ScalarType.Float64, Device) : ok.to_type(ScalarType.Float64);
-        var g = ok is null ? Grads : Grads.masked_fill(ok.logical_not(), 0);
+        var g = ok is null ? Grads : Grads.masked_fill(ok.logical_not(), Scalars.Zero);
+        using var minusLr = Scalars.Of(-lr);
         if (_adam)
         {
             if (_deviceStep is null)
             {
-                _deviceStep = full([], (double)_step, ScalarType.Float64, Device).DetachFromDisposeScope();
+                using var step = Scalars.Of(_step);
+                _deviceStep = full([], step, ScalarType.Float64, Device).DetachFromDisposeScope();
             }
-            _deviceStep.add_(okF);
+            _deviceStep.add_(okF, Scalars.One);
             // 1 − β^t as 1 − exp(t·ln β); clamped so that t = 0 (nothing applied yet, and this one skipped) is not 0/0.
-            var bias1 = _deviceStep.mul(Math.Log(_beta1)).exp_().neg_().add_(1).clamp_min_(1e-30);
-            var bias2 = _deviceStep.mul(Math.Log(_beta2)).exp_().neg_().add_(1).clamp_min_(1e-30);
-            _first!.mul_(okF.mul(_beta1 - 1).add_(1)).add_(g, alpha: 1 - _beta1);
-            _second!.mul_(okF.mul(_beta2 - 1).add_(1)).addcmul_(g, g, value: 1 - _beta2);
-            var denom = _second.sqrt().div_(bias2.sqrt()).add_(AdamEps);
-            Values.addcdiv_(_first.mul(okF.mul(-lr).div_(bias1)), denom);
+            var bias1 = _deviceStep.mul(_sLogBeta1).exp_().neg_().add_(Scalars.One, Scalars.One).clamp_min_(_sTiny);
+            var bias2 = _deviceStep.mul(_sLogBeta2).exp_().neg_().add_(Scalars.One, Scalars.One).clamp_min_(_sTiny);
+            _first!.mul_(okF.mul(_sBeta1MinusOne).add_(Scalars.One, Scalars.One)).add_(g, alpha: _sOneMinusBeta1);
+            _second!.mul_(okF.mul(_sBeta2MinusOne).add_(Scalars.One, Scalars.One)).addcmul_(g, g, value: _sOneMinusBeta2);
+            var denom = _second.sqrt().div_(bias2.sqrt()).add_(_sEps, Scalars.One);
+            Values.addcdiv_(_first.mul(okF.mul(minusLr).div_(bias1)), denom, value: Scalars.One);
         }
         else if (_first is null)
         {
-            Values.add_(g, alpha: -lr);
+            Values.add_(g, alpha: minusLr);
         }
         else
         {
-            if (_momentumStarted) _first.mul_(okF.mul(_momentum - 1).add_(1)).add_(g);
+            if (_momentumStarted) _first.mul_(okF.mul(_sMomentumMinusOne).add_(Scalars.One, Scalars.One)).add_(g, Scalars.One);
             else
             {
                 _first.copy_(g);   // a skipped first step leaves zeros: the next one then starts the buffer as g
                 _momentumStarted = true;
                 SyncState();
             }
-            Values.add_(_first.mul(okF), alpha: -lr);
+            Values.add_(_first.mul(okF), alpha: minusLr);
         }
     }
 
@@ -303,5 +323,8 @@ public sealed class FlatNetwork : IDisposable
         _first?.Dispose();
         _second?.Dispose();
         _deviceStep?.Dispose();
+        foreach (var c in new[] { _sBeta1, _sBeta2, _sOneMinusBeta1, _sOneMinusBeta2, _sBeta1MinusOne, _sBeta2MinusOne, _sLogBeta1, _sLogBeta2,
+                     _sMomentum, _sMomentumMinusOne, _sEps, _sTiny })
+            c.Dispose();
     }
 }

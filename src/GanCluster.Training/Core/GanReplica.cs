@@ -143,9 +143,9 @@ public sealed class GanReplica : IDisposable
 
         using (no_grad())
         {
-            _statSums[0].add_(lossD.detach());
-            _statSums[1].add_(realLogits.detach().sigmoid().mean());
-            _statSums[2].add_(fakeLogits.detach().sigmoid().mean());
+            _statSums[0].add_(lossD.detach(), Scalars.One);
+            _statSums[1].add_(realLogits.detach().sigmoid().mean(), Scalars.One);
+            _statSums[2].add_(fakeLogits.detach().sigmoid().mean(), Scalars.One);
         }
         _dSteps++;
     }
@@ -163,7 +163,7 @@ public sealed class GanReplica : IDisposable
         {
             var lossG = GanLoss.Generator(D.forward(fake), _training.Loss);
             lossG.backward();
-            using (no_grad()) _statSums[3].add_(lossG.detach());
+            using (no_grad()) _statSums[3].add_(lossG.detach(), Scalars.One);
         }
         finally
         {

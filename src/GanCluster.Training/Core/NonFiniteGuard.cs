@@ -22,6 +22,7 @@ public readonly record struct GuardDecision(bool Skip, Tensor? Mask);
 public sealed class NonFiniteGuard : IDisposable
 {
     readonly int _maxConsecutive;
+    readonly Scalar _maxConsecutiveScalar;   // held: see Scalars
     readonly bool _onHost;
     readonly Tensor _skipped, _consecutive, _stopped, _stopAt;   // float64 [] each, on the device
     long _hostSkipped, _hostConsecutive, _hostStopAt = -1;
@@ -32,6 +33,7 @@ public sealed class NonFiniteGuard : IDisposable
     public NonFiniteGuard(int maxConsecutive, Device device, bool? onDevice = null, long consecutive = 0)
     {
         _maxConsecutive = maxConsecutive;
+        _maxConsecutiveScalar = Scalars.Of(maxConsecutive);
         _onHost = !(onDevice ?? device.type != DeviceType.CPU);
         _skipped = zeros([], ScalarType.Float64, device).DetachFromDisposeScope();
         _consecutive = full([], (double)consecutive, ScalarType.Float64, device).DetachFromDisposeScope();
@@ -71,10 +73,11 @@ public sealed class NonFiniteGuard : IDisposable
         var running = _stopped.logical_not();
         var ok = finite.logical_and(running);
         var bad = running.to_type(ScalarType.Float64).sub_(ok.to_type(ScalarType.Float64));   // 1: counted as a skip
-        _skipped.add_(bad);
-        _consecutive.add_(bad).mul_(ok.logical_not());
-        var stopsNow = _consecutive.ge(_maxConsecutive).logical_and_(running);
-        _stopAt.masked_fill_(stopsNow, (double)iteration);
+        _skipped.add_(bad, Scalars.One);
+        _consecutive.add_(bad, Scalars.One).mul_(ok.logical_not());
+        var stopsNow = _consecutive.ge(_maxConsecutiveScalar).logical_and_(running);
+        using var at = Scalars.Of(iteration);
+        _stopAt.masked_fill_(stopsNow, at);
         _stopped.logical_or_(stopsNow);
         return ok.DetachFromDisposeScope();
     }
@@ -94,5 +97,6 @@ public sealed class NonFiniteGuard : IDisposable
         _consecutive.Dispose();
         _stopped.Dispose();
         _stopAt.Dispose();
+        _maxConsecutiveScalar.Dispose();
     }
 }

@@ -60,7 +60,8 @@ public static class SelfTest
             Check("train-step", () =>
             {
                 using var gen = new Generator(3);
-                using var real = GanReplica.DrawUniform([8, 1, 28, 28], gen, device).mul_(2).sub_(1);
+                using Scalar two = 2;   // held (see Scalars)
+                using var real = GanReplica.DrawUniform([8, 1, 28, 28], gen, device).mul_(two).sub_(Scalars.One);
                 using var guard = new NonFiniteGuard(3, device, onDevice: true);
                 before = replica.Checksum();
                 for (var i = 0; i < 2; i++)
@@ -86,7 +87,8 @@ public static class SelfTest
                 using var real = GanReplica.DrawUniform([8, 1, 28, 28], gen, device);
                 using var guard = new NonFiniteGuard(3, device, onDevice: true);
                 var sum = replica.Checksum();
-                using (var nan = full([], double.NaN, ScalarType.Float32, device))
+                using Scalar nanValue = double.NaN;
+                using (var nan = full([], nanValue, ScalarType.Float32, device))
                 {
                     replica.ComputeDiscriminatorGradients(real, last: false);
                     replica.ApplyDiscriminator(guard.Observe(nan.isfinite(), 0));

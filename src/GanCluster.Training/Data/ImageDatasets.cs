@@ -1,3 +1,4 @@
+using GanCluster.Training.Core;
 using System.Buffers.Binary;
 using System.IO.Compression;
 using SkiaSharp;
@@ -264,7 +265,8 @@ public static class ImageDatasets
         using var weighted = f.mul(weights);
         using var sum = weighted.sum(1, keepdim: true);
         sum.round_();
-        sum.clamp_(0, 255);
+        using Scalar zero = 0, max = 255;   // held (see Scalars)
+        sum.clamp_(zero, max);
         return sum.to_type(ScalarType.Byte);
     }
 
@@ -277,8 +279,9 @@ public static class ImageDatasets
             using var strided = f;
             f = strided.contiguous();
         }
-        f.div_(127.5f);
-        f.sub_(1f);
+        using Scalar half = 127.5f;   // held (see Scalars)
+        f.div_(half);
+        f.sub_(Scalars.One);
         return f;
     }
 
@@ -291,7 +294,8 @@ public static class ImageDatasets
             var shrinking = size < images.shape[2] || size < images.shape[3];
             var resized = nn.functional.interpolate(images, [size, size], mode: InterpolationMode.Bilinear,
                 align_corners: false, antialias: shrinking);
-            resized.clamp_(-1f, 1f);
+            using Scalar lo = -1f, hi = 1f;   // held (see Scalars)
+            resized.clamp_(lo, hi);
             return resized;
         }
     }

@@ -104,7 +104,7 @@ public static class Dcgan
             layers.Add(($"conv{i}", Conv2d(l.In, l.Out, l.Kernel, l.Stride, l.Padding, bias: false)));
             if (k == plan.Count - 1) break;
             if (k > 0) layers.Add(($"bn{i}", BatchNorm2d(l.Out)));
-            layers.Add(($"lrelu{i}", LeakyReLU(0.2, inplace: true)));
+            layers.Add(($"lrelu{i}", new HeldLeakyReLU(0.2, inplace: true)));
         }
         layers.Add(("flatten", Flatten(0)));        // [B]
         var d = Sequential(layers);

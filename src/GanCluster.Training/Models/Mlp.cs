@@ -13,16 +13,16 @@ public static class Mlp
 {
     /// <summary>G: z [B, nz] → point [B, 2].</summary>
     public static Sequential Generator(int nz, int hidden, torch.Generator? init = null) => Init(Sequential(
-        ("fc0", Linear(nz, hidden)), ("lrelu0", LeakyReLU(0.05)),
-        ("fc1", Linear(hidden, hidden)), ("lrelu1", LeakyReLU(0.05)),
-        ("fc2", Linear(hidden, hidden)), ("lrelu2", LeakyReLU(0.05)),
+        ("fc0", Linear(nz, hidden)), ("lrelu0", new HeldLeakyReLU(0.05)),
+        ("fc1", Linear(hidden, hidden)), ("lrelu1", new HeldLeakyReLU(0.05)),
+        ("fc2", Linear(hidden, hidden)), ("lrelu2", new HeldLeakyReLU(0.05)),
         ("out", Linear(hidden, 2))), init);
 
     /// <summary>D: point [B, 2] → logits [B].</summary>
     public static Sequential Discriminator(int hidden, torch.Generator? init = null) => Init(Sequential(
-        ("fc0", Linear(2, hidden)), ("lrelu0", LeakyReLU(0.2)),
-        ("fc1", Linear(hidden, hidden)), ("lrelu1", LeakyReLU(0.2)),
-        ("fc2", Linear(hidden, hidden)), ("lrelu2", LeakyReLU(0.2)),
+        ("fc0", Linear(2, hidden)), ("lrelu0", new HeldLeakyReLU(0.2)),
+        ("fc1", Linear(hidden, hidden)), ("lrelu1", new HeldLeakyReLU(0.2)),
+        ("fc2", Linear(hidden, hidden)), ("lrelu2", new HeldLeakyReLU(0.2)),
         ("out", Linear(hidden, 1)), ("flatten", Flatten(0))), init);
 
     /// <summary>PyTorch's default Linear init, U(−1/√fan_in, 1/√fan_in) for weights and biases, from <paramref name="gen"/>.</summary>

@@ -1,3 +1,5 @@
+using GanCluster.Training.Core;
+using TorchSharp;
 using System.Runtime.InteropServices;
 using SkiaSharp;
 using static TorchSharp.torch;
@@ -23,11 +25,13 @@ public static class ImageWriter
         var (ch, cw) = (h + padding, w + padding);
 
         // [N, 3, H, W] → [rows, cols, 3, H+p, W+p] → [rows*(H+p), cols*(W+p), 3]: the grid as one tensor.
-        var bytes = ((x + 1) * 127.5).round().clamp(0, 255).to(ScalarType.Byte);
+        // Held Scalars, not bare numbers (see Scalars).
+        using Scalar half = 127.5, zero = 0, max = 255;
+        var bytes = x.add(Scalars.One, Scalars.One).mul_(half).round_().clamp_(zero, max).to(ScalarType.Byte);
         var tiles = zeros([rows * cols, 3, ch, cw], ScalarType.Byte);
         tiles.narrow(0, 0, n).narrow(2, 0, h).narrow(3, 0, w).copy_(bytes);
         var grid = tiles.view(rows, cols, 3, ch, cw).permute(0, 3, 1, 4, 2).reshape(rows * ch, cols * cw, 3);
-        var rgba = cat([grid, full([rows * ch, cols * cw, 1], 255, ScalarType.Byte)], 2).contiguous();
+        var rgba = cat([grid, full([rows * ch, cols * cw, 1], max, ScalarType.Byte)], 2).contiguous();
         return EncodePng(rgba.data<byte>().ToArray(), cols * cw, rows * ch);
     }
 
