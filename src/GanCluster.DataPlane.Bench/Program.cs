@@ -5,7 +5,7 @@ namespace GanCluster.DataPlane.Bench;
 
 /// <summary>
 /// Usage: GanCluster.DataPlane.Bench [--workers 2,4] [--mb 25] [--iters 20] [--warmup 3] [--timeout 30] [--sockbuf-kb 0]
-///        [--security plain,auth,encrypt] [--busy-ms 0] [--inline-kb 64] [--verbose]
+///        [--security plain,auth,encrypt] [--busy-ms 0] [--inline-kb 1024] [--verbose]
 /// --busy-ms: each rank computes (spins) this long before every timed all-reduce, which is then a weighted mean, as a
 /// worker's update is; without it a one-float all-reduce lines the ranks up first and the timed call is a plain sum.
 /// --inline-kb: the ring's limit for steps sent from the calling thread (0: every step through the sender thread).
@@ -28,7 +28,7 @@ static class Program
         catch (ArgumentException e)
         {
             Console.Error.WriteLine($"error: {e.Message}");
-            Console.Error.WriteLine("usage: GanCluster.DataPlane.Bench [--workers 2,4] [--mb 25] [--iters 20] [--warmup 3] [--timeout 30] [--sockbuf-kb 0] [--security plain,auth,encrypt] [--busy-ms 0] [--inline-kb 64] [--verbose]");
+            Console.Error.WriteLine("usage: GanCluster.DataPlane.Bench [--workers 2,4] [--mb 25] [--iters 20] [--warmup 3] [--timeout 30] [--sockbuf-kb 0] [--security plain,auth,encrypt] [--busy-ms 0] [--inline-kb 1024] [--verbose]");
             return 2;
         }
         catch (Exception e) when (e is IOException or TimeoutException or InvalidOperationException or SocketException or AllReduceException)
@@ -98,7 +98,7 @@ sealed record Options
                     BusyMs = double.TryParse(Next(), NumberStyles.Float, CultureInfo.InvariantCulture, out var ms) && ms >= 0 && ms <= 1000
                         ? ms : throw new ArgumentException("--busy-ms must be in [0, 1000]"),
                 },
-                "--inline-kb" => o with { InlineStepBytes = Int(Next(), 0) * 1024 },
+                "--inline-kb" => o with { InlineStepBytes = Int(Next(), 0) is var kb && kb <= RingAllReduce.BlockBytes / 1024 ? kb * 1024 : throw new ArgumentException($"--inline-kb must be in [0, {RingAllReduce.BlockBytes / 1024}] (one block)") },
                 "--security" => o with
                 {
                     Security = Next().Split(',', StringSplitOptions.RemoveEmptyEntries).Select(m => m is "plain" or "auth" or "encrypt"

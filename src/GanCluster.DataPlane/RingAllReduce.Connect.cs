@@ -51,6 +51,8 @@ public sealed partial class RingAllReduce
         security ??= RingSecurity.Insecure;
         if (timeout <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(timeout), "The timeout must be positive.");
+        if (inlineStepBytes is < 0 or > BlockBytes)
+            throw new ArgumentOutOfRangeException(nameof(inlineStepBytes), $"Steps sent from the calling thread hold at most one block (0..{BlockBytes} bytes).");
         var ordered = peers.OrderBy(p => p.Rank).ToArray();
         for (var i = 0; i < ordered.Length; i++)
             if (ordered[i].Rank != i)

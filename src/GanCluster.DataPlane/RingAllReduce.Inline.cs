@@ -7,14 +7,16 @@ public sealed unsafe partial class RingAllReduce
 {
     /// <summary>
     /// Steps whose chunks are at most this many bytes are sent from the calling thread, not the sender thread. Handing
-    /// a small step to the sender costs a wake-up, and on a busy machine the woken sender can wait in the run queue of
-    /// a core where the peer is still computing: measured on 2 cores with both ranks busy 1 ms between 72 KB weighted
-    /// means, each all-reduce took 1.31 ms through the sender thread and 0.08 ms from the calling thread (60 KB). Odd
-    /// ranks receive before they send, so no cycle of ranks can all be blocked sending, whatever the socket buffers
-    /// hold. The wire format is the same either way. <c>Connect(inlineStepBytes: 0)</c> turns it off (the benchmark
-    /// compares both).
+    /// a step to the sender costs a wake-up, and on a busy machine the woken sender can wait in the run queue of a core
+    /// where the peer is still computing. Measured on 2 cores, 2 processes each busy 1 ms before every all-reduce
+    /// (<c>scripts/bench-ring-busy.sh</c>): ring8's 137 KB gradients took 1.42 ms through the sender and 0.24 ms from
+    /// the calling thread; 2 MB took 2.54 against 0.93 ms (0.67 against 1.69 ms with idle ranks); from 4 MB on (steps
+    /// over one block) the pipelined sender is as fast. One block is the most a step may have here, so a step sent
+    /// this way is the same single block on the wire as the sender would send. Odd ranks receive before they send, so
+    /// no cycle of ranks can all be blocked sending, whatever the socket buffers hold.
+    /// <c>Connect(inlineStepBytes: 0)</c> turns it off (the benchmark compares both).
     /// </summary>
-    public const int InlineStepBytes = 64 * 1024;
+    public const int InlineStepBytes = BlockBytes;
 
     /// <summary>The ring sum, one step at a time on this thread: send one chunk and receive (and add) the next.</summary>
     void RingSumInline(Span<float> data, Plan plan, long seq)

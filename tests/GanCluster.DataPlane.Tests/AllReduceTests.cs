@@ -95,6 +95,47 @@ public sealed class AllReduceTests
         }
     }
 
+    /// <summary>
+    /// A step sent from the calling thread is the same single block on the wire as one from the sender thread, so
+    /// ranks may differ in the limit: here every other rank sends every step through its sender thread, in the clear
+    /// and encrypted, with steps of exactly one block (the largest the calling thread sends) and just over it.
+    /// </summary>
+    [Theory]
+    [InlineData(2, false)]
+    [InlineData(3, false)]
+    [InlineData(2, true)]
+    [InlineData(3, true)]
+    public void RanksThatSendFromDifferentThreadsAgree(int n, bool encrypt)
+    {
+        var secret = new byte[32];
+        Random.Shared.NextBytes(secret);
+        using var ring = Ring.Create(n, inlineStepBytes: r => r % 2 == 0 ? RingAllReduce.InlineStepBytes : 0,
+            security: encrypt ? _ => RingSecurity.FromSecret(secret, encrypt: true) : null);
+        foreach (var length in new[] { n * RingAllReduce.BlockBytes / sizeof(float), n * RingAllReduce.BlockBytes / sizeof(float) + n, 1000 })
+        {
+            var inputs = Enumerable.Range(0, n).Select(r => Input(r, length)).ToArray();
+            var data = inputs.Select(x => (float[])x.Clone()).ToArray();
+            ring.Run((rank, r) => rank.AllReduceSum(data[r]));
+            for (var i = 0; i < length; i += 997)
+            {
+                var expected = Enumerable.Range(0, n).Sum(r => (double)inputs[r][i]);
+                Assert.True(Math.Abs(data[0][i] - expected) <= 1e-4, $"n={n} length={length} i={i}: got {data[0][i]}, expected {expected}");
+            }
+            AssertBitIdentical(data);
+        }
+    }
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(RingAllReduce.BlockBytes + 1)]
+    public void ALimitForTheCallingThreadOverOneBlockIsRefused(int inlineStepBytes)
+    {
+        using var listener = RingListener.Start(IPAddress.Loopback);
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => RingAllReduce.Connect(listener, 7, 0,
+            [new RingPeer(0, "127.0.0.1", listener.Port)], TimeSpan.FromSeconds(1), inlineStepBytes: inlineStepBytes));
+        Assert.Equal("inlineStepBytes", e.ParamName);
+    }
+
     [Fact]
     public void SingleRankIsANoOp()
     {
