@@ -36,9 +36,11 @@ public sealed class NonFiniteGuard : IDisposable
         _maxConsecutiveScalar = Scalars.Of(maxConsecutive);
         _onHost = !(onDevice ?? device.type != DeviceType.CPU);
         _skipped = zeros([], ScalarType.Float64, device).DetachFromDisposeScope();
-        _consecutive = full([], (double)consecutive, ScalarType.Float64, device).DetachFromDisposeScope();
+        using (var start = Scalars.Of(consecutive))
+            _consecutive = full([], start, ScalarType.Float64, device).DetachFromDisposeScope();
         _stopped = zeros([], ScalarType.Bool, device).DetachFromDisposeScope();
-        _stopAt = full([], -1.0, ScalarType.Float64, device).DetachFromDisposeScope();
+        using (var none = Scalars.Of(-1))
+            _stopAt = full([], none, ScalarType.Float64, device).DetachFromDisposeScope();
         _hostConsecutive = consecutive;
     }
 
