@@ -465,7 +465,7 @@ chk_bench_cluster() {
   (cd "$work" && step "$ll" "$T_TRAIN" "$CLI" train --local "$work/bc-local.json" --device "$D"); rc1=$?
   # The training loop against bench's bare step on the same model (MNIST: 1 channel): what the loop itself costs.
   local bl=$out/bench-cluster-bench.log rc3
-  step "$bl" "$T_BENCH" "$CLI" bench --device "$D" --batch "$BC_B" --image "$BC_IMAGE" --channels 1 --variants fp32_bench \
+  step "$bl" "$T_BENCH" "$CLI" bench --device "$D" --batch "$BC_B" --image "$BC_IMAGE" --channels 1 --ngf "$BC_NGF" --variants fp32_bench \
     --iters "$BC_BENCH_ITERS" --warmup 3; rc3=$?
   submit "$cl" "$CL/bc-cluster.json"; rc2=$?
   FAILLOGS=("$ll" "$bl" "$out/$cl.log")

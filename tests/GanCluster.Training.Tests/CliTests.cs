@@ -80,6 +80,19 @@ public class CliTests
         Assert.Contains("RESULT gancluster fp32 B=2", run.StdOut);
         Assert.Contains("RESULT gancluster fp32_flat B=2", run.StdOut);
         Assert.Contains("grad_to_host_ms=", run.StdOut);
+        Assert.Contains("ngf = ndf = 64", run.StdOut);
+    }
+
+    [Fact]
+    public void Bench_takes_the_model_width_and_refuses_a_bad_one()
+    {
+        var run = CliProcess.Run(["bench", "--device", "cpu", "--batch", "2", "--iters", "1", "--warmup", "1", "--image", "32", "--variants", "fp32", "--ngf", "8"]);
+        Assert.True(run.ExitCode == 0, run.StdErr);
+        Assert.Contains("ngf = ndf = 8", run.StdOut);
+        Assert.Contains("RESULT gancluster fp32 B=2", run.StdOut);
+        var bad = CliProcess.Run(["bench", "--device", "cpu", "--ngf", "0"]);
+        Assert.NotEqual(0, bad.ExitCode);
+        Assert.Contains("--ngf", bad.StdErr);
     }
 
     [Fact]

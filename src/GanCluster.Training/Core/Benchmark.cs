@@ -23,11 +23,11 @@ public sealed record BenchResult(string Variant, int Batch, double StepMs, doubl
 /// </summary>
 public static class Benchmark
 {
-    public static RunSpec DcganSpec(int imageSize = 64, int channels = 3) => new()
+    public static RunSpec DcganSpec(int imageSize = 64, int channels = 3, int width = 64) => new()
     {
         Name = "bench",
         Dataset = new DatasetSpec { Kind = "folder", ImageSize = imageSize, Channels = channels },
-        Model = new ModelSpec { Kind = "dcgan", Nz = 100, Ngf = 64, Ndf = 64 },
+        Model = new ModelSpec { Kind = "dcgan", Nz = 100, Ngf = width, Ndf = width },
         Training = new TrainingSpec { K = 1, BatchSize = 128, LrD = 2e-4, LrG = 2e-4, Beta1 = 0.5, Beta2 = 0.999 },
     };
 
@@ -35,9 +35,11 @@ public static class Benchmark
     /// Runs <paramref name="warmup"/> then <paramref name="iterations"/> timed iterations. <paramref name="flat"/> adds
     /// the cluster path: both networks' gradients to their flat host buffers and back every update.
     /// </summary>
-    public static BenchResult Run(Device device, int batch, int iterations, int warmup, bool flat, string variant, int imageSize = 64, int channels = 3)
+    /// <param name="width">ngf = ndf (64 in the reference; smaller to compare with a run of a smaller model).</param>
+    public static BenchResult Run(Device device, int batch, int iterations, int warmup, bool flat, string variant, int imageSize = 64, int channels = 3,
+        int width = 64)
     {
-        var spec = DcganSpec(imageSize, channels);
+        var spec = DcganSpec(imageSize, channels, width);
         using var replica = new GanReplica(spec, device, noiseSeed: 0);
         // The "real" batch from a seeded CPU generator, as every seeded draw here: the same numbers on every device.
         using var gen = new Generator(0);
