@@ -42,7 +42,11 @@ sealed class ClusterConnection : IDisposable
             akka.stdout-loglevel = OFF
             akka.cluster.client.reconnect-timeout = {{Math.Max(1, (int)connectTimeout.TotalSeconds)}}s
             """);
-        _system = ClusterHocon.CreateSystem("gancluster-client", config, credentials, refused: why => _refusedBy = why);
+        _system = ClusterHocon.CreateSystem("gancluster-client", config, credentials, refused: why =>
+        {
+            _refusedBy = why;
+            _inbox.Writer.TryWrite(new CertificateRefused(why));   // wakes First(): another certificate will not change
+        });
         Secure = credentials is not null;
         _settings = ClusterClientSettings.Create(_system).WithInitialContacts(contacts.Select(c => ActorPath.Parse(c.Path)).ToImmutableHashSet());
         _listener = _system.ActorOf(Props.Create(() => new Listener(_inbox.Writer)));
@@ -68,12 +72,18 @@ sealed class ClusterConnection : IDisposable
 
     public void Send(IGanClusterMessage message) => _client.Tell(new ClusterClient.Send(ClientGateway.Path, message), _listener);
 
-    /// <summary>The first reply, or a clear error naming the address when the cluster does not answer in time.</summary>
-    public object First() => Next(ConnectTimeout) is { } m and not ContactLost ? m
-        : throw new UsageException($"could not reach a GanCluster seed at {Receptionist}: no answer within {ConnectTimeout.TotalSeconds:F0} s " +
-            (_refusedBy is { } why
-                ? $"(the seed's certificate is not the one these credentials pin, {why}: they were made for another cluster)"
-                : $"(is a seed running there{(Secure ? ", and were these credentials made for its cluster" : ", and was it started with Node:Insecure=true")}?)"));
+    /// <summary>
+    /// The first reply, or a clear error naming the address: at once when this client refused the seed's certificate,
+    /// else when the cluster does not answer in time.
+    /// </summary>
+    public object First()
+    {
+        var m = Next(ConnectTimeout);
+        if (m is not null and not ContactLost and not CertificateRefused) return m;
+        throw new UsageException($"could not reach a GanCluster seed at {Receptionist}: " + (_refusedBy is { } why
+            ? $"the seed's certificate is not the one these credentials pin ({why}): they were made for another cluster"
+            : $"no answer within {ConnectTimeout.TotalSeconds:F0} s (is a seed running there{(Secure ? ", and were these credentials made for its cluster" : ", and was it started with Node:Insecure=true")}?)"));
+    }
 
     // Why this client refused a seed's certificate, if it did (set on a transport thread).
     volatile string? _refusedBy;
@@ -106,6 +116,9 @@ sealed class ClusterConnection : IDisposable
 
     /// <summary>In the inbox when the ClusterClient gave up: no contact point answered for <c>reconnect-timeout</c>.</summary>
     public sealed record ContactLost;
+
+    /// <summary>In the inbox when this client refused a seed's certificate (another cluster's): the first call fails at once.</summary>
+    public sealed record CertificateRefused(string Why);
 
     sealed class Listener : ReceiveActor
     {
