@@ -132,6 +132,22 @@ public sealed record TrainingSpec
     public string BatchMode { get; init; } = "global";
     /// <summary>Worker failures (lost or failed steps) tolerated within any hour of a cluster run before it ends as failed.</summary>
     public int MaxFailuresPerHour { get; init; } = 5;
+    /// <summary>
+    /// <c>fp32</c> (default) or <c>bf16</c>: convolutions and linear layers run forward and backward in bfloat16 from a
+    /// bf16 copy of the fp32 master weights; BatchNorm, the losses, the all-reduce and the optimizer stay fp32, and so do
+    /// checkpoints (a run may change precision when it resumes).
+    /// </summary>
+    public string Precision { get; init; } = "fp32";
+    /// <summary>
+    /// <c>contiguous</c> (default) or <c>channels_last</c>: DCGAN convolution weights and activations in NHWC strides
+    /// (the NCHW shape stays), which cuDNN's fastest bf16 kernels want. Only for dcgan.
+    /// </summary>
+    public string MemoryFormat { get; init; } = "contiguous";
+    /// <summary>
+    /// <c>fp32</c> (default) or <c>bf16</c>: how a cluster run's gradients travel between ring neighbours. bf16 halves the
+    /// bytes; each hop still sums in fp32, and the result is rounded to bf16 once more before it is shared.
+    /// </summary>
+    public string WirePrecision { get; init; } = "fp32";
 }
 
 public sealed record CheckpointSpec

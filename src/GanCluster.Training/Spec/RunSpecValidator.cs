@@ -202,6 +202,11 @@ public static partial class RunSpecValidator
         Check(t.MaxFailuresPerHour >= 0, "training.maxFailuresPerHour", $"must be 0 or more (got {t.MaxFailuresPerHour})");
         Check(t.MaxNonFiniteSkips >= 1, "training.maxNonFiniteSkips", $"must be at least 1 (got {t.MaxNonFiniteSkips})");
         Check(t.LogEvery >= 1, "training.logEvery", $"must be at least 1 (got {t.LogEvery})");
+        Check(t.Precision is "fp32" or "bf16", "training.precision", $"must be fp32 or bf16 (got \"{t.Precision}\")");
+        Check(t.MemoryFormat is "contiguous" or "channels_last", "training.memoryFormat", $"must be contiguous or channels_last (got \"{t.MemoryFormat}\")");
+        if (t.MemoryFormat == "channels_last" && m.Kind == "mlp")
+            e.Add(new SpecError("training.memoryFormat", "channels_last is for dcgan's 4-D images; mlp has none (use contiguous)"));
+        Check(t.WirePrecision is "fp32" or "bf16", "training.wirePrecision", $"must be fp32 or bf16 (got \"{t.WirePrecision}\")");
         Check(t.SampleEvery >= 0, "training.sampleEvery", $"must be 0 (with checkpoints) or more (got {t.SampleEvery})");
 
         Check(s.Checkpoint.Every >= 1, "checkpoint.every", $"must be at least 1 (got {s.Checkpoint.Every})");
