@@ -100,6 +100,7 @@ public sealed unsafe class FlatBuffer : IDisposable
         if (_network is not null)
         {
             using (no_grad()) _network.Values.copy_(Host);
+            _network.ValuesChanged();
             return;
         }
         using var scope = NewDisposeScope();

@@ -22,7 +22,8 @@ public sealed class FlatNetwork : IDisposable
     const double AdamEps = 1e-8;   // TorchSharp's and PyTorch's default
 
     readonly Parameter[] _params;
-    readonly long[] _offsets;
+    readonly long[] _start;                     // each parameter's first element in the flat buffers
+    readonly Dictionary<Parameter, int> _index = new(ReferenceEqualityComparer.Instance);
     readonly OptimizerHelper _optimizer;
     readonly bool _adam;
     readonly double _beta1, _beta2, _momentum;
@@ -48,9 +49,23 @@ public sealed class FlatNetwork : IDisposable
         (_sLogBeta1, _sLogBeta2) = (Scalars.Of(Math.Log(beta1)), Scalars.Of(Math.Log(beta2)));
         (_sMomentum, _sMomentumMinusOne) = (Scalars.Of(momentum), Scalars.Of(momentum - 1));
         (_sEps, _sTiny) = (Scalars.Of(AdamEps), Scalars.Of(1e-30));
-        _offsets = new long[_params.Length + 1];
-        for (var i = 0; i < _params.Length; i++) _offsets[i + 1] = _offsets[i] + _params[i].numel();
-        Length = _offsets[^1];
+        // Convolution and linear weights first, then the rest (BatchNorm's scale and shift): a reduced-precision copy
+        // of the weights that compute in it is then one prefix of the buffer, refreshed with one kernel (ComputeNetwork).
+        var computes = ComputeNetwork.ComputeParameters(module);
+        _start = new long[_params.Length];
+        long at = 0;
+        foreach (var pass in new[] { true, false })
+        {
+            for (var i = 0; i < _params.Length; i++)
+            {
+                if (computes.Contains(_params[i]) != pass) continue;
+                _start[i] = at;
+                at += _params[i].numel();
+            }
+            if (pass) ComputeLength = at;
+        }
+        for (var i = 0; i < _params.Length; i++) _index[_params[i]] = i;
+        Length = at;
         Device = device;
 
         Values = empty(Length, ScalarType.Float32, device).DetachFromDisposeScope();
@@ -78,13 +93,24 @@ public sealed class FlatNetwork : IDisposable
     /// <summary>All gradients end to end [Length].</summary>
     public Tensor Grads { get; }
     public long Length { get; }
+    /// <summary>Elements of the convolution and linear parameters, which come first in the flat buffers.</summary>
+    public long ComputeLength { get; private set; }
     public Device Device { get; }
+
+    /// <summary>Where <paramref name="parameter"/> (one of this network's) starts in the flat buffers.</summary>
+    public long StartOf(Parameter parameter) => _start[_index[parameter]];
+
+    /// <summary>Bumped whenever <see cref="Values"/> may have changed: a step, a load, a broadcast (see <see cref="ValuesChanged"/>).</summary>
+    public long Version { get; private set; }
+
+    /// <summary>Says that something other than <see cref="Step"/> wrote the parameters (a load or a broadcast).</summary>
+    public void ValuesChanged() => Version++;
 
     /// <summary>Adam's step count (reads the device once when guarded steps were taken).</summary>
     public long StepCount => _deviceStep is null ? _step : (long)_deviceStep.item<double>();
 
     Tensor View(Tensor flat, int i) =>
-        flat.narrow(0, _offsets[i], _offsets[i + 1] - _offsets[i]).view(_params[i].shape).DetachFromDisposeScope();
+        flat.narrow(0, _start[i], _params[i].numel()).view(_params[i].shape).DetachFromDisposeScope();
 
     IList<OptimizerState> States()
     {
@@ -145,6 +171,7 @@ public sealed class FlatNetwork : IDisposable
     /// <summary>After the optimizer's load_state_dict: takes the loaded moments into the flat buffers.</summary>
     public void StateLoaded()
     {
+        Version++;
         _states = States();
         TakeOptimizerState();
     }
@@ -180,6 +207,7 @@ public sealed class FlatNetwork : IDisposable
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
+        Version++;
         var lr = _optimizer.ParamGroups.First().LearningRate;
         if (ok is not null || _deviceStep is not null)
         {
@@ -314,7 +342,7 @@ public sealed class FlatNetwork : IDisposable
         }
     }
 
-    Tensor HostView(Tensor hostFlat, int i) => hostFlat.narrow(0, _offsets[i], _offsets[i + 1] - _offsets[i]).view(_params[i].shape);
+    Tensor HostView(Tensor hostFlat, int i) => hostFlat.narrow(0, _start[i], _params[i].numel()).view(_params[i].shape);
 
     public void Dispose()
     {

@@ -21,6 +21,7 @@ public sealed class GanReplica : IDisposable
     readonly Tensor _statSums;   // [lossD, D(x), D(G(z)), lossG] summed over the window, on the device
     int _dSteps, _gSteps;
     Tensor? _fakeForG;            // the last D sub-step's fake with its graph, when gNoise = reuse
+    readonly ComputeNetwork? _computeG, _computeD;   // null: G and D compute with their fp32 masters
     FlatBuffer? _dGrads, _gGrads, _gValues, _dValues, _buffers;
 
     public GanReplica(RunSpec spec, Device device, long noiseSeed)
@@ -53,6 +54,16 @@ public sealed class GanReplica : IDisposable
         OptG = MakeOptimizer(G, _training.OptimizerG, _training.LrG, _training.MomentumG);
         FlatD = new FlatNetwork(D, OptD, _training.OptimizerD, _training.Beta1, _training.Beta2, _training.MomentumD, device);
         FlatG = new FlatNetwork(G, OptG, _training.OptimizerG, _training.Beta1, _training.Beta2, _training.MomentumG, device);
+        if (_training.Precision != "fp32" || _training.MemoryFormat != "contiguous")
+        {
+            var dtype = _training.Precision == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32;
+            // oneDNN's bf16 convolutions compute wrong numbers on some CPUs (see DisableMkldnn): libtorch's own kernels instead.
+            if (dtype == ScalarType.BFloat16 && device.type == DeviceType.CPU && !Native.TorchRuntime.DisableMkldnn())
+                throw new NotSupportedException("bf16 on the CPU needs libtorch's at::Context::setUserEnabledMkldnn, which this libtorch does not export");
+            var channelsLast = _training.MemoryFormat == "channels_last";
+            _computeG = new ComputeNetwork(G, FlatG, dtype, channelsLast);
+            _computeD = new ComputeNetwork(D, FlatD, dtype, channelsLast);
+        }
         // A CPU generator whatever the device: TorchSharp 0.107's Generator is always a CPU one, and randn on CUDA refuses
         // it. Noise is drawn on the CPU and copied, so CPU and CUDA runs draw the same z and checkpoints keep one format.
         _noise = new Generator((ulong)noiseSeed);
@@ -70,6 +81,9 @@ public sealed class GanReplica : IDisposable
     /// <summary>D's parameters, gradients and optimizer state as flat buffers (the optimizer steps there).</summary>
     public FlatNetwork FlatD { get; }
     public FlatNetwork FlatG { get; }
+    /// <summary>G's and D's compute weights when they are not the masters (bf16 or channels_last), else null.</summary>
+    public ComputeNetwork? ComputeG => _computeG;
+    public ComputeNetwork? ComputeD => _computeD;
     /// <summary>The noise generator (its state is part of a checkpoint).</summary>
     public Generator NoiseGenerator => _noise;
 
@@ -124,22 +138,24 @@ public sealed class GanReplica : IDisposable
         var b = (int)real.shape[0];
         var z = noise ?? SampleNoise(b);                         // [B, nz, (1, 1)]: its copy overlaps what follows
         FlatD.ZeroGrad();
+        _computeD?.ZeroGrad();
 
-        var realLogits = D.forward(real);                        // [B]
+        var realLogits = ForwardD(real);                         // [B] fp32
         Tensor fake;
         if (last && _training.GNoise == "reuse")
         {
             _fakeForG?.Dispose();
-            _fakeForG = G.forward(z).DetachFromDisposeScope();   // kept, with its graph, for the G update
+            _fakeForG = ForwardG(z).DetachFromDisposeScope();    // kept, with its graph, for the G update
             fake = _fakeForG.detach();
         }
         else
         {
-            using (no_grad()) fake = G.forward(z);
+            using (no_grad()) fake = ForwardG(z);
         }
-        var fakeLogits = D.forward(fake);                        // [B]
+        var fakeLogits = ForwardD(fake);                         // [B] fp32
         var lossD = GanLoss.Discriminator(realLogits, fakeLogits);
         lossD.backward();
+        _computeD?.GradientsToMasters();
 
         using (no_grad())
         {
@@ -155,23 +171,44 @@ public sealed class GanReplica : IDisposable
     {
         using var scope = NewDisposeScope();
         FlatG.ZeroGrad();
-        var fake = _fakeForG is not null && _fakeForG.shape[0] == batchSize ? _fakeForG : G.forward(noise ?? SampleNoise(batchSize));
+        _computeG?.ZeroGrad();
+        var fake = _fakeForG is not null && _fakeForG.shape[0] == batchSize ? _fakeForG : ForwardG(noise ?? SampleNoise(batchSize));
 
         // D's weights need no gradient here: skipping them saves a third of D's backward pass.
-        foreach (var p in D.parameters()) p.requires_grad_(false);
+        SetDRequiresGrad(false);
         try
         {
-            var lossG = GanLoss.Generator(D.forward(fake), _training.Loss);
+            var lossG = GanLoss.Generator(ForwardD(fake), _training.Loss);
             lossG.backward();
+            _computeG?.GradientsToMasters();
             using (no_grad()) _statSums[3].add_(lossG.detach(), Scalars.One);
         }
         finally
         {
-            foreach (var p in D.parameters()) p.requires_grad_(true);
+            SetDRequiresGrad(true);
             _fakeForG?.Dispose();
             _fakeForG = null;
         }
         _gSteps++;
+    }
+
+    /// <summary>D's logits [B] in fp32 for images or points [B, …] (fp32, or G's output in the compute dtype).</summary>
+    Tensor ForwardD(Tensor x) => _computeD is null ? D.forward(x) : _computeD.Forward(x).to_type(ScalarType.Float32);
+
+    /// <summary>G's output for noise z (fp32): in the compute dtype and layout when G computes in them.</summary>
+    Tensor ForwardG(Tensor z) => _computeG is null ? G.forward(z) : _computeG.Forward(z);
+
+    void SetDRequiresGrad(bool on)
+    {
+        foreach (var p in D.parameters()) p.requires_grad_(on);
+        _computeD?.SetRequiresGrad(on);
+    }
+
+    /// <summary>After G's or D's weights were loaded into the modules (checkpoints, state blobs): the compute copies are stale.</summary>
+    public void WeightsLoaded()
+    {
+        FlatG.ValuesChanged();
+        FlatD.ValuesChanged();
     }
 
     /// <summary>Sets both optimizers' learning rates for an iteration (training.lrDecay).</summary>
@@ -222,12 +259,8 @@ public sealed class GanReplica : IDisposable
         using var _ = no_grad();
         var byName = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         var values = flat.Values.cpu();
-        long offset = 0;
         foreach (var (name, p) in module.named_parameters())
-        {
-            byName[name] = values.narrow(0, offset, p.numel()).view(p.shape);
-            offset += p.numel();
-        }
+            byName[name] = values.narrow(0, flat.StartOf(p), p.numel()).view(p.shape);
         foreach (var group in module.named_buffers().GroupBy(b => b.Item2.dtype))
         {
             var list = group.ToList();
@@ -278,6 +311,7 @@ public sealed class GanReplica : IDisposable
         using var r = new BinaryReader(new MemoryStream(blob, writable: false));
         G.load(r);
         D.load(r);
+        WeightsLoaded();
         OptD.load_state_dict(r);
         OptG.load_state_dict(r);
         OptimizerStateLoaded();
@@ -314,6 +348,8 @@ public sealed class GanReplica : IDisposable
     public void Dispose()
     {
         _fakeForG?.Dispose();
+        _computeG?.Dispose();
+        _computeD?.Dispose();
         _dGrads?.Dispose();
         _gGrads?.Dispose();
         _gValues?.Dispose();

@@ -128,6 +128,22 @@ public static class TorchRuntime
         ((delegate* unmanaged<IntPtr, byte, void>)setter)(context, value ? (byte)1 : (byte)0);
 
     /// <summary>
+    /// Turns libtorch's oneDNN (mkldnn) CPU kernels off for the rest of the process: at::globalContext().setUserEnabledMkldnn(false).
+    /// Needed for bf16 on the CPU: libtorch 2.10's oneDNN bf16 convolutions returned wrong numbers on this workplace's
+    /// AMD EPYC (avx512_bf16; errors of half the output's magnitude, different on every call), while libtorch's own
+    /// kernels agree with fp32 to bf16's precision. Returns false when this libtorch does not export the switch.
+    /// </summary>
+    public static bool DisableMkldnn()
+    {
+        lock (Gate)
+        {
+            if (Context(SetMkldnn) is not { } c) return false;
+            SetFlag(c.Context, c.Exports[0], false);
+            return true;
+        }
+    }
+
+    /// <summary>
     /// cudnn.benchmark (autotuned convolution algorithms): at::globalContext().setBenchmarkCuDNN(bool). Returns the value
     /// in effect, or null when this libtorch does not export it.
     /// </summary>

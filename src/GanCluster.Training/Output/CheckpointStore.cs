@@ -147,6 +147,7 @@ public static class CheckpointStore
     {
         replica.G.load(Path.Combine(dir, "G.bin"));
         replica.D.load(Path.Combine(dir, "D.bin"));
+        replica.WeightsLoaded();
         if (optimizers)
         {
             replica.OptD.load_state_dict(Path.Combine(dir, "optD.bin"));

@@ -1,0 +1,190 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace GanCluster.Training.Core;
+
+/// <summary>
+/// The weights that a network's convolutions and linear layers compute with when they are not the fp32 masters
+/// themselves: a bf16 copy (<c>training.precision = bf16</c>), NHWC strides (<c>training.memoryFormat =
+/// channels_last</c>), or both. TorchSharp 0.107 has no autocast, so this is its manual equivalent:
+/// <list type="bullet">
+/// <item>one flat compute buffer [ComputeLength] holds every such weight; the layers' compute weights are leaf views
+/// of it and their gradients views of a flat compute gradient, as <see cref="FlatNetwork"/> does for the masters;</item>
+/// <item><see cref="Refresh"/> copies the masters in (one kernel when only the dtype differs: the masters' flat layout
+/// puts these weights first), once per optimizer step, and <see cref="GradientsToMasters"/> copies the gradients back
+/// into the fp32 <see cref="FlatNetwork.Grads"/>, which the all-reduce, the NaN guard and the optimizer read as in fp32;</item>
+/// <item>BatchNorm runs its own module: fp32 scale, shift and running statistics on bf16 activations (libtorch's mixed
+/// batch_norm), so the statistics that checkpoints keep stay fp32.</item>
+/// </list>
+/// The module itself keeps the fp32 masters, so checkpoints, exports and sampling (<see cref="GanReplica.Generate"/>)
+/// are the same whatever the precision.
+/// </summary>
+public sealed class ComputeNetwork : IDisposable
+{
+    readonly Sequential _module;
+    readonly FlatNetwork _flat;
+    readonly Tensor _values, _grads;    // [ComputeLength] in Dtype, every compute weight a view
+    readonly Dictionary<nn.Module, (Parameter Weight, Parameter? Bias)> _layers = new(ReferenceEqualityComparer.Instance);
+    readonly List<(Parameter Master, Parameter Compute)> _pairs = [];
+    long _refreshed = -1;
+
+    public ComputeNetwork(Sequential module, FlatNetwork flat, ScalarType dtype, bool channelsLast)
+    {
+        _module = module;
+        _flat = flat;
+        Dtype = dtype;
+        ChannelsLast = channelsLast;
+        _values = zeros(flat.ComputeLength, dtype, flat.Device).DetachFromDisposeScope();
+        _grads = zeros(flat.ComputeLength, dtype, flat.Device).DetachFromDisposeScope();
+        using var _ = no_grad();
+        foreach (var layer in module.children())
+        {
+            if (Weights(layer) is not { } w) continue;
+            _layers[layer] = (Leaf(w.Weight), w.Bias is null ? null : Leaf(w.Bias));
+        }
+        // Fails at once if a model gains a layer kind that Forward would not run with its compute weights.
+        var covered = _pairs.Sum(p => p.Master.numel());
+        if (covered != flat.ComputeLength)
+            throw new InvalidOperationException($"compute weights cover {covered} of {flat.ComputeLength} elements: a convolution or linear layer is not a direct child of the Sequential");
+    }
+
+    public ScalarType Dtype { get; }
+    public bool ChannelsLast { get; }
+
+    /// <summary>The compute weights, for tests and <see cref="SetRequiresGrad"/>.</summary>
+    public IEnumerable<Parameter> Parameters => _pairs.Select(p => p.Compute);
+
+    /// <summary>The parameters of convolutions and linear layers: what computes in reduced precision.</summary>
+    public static HashSet<Parameter> ComputeParameters(nn.Module module)
+    {
+        var set = new HashSet<Parameter>(ReferenceEqualityComparer.Instance);
+        foreach (var (_, m) in module.named_modules())
+        {
+            if (Weights(m) is not { } w) continue;
+            set.Add(w.Weight);
+            if (w.Bias is not null) set.Add(w.Bias);
+        }
+        return set;
+    }
+
+    static (Parameter Weight, Parameter? Bias)? Weights(nn.Module m) => m switch
+    {
+        Convolution c => (c.weight, c.bias),   // Conv2d and ConvTranspose2d
+        Linear l => (l.weight!, l.bias),
+        _ => null,
+    };
+
+    /// <summary>A leaf tensor whose data and gradient are views of the compute buffers, laid out like its master.</summary>
+    Parameter Leaf(Parameter master)
+    {
+        var start = _flat.StartOf(master);
+        var leaf = new Parameter(empty(master.shape, Dtype, _flat.Device));
+        leaf.set_(Layout(_values.narrow(0, start, master.numel()), master.shape));
+        leaf.grad = Layout(_grads.narrow(0, start, master.numel()), master.shape);
+        _pairs.Add((master, leaf));
+        return leaf;
+    }
+
+    /// <summary>A flat slice seen as <paramref name="shape"/>: NCHW, or for 4-D weights with channels_last NHWC strides.</summary>
+    Tensor Layout(Tensor slice, long[] shape)
+    {
+        if (!ChannelsLast || shape.Length != 4) return slice.view(shape).DetachFromDisposeScope();
+        // [O, I, kH, kW] stored as [O, kH, kW, I]: the shape stays, the strides are [kH·kW·I, 1, kW·I, I].
+        return slice.view(shape[0], shape[2], shape[3], shape[1]).permute(0, 3, 1, 2).DetachFromDisposeScope();
+    }
+
+    /// <summary>True when <paramref name="t"/> is 4-D with NHWC strides (what cuDNN's channels_last kernels look for).</summary>
+    public static bool IsChannelsLast(Tensor t)
+    {
+        if (t.dim() != 4) return false;
+        var (c, h, w) = (t.shape[1], t.shape[2], t.shape[3]);
+        var s = t.stride();
+        // Strides of size-1 dimensions do not matter (PyTorch's channels_last check ignores them too).
+        return (c == 1 || s[1] == 1) && (w == 1 || s[3] == c) && (h == 1 || s[2] == w * c) && (t.shape[0] == 1 || s[0] == h * w * c);
+    }
+
+    /// <summary>Copies the masters in when a step (or a load) changed them since the last copy.</summary>
+    public void Refresh()
+    {
+        if (_refreshed == _flat.Version) return;
+        using var _ = no_grad();
+        if (!ChannelsLast)
+        {
+            using var masters = _flat.Values.narrow(0, 0, _flat.ComputeLength);
+            _values.copy_(masters);   // one kernel: converts to bf16
+        }
+        else
+        {
+            foreach (var (master, compute) in _pairs) compute.copy_(master);   // one per layer: NCHW → NHWC (and the dtype)
+        }
+        _refreshed = _flat.Version;
+    }
+
+    public void ZeroGrad() => _grads.zero_();
+
+    /// <summary>The compute gradients into the masters' fp32 gradients (after the backward pass).</summary>
+    public void GradientsToMasters()
+    {
+        using var _ = no_grad();
+        if (!ChannelsLast)
+        {
+            using var masters = _flat.Grads.narrow(0, 0, _flat.ComputeLength);
+            masters.copy_(_grads);
+        }
+        else
+        {
+            foreach (var (master, compute) in _pairs) master.grad!.copy_(compute.grad!);
+        }
+    }
+
+    public void SetRequiresGrad(bool on)
+    {
+        foreach (var (_, compute) in _pairs) compute.requires_grad_(on);
+    }
+
+    /// <summary>
+    /// <paramref name="x"/> in the compute dtype and, for 4-D inputs with channels_last, NHWC strides: one kernel, or
+    /// none when it already is (autograd-aware, so G's output can feed D).
+    /// </summary>
+    public Tensor Input(Tensor x)
+    {
+        var nhwc = ChannelsLast && x.dim() == 4;
+        if (x.dtype == Dtype && (!nhwc || IsChannelsLast(x))) return x;
+        if (!nhwc) return x.to_type(Dtype);
+        var (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
+        return empty_strided([n, c, h, w], [h * w * c, 1, w * c, c], Dtype, x.device).copy_(x);
+    }
+
+    /// <summary>The Sequential's forward pass with the compute weights (the masters refreshed first if they changed).</summary>
+    public Tensor Forward(Tensor x)
+    {
+        Refresh();
+        x = Input(x);
+        foreach (var layer in _module.children())
+        {
+            x = layer switch
+            {
+                Conv2d c when _layers.TryGetValue(c, out var p) => CheckPadding(c) is var pad
+                    ? nn.functional.conv2d(x, p.Weight, p.Bias, c.stride, pad, c.dilation, c.groups) : x,
+                ConvTranspose2d c when _layers.TryGetValue(c, out var p) => CheckPadding(c) is var pad
+                    ? nn.functional.conv_transpose2d(x, p.Weight, p.Bias, c.stride, pad, c.output_padding, c.dilation, c.groups) : x,
+                Linear l when _layers.TryGetValue(l, out var p) => nn.functional.linear(x, p.Weight, p.Bias),
+                nn.Module<Tensor, Tensor> m => m.forward(x),
+                _ => throw new InvalidOperationException($"{layer.GetType().Name} is not a tensor-to-tensor layer"),
+            };
+        }
+        return x;
+    }
+
+    static long[] CheckPadding(Convolution c) =>
+        c.padding_mode == PaddingModes.Zeros && c.padding is { } p ? p
+            : throw new NotSupportedException("reduced-precision convolutions need explicit zero padding");
+
+    public void Dispose()
+    {
+        foreach (var (_, compute) in _pairs) compute.Dispose();
+        _values.Dispose();
+        _grads.Dispose();
+    }
+}
