@@ -15,8 +15,10 @@ static class BenchCommand
         var warmup = new Option<int>("--warmup") { Description = "Untimed iterations first", DefaultValueFactory = _ => 5 };
         var variants = new Option<string>("--variants")
         {
-            Description = "fp32 (libtorch defaults), fp32_bench (cudnn.benchmark on), fp32_flat and fp32_bench_flat (plus gradients through the flat host buffers, as in the cluster)",
-            DefaultValueFactory = _ => "fp32,fp32_bench,fp32_bench_flat",
+            Description = "fp32 or bf16 (training.precision), then any of _bench (cudnn.benchmark on; always on for bf16, as the reference's bf16_cl), "
+                          + "_cl (channels_last) and _flat (gradients through the flat host buffers, as in the cluster), in that order: "
+                          + "fp32, fp32_bench, fp32_bench_flat, bf16, bf16_cl, bf16_cl_flat, fp32_bench_cl, …",
+            DefaultValueFactory = _ => "fp32,fp32_bench,fp32_bench_flat,bf16_cl,bf16_cl_flat",
         };
         var image = new Option<int>("--image") { Description = "Image size (32 or 64)", DefaultValueFactory = _ => 64 };
         var channels = new Option<int>("--channels") { Description = "Image channels: 3 (the reference's model) or 1 (MNIST's, to compare with train --local)", DefaultValueFactory = _ => 3 };
@@ -27,10 +29,10 @@ static class BenchCommand
         cmd.SetAction(r => Common.Guard(() =>
         {
             var sizes = ParseList(r.GetValue(batches)!, "--batch");
-            var chosen = r.GetValue(variants)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            foreach (var v in chosen)
-                if (v is not ("fp32" or "fp32_bench" or "fp32_flat" or "fp32_bench_flat"))
-                    throw new UsageException($"--variants: unknown variant {v}");
+            var chosen = r.GetValue(variants)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(v => Benchmark.Variant.Parse(v) ?? throw new UsageException(
+                    $"--variants: unknown variant {v} (fp32 or bf16, then any of _bench, _cl, _flat in that order)"))
+                .ToList();
             var nc = r.GetValue(channels);
             if (nc is not (1 or 3)) throw new UsageException($"--channels: 1 or 3 (got {nc})");
             var width = r.GetValue(ngf);
@@ -40,10 +42,10 @@ static class BenchCommand
             foreach (var b in sizes)
                 foreach (var v in chosen)
                 {
-                    var bench = v.Contains("bench", StringComparison.Ordinal);
-                    if (TorchRuntime.SetCudnnBenchmark(bench) is null && bench)
-                        Console.WriteLine("note: this libtorch does not export setBenchmarkCuDNN; fp32_bench runs with defaults");
-                    var result = Benchmark.Run(dev, b, r.GetValue(iters), r.GetValue(warmup), v.EndsWith("_flat", StringComparison.Ordinal), v, r.GetValue(image), nc, width);
+                    if (TorchRuntime.SetCudnnBenchmark(v.CudnnBenchmark) is null && v.CudnnBenchmark)
+                        Console.WriteLine($"note: this libtorch does not export setBenchmarkCuDNN; {v.Name} runs with defaults");
+                    var result = Benchmark.Run(dev, b, r.GetValue(iters), r.GetValue(warmup), v.Flat, v.Name, r.GetValue(image), nc, width,
+                        v.Precision, v.MemoryFormat);
                     Console.WriteLine(result.ToLine());
                 }
             TorchRuntime.SetCudnnBenchmark(false);

@@ -9,11 +9,7 @@ namespace GanCluster.Training.Tests;
 /// <summary>
 /// training.precision = bf16 and training.memoryFormat = channels_last on tiny models on the CPU: what runs in which
 /// dtype and layout, how far bf16 gradients are from fp32 ones, and that checkpoints stay fp32 either way.
-/// Alone in its collection: a bf16 replica on the CPU turns libtorch's oneDNN kernels off for the whole process
-/// (<see cref="GanCluster.Training.Native.TorchRuntime.DisableMkldnn"/>), which must not happen halfway through
-/// another class's bit-for-bit comparison.
 /// </summary>
-[Collection(nameof(PrecisionTests))]
 public class PrecisionTests
 {
     public PrecisionTests() => TorchSetup.Ensure();
@@ -180,7 +176,30 @@ public class PrecisionTests
         foreach (var (a, b) in again.ComputeG.Parameters.Zip(bf16.ComputeG.Parameters))
             Assert.True(a.eq(b).all().item<bool>(), "the loaded bf16 replica computes with stale weights");
     }
-}
 
-[CollectionDefinition(nameof(PrecisionTests), DisableParallelization = true)]
-public sealed class PrecisionTestsCollection;
+    /// <summary>
+    /// libtorch 2.10's oneDNN computed DCGAN-32 and -64 discriminator gradients 17–24 % away from fp64 on this
+    /// workplace's CPU (DCGAN-28's were right); a CPU replica therefore turns oneDNN off. Its gradients must agree with
+    /// an fp64 computation of the same network to float precision.
+    /// </summary>
+    [Theory]
+    [InlineData(32)]
+    [InlineData(64)]
+    public void Cpu_discriminator_gradients_agree_with_fp64(int size)
+    {
+        using var replica = new GanReplica(Dcgan(size: size, channels: 3) with { Model = new ModelSpec { Kind = "dcgan", Nz = 8, Ngf = 4, Ndf = 16 } }, CPU, noiseSeed: 1);
+        using var real = Images(4, size, 3, 2);
+        replica.FlatD.ZeroGrad();
+        replica.D.forward(real).sum().backward();
+
+        using var d64 = GanCluster.Training.Models.Dcgan.Discriminator(size, 16, 3);
+        using (no_grad())
+            foreach (var (to, from) in d64.parameters().Zip(replica.D.parameters())) to.copy_(from);
+        d64.to(ScalarType.Float64);
+        d64.forward(real.to_type(ScalarType.Float64)).sum().backward();
+        using var expected = cat(d64.parameters().Select(p => p.grad!.reshape(-1)).ToList(), 0).to_type(ScalarType.Float32);
+        using var actual = cat(replica.D.parameters().Select(p => p.grad!.reshape(-1)).ToList(), 0);
+        var (cos, relative) = Compare(actual, expected);
+        Assert.True(relative < 1e-5, $"DCGAN-{size} D gradients {relative:E2} away from fp64 (cos {cos:F4})");
+    }
+}

@@ -23,13 +23,37 @@ public sealed record BenchResult(string Variant, int Batch, double StepMs, doubl
 /// </summary>
 public static class Benchmark
 {
-    public static RunSpec DcganSpec(int imageSize = 64, int channels = 3, int width = 64) => new()
+    public static RunSpec DcganSpec(int imageSize = 64, int channels = 3, int width = 64, string precision = "fp32", string memoryFormat = "contiguous") => new()
     {
         Name = "bench",
         Dataset = new DatasetSpec { Kind = "folder", ImageSize = imageSize, Channels = channels },
         Model = new ModelSpec { Kind = "dcgan", Nz = 100, Ngf = width, Ndf = width },
-        Training = new TrainingSpec { K = 1, BatchSize = 128, LrD = 2e-4, LrG = 2e-4, Beta1 = 0.5, Beta2 = 0.999 },
+        Training = new TrainingSpec
+        {
+            K = 1, BatchSize = 128, LrD = 2e-4, LrG = 2e-4, Beta1 = 0.5, Beta2 = 0.999, Precision = precision, MemoryFormat = memoryFormat,
+        },
     };
+
+    /// <summary>A bench variant's parts: <c>fp32|bf16</c>, then any of <c>_bench</c> (cudnn.benchmark), <c>_cl</c> (channels_last), <c>_flat</c>.</summary>
+    public sealed record Variant(string Name, string Precision, bool CudnnBenchmark, bool ChannelsLast, bool Flat)
+    {
+        public string MemoryFormat => ChannelsLast ? "channels_last" : "contiguous";
+
+        /// <summary>
+        /// Null when <paramref name="name"/> is not a variant. bf16 variants always run with cudnn.benchmark on, as the
+        /// reference's bf16_cl does (autocast's users run it so); fp32 ones only with <c>_bench</c>.
+        /// </summary>
+        public static Variant? Parse(string name)
+        {
+            var parts = name.Split('_');
+            if (parts[0] is not ("fp32" or "bf16")) return null;
+            var rest = parts.Skip(1).ToList();
+            if (rest.Any(p => p is not ("bench" or "cl" or "flat")) || rest.Distinct().Count() != rest.Count) return null;
+            // One spelling per variant: the parts in this order.
+            if (!rest.SequenceEqual(new[] { "bench", "cl", "flat" }.Where(rest.Contains))) return null;
+            return new Variant(name, parts[0], parts[0] == "bf16" || rest.Contains("bench"), rest.Contains("cl"), rest.Contains("flat"));
+        }
+    }
 
     /// <summary>
     /// Runs <paramref name="warmup"/> then <paramref name="iterations"/> timed iterations. <paramref name="flat"/> adds
@@ -37,9 +61,9 @@ public static class Benchmark
     /// </summary>
     /// <param name="width">ngf = ndf (64 in the reference; smaller to compare with a run of a smaller model).</param>
     public static BenchResult Run(Device device, int batch, int iterations, int warmup, bool flat, string variant, int imageSize = 64, int channels = 3,
-        int width = 64)
+        int width = 64, string precision = "fp32", string memoryFormat = "contiguous")
     {
-        var spec = DcganSpec(imageSize, channels, width);
+        var spec = DcganSpec(imageSize, channels, width, precision, memoryFormat);
         using var replica = new GanReplica(spec, device, noiseSeed: 0);
         // The "real" batch from a seeded CPU generator, as every seeded draw here: the same numbers on every device.
         using var gen = new Generator(0);

@@ -29,6 +29,9 @@ public sealed class GanReplica : IDisposable
         Spec = spec;
         _training = spec.Training;
         Device = device;
+        // oneDNN's convolutions computed wrong gradients on the CPU (see DisableMkldnn): libtorch's own kernels instead.
+        if (device.type == DeviceType.CPU && !Native.TorchRuntime.DisableMkldnn() && (spec.Model.Kind == "dcgan"))
+            throw new NotSupportedException("DCGAN on the CPU needs libtorch's at::Context::setUserEnabledMkldnn (oneDNN's convolutions are wrong on some CPUs), which this libtorch does not export");
         var m = spec.Model;
         Nz = m.ResolvedNz;
         IsImage = m.Kind == "dcgan";
@@ -57,9 +60,6 @@ public sealed class GanReplica : IDisposable
         if (_training.Precision != "fp32" || _training.MemoryFormat != "contiguous")
         {
             var dtype = _training.Precision == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32;
-            // oneDNN's bf16 convolutions compute wrong numbers on some CPUs (see DisableMkldnn): libtorch's own kernels instead.
-            if (dtype == ScalarType.BFloat16 && device.type == DeviceType.CPU && !Native.TorchRuntime.DisableMkldnn())
-                throw new NotSupportedException("bf16 on the CPU needs libtorch's at::Context::setUserEnabledMkldnn, which this libtorch does not export");
             var channelsLast = _training.MemoryFormat == "channels_last";
             _computeG = new ComputeNetwork(G, FlatG, dtype, channelsLast);
             _computeD = new ComputeNetwork(D, FlatD, dtype, channelsLast);

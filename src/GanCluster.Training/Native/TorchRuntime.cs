@@ -128,20 +128,26 @@ public static class TorchRuntime
         ((delegate* unmanaged<IntPtr, byte, void>)setter)(context, value ? (byte)1 : (byte)0);
 
     /// <summary>
-    /// Turns libtorch's oneDNN (mkldnn) CPU kernels off for the rest of the process: at::globalContext().setUserEnabledMkldnn(false).
-    /// Needed for bf16 on the CPU: libtorch 2.10's oneDNN bf16 convolutions returned wrong numbers on this workplace's
-    /// AMD EPYC (avx512_bf16; errors of half the output's magnitude, different on every call), while libtorch's own
-    /// kernels agree with fp32 to bf16's precision. Returns false when this libtorch does not export the switch.
+    /// Turns libtorch's oneDNN (mkldnn) CPU kernels off for the rest of the process (at::globalContext()
+    /// .setUserEnabledMkldnn(false)), so that CPU convolutions run libtorch's own kernels. On this workplace's AMD EPYC
+    /// (Zen 4, avx512_bf16) libtorch 2.10's oneDNN computed wrong numbers: DCGAN-32 and -64 discriminator gradients in
+    /// fp32 17–24 % away from an fp64 computation (libtorch's own kernels: 2–6·10⁻⁷), and bf16 convolutions off by half
+    /// their output, different on every call. Once per process rather than around each use: a switch that other threads
+    /// could see flip mid-computation would make two replicas' arithmetic differ. Returns false when this libtorch does
+    /// not export the switch.
     /// </summary>
     public static bool DisableMkldnn()
     {
         lock (Gate)
         {
+            if (_mkldnnOff) return true;
             if (Context(SetMkldnn) is not { } c) return false;
             SetFlag(c.Context, c.Exports[0], false);
-            return true;
+            return _mkldnnOff = true;
         }
     }
+
+    static bool _mkldnnOff;
 
     /// <summary>
     /// cudnn.benchmark (autotuned convolution algorithms): at::globalContext().setBenchmarkCuDNN(bool). Returns the value
