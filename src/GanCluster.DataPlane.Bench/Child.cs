@@ -66,14 +66,15 @@ static class Child
             security = RingSecurity.FromSecret(secret, encrypt: mode == "encrypt");
         }
         using var ring = RingAllReduce.Connect(listener, session, o.Rank, peers, o.Timeout,
-            log: m => Console.Error.WriteLine($"worker {o.Rank}: {m}"), security: security, inlineStepBytes: o.InlineStepBytes);
+            log: m => Console.Error.WriteLine($"worker {o.Rank}: {m}"), security: security, inlineStepBytes: o.InlineStepBytes,
+            wire: RingWires.Parse(o.Wires.Single()));
         if (ring.Encrypted != (mode == "encrypt"))
             throw new InvalidOperationException($"the ring's encryption ({ring.Encrypted}) is not what --security {mode} asked for");
 
         var data = new float[o.Bytes / sizeof(float)];
         var barrier = new float[1];
         var n = peers.Length;
-        // Ranks hold 1..n: their sum, or with --busy-ms their mean (equal weights).
+        // Ranks hold 1..n: their sum, or with --busy-ms their mean (equal weights); exact in bf16 too.
         var expected = o.BusyMs > 0 ? (n + 1) / 2f : n * (n + 1) / 2f;
         var busy = (long)(o.BusyMs * Stopwatch.Frequency / 1000);
         var times = new List<double>();

@@ -24,7 +24,7 @@ static class Coordinator
         var buffers = o.SocketBufferBytes > 0 ? $"SO_SNDBUF/SO_RCVBUF {o.SocketBufferBytes / 1024} KiB" : "kernel-autotuned socket buffers";
         Console.WriteLine(string.Create(inv,
             $"machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}; workers on 127.0.0.1, {buffers}; load average {LoadAverage()}"));
-        Console.WriteLine(string.Create(inv, $"steps up to {o.InlineStepBytes / 1024} KiB from the calling thread; ") + (o.BusyMs > 0
+        Console.WriteLine(string.Create(inv, $"steps up to {o.InlineStepBytes / 1024} KiB from the calling thread; wire {string.Join(", ", o.Wires)}; ") + (o.BusyMs > 0
             ? string.Create(inv, $"each rank busy {o.BusyMs} ms before every timed weighted mean")
             : "ranks lined up by a one-float all-reduce before every timed sum"));
         if (o.Security.Contains("encrypt"))
@@ -36,16 +36,18 @@ static class Coordinator
         // One random cluster secret for this run, handed to the workers through their environment (never printed).
         var secret = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
         foreach (var n in o.Workers)
+        foreach (var wire in o.Wires)
         foreach (var security in o.Security)
         {
-            var results = RunGroup("ring", n, o, security, secret);
+            var results = RunGroup("ring", n, o with { Wires = [wire] }, security, secret);
             // An all-reduce is done when the slowest rank is done.
             var times = Enumerable.Range(0, results[0].Times.Length).Select(i => results.Max(r => r.Times[i])).ToArray();
             var median = Median(times);
             long sent = results.Max(r => r.Sent), received = results.Max(r => r.Received);
             var correct = results.All(r => r.Correct);
             allCorrect &= correct;
-            var name = $"ring all-reduce, {security}";
+            // fp32 keeps the names earlier tables used.
+            var name = $"ring all-reduce, {security}" + (wire == "fp32" ? "" : $", {wire} wire");
             rows.Add((name, n, median, sent, received));
             if (n == 1)
             {
@@ -55,13 +57,13 @@ static class Coordinator
                 continue;
             }
             var algBw = size / (median / 1e3) / 1e6;
-            var ideal = 2.0 * (n - 1) / n * size;
+            var ideal = 2.0 * (n - 1) / n * size * (wire == "bf16" ? 0.5 : 1);
             Console.WriteLine(string.Create(inv, $"{name}, {n} workers (separate processes; {Describe(security)}):"));
             Console.WriteLine(string.Create(inv, $"  time per all-reduce        median {median:0.00} ms (min {times.Min():0.00}, max {times.Max():0.00})"));
             Console.WriteLine(string.Create(inv, $"  algorithm bandwidth S/t    {algBw:0} MB/s"));
             Console.WriteLine(string.Create(inv, $"  bus bandwidth S/t·2(n−1)/n {algBw * 2 * (n - 1) / n:0} MB/s"));
             Console.WriteLine(string.Create(inv,
-                $"  per process per all-reduce: sent {sent:N0} B, received {received:N0} B (2(n−1)/n·S = {ideal:N0} B; framing{(security == "encrypt" ? " and tags" : "")} {sent - (long)ideal:N0} B)"));
+                $"  per process per all-reduce: sent {sent:N0} B, received {received:N0} B (2(n−1)/n·S{(wire == "bf16" ? "/2" : "")} = {ideal:N0} B; framing{(security == "encrypt" ? " and tags" : "")} {sent - (long)ideal:N0} B)"));
             Console.WriteLine($"  result check: {(correct ? "every rank holds the exact sum" : "WRONG RESULT")}");
             PrintTimes(o, times);
             Console.WriteLine();
@@ -264,6 +266,7 @@ static class Coordinator
                      "--mb", o.Megabytes.ToString("R", inv), "--iters", o.Iterations.ToString(inv), "--warmup", o.Warmup.ToString(inv),
                      "--timeout", ((int)o.Timeout.TotalSeconds).ToString(inv), "--security", security,
                      "--busy-ms", o.BusyMs.ToString("R", inv), "--inline-kb", (o.InlineStepBytes / 1024).ToString(inv),
+                     "--wire", o.Wires[0],
                  })
             psi.ArgumentList.Add(a);
         psi.Environment[Options.SecretVariable] = secret;

@@ -5,10 +5,11 @@ namespace GanCluster.DataPlane.Bench;
 
 /// <summary>
 /// Usage: GanCluster.DataPlane.Bench [--workers 2,4] [--mb 25] [--iters 20] [--warmup 3] [--timeout 30] [--sockbuf-kb 0]
-///        [--security plain,auth,encrypt] [--busy-ms 0] [--inline-kb 1024] [--verbose]
+///        [--security plain,auth,encrypt] [--busy-ms 0] [--inline-kb 1024] [--wire fp32] [--verbose]
 /// --busy-ms: each rank computes (spins) this long before every timed all-reduce, which is then a weighted mean, as a
 /// worker's update is; without it a one-float all-reduce lines the ranks up first and the timed call is a plain sum.
 /// --inline-kb: the ring's limit for steps sent from the calling thread (0: every step through the sender thread).
+/// --wire: the ring's wire format for all-reduce sums, fp32 and/or bf16 (a list runs each, side by side).
 /// The parent is only a coordinator: it spawns worker processes (this executable with a hidden --child mode),
 /// hands them each other's addresses and collects their timings; gradient bytes flow worker to worker.
 /// --security runs the ring without a secret (plain), with the authenticated handshake (auth) and with AES-256-GCM
@@ -28,7 +29,7 @@ static class Program
         catch (ArgumentException e)
         {
             Console.Error.WriteLine($"error: {e.Message}");
-            Console.Error.WriteLine("usage: GanCluster.DataPlane.Bench [--workers 2,4] [--mb 25] [--iters 20] [--warmup 3] [--timeout 30] [--sockbuf-kb 0] [--security plain,auth,encrypt] [--busy-ms 0] [--inline-kb 1024] [--verbose]");
+            Console.Error.WriteLine("usage: GanCluster.DataPlane.Bench [--workers 2,4] [--mb 25] [--iters 20] [--warmup 3] [--timeout 30] [--sockbuf-kb 0] [--security plain,auth,encrypt] [--busy-ms 0] [--inline-kb 1024] [--wire fp32,bf16] [--verbose]");
             return 2;
         }
         catch (Exception e) when (e is IOException or TimeoutException or InvalidOperationException or SocketException or AllReduceException)
@@ -62,6 +63,9 @@ sealed record Options
 
     /// <summary>The ring's limit for steps sent from the calling thread (RingAllReduce.InlineStepBytes by default).</summary>
     public int InlineStepBytes { get; init; } = RingAllReduce.InlineStepBytes;
+
+    /// <summary>Wire formats to measure (RingWire names); a child gets exactly one.</summary>
+    public string[] Wires { get; init; } = ["fp32"];
 
     // Hidden child-mode arguments, set by the coordinator.
     public string? ChildMode { get; init; }
@@ -104,6 +108,11 @@ sealed record Options
                     Security = Next().Split(',', StringSplitOptions.RemoveEmptyEntries).Select(m => m is "plain" or "auth" or "encrypt"
                         ? m : throw new ArgumentException($"--security takes plain, auth and/or encrypt, not '{m}'")).Distinct().ToArray(),
                 },
+                "--wire" => o with
+                {
+                    Wires = Next().Split(',', StringSplitOptions.RemoveEmptyEntries).Select(m => m is "fp32" or "bf16"
+                        ? m : throw new ArgumentException($"--wire takes fp32 and/or bf16, not '{m}'")).Distinct().ToArray(),
+                },
                 "--child" => o with { ChildMode = Next() },
                 "--rendezvous" => o with { Rendezvous = Next() },
                 "--rank" => o with { Rank = Int(Next(), 0) },
@@ -115,6 +124,8 @@ sealed record Options
             throw new ArgumentException("--workers needs at least one count");
         if (o.Security.Length == 0)
             throw new ArgumentException("--security needs at least one mode");
+        if (o.Wires.Length == 0)
+            throw new ArgumentException("--wire needs at least one format");
         return o;
     }
 }

@@ -10,7 +10,7 @@ public sealed partial class RingAllReduce
 
     /// <summary>
     /// Builds the ring: connects to rank (rank+1)%n and accepts one connection from rank (rank−1+n)%n on
-    /// <paramref name="listener"/>. Both connections run the authenticated handshake (wire version 3, whose handshake is
+    /// <paramref name="listener"/>. Both connections run the authenticated handshake (wire version 4, whose handshake is
     /// version 2's): each side proves with an HMAC under a key derived (HKDF-SHA256) from the cluster secret and this
     /// formation (session, world size, every peer's rank, host and port) that it holds the secret, over a transcript
     /// that includes a fresh random nonce from each side, so a recorded handshake cannot be replayed. A peer with another secret or
@@ -33,6 +33,9 @@ public sealed partial class RingAllReduce
     /// <param name="log">Receives rejected connections and retries.</param>
     /// <param name="security">The cluster secret and whether to encrypt; null = <see cref="RingSecurity.Insecure"/>.
     /// Every rank of the ring must use the same.</param>
+    /// <param name="inlineStepBytes">Steps up to this size go from the calling thread (<see cref="InlineStepBytes"/>; 0 = never).</param>
+    /// <param name="wire">How all-reduce sums travel (<see cref="RingWire"/>); every rank must pass the same, or the first
+    /// all-reduce or all-gather fails on every rank naming both formats.</param>
     /// <exception cref="AllReduceException">The ring could not be formed within the timeout.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="ct"/> was cancelled.</exception>
     public static RingAllReduce Connect(
@@ -44,7 +47,8 @@ public sealed partial class RingAllReduce
         CancellationToken ct = default,
         Action<string>? log = null,
         RingSecurity? security = null,
-        int inlineStepBytes = InlineStepBytes)
+        int inlineStepBytes = InlineStepBytes,
+        RingWire wire = RingWire.Fp32)
     {
         ArgumentNullException.ThrowIfNull(listener);
         ArgumentNullException.ThrowIfNull(peers);
@@ -61,11 +65,13 @@ public sealed partial class RingAllReduce
             throw new ArgumentOutOfRangeException(nameof(rank), $"Rank {rank} is not in 0..{ordered.Length - 1}.");
         if (security.Encrypt && !System.Security.Cryptography.AesGcm.IsSupported)
             throw new PlatformNotSupportedException("AES-GCM is not available on this platform; the ring cannot encrypt.");
+        if (!Enum.IsDefined(wire))
+            throw new ArgumentOutOfRangeException(nameof(wire), wire, "Unknown wire format.");
         ct.ThrowIfCancellationRequested();
 
         var n = ordered.Length;
         if (n == 1)
-            return new RingAllReduce(rank, ordered, timeout, log, null, null, security.Encrypt, null, null, inlineStepBytes);
+            return new RingAllReduce(rank, ordered, timeout, log, null, null, security.Encrypt, null, null, inlineStepBytes, wire);
 
         var hs = new HandshakeContext(
             security.FormationKey(session, ordered), session, rank, n,
@@ -115,7 +121,7 @@ public sealed partial class RingAllReduce
             SocketTuning.ApplyData(prevConnection.Socket, timeout);
             SocketTuning.ApplyData(nextConnection.Socket, timeout);
             return new RingAllReduce(rank, ordered, timeout, log, nextConnection.Socket, prevConnection.Socket,
-                security.Encrypt, nextConnection.DataKey, prevConnection.DataKey, inlineStepBytes);
+                security.Encrypt, nextConnection.DataKey, prevConnection.DataKey, inlineStepBytes, wire);
         }
         finally
         {

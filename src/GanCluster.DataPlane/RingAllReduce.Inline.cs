@@ -33,10 +33,10 @@ public sealed unsafe partial class RingAllReduce
                 ReceiveStep(data, st, s, plan.Length, phase, seq, header, staging);
             try
             {
-                Wire.WriteHeader(header, new Wire.FrameHeader(s, seq, (long)st.SendCount * sizeof(float), plan.Length));
+                Wire.WriteHeader(header, new Wire.FrameHeader(DataStep(s), seq, WireBytes(st.SendCount), plan.Length));
                 SendData(socket, header);
                 if (st.SendCount > 0)
-                    SendData(socket, MemoryMarshal.AsBytes(data.Slice(st.SendOffset, st.SendCount)));
+                    SendBlock(socket, data.Slice(st.SendOffset, st.SendCount));
             }
             catch (Exception e) when (e is SocketException or ObjectDisposedException)
             {
@@ -49,19 +49,51 @@ public sealed unsafe partial class RingAllReduce
 
     void ReceiveStep(Span<float> data, in Step st, int s, int totalElements, string phase, long seq, Span<byte> header, Span<float> staging)
     {
-        ReceiveFrameHeader(header, s, seq, (long)st.RecvCount * sizeof(float), totalElements, phase);
+        ReceiveFrameHeader(header, DataStep(s), seq, WireBytes(st.RecvCount), totalElements, phase);
         if (st.RecvCount == 0)
             return;
-        var dst = data.Slice(st.RecvOffset, st.RecvCount);
-        if (st.Reduce)
+        ReceiveBlock(data.Slice(st.RecvOffset, st.RecvCount), st, phase, seq, staging);
+    }
+
+    /// <summary>
+    /// Receives one block of a step into <paramref name="dst"/>: added to it in a reduce-scatter step, else copied.
+    /// A bf16 block is widened to fp32 first; the owner's last add is rounded to bf16, the value every rank ends with.
+    /// </summary>
+    void ReceiveBlock(Span<float> dst, in Step st, string phase, long seq, Span<float> staging)
+    {
+        if (_wire == RingWire.Bf16)
         {
-            var block = staging[..st.RecvCount];
+            var wire = MemoryMarshal.Cast<float, ushort>(staging)[..dst.Length];
+            ReceiveData(MemoryMarshal.AsBytes(wire), phase, seq);
+            if (st.Reduce)
+                VectorMath.AddBf16(dst, wire, round: st.Finish);
+            else
+                VectorMath.FromBf16(wire, dst);
+        }
+        else if (st.Reduce)
+        {
+            var block = staging[..dst.Length];
             ReceiveData(MemoryMarshal.AsBytes(block), phase, seq);
             VectorMath.Add(dst, block);
         }
         else
         {
             ReceiveData(MemoryMarshal.AsBytes(dst), phase, seq);
+        }
+    }
+
+    /// <summary>Sends one block of floats (at most <see cref="BlockFloats"/>): as is, or rounded to bf16.</summary>
+    void SendBlock(Socket socket, ReadOnlySpan<float> block)
+    {
+        if (_wire == RingWire.Bf16)
+        {
+            var wire = _wireOut.AsSpan(0, block.Length);
+            VectorMath.ToBf16(block, wire);
+            SendData(socket, MemoryMarshal.AsBytes((ReadOnlySpan<ushort>)wire));
+        }
+        else
+        {
+            SendData(socket, MemoryMarshal.AsBytes(block));
         }
     }
 }

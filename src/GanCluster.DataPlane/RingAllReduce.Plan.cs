@@ -48,6 +48,8 @@ public sealed unsafe partial class RingAllReduce
                 }
                 steps[s] = new Step(
                     Reduce: s < n - 1,
+                    // The last reduce-scatter step: what it adds is the owned chunk's finished sum.
+                    Finish: s == n - 2,
                     SendOffset: Offset(sendChunk[s]), SendCount: Count(sendChunk[s]),
                     RecvOffset: Offset(recvChunk[s]), RecvCount: Count(recvChunk[s]),
                     PrevRecvStart: s == 0 ? -1 : recvStart - Blocks(Count(recvChunk[s - 1])),
@@ -60,5 +62,5 @@ public sealed unsafe partial class RingAllReduce
     }
 
     readonly record struct Step(
-        bool Reduce, int SendOffset, int SendCount, int RecvOffset, int RecvCount, long PrevRecvStart, long GuardSendStart);
+        bool Reduce, bool Finish, int SendOffset, int SendCount, int RecvOffset, int RecvCount, long PrevRecvStart, long GuardSendStart);
 }

@@ -82,6 +82,10 @@ public sealed unsafe partial class RingAllReduce
             throw Fail(new AllReduceException(
                 $"rank {_rank}: {PrevPeer} sent bad framing during {phase} of all-reduce #{seq}: {error}"));
         var got = h.Value;
+        if (got.Seq == seq && Math.Abs(got.Step - step) == Bf16StepBase)
+            throw Fail(new AllReduceException(
+                $"rank {_rank}: {PrevPeer} sent {(got.Step > step ? "bf16" : "fp32")} data during {phase} of all-reduce #{seq}, " +
+                $"this rank's ring uses {_wire.Name()}: the ranks formed the ring with different wire formats"));
         if (got.Seq != seq || got.Step != step || got.PayloadBytes != payloadBytes || got.TotalElements != totalElements)
             throw Fail(new AllReduceException(
                 $"rank {_rank}: {PrevPeer} sent a mismatched frame during {phase} of all-reduce #{seq}: expected " +

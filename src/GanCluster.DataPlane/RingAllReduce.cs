@@ -17,6 +17,10 @@ namespace GanCluster.DataPlane;
 /// When the ring encrypts (<see cref="Encrypted"/>), every frame header and every block travels as one AES-256-GCM
 /// record (ciphertext plus a <see cref="TagBytes"/>-byte tag) whose 12-byte nonce is a per-direction counter, so a
 /// modified, dropped, replayed or reordered record fails the operation; without encryption the data path is unchanged.
+/// With <see cref="RingWire.Bf16"/> the sums' chunks travel as bf16 (half the bytes), added in fp32 at every hop and
+/// rounded once more by each chunk's owner before the all-gather, so every rank still ends with the same bits. Every
+/// record carries its rank's wire format, so ranks formed with different formats fail their first all-reduce (or
+/// all-gather) on every rank, naming both; bf16 data frames have their own step ids, so a plain sum fails too.
 /// </summary>
 public sealed unsafe partial class RingAllReduce : ICollective
 {
@@ -40,6 +44,8 @@ public sealed unsafe partial class RingAllReduce : ICollective
     // cannot pass the header check.
     const int WeightStepBase = 1 << 20;
     const int GatherStepBase = 3 << 20;
+    // Added to the data steps' ids of a bf16 ring: an fp32 rank must never read bf16 bytes as floats, or the reverse.
+    const int Bf16StepBase = 4 << 20;
 
     readonly RingPeer[] _peers;
     readonly int _rank;
@@ -53,6 +59,10 @@ public sealed unsafe partial class RingAllReduce : ICollective
     readonly double[] _values;
     readonly long[] _tags;
     readonly int[] _flags;
+    readonly int[] _wires;
+    readonly RingWire _wire;
+    // bf16 ring: one block converted for sending, by the sender thread or (inline) the calling thread, never both at once.
+    readonly ushort[] _wireOut = [];
     readonly string[] _weightPhases = [];
     readonly string[] _gatherPhases = [];
     readonly Thread? _sender;
@@ -88,9 +98,10 @@ public sealed unsafe partial class RingAllReduce : ICollective
     long _opSeq;
 
     RingAllReduce(int rank, RingPeer[] peers, TimeSpan timeout, Action<string>? log, Socket? sendSocket, Socket? recvSocket,
-        bool encrypt, byte[]? sendKey, byte[]? recvKey, int inlineStepBytes)
+        bool encrypt, byte[]? sendKey, byte[]? recvKey, int inlineStepBytes, RingWire wire)
     {
         _inlineStepBytes = inlineStepBytes;
+        _wire = wire;
         _encrypted = encrypt;
         _rank = rank;
         _peers = peers;
@@ -102,8 +113,12 @@ public sealed unsafe partial class RingAllReduce : ICollective
         _values = new double[_size];
         _tags = new long[_size];
         _flags = new int[_size];
+        _wires = new int[_size];
+        _wires[rank] = (int)wire;
         if (_size > 1)
         {
+            if (wire == RingWire.Bf16)
+                _wireOut = GC.AllocateUninitializedArray<ushort>(BlockFloats, pinned: true);
             _weightPhases = Enumerable.Range(0, _size - 1).Select(k => $"weight exchange step {k}").ToArray();
             _gatherPhases = Enumerable.Range(0, _size - 1).Select(k => $"all-gather of values step {k}").ToArray();
             _staging = GC.AllocateUninitializedArray<float>(BlockFloats, pinned: true);
@@ -131,6 +146,9 @@ public sealed unsafe partial class RingAllReduce : ICollective
     /// </summary>
     public bool Encrypted => _encrypted;
 
+    /// <summary>How all-reduce sums move between ranks (<see cref="RingWire"/>); Broadcast and AllGather are exact either way.</summary>
+    public RingWire WireFormat => _wire;
+
     /// <summary>Bytes written to the next rank since connect, framing included.</summary>
     public long BytesSent => Interlocked.Read(ref _bytesSent);
 
@@ -147,7 +165,10 @@ public sealed unsafe partial class RingAllReduce : ICollective
 
     RingPeer PrevPeer => _peers[(_rank - 1 + _size) % _size];
 
-    /// <summary>Leaves Σ_r data_r in <paramref name="data"/> on every rank, bit-identical everywhere.</summary>
+    /// <summary>
+    /// Leaves Σ_r data_r in <paramref name="data"/> on every rank, bit-identical everywhere (with
+    /// <see cref="RingWire.Bf16"/>: summed in fp32 at every hop, sent and finally rounded as bf16).
+    /// </summary>
     /// <exception cref="AllReduceException">
     /// A peer failed, went silent past the timeout or sent bad framing; <paramref name="data"/> is then unspecified and
     /// this instance unusable (build a new ring).
@@ -261,7 +282,7 @@ public sealed unsafe partial class RingAllReduce : ICollective
             var step = stepBase + k;
             var phase = phases[k];
             Wire.WriteHeader(frame, new Wire.FrameHeader(step, seq, RecordBytes, totalElements));
-            Wire.WriteRecord(record, _values[sendIdx], _tags[sendIdx], _flags[sendIdx]);
+            Wire.WriteRecord(record, _values[sendIdx], _tags[sendIdx], _flags[sendIdx], _wires[sendIdx]);
             try
             {
                 // Header and record go as one record when encrypting (the receiver opens them the same way).
@@ -289,9 +310,21 @@ public sealed unsafe partial class RingAllReduce : ICollective
                 ReceiveOpened(frame, phase, seq, "record frame");
                 CheckFrameHeader(frame[..Wire.HeaderSize], step, seq, RecordBytes, totalElements, phase);
             }
-            Wire.ReadRecord(record, out _values[recvIdx], out _tags[recvIdx], out _flags[recvIdx]);
+            Wire.ReadRecord(record, out _values[recvIdx], out _tags[recvIdx], out _flags[recvIdx], out _wires[recvIdx]);
         }
+        // Every rank sees every rank's format, so every rank refuses with the same words.
+        for (var r = 1; r < _size; r++)
+            if (_wires[r] != _wires[0])
+                throw Fail(new AllReduceException(
+                    $"rank {_rank}: {(stepBase == GatherStepBase ? "all-gather" : "all-reduce")} #{seq} refused: the ranks formed " +
+                    $"the ring with different wire formats: rank 0 sends {((RingWire)_wires[0]).Name()}, rank {r} sends {((RingWire)_wires[r]).Name()}"));
     }
+
+    /// <summary>The frame step id of data step <paramref name="s"/> in this ring's wire format.</summary>
+    int DataStep(int s) => _wire == RingWire.Bf16 ? Bf16StepBase + s : s;
+
+    /// <summary>Bytes of <paramref name="count"/> floats of an all-reduce on this ring's wire.</summary>
+    long WireBytes(int count) => (long)count * _wire.ElementBytes();
 
     void RingSum(Span<float> data, long seq)
     {
@@ -348,7 +381,7 @@ public sealed unsafe partial class RingAllReduce : ICollective
         {
             ref readonly var st = ref plan.Steps[s];
             var phase = plan.Phase(s);
-            ReceiveFrameHeader(header, s, seq, (long)st.RecvCount * sizeof(float), plan.Length, phase);
+            ReceiveFrameHeader(header, DataStep(s), seq, WireBytes(st.RecvCount), plan.Length, phase);
             var blocks = Plan.Blocks(st.RecvCount);
             for (var i = 0; i < blocks; i++)
             {
@@ -358,17 +391,7 @@ public sealed unsafe partial class RingAllReduce : ICollective
                         $"rank {_rank}: sending to {NextPeer} made no progress within the timeout during {phase} of all-reduce #{seq}"));
                 var offset = st.RecvOffset + i * BlockFloats;
                 var count = Math.Min(BlockFloats, st.RecvCount - i * BlockFloats);
-                var dst = new Span<float>(data + offset, count);
-                if (st.Reduce)
-                {
-                    var block = staging[..count];
-                    ReceiveData(MemoryMarshal.AsBytes(block), phase, seq);
-                    VectorMath.Add(dst, block);
-                }
-                else
-                {
-                    ReceiveData(MemoryMarshal.AsBytes(dst), phase, seq);
-                }
+                ReceiveBlock(new Span<float>(data + offset, count), st, phase, seq, staging);
                 _recvDone.Advance();
             }
         }
@@ -410,7 +433,7 @@ public sealed unsafe partial class RingAllReduce : ICollective
             var blocks = Plan.Blocks(st.SendCount);
             try
             {
-                Wire.WriteHeader(header, new Wire.FrameHeader(s, seq, (long)st.SendCount * sizeof(float), plan.Length));
+                Wire.WriteHeader(header, new Wire.FrameHeader(DataStep(s), seq, WireBytes(st.SendCount), plan.Length));
                 SendData(socket, header);
                 for (var i = 0; i < blocks; i++)
                 {
@@ -425,7 +448,7 @@ public sealed unsafe partial class RingAllReduce : ICollective
                     }
                     var offset = st.SendOffset + i * BlockFloats;
                     var count = Math.Min(BlockFloats, st.SendCount - i * BlockFloats);
-                    SendData(socket, new ReadOnlySpan<byte>(data + offset, count * sizeof(float)));
+                    SendBlock(socket, new ReadOnlySpan<float>(data + offset, count));
                     _sendDone.Advance();
                 }
             }

@@ -5,7 +5,7 @@ using System.Text;
 namespace GanCluster.DataPlane;
 
 /// <summary>
-/// The authenticated connection handshake (introduced with wire version 2, unchanged in 3; the labels keep "v2"). K = HKDF-SHA256(ikm = label ‖ cluster secret, info = formation).
+/// The authenticated connection handshake (introduced with wire version 2, unchanged in 3 and 4; the labels keep "v2"). K = HKDF-SHA256(ikm = label ‖ cluster secret, info = formation).
 /// <list type="number">
 /// <item>connector → acceptor: hello (32-byte <see cref="Wire.Handshake"/>) ‖ nonce_c (16 random bytes)</item>
 /// <item>acceptor → connector: ack (32 bytes) ‖ nonce_a (16) ‖ HMAC-SHA256(K, "ack" transcript)</item>

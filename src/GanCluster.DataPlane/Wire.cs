@@ -5,16 +5,17 @@ namespace GanCluster.DataPlane;
 
 /// <summary>
 /// Little-endian wire formats: the 32-byte handshake fields (the start of the hello and the acknowledgement of the
-/// authenticated handshake in <see cref="RingHandshake"/>), the 32-byte frame header and the 20-byte record of the
-/// small exchange (weight, tag, flags). Version 3: that record gained the tag and the flags (version 2 sent the weight
-/// alone); the handshake is the one of version 2.
+/// authenticated handshake in <see cref="RingHandshake"/>), the 32-byte frame header and the 24-byte record of the
+/// small exchange (weight, tag, flags, wire format). Version 3: that record gained the tag and the flags (version 2 sent
+/// the weight alone); version 4: it gained the sender's <see cref="RingWire"/>, so that every rank sees every rank's.
+/// The handshake is the one of version 2.
 /// </summary>
 static class Wire
 {
     public const int HandshakeSize = 32;
     public const int HeaderSize = 32;
-    public const int RecordSize = sizeof(double) + sizeof(long) + sizeof(int);
-    public const ushort Version = 3;
+    public const int RecordSize = sizeof(double) + sizeof(long) + sizeof(int) + sizeof(int);
+    public const ushort Version = 4;
     public const uint HandshakeMagic = 0x48444347; // "GCDH"
     public const uint FrameMagic = 0x46444347;     // "GCDF"
     public const ushort KindHello = 1;
@@ -99,18 +100,20 @@ static class Wire
             BinaryPrimitives.ReadInt32LittleEndian(b[24..]));
     }
 
-    public static void WriteRecord(Span<byte> b, double value, long tag, int flags)
+    public static void WriteRecord(Span<byte> b, double value, long tag, int flags, int wire)
     {
         BinaryPrimitives.WriteDoubleLittleEndian(b, value);
         BinaryPrimitives.WriteInt64LittleEndian(b[8..], tag);
         BinaryPrimitives.WriteInt32LittleEndian(b[16..], flags);
+        BinaryPrimitives.WriteInt32LittleEndian(b[20..], wire);
     }
 
-    public static void ReadRecord(ReadOnlySpan<byte> b, out double value, out long tag, out int flags)
+    public static void ReadRecord(ReadOnlySpan<byte> b, out double value, out long tag, out int flags, out int wire)
     {
         value = BinaryPrimitives.ReadDoubleLittleEndian(b);
         tag = BinaryPrimitives.ReadInt64LittleEndian(b[8..]);
         flags = BinaryPrimitives.ReadInt32LittleEndian(b[16..]);
+        wire = BinaryPrimitives.ReadInt32LittleEndian(b[20..]);
     }
 
     public static uint Fnv1a(ReadOnlySpan<byte> bytes)

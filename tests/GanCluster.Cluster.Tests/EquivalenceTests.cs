@@ -81,6 +81,47 @@ public class EquivalenceTests
         foreach (var g in noises) g.Dispose();
     }
 
+    /// <summary>
+    /// training.wirePrecision bf16: the workers' replicas stay bit-identical (every rank applies the same rounded
+    /// mean), and the run stays near the fp32 ring's, which it does not equal (the gradients did go as bf16).
+    /// </summary>
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void Workers_on_a_bf16_ring_stay_identical_and_near_the_fp32_ring(int workers)
+    {
+        const int iterations = 8;
+        var spec = Specs.Ring8(48, iterations, k: 1);
+        var batches = BatchSplit.Even(48, workers);
+        float[][] Train(RingWire wire)
+        {
+            var reducers = Rings(workers, wire);
+            var finals = new float[workers][];
+            var threads = Enumerable.Range(0, workers).Select(rank => new Thread(() =>
+            {
+                using var session = new ReplicaSession("run", spec, CPU);
+                session.Sync(rank, workers, batches[rank], reducers[rank], resume: null);
+                for (var it = 0; it < iterations; it++) session.RunIteration(it);
+                finals[rank] = Parameters(session.Replica);
+            })).ToList();
+            threads.ForEach(t => t.Start());
+            threads.ForEach(t => t.Join());
+            foreach (var c in reducers) c.Dispose();
+            return finals;
+        }
+
+        var fp32 = Train(RingWire.Fp32);
+        var bf16 = Train(RingWire.Bf16);
+        for (var r = 1; r < workers; r++)
+            Assert.Equal(bf16[0], bf16[r]);
+        var diff = Math.Sqrt(fp32[0].Zip(bf16[0]).Sum(p => (double)(p.First - p.Second) * (p.First - p.Second)));
+        var moved = Math.Sqrt(fp32[0].Zip(InitialParameters(spec)).Sum(p => (double)(p.First - p.Second) * (p.First - p.Second)));
+        Assert.True(diff > 0, "the bf16 ring gave the fp32 ring's parameters: were the gradients rounded?");
+        // Adam normalises each gradient, so 2^-8 relative errors move the weights by a small fraction of how far
+        // training moved them (not a bound that holds for long runs: GAN training amplifies differences over time).
+        Assert.True(diff <= 0.05 * moved, $"bf16 moved the weights {diff:E2} from the fp32 ring's; training moved them {moved:E2}");
+    }
+
     /// <summary>Real TCP rings among threads of this process (each rank connects in parallel, as separate workers would).</summary>
     [Fact]
     public void A_re_formed_ring_gives_a_newcomer_rank_0s_weights_and_optimizer_states_and_all_go_on_identical()
@@ -120,12 +161,12 @@ public class EquivalenceTests
         Assert.Equal(Steps(2, 6).Count(s => s.Iteration >= 3), applied[2].Count);
     }
 
-    static ICollective[] Rings(int n)
+    static ICollective[] Rings(int n, RingWire wire = RingWire.Fp32)
     {
         var listeners = Enumerable.Range(0, n).Select(_ => RingListener.Start(System.Net.IPAddress.Loopback)).ToArray();
         var peers = listeners.Select((l, r) => new RingPeer(r, "127.0.0.1", l.Port)).ToList();
         var connects = Enumerable.Range(0, n)
-            .Select(r => Task.Run(() => RingAllReduce.Connect(listeners[r], 77, r, peers, TimeSpan.FromSeconds(30))))
+            .Select(r => Task.Run(() => RingAllReduce.Connect(listeners[r], 77, r, peers, TimeSpan.FromSeconds(30), wire: wire)))
             .ToArray();
         Task.WaitAll(connects);
         return connects.Select((t, r) => (ICollective)new ListenerOwningRing(t.Result, listeners[r])).ToArray();

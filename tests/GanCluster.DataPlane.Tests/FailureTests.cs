@@ -258,6 +258,10 @@ public sealed class HandshakeTests
             var hello2 = new byte[RingHandshake.HelloSize];
             RingHandshake.WriteHello(hello2, new Wire.Handshake(2, Wire.KindHello, session, 1, 0, 2));
             Open().Send(hello2);
+            // A peer of wire version 3 (same handshake, but its records lack the wire format).
+            var hello3 = new byte[RingHandshake.HelloSize];
+            RingHandshake.WriteHello(hello3, new Wire.Handshake(3, Wire.KindHello, session, 1, 0, 2));
+            Open().Send(hello3);
             // A connection that sends half a hello and then nothing, and one that sends nothing: must not block anyone.
             Wire.WriteHandshake(hello, new Wire.Handshake(Wire.Version, Wire.KindHello, session, 1, 0, 2));
             Open().Send(hello.AsSpan(0, 10));
@@ -276,7 +280,8 @@ public sealed class HandshakeTests
             Assert.Contains(messages, m => m.Contains("sender rank 0 (expected 1)"));
             Assert.Contains(messages, m => m.Contains("checksum"));
             Assert.Contains(messages, m => m.Contains($"protocol version 1 (expected {Wire.Version})"));
-            Assert.Contains(messages, m => m.Contains("protocol version 2 (expected 3)"));
+            Assert.Contains(messages, m => m.Contains("protocol version 2 (expected 4)"));
+            Assert.Contains(messages, m => m.Contains("protocol version 3 (expected 4)"));
         }
         finally
         {

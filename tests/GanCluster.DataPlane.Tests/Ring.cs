@@ -34,7 +34,8 @@ sealed class Ring : IDisposable
         listeners.Select((l, r) => new RingPeer(r, "127.0.0.1", l.Port)).ToArray();
 
     public static Ring Create(int n, TimeSpan? timeout = null, Action<RingListener[], long>? beforeConnect = null,
-        ConcurrentQueue<string>? log = null, Func<int, RingSecurity>? security = null, Func<int, int>? inlineStepBytes = null)
+        ConcurrentQueue<string>? log = null, Func<int, RingSecurity>? security = null, Func<int, int>? inlineStepBytes = null,
+        Func<int, RingWire>? wire = null)
     {
         var listeners = StartListeners(n);
         var peers = PeersOf(listeners);
@@ -43,7 +44,7 @@ sealed class Ring : IDisposable
         var t = timeout ?? TimeSpan.FromSeconds(10);
         var ranks = OnAllRanks(n, r => RingAllReduce.Connect(listeners[r], session, r, peers, t,
             log: log == null ? null : log.Enqueue, security: security?.Invoke(r),
-            inlineStepBytes: inlineStepBytes?.Invoke(r) ?? RingAllReduce.InlineStepBytes));
+            inlineStepBytes: inlineStepBytes?.Invoke(r) ?? RingAllReduce.InlineStepBytes, wire: wire?.Invoke(r) ?? RingWire.Fp32));
         return new Ring(listeners, ranks, peers, session);
     }
 

@@ -190,15 +190,16 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         try
         {
             var peers = p.Peers.Select(x => new RingPeer(x.Rank, x.Host, x.Port)).ToList();
+            // Every rank parses the same spec, so every rank forms the ring with the same wire format.
             var ring = RingAllReduce.Connect(_listener!, p.Formation, p.Rank, peers, _settings.RingTimeout, log: m => _log.Warning("data plane: {0}", m),
-                security: _settings.Ring);
+                security: _settings.Ring, wire: RingWires.Parse(s.Spec.Training.WirePrecision));
             _collective = new TimedCollective(ring);   // RingAllReduce is an ICollective
             _times.Reset();
             _segment = null;
             s.Sync(p.Rank, p.WorldSize, p.LocalBatches[p.Rank], _collective, p.Resume);
             var from = p.Resume is null ? "" : $", from {p.Resume.Position?.ToString() ?? "the start"}" + (source is null || p.Rank != 0 ? "" : $" ({source})");
-            var how = p.WorldSize == 1 ? "not needed" : ring.Encrypted ? "authenticated and encrypted"
-                : _settings.Ring.Authenticated ? "authenticated" : "NOT authenticated (Node:Insecure)";
+            var how = p.WorldSize == 1 ? "not needed" : (ring.Encrypted ? "authenticated and encrypted"
+                : _settings.Ring.Authenticated ? "authenticated" : "NOT authenticated (Node:Insecure)") + $", gradients as {ring.WireFormat.Name()}";
             _log.Info("run {0}: rank {1} of {2}, local batch {3}, {4} samples{5}; ring {6}",
                 [p.RunId, p.Rank, p.WorldSize, p.LocalBatches[p.Rank], s.DatasetSize, from, how]);
             Sender.Tell(new RunPrepared(p.RunId, p.Formation, p.Rank, _settings.WorkerId, s.DatasetSize));
