@@ -19,9 +19,10 @@
 # On the lent GPU machine, after scripts/gpu-bundle.sh (see DEVELOPERS.md, "GPU measurements"):
 #   bash .gpu/on-device.sh 'bash gpu-check.sh --cli $APP --node-diff node-diff.tar.xz --data mnist-sample --out $OUT/gpu-check'
 #
-# Checks: info, self-test, bench (GanCluster vs PyTorch, two alternating rounds), train (local DCGAN-28 on MNIST),
+# Checks: info, self-test, bench (GanCluster vs PyTorch, fp32 and bf16 + channels_last, two alternating rounds), train (local DCGAN-28 on MNIST),
 # train-resume (stopped halfway and resumed = uninterrupted checksum), sample, export, cluster (seed + 2 workers,
-# equal checksums), bench-cluster (2 workers sharing the device vs one local process), cluster-kill (SIGKILL of a
+# equal checksums), bench-cluster (2 workers sharing the device vs one local process), train-bf16 (bf16 + channels_last:
+# train --local vs bench, and DCGAN-28 MNIST beside fp32's), bf16-quality (ring8 modes, fp32 and bf16), cluster-kill (SIGKILL of a
 # worker of 3 mid-run), mixed-devices (a cpu and a cuda worker: the submit must be refused; cuda only).
 # Logs of every step are under --out; training outputs under a work folder that is deleted at the end (--keep).
 set -uo pipefail
@@ -152,9 +153,10 @@ is_png() { [ -s "$1" ] && [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89
 if [ $device = cuda ]; then
   NGF=64; TRAIN_B=128; TRAIN_IT=1000; TRAIN_LOG=100                                     # train, train-resume
   CL_IT=300; CL_LOG=50                                                                  # cluster (DCGAN-28)
-  BENCH_ARGS=(--batch 128,1024); REF_ARGS=(--batch 128,1024 --variants "${GPU_CHECK_REF_VARIANTS:-fp32,fp32_bench}")
+  BENCH_ARGS=(--batch 128,1024); REF_ARGS=(--batch 128,1024 --variants "${GPU_CHECK_REF_VARIANTS:-fp32,fp32_bench,bf16_cl}")
   BC_IMAGE=64; BC_NGF=64; BC_B=1024; BC_IT=200; BC_LOG=40                               # bench-cluster
   BC_BENCH_ITERS=30
+  RING_IT=6000; RING_B=256                                                              # bf16-quality (the built-in ring8)
   KILL_SECONDS=25; KILL_MIN=300; KILL_MAX=20000                                         # cluster-kill run length
   T_TRAIN=240; T_BENCH=240; T_SUBMIT=240; T_WORKERS=150
   NODE_EXTRA=()
@@ -163,6 +165,7 @@ else
   CL_IT=40; CL_LOG=10
   BENCH_ARGS=(--batch 8 --iters 3 --warmup 1 --image 32); REF_ARGS=()
   BC_IMAGE=32; BC_NGF=16; BC_B=16; BC_IT=40; BC_LOG=10; BC_BENCH_ITERS=2
+  RING_IT=300; RING_B=64   # bf16 runs on libtorch's slow CPU kernels here: the paths only, not the 6000-iteration goal
   KILL_SECONDS=15; KILL_MIN=100; KILL_MAX=3000
   T_TRAIN=240; T_BENCH=240; T_SUBMIT=300; T_WORKERS=120
   NODE_EXTRA=(--Node:CpuThreads=1)
@@ -172,13 +175,14 @@ else
 fi
 TRAIN_HALF=$((TRAIN_IT / 2))
 
-# spec FILE NAME OUTPUT IMAGE NGF BATCH ITERATIONS CHECKPOINT_EVERY LOG_EVERY
+# spec FILE NAME OUTPUT IMAGE NGF BATCH ITERATIONS CHECKPOINT_EVERY LOG_EVERY [PRECISION [MEMORY_FORMAT]]
 spec() {
   cat >"$1" <<JSON
 {"name": "$2", "dataset": {"kind": "mnist", "path": "$data", "imageSize": $4},
  "model": {"kind": "dcgan", "nz": 100, "ngf": $5, "ndf": $5},
  "training": {"k": 1, "iterations": $7, "batchSize": $6, "lrD": 0.0002, "lrG": 0.0002, "beta1": 0.5, "beta2": 0.999,
-              "loss": "non-saturating", "seed": 1, "logEvery": $9},
+              "loss": "non-saturating", "seed": 1, "logEvery": $9,
+              "precision": "${10:-fp32}", "memoryFormat": "${11:-contiguous}"},
  "checkpoint": {"every": $8, "keep": 3},
  "output": "$3"}
 JSON
@@ -264,9 +268,19 @@ ratio() {
   local a b; a=$(imgs "$1" gancluster "$3" "$5"); b=$(imgs "$2" pytorch "$4" "$5")
   if [ -n "$a" ] && [ -n "$b" ]; then awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; else echo "n/a"; fi
 }
+# best_ratio FILE_A FILE_B BATCH: the fastest gancluster variant over the fastest pytorch variant at BATCH, named
+best_ratio() {
+  local a b
+  a=$(grep "^RESULT gancluster [^ ]* B=$3 " "$1" | sed -E 's/^RESULT gancluster ([^ ]*) .*img_per_s=([0-9.]*).*/\2 \1/' | sort -n | tail -1)
+  b=$(grep "^RESULT pytorch [^ ]* B=$3 " "$2" | sed -E 's/^RESULT pytorch ([^ ]*) .*img_per_s=([0-9.]*).*/\2 \1/' | sort -n | tail -1)
+  if [ -n "$a" ] && [ -n "$b" ]; then
+    awk -v a="${a%% *}" -v b="${b%% *}" -v va="${a#* }" -v vb="${b#* }" 'BEGIN { printf "%.2f (%s/%s)", (b > 0 ? a / b : 0), va, vb }'
+  else echo "n/a"; fi
+}
 chk_bench() {
   local ok=0 round rc torch_ok=1 skip_why="" want_gc want_pt n
-  want_gc=$(( $(echo "${BENCH_ARGS[1]}" | tr ',' '\n' | wc -l) * 3 ))
+  local variants=fp32,fp32_bench,fp32_bench_flat,bf16_cl,bf16_cl_flat
+  want_gc=$(( $(echo "${BENCH_ARGS[1]}" | tr ',' '\n' | wc -l) * $(echo $variants | tr ',' '\n' | wc -l) ))
   if ! python3 -c 'import torch' >/dev/null 2>&1; then torch_ok=0; skip_why="pytorch not installed, skipped side-by-side"
   elif [ -z "$ref" ]; then torch_ok=0; skip_why="no pytorch_dcgan_ref.py (--ref), skipped side-by-side"
   elif [ $device = cpu ]; then torch_ok=0; skip_why="pytorch_dcgan_ref.py runs on CUDA only, skipped side-by-side"
@@ -274,7 +288,7 @@ chk_bench() {
   want_pt=$(( $(echo "${REF_ARGS[1]:-}" | tr ',' '\n' | wc -l) * $(echo "${REF_ARGS[3]:-}" | tr ',' '\n' | wc -l) ))
   for round in 1 2; do
     local gl=$out/bench-gancluster-$round.log pl=$out/bench-pytorch-$round.log
-    step "$gl" "$T_BENCH" "$CLI" bench --device "$D" "${BENCH_ARGS[@]}" --variants fp32,fp32_bench,fp32_bench_flat; rc=$?
+    step "$gl" "$T_BENCH" "$CLI" bench --device "$D" "${BENCH_ARGS[@]}" --variants "$variants"; rc=$?
     grep '^RESULT\|^note' "$gl" | sed "s/^/  round $round: /" | tee -a "$out/summary.txt"
     n=$(grep -c '^RESULT gancluster' "$gl")
     if [ $rc != 0 ] || [ "$n" -lt "$want_gc" ]; then ok=1; FAILLOGS+=("$gl"); DETAIL+="gancluster round $round: $(why $rc), $n/$want_gc RESULT lines; "; fi
@@ -285,15 +299,21 @@ chk_bench() {
     if [ $rc != 0 ] || [ "$n" -lt "$want_pt" ]; then ok=1; FAILLOGS+=("$pl"); DETAIL+="pytorch round $round: $(why $rc), $n/$want_pt RESULT lines; "; fi
   done
   if [ $torch_ok = 1 ]; then
-    local r1a r2a r1b r2b
+    local r1a r2a r1b r2b r1c r2c r1d r2d
     r1a=$(ratio "$out/bench-gancluster-1.log" "$out/bench-pytorch-1.log" fp32 fp32 1024)
     r2a=$(ratio "$out/bench-gancluster-2.log" "$out/bench-pytorch-2.log" fp32 fp32 1024)
     r1b=$(ratio "$out/bench-gancluster-1.log" "$out/bench-pytorch-1.log" fp32_bench fp32_bench 128)
     r2b=$(ratio "$out/bench-gancluster-2.log" "$out/bench-pytorch-2.log" fp32_bench fp32_bench 128)
+    r1c=$(ratio "$out/bench-gancluster-1.log" "$out/bench-pytorch-1.log" bf16_cl bf16_cl 1024)
+    r2c=$(ratio "$out/bench-gancluster-2.log" "$out/bench-pytorch-2.log" bf16_cl bf16_cl 1024)
+    r1d=$(best_ratio "$out/bench-gancluster-1.log" "$out/bench-pytorch-1.log" 128)
+    r2d=$(best_ratio "$out/bench-gancluster-2.log" "$out/bench-pytorch-2.log" 128)
     say "img/s ratio gancluster / pytorch                         round 1   round 2"
     say "fp32 / fp32, B=1024                                         $r1a      $r2a"
     say "fp32_bench / fp32 + cudnn.benchmark, B=128                  $r1b      $r2b"
-    DETAIL+="gancluster/pytorch img/s: fp32 B=1024 $r1a, $r2a; fp32_bench B=128 $r1b, $r2b"
+    say "bf16_cl / bf16 autocast + channels_last, B=1024 (goal 1.0)  $r1c      $r2c"
+    say "best variant / best variant, B=128 (goal 1.0)               $r1d      $r2d"
+    DETAIL+="gancluster/pytorch img/s: fp32 B=1024 $r1a, $r2a; fp32_bench B=128 $r1b, $r2b; bf16_cl B=1024 $r1c, $r2c; best B=128 $r1d, $r2d"
   else
     [ $ok = 0 ] && DETAIL+="gancluster bench ran twice ($want_gc RESULT lines each); "
     DETAIL+=$skip_why
@@ -480,6 +500,59 @@ chk_bench_cluster() {
   [ $rc1 = 0 ] && [ $rc2 = 0 ] && [ $rc3 = 0 ] && [ "$a" -gt 0 ] && [ "$b" -gt 0 ]
 }
 
+# bf16 + channels_last: train --local against bench's bare step on the same model (goal: ≥ 0.95), and DCGAN-28 on MNIST
+# in bf16 with the train check's spec and budget: final losses and sample grids side by side with fp32's.
+chk_train_bf16() {
+  local ll=$out/train-bf16-local.log bl=$out/train-bf16-bench.log tl=$out/train-bf16.log rc1 rc2 rc3
+  spec "$work/bf16-local.json" bf16-local "$work/bf16-local" "$BC_IMAGE" "$BC_NGF" "$BC_B" "$BC_IT" "$BC_IT" "$BC_LOG" bf16 channels_last
+  (cd "$work" && step "$ll" "$T_TRAIN" "$CLI" train --local "$work/bf16-local.json" --device "$D"); rc1=$?
+  step "$bl" "$T_BENCH" "$CLI" bench --device "$D" --batch "$BC_B" --image "$BC_IMAGE" --channels 1 --ngf "$BC_NGF" --variants bf16_cl \
+    --iters "$BC_BENCH_ITERS" --warmup 3; rc2=$?
+  local run=$work/train-bf16
+  spec "$work/train-bf16.json" train-bf16 "$run" 28 "$NGF" "$TRAIN_B" "$TRAIN_IT" "$TRAIN_HALF" "$TRAIN_LOG" bf16 channels_last
+  (cd "$work" && step "$tl" "$T_TRAIN" "$CLI" train --local "$work/train-bf16.json" --device "$D"); rc3=$?
+  FAILLOGS=("$ll" "$bl" "$tl")
+  cp "$run/metrics.csv" "$out/train-bf16-metrics.csv" 2>/dev/null
+  local png; png=$(ls "$run"/samples/*.png 2>/dev/null | tail -1)
+  [ -n "$png" ] && cp "$png" "$out/train-bf16-samples.png"
+  local a c t; a=$(mean_imgs "$ll"); c=$(grep -o 'img_per_s=[0-9]*' "$bl" | head -1 | cut -d= -f2); c=${c:-0}
+  t=$(awk -v a="$a" -v c="$c" 'BEGIN { printf "%.2f", (c > 0 ? a / c : 0) }')
+  last_window() { awk -F, 'NR > 1 { l = sprintf("loss_d %s loss_g %s D(x) %s D(G(z)) %s", $2, $3, $4, $5) } END { print l }' "$1" 2>/dev/null; }
+  say "RESULT local bf16_cl B=$BC_B img_per_s=$a; bench bf16_cl nc=1 img_per_s=$c (train --local / bench: $t, goal 0.95)"
+  say "DCGAN-28 MNIST, $TRAIN_IT iterations at batch $TRAIN_B, last window: fp32 $(last_window "$out/train-metrics.csv")"
+  say "                                                 bf16 $(last_window "$out/train-bf16-metrics.csv")"
+  say "sample grids: $out/train-samples.png (fp32), $out/train-bf16-samples.png (bf16)"
+  DETAIL="bf16 + channels_last on $D: local B=$BC_B $a img/s ($(why $rc1)), bench $c img/s ($(why $rc2)), local/bench $t; DCGAN-28 MNIST bf16 $(why $rc3)"
+  [ $rc1 = 0 ] && [ $rc2 = 0 ] && [ $rc3 = 0 ] && [ "$a" -gt 0 ] && [ -n "$png" ] && is_png "$png"
+}
+
+# The built-in ring8 spec in fp32 and in bf16 (goal: bf16 keeps at least 7 of 8 modes).
+ring8_spec() {
+  cat >"$1" <<JSON
+{"name": "$2", "dataset": {"kind": "ring8"}, "model": {"kind": "mlp", "nz": 8, "ngf": 128, "ndf": 128},
+ "training": {"iterations": $RING_IT, "batchSize": $RING_B, "lrD": 0.001, "lrG": 0.001, "beta1": 0.5, "lrDecay": "linear",
+              "seed": 3, "logEvery": $((RING_IT / 4)), "precision": "$4"},
+ "checkpoint": {"every": $RING_IT, "keep": 1}, "output": "$3"}
+JSON
+}
+chk_bf16_quality() {
+  local p modes=() rcs=()
+  for p in fp32 bf16; do
+    ring8_spec "$work/ring8-$p.json" "ring8-$p" "$work/ring8-$p" $p
+    (cd "$work" && step "$out/ring8-$p.log" "$T_TRAIN" "$CLI" train --local "$work/ring8-$p.json" --device "$D"); rcs+=($?)
+    modes+=("$(grep -o 'modes [0-9]*/8, high-quality [0-9.]* %' "$out/ring8-$p.log" | tail -1)")
+  done
+  FAILLOGS=("$out/ring8-fp32.log" "$out/ring8-bf16.log")
+  say "ring8 ($RING_IT iterations, batch $RING_B): fp32 ${modes[0]:-?}; bf16 ${modes[1]:-?}"
+  DETAIL="ring8 on $D, $RING_IT iterations: fp32 ${modes[0]:-no result} ($(why ${rcs[0]})), bf16 ${modes[1]:-no result} ($(why ${rcs[1]}))"
+  [ "${rcs[0]}" = 0 ] && [ "${rcs[1]}" = 0 ] && [ -n "${modes[1]}" ] || return 1
+  # The 7-of-8 goal holds for the full 6000-iteration run; the CPU's short run only proves the path.
+  if [ $device = cuda ]; then
+    local n; n=$(echo "${modes[1]}" | grep -oE '^modes [0-9]+' | grep -oE '[0-9]+')
+    [ "${n:-0}" -ge 7 ] || { DETAIL="bf16 kept fewer than 7 modes: $DETAIL"; return 1; }
+  fi
+}
+
 chk_cluster_kill() {
   [ $CLUSTER_UP = 1 ] || { DETAIL="depends on cluster: the cluster did not start"; return 1; }
   start_worker "$D" "${NODE_EXTRA[@]+"${NODE_EXTRA[@]}"}"
@@ -567,6 +640,8 @@ check cluster chk_cluster
 check bench-cluster chk_bench_cluster
 check cluster-kill chk_cluster_kill
 check mixed-devices chk_mixed
+check train-bf16 chk_train_bf16
+check bf16-quality chk_bf16_quality
 report "gpu-check: $((SECONDS - t0)) s of checks (budget $budget s), logs in $out"
 report "gpu-check: $passed passed, $failed failed"
 [ $failed = 0 ]

@@ -37,6 +37,16 @@ public class FlatNetworkTests
 
     static float[] Values(Sequential net) => net.parameters().SelectMany(p => p.detach().data<float>().ToArray()).ToArray();
 
+    /// <summary>
+    /// <paramref name="flat"/>'s buffer read back in <c>parameters()</c> order: the flat layout puts linear and
+    /// convolution parameters first (<see cref="FlatNetwork.ComputeLength"/>), so BatchNorm's come last.
+    /// </summary>
+    static float[] InParameterOrder(FlatNetwork network, Sequential net, Tensor flat)
+    {
+        var all = flat.data<float>().ToArray();
+        return net.parameters().SelectMany(p => all.AsSpan((int)network.StartOf(p), (int)p.numel()).ToArray()).ToArray();
+    }
+
     static void AssertClose(float[] expected, float[] actual)
     {
         Assert.Equal(expected.Length, actual.Length);
@@ -63,12 +73,16 @@ public class FlatNetworkTests
             network.ZeroGrad();
             Backward(stock, step);
             Backward(flat, step);
-            AssertClose(stock.parameters().SelectMany(p => p.grad!.data<float>().ToArray()).ToArray(), network.Grads.data<float>().ToArray());
+            AssertClose(stock.parameters().SelectMany(p => p.grad!.data<float>().ToArray()).ToArray(), InParameterOrder(network, flat, network.Grads));
             stockOpt.step();
             network.Step();
             AssertClose(Values(stock), Values(flat));
         }
-        AssertClose(Values(flat), network.Values.data<float>().ToArray());   // the parameters are views of Values
+        AssertClose(Values(flat), InParameterOrder(network, flat, network.Values));   // the parameters are views of Values
+        // Linear weights and biases first, BatchNorm's scale and shift after them.
+        var batchNorm = flat.modules().OfType<BatchNorm1d>().Single();
+        Assert.Equal(network.Length - 16, network.ComputeLength);
+        Assert.Equal(network.ComputeLength, network.StartOf(batchNorm.weight!));
     }
 
     [Theory]

@@ -14,30 +14,35 @@ public sealed class ScalarLifetimeTests
 {
     public ScalarLifetimeTests() => TorchSetup.Ensure();
 
-    /// <summary>Runs <paramref name="body"/> <paramref name="times"/> times while another thread keeps collecting; returns how many collections ran meanwhile.</summary>
-    static int UnderCollections(int times, Action<int> body)
+    /// <summary>
+    /// Runs <paramref name="body"/> at least <paramref name="times"/> times while another thread keeps collecting, and
+    /// on until <paramref name="collections"/> collections have run alongside (a loaded machine collects more slowly;
+    /// at most 20 × <paramref name="times"/>); returns how many ran.
+    /// </summary>
+    static int UnderCollections(int times, int collections, Action<int> body)
     {
         var stop = 0;
-        var collections = 0;
+        var ran = 0;
         var collector = new Thread(() =>
         {
             while (Volatile.Read(ref stop) == 0)
             {
                 GC.Collect();
                 GC.WaitForPendingFinalizers();
-                Interlocked.Increment(ref collections);
+                Interlocked.Increment(ref ran);
             }
         });
         collector.Start();
         try
         {
-            for (var i = 0; i < times; i++) body(i);
+            for (var i = 0; i < times || Volatile.Read(ref ran) < collections && i < 20 * times; i++) body(i);
         }
         finally
         {
             Volatile.Write(ref stop, 1);
             collector.Join();
         }
+        collections = ran;
         return collections;
     }
 
@@ -49,7 +54,7 @@ public sealed class ScalarLifetimeTests
         using var layer = new HeldLeakyReLU(0.2, inplace);
         using var x = linspace(-4, 4, 64 * 128).reshape(64, 128);
         using var expected = where(x.ge(0), x, x.mul(0.2));   // once, before the collector starts
-        var collections = UnderCollections(40_000, _ =>
+        var collections = UnderCollections(40_000, 101, _ =>
         {
             using var scope = NewDisposeScope();
             layer.forward(inplace ? x.clone() : x);
@@ -68,7 +73,7 @@ public sealed class ScalarLifetimeTests
         using var replica = new GanReplica(spec, CPU, noiseSeed: 5);
         using var ok = tensor(true);
         using var gen = new Generator(9);
-        var collections = UnderCollections(1_000, i =>
+        var collections = UnderCollections(1_000, 11, i =>
         {
             using var scope = NewDisposeScope();
             var real = randn([64, 2], generator: gen);
