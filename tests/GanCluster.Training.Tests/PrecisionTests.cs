@@ -62,9 +62,14 @@ public class PrecisionTests
         Assert.All(computeD.Parameters, p => Assert.Equal(ScalarType.BFloat16, p.dtype));
         Assert.All(replica.D.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype));
         Assert.Equal(ScalarType.Float32, replica.FlatD.Grads.dtype);
-        // The conv weights lie first in the masters: what the compute copy mirrors is one prefix.
-        var convElements = replica.D.modules().OfType<Conv2d>().Sum(c => c.weight.numel());
-        Assert.Equal(convElements, replica.FlatD.ComputeLength);
+        // The conv weights lie first in the masters, what the compute copy mirrors is one prefix; but for D's first
+        // convolution and G's last, which read and write images and stay fp32 on their masters.
+        var dConvs = replica.D.children().OfType<Conv2d>().ToList();
+        Assert.Equal(dConvs.Skip(1).Sum(c => c.weight.numel()), replica.FlatD.ComputeLength);
+        Assert.Same(dConvs[0], ComputeNetwork.DataLayer(replica.D, ComputeNetwork.Role.Discriminator));
+        Assert.Same(replica.G.children().OfType<ConvTranspose2d>().Last(), ComputeNetwork.DataLayer(replica.G, ComputeNetwork.Role.Generator));
+        Assert.Equal(dConvs.Count - 1, computeD.Parameters.Count());
+        Assert.DoesNotContain(computeD.Parameters, p => p.shape.SequenceEqual(dConvs[0].weight.shape));
         Assert.True(replica.FlatD.ComputeLength < replica.FlatD.Length);   // BatchNorm's scale and shift come after
 
         var bn = replica.D.modules().OfType<BatchNorm2d>().First();

@@ -48,7 +48,8 @@ public static class HostileSpecs
         }
         // Strings that are null, numbers or objects.
         foreach (var f in new[] { "name", "dataset.kind", "model.kind", "training.loss", "training.optimizerD", "training.optimizerG",
-                                  "training.gNoise", "training.lrDecay", "training.batchMode", "dataset.placement", "dataset.resize" })
+                                  "training.gNoise", "training.lrDecay", "training.batchMode", "dataset.placement", "dataset.resize",
+                                  "training.precision", "training.memoryFormat", "training.wirePrecision" })
         {
             cases.Add(Set($"{f} null", f, null));
             cases.Add(Set($"{f} a number", f, 7));
@@ -78,7 +79,8 @@ public static class HostileSpecs
         // Enumerations with unknown values.
         foreach (var (f, v) in new[] { ("dataset.kind", "imagenet"), ("model.kind", "stylegan"), ("training.loss", "wasserstein"),
                                        ("training.optimizerD", "lbfgs"), ("training.gNoise", "sometimes"), ("training.lrDecay", "cosine"),
-                                       ("training.batchMode", "local"), ("dataset.placement", "disk") })
+                                       ("training.batchMode", "local"), ("dataset.placement", "disk"), ("training.precision", "fp16"),
+                                       ("training.memoryFormat", "nhwc"), ("training.wirePrecision", "int8") })
             cases.Add(Set($"{f} = {v}", f, v));
         // Names that could become paths.
         foreach (var v in new[] { "", "../../etc", "a/b", new string('n', 65), "name with spaces" })
@@ -89,6 +91,7 @@ public static class HostileSpecs
         cases.Add(Set("training.batchSize = 2e9", "training.batchSize", 2_000_000_000, "training.batchSize"));
         // Model and data that do not go together.
         cases.Add(Set("dcgan on ring8", "model.kind", "dcgan", "model.kind"));
+        cases.Add(Set("channels_last for mlp", "training.memoryFormat", "channels_last", "training.memoryFormat"));
         var mnist = Valid();
         mnist["dataset"] = new JsonObject { ["kind"] = "mnist" };
         cases.Add(new Case("mnist without a path", mnist.ToJsonString(), "dataset.path"));

@@ -38,7 +38,9 @@ public sealed class FlatNetwork : IDisposable
     bool _momentumStarted;
 
     /// <param name="kind"><c>adam</c> or <c>sgd</c>, as <paramref name="optimizer"/> was made.</param>
-    public FlatNetwork(nn.Module module, OptimizerHelper optimizer, string kind, double beta1, double beta2, double momentum, Device device)
+    /// <param name="computeFirst">The parameters laid first (<see cref="ComputeLength"/>); default: every convolution and linear one.</param>
+    public FlatNetwork(nn.Module module, OptimizerHelper optimizer, string kind, double beta1, double beta2, double momentum, Device device,
+        ISet<Parameter>? computeFirst = null)
     {
         _params = module.parameters().ToArray();
         _optimizer = optimizer;
@@ -49,9 +51,10 @@ public sealed class FlatNetwork : IDisposable
         (_sLogBeta1, _sLogBeta2) = (Scalars.Of(Math.Log(beta1)), Scalars.Of(Math.Log(beta2)));
         (_sMomentum, _sMomentumMinusOne) = (Scalars.Of(momentum), Scalars.Of(momentum - 1));
         (_sEps, _sTiny) = (Scalars.Of(AdamEps), Scalars.Of(1e-30));
-        // Convolution and linear weights first, then the rest (BatchNorm's scale and shift): a reduced-precision copy
-        // of the weights that compute in it is then one prefix of the buffer, refreshed with one kernel (ComputeNetwork).
-        var computes = ComputeNetwork.ComputeParameters(module);
+        // Convolution and linear weights first, then the rest (BatchNorm's scale and shift, the fp32 data layer): a
+        // reduced-precision copy of the weights that compute in it is then one prefix of the buffer, refreshed with one
+        // kernel (ComputeNetwork).
+        var computes = computeFirst ?? ComputeNetwork.ComputeParameters(module);
         _start = new long[_params.Length];
         long at = 0;
         foreach (var pass in new[] { true, false })
