@@ -122,6 +122,42 @@ public class EquivalenceTests
         Assert.True(diff <= 0.05 * moved, $"bf16 moved the weights {diff:E2} from the fp32 ring's; training moved them {moved:E2}");
     }
 
+    /// <summary>
+    /// training.precision bf16 in a cluster: each worker computes its share in bf16 and the fp32 gradients it averages
+    /// are the same on every rank, so the replicas stay bit-identical, and near an fp32 cluster's.
+    /// </summary>
+    [Fact]
+    public void Workers_computing_in_bf16_stay_identical_and_near_fp32_workers()
+    {
+        const int iterations = 8, workers = 2;
+        var fp32Spec = Specs.Ring8(48, iterations, k: 1);
+        float[][] Train(GanCluster.Training.Spec.RunSpec spec)
+        {
+            var reducers = InProcessCollective.Create(workers);
+            var batches = BatchSplit.Even(48, workers);
+            var finals = new float[workers][];
+            var threads = Enumerable.Range(0, workers).Select(rank => new Thread(() =>
+            {
+                using var session = new ReplicaSession("run", spec, CPU);
+                session.Sync(rank, workers, batches[rank], reducers[rank], resume: null);
+                for (var it = 0; it < iterations; it++) session.RunIteration(it);
+                finals[rank] = Parameters(session.Replica);
+            })).ToList();
+            threads.ForEach(t => t.Start());
+            threads.ForEach(t => t.Join());
+            foreach (var c in reducers) c.Dispose();
+            return finals;
+        }
+
+        var fp32 = Train(fp32Spec);
+        var bf16 = Train(fp32Spec with { Training = fp32Spec.Training with { Precision = "bf16" } });
+        Assert.Equal(bf16[0], bf16[1]);
+        var diff = Math.Sqrt(fp32[0].Zip(bf16[0]).Sum(p => (double)(p.First - p.Second) * (p.First - p.Second)));
+        var moved = Math.Sqrt(fp32[0].Zip(InitialParameters(fp32Spec)).Sum(p => (double)(p.First - p.Second) * (p.First - p.Second)));
+        Assert.True(diff > 0, "bf16 workers gave the fp32 workers' parameters: did they compute in bf16?");
+        Assert.True(diff <= 0.1 * moved, $"bf16 moved the weights {diff:E2} from fp32's; training moved them {moved:E2}");
+    }
+
     /// <summary>Real TCP rings among threads of this process (each rank connects in parallel, as separate workers would).</summary>
     [Fact]
     public void A_re_formed_ring_gives_a_newcomer_rank_0s_weights_and_optimizer_states_and_all_go_on_identical()

@@ -200,8 +200,8 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             var from = p.Resume is null ? "" : $", from {p.Resume.Position?.ToString() ?? "the start"}" + (source is null || p.Rank != 0 ? "" : $" ({source})");
             var how = p.WorldSize == 1 ? "not needed" : (ring.Encrypted ? "authenticated and encrypted"
                 : _settings.Ring.Authenticated ? "authenticated" : "NOT authenticated (Node:Insecure)") + $", gradients as {ring.WireFormat.Name()}";
-            _log.Info("run {0}: rank {1} of {2}, local batch {3}, {4} samples{5}; ring {6}",
-                [p.RunId, p.Rank, p.WorldSize, p.LocalBatches[p.Rank], s.DatasetSize, from, how]);
+            _log.Info("run {0}: rank {1} of {2}, local batch {3}, {4} samples{5}; ring {6}; compute {7}, {8}",
+                [p.RunId, p.Rank, p.WorldSize, p.LocalBatches[p.Rank], s.DatasetSize, from, how, s.Spec.Training.Precision, s.Spec.Training.MemoryFormat]);
             Sender.Tell(new RunPrepared(p.RunId, p.Formation, p.Rank, _settings.WorkerId, s.DatasetSize));
         }
         catch (Exception e)
