@@ -12,6 +12,26 @@ public class LocalRunTests
     public LocalRunTests() => TorchSetup.Ensure();
 
     [Fact]
+    public void A_bf16_run_says_so_and_resumes_in_fp32_from_its_checkpoint()
+    {
+        using var dir = new TempFolder();
+        var fp32 = TinySpecs.Ring8(dir.Path, iterations: 20) with { Checkpoint = new CheckpointSpec { Every = 10, Keep = 2 } };
+        var bf16 = fp32 with { Training = fp32.Training with { Precision = "bf16", Iterations = 10 } };
+        var log = new StringWriter();
+        new LocalTrainer(bf16, CPU, log).Run();
+        Assert.Contains("compute bf16, contiguous", log.ToString());
+
+        // The checkpoint holds fp32 masters: the same run goes on in fp32 from it.
+        log = new StringWriter();
+        var result = new LocalTrainer(fp32, CPU, log).Run();
+        Assert.Equal(20, result.Iterations);
+        Assert.Contains("resuming from", log.ToString());
+        Assert.Contains("(iteration 10)", log.ToString());
+        Assert.DoesNotContain("compute bf16", log.ToString());
+        Assert.Equal("fp32", CheckpointStore.ReadState(CheckpointStore.List(dir.Path)[0]).Spec.Training.Precision);
+    }
+
+    [Fact]
     public void A_run_writes_metrics_samples_and_checkpoints()
     {
         using var dir = new TempFolder();

@@ -16,6 +16,8 @@ public static class RunFolder
     {
         "output", "checkpoint.every", "checkpoint.keep", "training.iterations", "training.logEvery", "training.sampleEvery",
         "training.maxFailuresPerHour", "training.maxNonFiniteSkips", "training.batchMode", "dataset.placement",
+        // How the same model is computed: checkpoints hold fp32 masters whatever the precision.
+        "training.precision", "training.memoryFormat", "training.wirePrecision",
     };
 
     /// <summary>The fields in which <paramref name="submitted"/> differs from the run that owns the folder (empty: the same run).</summary>
