@@ -96,7 +96,7 @@ public sealed class FlatNetwork : IDisposable
     /// <summary>All gradients end to end [Length].</summary>
     public Tensor Grads { get; }
     public long Length { get; }
-    /// <summary>Elements of the convolution and linear parameters, which come first in the flat buffers.</summary>
+    /// <summary>Elements of the parameters laid first (the ones that compute in reduced precision; see the constructor).</summary>
     public long ComputeLength { get; private set; }
     public Device Device { get; }
 
