@@ -81,6 +81,38 @@ public class EquivalenceTests
         foreach (var g in noises) g.Dispose();
     }
 
+    /// <summary>Each worker's final parameters after <paramref name="iterations"/> of <paramref name="spec"/>, one thread per rank.</summary>
+    static float[][] TrainWorkers(GanCluster.Training.Spec.RunSpec spec, int iterations, IReadOnlyList<ICollective> reducers)
+    {
+        var workers = reducers.Count;
+        var batches = BatchSplit.Even(spec.Training.BatchSize, workers);
+        var finals = new float[workers][];
+        var threads = Enumerable.Range(0, workers).Select(rank => new Thread(() =>
+        {
+            using var session = new ReplicaSession("run", spec, CPU);
+            session.Sync(rank, workers, batches[rank], reducers[rank], resume: null);
+            for (var it = 0; it < iterations; it++) session.RunIteration(it);
+            finals[rank] = Parameters(session.Replica);
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        foreach (var c in reducers) c.Dispose();
+        return finals;
+    }
+
+    /// <summary>Asserts the runs' replicas are bit-identical, and end near <paramref name="reference"/>'s, but not on it.</summary>
+    static void AssertIdenticalAndNear(float[][] runs, float[] reference, GanCluster.Training.Spec.RunSpec spec, double share, string what)
+    {
+        for (var r = 1; r < runs.Length; r++)
+            Assert.Equal(runs[0], runs[r]);
+        var diff = Math.Sqrt(reference.Zip(runs[0]).Sum(p => (double)(p.First - p.Second) * (p.First - p.Second)));
+        var moved = Math.Sqrt(reference.Zip(InitialParameters(spec)).Sum(p => (double)(p.First - p.Second) * (p.First - p.Second)));
+        Assert.True(diff > 0, $"{what} gave the fp32 run's parameters exactly: was anything rounded?");
+        // Adam normalises each gradient, so 2^-8 relative errors move the weights by a small fraction of how far
+        // training moved them (not a bound that holds for long runs: GAN training amplifies differences over time).
+        Assert.True(diff <= share * moved, $"{what} moved the weights {diff:E2} from the fp32 run's; training moved them {moved:E2}");
+    }
+
     /// <summary>
     /// training.wirePrecision bf16: the workers' replicas stay bit-identical (every rank applies the same rounded
     /// mean), and the run stays near the fp32 ring's, which it does not equal (the gradients did go as bf16).
@@ -92,34 +124,9 @@ public class EquivalenceTests
     {
         const int iterations = 8;
         var spec = Specs.Ring8(48, iterations, k: 1);
-        var batches = BatchSplit.Even(48, workers);
-        float[][] Train(RingWire wire)
-        {
-            var reducers = Rings(workers, wire);
-            var finals = new float[workers][];
-            var threads = Enumerable.Range(0, workers).Select(rank => new Thread(() =>
-            {
-                using var session = new ReplicaSession("run", spec, CPU);
-                session.Sync(rank, workers, batches[rank], reducers[rank], resume: null);
-                for (var it = 0; it < iterations; it++) session.RunIteration(it);
-                finals[rank] = Parameters(session.Replica);
-            })).ToList();
-            threads.ForEach(t => t.Start());
-            threads.ForEach(t => t.Join());
-            foreach (var c in reducers) c.Dispose();
-            return finals;
-        }
-
-        var fp32 = Train(RingWire.Fp32);
-        var bf16 = Train(RingWire.Bf16);
-        for (var r = 1; r < workers; r++)
-            Assert.Equal(bf16[0], bf16[r]);
-        var diff = Math.Sqrt(fp32[0].Zip(bf16[0]).Sum(p => (double)(p.First - p.Second) * (p.First - p.Second)));
-        var moved = Math.Sqrt(fp32[0].Zip(InitialParameters(spec)).Sum(p => (double)(p.First - p.Second) * (p.First - p.Second)));
-        Assert.True(diff > 0, "the bf16 ring gave the fp32 ring's parameters: were the gradients rounded?");
-        // Adam normalises each gradient, so 2^-8 relative errors move the weights by a small fraction of how far
-        // training moved them (not a bound that holds for long runs: GAN training amplifies differences over time).
-        Assert.True(diff <= 0.05 * moved, $"bf16 moved the weights {diff:E2} from the fp32 ring's; training moved them {moved:E2}");
+        var fp32 = TrainWorkers(spec, iterations, Rings(workers, RingWire.Fp32));
+        var bf16 = TrainWorkers(spec, iterations, Rings(workers, RingWire.Bf16));
+        AssertIdenticalAndNear(bf16, fp32[0], spec, 0.05, "the bf16 ring");
     }
 
     /// <summary>
@@ -129,33 +136,11 @@ public class EquivalenceTests
     [Fact]
     public void Workers_computing_in_bf16_stay_identical_and_near_fp32_workers()
     {
-        const int iterations = 8, workers = 2;
-        var fp32Spec = Specs.Ring8(48, iterations, k: 1);
-        float[][] Train(GanCluster.Training.Spec.RunSpec spec)
-        {
-            var reducers = InProcessCollective.Create(workers);
-            var batches = BatchSplit.Even(48, workers);
-            var finals = new float[workers][];
-            var threads = Enumerable.Range(0, workers).Select(rank => new Thread(() =>
-            {
-                using var session = new ReplicaSession("run", spec, CPU);
-                session.Sync(rank, workers, batches[rank], reducers[rank], resume: null);
-                for (var it = 0; it < iterations; it++) session.RunIteration(it);
-                finals[rank] = Parameters(session.Replica);
-            })).ToList();
-            threads.ForEach(t => t.Start());
-            threads.ForEach(t => t.Join());
-            foreach (var c in reducers) c.Dispose();
-            return finals;
-        }
-
-        var fp32 = Train(fp32Spec);
-        var bf16 = Train(fp32Spec with { Training = fp32Spec.Training with { Precision = "bf16" } });
-        Assert.Equal(bf16[0], bf16[1]);
-        var diff = Math.Sqrt(fp32[0].Zip(bf16[0]).Sum(p => (double)(p.First - p.Second) * (p.First - p.Second)));
-        var moved = Math.Sqrt(fp32[0].Zip(InitialParameters(fp32Spec)).Sum(p => (double)(p.First - p.Second) * (p.First - p.Second)));
-        Assert.True(diff > 0, "bf16 workers gave the fp32 workers' parameters: did they compute in bf16?");
-        Assert.True(diff <= 0.1 * moved, $"bf16 moved the weights {diff:E2} from fp32's; training moved them {moved:E2}");
+        const int iterations = 8;
+        var spec = Specs.Ring8(48, iterations, k: 1);
+        var fp32 = TrainWorkers(spec, iterations, InProcessCollective.Create(2));
+        var bf16 = TrainWorkers(spec with { Training = spec.Training with { Precision = "bf16" } }, iterations, InProcessCollective.Create(2));
+        AssertIdenticalAndNear(bf16, fp32[0], spec, 0.1, "bf16 workers");
     }
 
     /// <summary>Real TCP rings among threads of this process (each rank connects in parallel, as separate workers would).</summary>
