@@ -29,8 +29,8 @@ public sealed class GanReplica : IDisposable
         Spec = spec;
         _training = spec.Training;
         Device = device;
-        // oneDNN's convolutions computed wrong gradients on the CPU (see DisableMkldnn): libtorch's own kernels instead.
-        if (device.type == DeviceType.CPU && !Native.TorchRuntime.DisableMkldnn() && (spec.Model.Kind == "dcgan"))
+        // oneDNN's convolutions computed wrong gradients on the CPU (see UseNativeCpuConvolutions): libtorch's own kernels instead.
+        if (device.type == DeviceType.CPU && !Native.TorchRuntime.UseNativeCpuConvolutions() && spec.Model.Kind == "dcgan")
             throw new NotSupportedException("DCGAN on the CPU needs libtorch's at::Context::setUserEnabledMkldnn (oneDNN's convolutions are wrong on some CPUs), which this libtorch does not export");
         var m = spec.Model;
         Nz = m.ResolvedNz;

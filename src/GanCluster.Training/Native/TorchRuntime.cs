@@ -112,7 +112,7 @@ public static class TorchRuntime
     // at::Context switches that TorchSharp 0.107 does not expose, by their exported (mangled) names in libtorch_cpu.
     const string GlobalContext = "_ZN2at13globalContextEv", SetBenchmark = "_ZN2at7Context17setBenchmarkCuDNNEb",
         GetBenchmark = "_ZNK2at7Context14benchmarkCuDNNEv", SetDeterministicCudnn = "_ZN2at7Context21setDeterministicCuDNNEb",
-        SetMkldnn = "_ZN2at7Context20setUserEnabledMkldnnEb";
+        SetMkldnn = "_ZN2at7Context20setUserEnabledMkldnnEb", SetNnpack = "_ZN2at7Context20setUserEnabledNNPACKEb";
 
     /// <summary>libtorch's global context and the exports named, or null when this libtorch lacks any of them. Call under <see cref="Gate"/>.</summary>
     static unsafe (IntPtr Context, IntPtr[] Exports)? Context(params string[] symbols)
@@ -128,21 +128,23 @@ public static class TorchRuntime
         ((delegate* unmanaged<IntPtr, byte, void>)setter)(context, value ? (byte)1 : (byte)0);
 
     /// <summary>
-    /// Turns libtorch's oneDNN (mkldnn) CPU kernels off for the rest of the process (at::globalContext()
-    /// .setUserEnabledMkldnn(false)), so that CPU convolutions run libtorch's own kernels. On this workplace's AMD EPYC
-    /// (Zen 4, avx512_bf16) libtorch 2.10's oneDNN computed wrong numbers: DCGAN-32 and -64 discriminator gradients in
-    /// fp32 17–24 % away from an fp64 computation (libtorch's own kernels: 2–6·10⁻⁷), and bf16 convolutions off by half
-    /// their output, different on every call. Once per process rather than around each use: a switch that other threads
-    /// could see flip mid-computation would make two replicas' arithmetic differ. Returns false when this libtorch does
-    /// not export the switch.
+    /// Makes CPU convolutions run libtorch's own kernels for the rest of the process: oneDNN (mkldnn) off
+    /// (at::globalContext().setUserEnabledMkldnn(false)), and NNPACK off too where libtorch exports the switch. On this
+    /// workplace's AMD EPYC (Zen 4, avx512_bf16) libtorch 2.10's oneDNN computed wrong numbers: DCGAN-32 and -64
+    /// discriminator gradients in fp32 17–24 % away from an fp64 computation, or NaN (libtorch's own kernels:
+    /// 2–6·10⁻⁷), and bf16 convolutions off by half their output, different on every call (DEVELOPERS.md). NNPACK cannot
+    /// initialise on such CPUs, and without oneDNN libtorch would try it, and warn, on every convolution. Once per
+    /// process rather than around each use: a switch that other threads could see flip mid-computation would make two
+    /// replicas' arithmetic differ. Returns false when this libtorch does not export the oneDNN switch.
     /// </summary>
-    public static bool DisableMkldnn()
+    public static bool UseNativeCpuConvolutions()
     {
         lock (Gate)
         {
             if (_mkldnnOff) return true;
             if (Context(SetMkldnn) is not { } c) return false;
             SetFlag(c.Context, c.Exports[0], false);
+            if (Context(SetNnpack) is { } n) SetFlag(n.Context, n.Exports[0], false);
             return _mkldnnOff = true;
         }
     }
@@ -212,8 +214,12 @@ public static class TorchRuntime
             if (Context(SetDeterministicCudnn, SetMkldnn, SetBenchmark) is not { } c) return false;
             var (ctx, f) = c;
             SetFlag(ctx, f[0], enabled);
-            SetFlag(ctx, f[1], !enabled);
-            if (enabled) SetFlag(ctx, f[2], false);
+            SetFlag(ctx, f[1], !enabled && !_mkldnnOff);   // never back on once UseNativeCpuConvolutions turned it off
+            if (enabled)
+            {
+                SetFlag(ctx, f[2], false);
+                if (Context(SetNnpack) is { } n) SetFlag(n.Context, n.Exports[0], false);   // see UseNativeCpuConvolutions
+            }
             return true;
         }
     }
