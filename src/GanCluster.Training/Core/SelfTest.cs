@@ -81,6 +81,32 @@ public static class SelfTest
                 return FormattableString.Invariant($"2 iterations, loss D {stats.LossD:F3}, G {stats.LossG:F3}");
             });
 
+            Check("bf16-channels-last", () =>
+            {
+                // training.precision bf16 + channels_last: the compute copies' dtype and strides on this device, and
+                // gradients that point where fp32's do for the same batch and noise.
+                var mixedSpec = spec with { Training = spec.Training with { Precision = "bf16", MemoryFormat = "channels_last" } };
+                using var fp32 = new GanReplica(spec, device, noiseSeed: 12);
+                using var mixed = new GanReplica(mixedSpec, device, noiseSeed: 12);
+                using var gen = new Generator(6);
+                using var real = GanReplica.DrawUniform([8, 1, 28, 28], gen, device);
+                using var z = GanReplica.DrawNormal([8, 16, 1, 1], gen, device);
+                fp32.ComputeDiscriminatorGradients(real, last: true, noise: z);
+                mixed.ComputeDiscriminatorGradients(real, last: true, noise: z);
+                var weights = mixed.ComputeD!.Parameters.ToList();
+                if (weights.Any(w => w.dtype != ScalarType.BFloat16 || w.device.type != device.type || w.dim() == 4 && !ComputeNetwork.IsChannelsLast(w)))
+                    throw new InvalidOperationException("D's compute weights are not bf16 with NHWC strides on the device");
+                using var a = mixed.FlatD.Grads.cpu();
+                using var b = fp32.FlatD.Grads.cpu();
+                var cos = (a.dot(b) / (a.norm() * b.norm())).item<float>();
+                if (!(cos > 0.99)) throw new InvalidOperationException(FormattableString.Invariant($"bf16 D gradients at cos {cos:F4} from fp32's"));
+                mixed.ApplyDiscriminator();
+                mixed.ComputeGeneratorGradients(8, noise: z);
+                mixed.ApplyGenerator();
+                if (!mixed.FlatG.Values.isfinite().all().item<bool>()) throw new InvalidOperationException("G is not finite after a bf16 step");
+                return FormattableString.Invariant($"{weights.Count} bf16 NHWC weights in D, gradients at cos {cos:F4} from fp32's, a step applied");
+            });
+
             Check("nan-guard", () =>
             {
                 using var gen = new Generator(4);
