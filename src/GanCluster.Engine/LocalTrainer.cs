@@ -39,7 +39,8 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
         Banner($"Run {spec.Name}: {spec.Model.Kind} on {spec.Dataset.Kind}, k={t.K}, {t.Iterations} iterations, batch {t.BatchSize}, loss {t.Loss}");
         log.WriteLine($"    device {device} | seed {t.Seed} | output {Path.GetFullPath(output)}");
         if (t.Precision != "fp32" || t.MemoryFormat != "contiguous")
-            log.WriteLine($"    compute {t.Precision}, {t.MemoryFormat} (fp32 masters, BatchNorm, losses and optimizer; D's first and G's last layer fp32)");
+            log.WriteLine($"    compute {t.Precision}, {t.MemoryFormat} (fp32 masters, BatchNorm, losses and optimizer"
+                          + (spec.Model.Kind == "mlp" ? "; D's first and G's last layer fp32)" : ")"));
         File.WriteAllText(Path.Combine(output, "spec.json"), spec.ToJson());
 
         Banner("Loading data and building models");

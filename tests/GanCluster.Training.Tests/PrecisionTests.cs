@@ -62,14 +62,11 @@ public class PrecisionTests
         Assert.All(computeD.Parameters, p => Assert.Equal(ScalarType.BFloat16, p.dtype));
         Assert.All(replica.D.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype));
         Assert.Equal(ScalarType.Float32, replica.FlatD.Grads.dtype);
-        // The conv weights lie first in the masters, what the compute copy mirrors is one prefix; but for D's first
-        // convolution and G's last, which read and write images and stay fp32 on their masters.
+        // The conv weights lie first in the masters: what the compute copy mirrors is one prefix (images are 8-bit,
+        // which bf16 holds, so every convolution computes in bf16).
         var dConvs = replica.D.children().OfType<Conv2d>().ToList();
-        Assert.Equal(dConvs.Skip(1).Sum(c => c.weight.numel()), replica.FlatD.ComputeLength);
-        Assert.Same(dConvs[0], ComputeNetwork.DataLayer(replica.D, ComputeNetwork.Role.Discriminator));
-        Assert.Same(replica.G.children().OfType<ConvTranspose2d>().Last(), ComputeNetwork.DataLayer(replica.G, ComputeNetwork.Role.Generator));
-        Assert.Equal(dConvs.Count - 1, computeD.Parameters.Count());
-        Assert.DoesNotContain(computeD.Parameters, p => p.shape.SequenceEqual(dConvs[0].weight.shape));
+        Assert.Equal(dConvs.Sum(c => c.weight.numel()), replica.FlatD.ComputeLength);
+        Assert.Equal(dConvs.Count, computeD.Parameters.Count());
         Assert.True(replica.FlatD.ComputeLength < replica.FlatD.Length);   // BatchNorm's scale and shift come after
 
         var bn = replica.D.modules().OfType<BatchNorm2d>().First();
@@ -91,6 +88,35 @@ public class PrecisionTests
         using var masters = replica.FlatD.Values.narrow(0, 0, replica.FlatD.ComputeLength).to_type(ScalarType.BFloat16);
         var flatCompute = cat(computeD.Parameters.Select(p => p.detach().reshape(-1)).ToList(), 0);
         Assert.True(flatCompute.eq(masters).all().item<bool>(), "the bf16 weights are not the masters rounded to bf16");
+    }
+
+    [Fact]
+    public void For_2d_points_Ds_first_and_Gs_last_layer_stay_fp32()
+    {
+        // ring8's modes (σ 0.01 at radius 2) are finer than bf16's spacing there (0.008–0.016).
+        using var replica = new GanReplica(TinySpecs.Ring8("unused", 1) with { Training = TinySpecs.Ring8("unused", 1).Training with { Precision = "bf16" } }, CPU, noiseSeed: 1);
+        var dFirst = (Linear)ComputeNetwork.DataLayer(replica.D, ComputeNetwork.Role.Discriminator)!;
+        var gLast = (Linear)ComputeNetwork.DataLayer(replica.G, ComputeNetwork.Role.Generator)!;
+        Assert.Same(replica.D.children().OfType<Linear>().First(), dFirst);
+        Assert.Same(replica.G.children().OfType<Linear>().Last(), gLast);
+        Assert.Equal(2, dFirst.in_features);
+        Assert.Equal(2, gLast.out_features);
+        // Not in the bf16 copy, and laid after it in the masters.
+        var dLinears = replica.D.children().OfType<Linear>().ToList();
+        Assert.Equal(dLinears.Skip(1).Sum(l => l.weight!.numel() + l.bias!.numel()), replica.FlatD.ComputeLength);
+        Assert.True(replica.FlatD.StartOf(dFirst.weight!) >= replica.FlatD.ComputeLength);
+        Assert.Equal(2 * (dLinears.Count - 1), replica.ComputeD!.Parameters.Count());
+
+        // G's output and D's logits: G writes fp32 points, D reads them.
+        using var z = randn(16, 2);
+        using (no_grad())
+        {
+            using var points = replica.ComputeG!.Forward(z);
+            Assert.Equal(ScalarType.Float32, points.dtype);
+        }
+        using var real = randn(16, 2);
+        replica.ComputeDiscriminatorGradients(real, last: true, noise: z);
+        Assert.True(dFirst.weight!.grad!.abs().sum().item<float>() > 0, "D's fp32 first layer got no gradient");
     }
 
     [Theory]

@@ -14,10 +14,10 @@ namespace GanCluster.Training.Core;
 /// <item><see cref="Refresh"/> copies the masters in (one kernel when only the dtype differs: the masters' flat layout
 /// puts these weights first), once per optimizer step, and <see cref="GradientsToMasters"/> copies the gradients back
 /// into the fp32 <see cref="FlatNetwork.Grads"/>, which the all-reduce, the NaN guard and the optimizer read as in fp32;</item>
-/// <item>The layer at the data's edge stays fp32 on its masters: D's first weight layer (it reads real data and
-/// samples) and G's last (it writes them). bf16's 8-bit mantissa is coarser than the data's own detail: ring8's modes
-/// have a standard deviation of 0.01 at radius 2, where bf16 values are 0.008–0.016 apart. It is also the
-/// cheapest layer of each network (3 or 1 channels on one side).</item>
+/// <item>For 2-D points (the MLP), the layer at the data's edge stays fp32 on its masters: D's first weight layer (it
+/// reads real points and samples) and G's last (it writes them). bf16's 8-bit significand is coarser than such data:
+/// ring8's modes have a standard deviation of 0.01 at radius 2, where bf16 values are 0.008–0.016 apart. Images are
+/// 8-bit in [−1, 1], which bf16 holds, so DCGAN computes every convolution in bf16, as autocast does.</item>
 /// <item>BatchNorm runs its own module: fp32 scale, shift and running statistics on bf16 activations (libtorch's mixed
 /// batch_norm), so the statistics that checkpoints keep stay fp32.</item>
 /// </list>
@@ -36,7 +36,8 @@ public sealed class ComputeNetwork : IDisposable
     /// <summary>Which side of the data a network is on: D's first weight layer and G's last stay fp32 (see the class notes).</summary>
     public enum Role { Generator, Discriminator }
 
-    public ComputeNetwork(Sequential module, Role role, FlatNetwork flat, ScalarType dtype, bool channelsLast)
+    /// <param name="edge">The network's side, when its data layer stays fp32; null: every weight layer computes in <paramref name="dtype"/>.</param>
+    public ComputeNetwork(Sequential module, Role? edge, FlatNetwork flat, ScalarType dtype, bool channelsLast)
     {
         _module = module;
         _flat = flat;
@@ -45,10 +46,10 @@ public sealed class ComputeNetwork : IDisposable
         _values = zeros(flat.ComputeLength, dtype, flat.Device).DetachFromDisposeScope();
         _grads = zeros(flat.ComputeLength, dtype, flat.Device).DetachFromDisposeScope();
         using var _ = no_grad();
-        var edge = DataLayer(module, role);
+        var fp32Layer = edge is { } side ? DataLayer(module, side) : null;
         foreach (var layer in module.children())
         {
-            if (ReferenceEquals(layer, edge) || Weights(layer) is not { } w) continue;
+            if (ReferenceEquals(layer, fp32Layer) || Weights(layer) is not { } w) continue;
             _layers[layer] = (Leaf(w.Weight), w.Bias is null ? null : Leaf(w.Bias));
         }
         // Fails at once if a model gains a layer kind that Forward would not run with its compute weights.
@@ -71,16 +72,16 @@ public sealed class ComputeNetwork : IDisposable
     }
 
     /// <summary>
-    /// The parameters of convolutions and linear layers, but for the <paramref name="role"/>'s data layer when one is
+    /// The parameters of convolutions and linear layers, but for the <paramref name="edge"/>'s data layer when one is
     /// given: what computes in reduced precision, and what <see cref="FlatNetwork"/> lays first.
     /// </summary>
-    public static HashSet<Parameter> ComputeParameters(nn.Module module, Role? role = null)
+    public static HashSet<Parameter> ComputeParameters(nn.Module module, Role? edge = null)
     {
         var set = new HashSet<Parameter>(ReferenceEqualityComparer.Instance);
-        var edge = role is { } r && module is Sequential sequential ? DataLayer(sequential, r) : null;
+        var fp32Layer = edge is { } r && module is Sequential sequential ? DataLayer(sequential, r) : null;
         foreach (var (_, m) in module.named_modules())
         {
-            if (ReferenceEquals(m, edge) || Weights(m) is not { } w) continue;
+            if (ReferenceEquals(m, fp32Layer) || Weights(m) is not { } w) continue;
             set.Add(w.Weight);
             if (w.Bias is not null) set.Add(w.Bias);
         }

@@ -55,16 +55,19 @@ public sealed class GanReplica : IDisposable
         D.to(device);
         OptD = MakeOptimizer(D, _training.OptimizerD, _training.LrD, _training.MomentumD);
         OptG = MakeOptimizer(G, _training.OptimizerG, _training.LrG, _training.MomentumG);
+        // 2-D points keep D's first and G's last layer fp32; 8-bit images fit bf16 (see ComputeNetwork).
+        ComputeNetwork.Role? EdgeOf(ComputeNetwork.Role side) => IsImage ? null : side;
+        var (dEdge, gEdge) = (EdgeOf(ComputeNetwork.Role.Discriminator), EdgeOf(ComputeNetwork.Role.Generator));
         FlatD = new FlatNetwork(D, OptD, _training.OptimizerD, _training.Beta1, _training.Beta2, _training.MomentumD, device,
-            ComputeNetwork.ComputeParameters(D, ComputeNetwork.Role.Discriminator));
+            ComputeNetwork.ComputeParameters(D, dEdge));
         FlatG = new FlatNetwork(G, OptG, _training.OptimizerG, _training.Beta1, _training.Beta2, _training.MomentumG, device,
-            ComputeNetwork.ComputeParameters(G, ComputeNetwork.Role.Generator));
+            ComputeNetwork.ComputeParameters(G, gEdge));
         if (_training.Precision != "fp32" || _training.MemoryFormat != "contiguous")
         {
             var dtype = _training.Precision == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32;
             var channelsLast = _training.MemoryFormat == "channels_last";
-            _computeG = new ComputeNetwork(G, ComputeNetwork.Role.Generator, FlatG, dtype, channelsLast);
-            _computeD = new ComputeNetwork(D, ComputeNetwork.Role.Discriminator, FlatD, dtype, channelsLast);
+            _computeG = new ComputeNetwork(G, gEdge, FlatG, dtype, channelsLast);
+            _computeD = new ComputeNetwork(D, dEdge, FlatD, dtype, channelsLast);
         }
         // A CPU generator whatever the device: TorchSharp 0.107's Generator is always a CPU one, and randn on CUDA refuses
         // it. Noise is drawn on the CPU and copied, so CPU and CUDA runs draw the same z and checkpoints keep one format.
