@@ -48,6 +48,35 @@ public class CliTests
     }
 
     [Fact]
+    public void A_misspelled_flag_is_named_as_a_flag_and_command_line_mistakes_exit_2_with_the_usage()
+    {
+        using var dir = new TempFolder();
+        var spec = Path.Combine(dir.Path, "ring8.json");
+        File.WriteAllText(spec, TinySpecs.Ring8(Path.Combine(dir.Path, "out"), 2).ToJson());
+        // Before: --iteratons was taken for the spec's file name.
+        var typo = CliProcess.Run(["train", "--local", "--iteratons", "5", spec]);
+        Assert.Equal(2, typo.ExitCode);
+        Assert.Contains("error: unknown flag --iteratons (did you mean --iterations?)", typo.StdErr);
+        Assert.Contains("usage: gancluster train --help", typo.StdErr);
+        Assert.DoesNotContain("does not exist", typo.StdErr);
+        Assert.DoesNotContain("==> Training", typo.StdOut);
+
+        var missing = CliProcess.Run(["bench", "--batch"]);
+        Assert.Equal(2, missing.ExitCode);
+        Assert.Contains("--batch", missing.StdErr);
+        Assert.Contains("usage: gancluster bench --help", missing.StdErr);
+
+        var command = CliProcess.Run(["trian"]);
+        Assert.Equal(2, command.ExitCode);
+        Assert.Contains("error: unknown command trian (commands: train,", command.StdErr);
+
+        // A negative number is a value, not a flag: the spec's own check answers.
+        var negative = CliProcess.Run(["train", "--local", "--iterations", "-3", spec]);
+        Assert.Equal(2, negative.ExitCode);
+        Assert.Contains("training.iterations: must be at least 1 (got -3)", negative.StdErr);
+    }
+
+    [Fact]
     public void Train_without_local_and_sample_without_checkpoints_explain_themselves()
     {
         var train = CliProcess.Run(["train"]);
