@@ -13,7 +13,7 @@ static class SampleCommand
     {
         var run = new Option<string>("--run") { Description = "The run's output folder", Required = true };
         var count = new Option<int>("--count") { Description = "Number of samples", DefaultValueFactory = _ => 64 };
-        var outFile = new Option<string>("--out") { Description = "PNG grid (image models) or CSV of x,y rows (2-D models)", Required = true };
+        var outFile = new Option<string>("--out") { Description = "By its extension: .png (a grid for image models, a scatter for 2-D ones) or .csv (x,y rows, 2-D models)", Required = true };
         var seed = new Option<long>("--seed") { Description = "Noise seed", DefaultValueFactory = _ => 0 };
         var device = Common.Device();
         var libDir = Common.TorchLibDir();
@@ -23,6 +23,10 @@ static class SampleCommand
             var dir = r.GetValue(run)!;
             var n = r.GetValue(count);
             if (n < 1) throw new UsageException($"--count must be at least 1 (got {n})");
+            var path = r.GetValue(outFile)!;
+            var extension = Path.GetExtension(path).ToLowerInvariant();
+            if (extension is not (".png" or ".csv"))
+                throw new UsageException($"--out {path}: give a .png (image grid or 2-D scatter) or a .csv (2-D points) file");
             var checkpoint = CheckpointStore.LatestValid(dir, out var skipped);
             foreach (var s in skipped) Console.Error.WriteLine($"warning: skipping checkpoint {s}");
             if (checkpoint is null)
@@ -35,9 +39,15 @@ static class SampleCommand
             using var gen = new Generator((ulong)r.GetValue(seed));   // CPU: SampleNoise copies z to the device
             using var scope = NewDisposeScope();
             var fake = replica.Generate(replica.SampleNoise(n, gen));
-            var path = r.GetValue(outFile)!;
+            if (replica.IsImage && extension == ".csv")
+                throw new UsageException($"--out {path}: this run's model makes images; give a .png file for a grid");
             if (replica.IsImage) ImageWriter.SaveGrid(fake, path);
-            else SampleCsv.Write(path, fake.cpu().contiguous().data<float>().ToArray());
+            else
+            {
+                var xy = fake.cpu().contiguous().data<float>().ToArray();
+                if (extension == ".png") ImageWriter.WriteAtomically(path, RunArtifacts.EncodeScatter(xy, state.Spec.Dataset.Kind));
+                else SampleCsv.Write(path, xy);
+            }
             Console.WriteLine($"wrote {n} samples from {checkpoint} (iteration {state.Iteration}) to {path}");
             return 0;
         }));

@@ -25,6 +25,16 @@ public class CliTests
         Assert.Equal("x,y", lines[0]);
         Assert.Equal(25, lines.Length - 1);
 
+        // The file's extension decides: a PNG scatter of the same points, and a refusal for anything else.
+        var png = Path.Combine(dir.Path, "points.png");
+        var scatter = CliProcess.Run(["sample", "--run", Path.Combine(dir.Path, "out"), "--count", "25", "--out", png]);
+        Assert.True(scatter.ExitCode == 0, scatter.StdErr);
+        Assert.Equal(new byte[] { 0x89, 0x50, 0x4E, 0x47 }, File.ReadAllBytes(png)[..4]);
+        var other = CliProcess.Run(["sample", "--run", Path.Combine(dir.Path, "out"), "--out", Path.Combine(dir.Path, "points.jpg")]);
+        Assert.Equal(2, other.ExitCode);
+        Assert.Contains("give a .png (image grid or 2-D scatter) or a .csv (2-D points) file", other.StdErr);
+        Assert.False(File.Exists(Path.Combine(dir.Path, "points.jpg")));
+
         var exported = Path.Combine(dir.Path, "export");
         var export = CliProcess.Run(["export", "--run", Path.Combine(dir.Path, "out"), "--out", exported]);
         Assert.True(export.ExitCode == 0, export.StdErr);

@@ -50,9 +50,12 @@ public static class RunArtifacts
         if (isImage) return ([(name + ".png", ImageWriter.EncodeGrid(fake))], null);
         var xy = fake.cpu().contiguous().data<float>().ToArray();
         var mixture = RunData.Mixture(kind);
-        var png = ImageWriter.EncodeScatter(xy, kind == "grid25" ? 5.5f : 1.6f, mixture?.Modes);
-        return ([(name + ".png", png), (name + ".csv", SampleCsv.Encode(xy))], mixture is { } m ? ModeQuality.Evaluate(xy, m.Modes, m.Std) : null);
+        return ([(name + ".png", EncodeScatter(xy, kind)), (name + ".csv", SampleCsv.Encode(xy))], mixture is { } m ? ModeQuality.Evaluate(xy, m.Modes, m.Std) : null);
     }
+
+    /// <summary>2-D samples as a PNG scatter over the dataset's extent, its modes marked.</summary>
+    public static byte[] EncodeScatter(float[] xy, string kind) =>
+        ImageWriter.EncodeScatter(xy, kind == "grid25" ? 5.5f : 1.6f, RunData.Mixture(kind)?.Modes);
 
     /// <summary>Saves a checkpoint of <paramref name="replica"/> at <paramref name="iteration"/> under <paramref name="output"/>.</summary>
     public static string SaveCheckpoint(string output, GanReplica replica, long iteration, BatchCursor cursor, int keep) =>
