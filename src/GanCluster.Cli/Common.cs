@@ -69,6 +69,22 @@ static class Common
     }
 
     /// <summary>Runs a command body, turning the errors a user can fix into one message and exit code 2.</summary>
+    public static Option<int?> Iterations() => new("--iterations") { Description = "Override training.iterations" };
+    public static Option<string?> Output() => new("--output") { Description = "Override the spec's output folder" };
+
+    /// <summary>
+    /// <paramref name="spec"/> with <c>--iterations</c> and <c>--output</c> applied, validated again (a value given on the
+    /// command line gets the same checks, and the same words, as one in the file).
+    /// </summary>
+    public static GanCluster.Training.Spec.RunSpec Override(GanCluster.Training.Spec.RunSpec spec, int? iterations, string? output, string source, bool checkPaths)
+    {
+        if (iterations is null && output is null) return spec;
+        if (iterations is { } n) spec = spec with { Training = spec.Training with { Iterations = n } };
+        if (output is { } o) spec = spec with { Output = o };
+        var errors = GanCluster.Training.Spec.RunSpecValidator.Validate(spec, checkPaths);
+        return errors.Count > 0 ? throw new GanCluster.Training.Spec.InvalidRunSpecException(source, errors) : spec;
+    }
+
     public static int Guard(Func<int> body)
     {
         try

@@ -35,9 +35,10 @@ static class SubmitCommand
         var timeout = ConnectTimeout();
         var giveUp = GiveUpAfter();
         var (credentials, insecure) = (CertsCommand.CredentialsOption(), CertsCommand.InsecureOption());
-        var cmd = new Command("submit", "Submit a run spec to a GanCluster cluster") { spec, cluster, wait, timeout, giveUp, credentials, insecure };
+        var (iterations, output) = (Common.Iterations(), Common.Output());
+        var cmd = new Command("submit", "Submit a run spec to a GanCluster cluster") { spec, cluster, wait, timeout, giveUp, credentials, insecure, iterations, output };
         cmd.SetAction(r => Common.Guard(() => Submit(r.GetValue(spec)!, r.GetValue(cluster)!, r.GetValue(wait), Seconds(r, timeout, 1), Seconds(r, giveUp, 0),
-            () => CertsCommand.ForClient(r.GetValue(credentials), r.GetValue(insecure)))));
+            () => CertsCommand.ForClient(r.GetValue(credentials), r.GetValue(insecure)), r.GetValue(iterations), r.GetValue(output))));
         return cmd;
     }
 
@@ -107,7 +108,8 @@ static class SubmitCommand
         }
     }
 
-    static int Submit(string specPath, string cluster, bool wait, TimeSpan connectTimeout, TimeSpan giveUpAfter, Func<ClusterCredentials?> credentials)
+    static int Submit(string specPath, string cluster, bool wait, TimeSpan connectTimeout, TimeSpan giveUpAfter, Func<ClusterCredentials?> credentials,
+        int? iterations = null, string? output = null)
     {
         // Validate here first (dataset paths are checked on the workers): a bad spec never leaves this machine.
         if (!File.Exists(specPath)) throw new UsageException($"{specPath} does not exist");
@@ -117,6 +119,12 @@ static class SubmitCommand
             throw new InvalidRunSpecException(specPath, [new SpecError("(spec)", $"is {bytes:N0} bytes; a run spec may be at most {RunSpecValidator.MaxSpecBytes:N0} bytes")]);
         var json = File.ReadAllText(specPath);
         var parsed = RunSpecValidator.Parse(json, specPath, checkPaths: false);
+        if (iterations is not null || output is not null)
+        {
+            // As train --local: the overrides are checked as the file's values are, and the seed gets the spec they make.
+            parsed = Common.Override(parsed, iterations, output, specPath, checkPaths: false);
+            json = parsed.ToJson();
+        }
         // Where a cluster run goes is the seed's to decide (it checks again): a folder under its Node:RunsRoot.
         if (RunFolder.ClusterOutputProblem(parsed.ResolvedOutput) is { } outputProblem)
             throw new InvalidRunSpecException(specPath, [new SpecError("output", outputProblem)]);

@@ -16,8 +16,7 @@ static class TrainCommand
         var local = new Option<bool>("--local") { Description = "Train in this process (required: cluster runs are submitted to a cluster)" };
         var device = Common.Device();
         var libDir = Common.TorchLibDir();
-        var iterations = new Option<int?>("--iterations") { Description = "Override training.iterations" };
-        var output = new Option<string?>("--output") { Description = "Override the spec's output folder" };
+        var (iterations, output) = (Common.Iterations(), Common.Output());
         var cudnn = Common.CudnnBenchmark();
         var deterministic = new Option<bool>("--deterministic")
         {
@@ -30,10 +29,7 @@ static class TrainCommand
                 throw new UsageException("train runs in this process only with --local, e.g. gancluster train --local examples/ring8.json");
             var path = r.GetValue(spec);
             var s = path is null ? RunSpec.BuiltInDefault : RunSpecValidator.Load(path);
-            if (r.GetValue(iterations) is { } n) s = s with { Training = s.Training with { Iterations = n } };
-            if (r.GetValue(output) is { } o) s = s with { Output = o };
-            var errors = RunSpecValidator.Validate(s);
-            if (errors.Count > 0) throw new InvalidRunSpecException(path ?? "(built-in default)", errors);
+            s = Common.Override(s, r.GetValue(iterations), r.GetValue(output), path ?? "(built-in default)", checkPaths: true);
 
             var (_, dev) = Common.Start(r.GetValue(device)!, r.GetValue(libDir));
             Common.ApplyCudnnBenchmark(r.GetValue(cudnn)!, dev);

@@ -49,6 +49,29 @@ public partial class RealProcessTests(LiveCluster cluster) : IClassFixture<LiveC
     }
 
     [Fact]
+    public void Submit_takes_iterations_and_output_as_train_does()
+    {
+        using var dir = new TempFolder();
+        var spec = Path.Combine(dir.Path, "ring8.json");
+        File.WriteAllText(spec, File.ReadAllText(Path.Combine(cluster.Root, "examples", "ring8.json")).Replace("\"logEvery\": 500", "\"logEvery\": 100"));
+        var name = "override-" + Guid.NewGuid().ToString("N")[..8];
+
+        // An override gets the file's checks, locally, before anything is sent.
+        var bad = CliProcess.Run(["submit", spec, "--cluster", cluster.Address, "--iterations", "0"], timeoutSeconds: 60);
+        Assert.Equal(2, bad.ExitCode);
+        Assert.Contains("training.iterations: must be at least 1 (got 0)", bad.StdErr);
+        var outside = CliProcess.Run(["submit", spec, "--cluster", cluster.Address, "--output", "../elsewhere"], timeoutSeconds: 60);
+        Assert.Equal(2, outside.ExitCode);
+        Assert.Contains("output: must stay under the seed's runs root", outside.StdErr);
+
+        var run = CliProcess.Run(["submit", spec, "--cluster", cluster.Address, "--wait", "--iterations", "200", "--output", name], timeoutSeconds: 300);
+        Assert.True(run.ExitCode == 0, $"{run.StdOut}{run.StdErr}\n{cluster.AllLogs()}");
+        Assert.Contains("(200 iterations)", run.StdOut);
+        Assert.Contains("[200/200] Loss_D:", run.StdOut);
+        Assert.True(Directory.Exists(Path.Combine(cluster.Runs, name, "checkpoints", "iter-00000200")));
+    }
+
+    [Fact]
     public void An_invalid_spec_is_refused_with_every_reason_and_the_cluster_stays_up()
     {
         using var dir = new TempFolder();
