@@ -12,7 +12,18 @@ namespace GanCluster.Cli;
 /// </summary>
 static class SubmitCommand
 {
-    static Option<string> Cluster() => new("--cluster") { Description = "A seed node, host:port", Required = true };
+    /// <summary>Where a default cluster address comes from, so that it need not be typed on every call.</summary>
+    public const string ClusterVariable = "GANCLUSTER_CLUSTER";
+
+    static Option<string> Cluster() => new("--cluster")
+    {
+        Description = $"A seed node, host:port[,host:port] (default: ${ClusterVariable})",
+        DefaultValueFactory = _ => Environment.GetEnvironmentVariable(ClusterVariable) ?? "",
+    };
+
+    static string Address(ParseResult r, Option<string> cluster) =>
+        r.GetValue(cluster) is { Length: > 0 } address ? address
+            : throw new UsageException($"which cluster? give --cluster host:port, or set {ClusterVariable}=host:port");
     static Option<int> ConnectTimeout() => new("--connect-timeout") { Description = "Seconds to wait for the cluster to answer", DefaultValueFactory = _ => 10 };
     static Option<int> GiveUpAfter() => new("--give-up-after")
     {
@@ -37,7 +48,7 @@ static class SubmitCommand
         var (credentials, insecure) = (CertsCommand.CredentialsOption(), CertsCommand.InsecureOption());
         var (iterations, output) = (Common.Iterations(), Common.Output());
         var cmd = new Command("submit", "Submit a run spec to a GanCluster cluster") { spec, cluster, wait, timeout, giveUp, credentials, insecure, iterations, output };
-        cmd.SetAction(r => Common.Guard(() => Submit(r.GetValue(spec)!, r.GetValue(cluster)!, r.GetValue(wait), Seconds(r, timeout, 1), Seconds(r, giveUp, 0),
+        cmd.SetAction(r => Common.Guard(() => Submit(r.GetValue(spec)!, Address(r, cluster), r.GetValue(wait), Seconds(r, timeout, 1), Seconds(r, giveUp, 0),
             () => CertsCommand.ForClient(r.GetValue(credentials), r.GetValue(insecure)), r.GetValue(iterations), r.GetValue(output))));
         return cmd;
     }
@@ -50,7 +61,7 @@ static class SubmitCommand
         var cmd = new Command("status", "Print the coordinator's state and the number of registered workers") { cluster, timeout, credentials, insecure };
         cmd.SetAction(r => Common.Guard(() =>
         {
-            using var c = new ClusterConnection(r.GetValue(cluster)!, TimeSpan.FromSeconds(r.GetValue(timeout)),
+            using var c = new ClusterConnection(Address(r, cluster), TimeSpan.FromSeconds(r.GetValue(timeout)),
                 CertsCommand.ForClient(r.GetValue(credentials), r.GetValue(insecure)));
             c.Send(new RunProtocol.GetStatus());
             var s = (RunProtocol.StatusReported)c.First();
@@ -74,7 +85,7 @@ static class SubmitCommand
         var cmd = new Command("cancel",
             "Stop a cluster run at its next iteration boundary after writing a checkpoint; submitting the same spec again continues from it")
             { runId, cluster, wait, timeout, giveUp, credentials, insecure };
-        cmd.SetAction(r => Common.Guard(() => Cancel(r.GetValue(runId), r.GetValue(cluster)!, r.GetValue(wait), Seconds(r, timeout, 1), Seconds(r, giveUp, 0),
+        cmd.SetAction(r => Common.Guard(() => Cancel(r.GetValue(runId), Address(r, cluster), r.GetValue(wait), Seconds(r, timeout, 1), Seconds(r, giveUp, 0),
             CertsCommand.ForClient(r.GetValue(credentials), r.GetValue(insecure)))));
         return cmd;
     }

@@ -87,6 +87,20 @@ public class CliTests
     }
 
     [Fact]
+    public void The_cluster_address_comes_from_GANCLUSTER_CLUSTER_when_not_given()
+    {
+        var none = CliProcess.Run(["status"], env: new() { ["GANCLUSTER_CLUSTER"] = "" });
+        Assert.Equal(2, none.ExitCode);
+        Assert.Contains("which cluster? give --cluster host:port, or set GANCLUSTER_CLUSTER=host:port", none.StdErr);
+
+        // Port 1 on loopback: nobody answers, and the error names the address the variable gave.
+        var fromEnv = CliProcess.Run(["status", "--insecure", "--connect-timeout", "1"], env: new() { ["GANCLUSTER_CLUSTER"] = "127.0.0.1:1" });
+        Assert.Equal(2, fromEnv.ExitCode);
+        Assert.Contains("127.0.0.1:1", fromEnv.StdErr);
+        Assert.DoesNotContain("which cluster?", fromEnv.StdErr);
+    }
+
+    [Fact]
     public void Train_without_local_and_sample_without_checkpoints_explain_themselves()
     {
         var train = CliProcess.Run(["train"]);
