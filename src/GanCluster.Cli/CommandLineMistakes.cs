@@ -27,7 +27,8 @@ static class CommandLineMistakes
             }
             if (!LooksLikeFlag(token.Value) || known.Contains(token.Value)) continue;
             var near = known.Where(k => k.StartsWith("--", StringComparison.Ordinal))
-                .OrderBy(k => Distance(k, token.Value)).FirstOrDefault(k => Distance(k, token.Value) <= 3);
+                .Select(k => (Flag: k, Edits: Distance(k, token.Value))).Where(k => k.Edits <= 3)
+                .OrderBy(k => k.Edits).Select(k => k.Flag).FirstOrDefault();
             unknown.Add(token.Value);
             mistakes.Add($"unknown flag {token.Value}" + (near is null ? "" : $" (did you mean {near}?)"));
         }

@@ -72,6 +72,9 @@ static class VectorMath
         return Vector.ConditionalSelect(nan, bits | new Vector<uint>(QuietBit), rounded);
     }
 
+    /// <summary>One float rounded to the nearest bf16-representable float (low half zero).</summary>
+    static float Rounded(float x) => BitConverter.UInt32BitsToSingle(RoundBits(BitConverter.SingleToUInt32Bits(x)) & HighHalf);
+
     /// <summary>One float rounded to bf16 (round to nearest even; NaN stays NaN).</summary>
     public static ushort ToBf16(float x) => (ushort)(RoundBits(BitConverter.SingleToUInt32Bits(x)) >> 16);
 
@@ -122,7 +125,7 @@ static class VectorMath
             i = d.Length * Vector<uint>.Count;
         }
         for (; i < data.Length; i++)
-            data[i] = BitConverter.UInt32BitsToSingle(RoundBits(BitConverter.SingleToUInt32Bits(data[i])) & HighHalf);
+            data[i] = Rounded(data[i]);
     }
 
     static void Bf16Into(Span<float> dst, ReadOnlySpan<ushort> src, bool add, bool round)
@@ -162,7 +165,7 @@ static class VectorMath
             if (add)
                 x += dst[i];
             if (round)
-                x = BitConverter.UInt32BitsToSingle(RoundBits(BitConverter.SingleToUInt32Bits(x)) & HighHalf);
+                x = Rounded(x);
             dst[i] = x;
         }
     }

@@ -42,8 +42,7 @@ public sealed class ScalarLifetimeTests
             Volatile.Write(ref stop, 1);
             collector.Join();
         }
-        collections = ran;
-        return collections;
+        return ran;
     }
 
     [Theory]

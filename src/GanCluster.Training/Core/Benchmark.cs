@@ -48,8 +48,7 @@ public static class Benchmark
             var parts = name.Split('_');
             if (parts[0] is not ("fp32" or "bf16")) return null;
             var rest = parts.Skip(1).ToList();
-            if (rest.Any(p => p is not ("bench" or "cl" or "flat")) || rest.Distinct().Count() != rest.Count) return null;
-            // One spelling per variant: the parts in this order.
+            // One spelling per variant: known parts, each at most once, in this order.
             if (!rest.SequenceEqual(new[] { "bench", "cl", "flat" }.Where(rest.Contains))) return null;
             return new Variant(name, parts[0], parts[0] == "bf16" || rest.Contains("bench"), rest.Contains("cl"), rest.Contains("flat"));
         }

@@ -26,11 +26,13 @@ namespace GanCluster.Training.Core;
 /// </summary>
 public sealed class ComputeNetwork : IDisposable
 {
-    readonly Sequential _module;
     readonly FlatNetwork _flat;
     readonly Tensor _values, _grads;    // [ComputeLength] in Dtype, every compute weight a view
     readonly Dictionary<nn.Module, (Parameter Weight, Parameter? Bias)> _layers = new(ReferenceEqualityComparer.Instance);
-    readonly List<(Parameter Master, Parameter Compute)> _pairs = [];
+    // Each compute weight with its master, and their gradient views held (channels_last copies them per layer each update).
+    readonly List<(Parameter Master, Parameter Compute, Tensor MasterGrad, Tensor ComputeGrad)> _pairs = [];
+    readonly nn.Module[] _children;      // the Sequential's layers, in order
+    readonly bool[] _fp32;               // per layer: a weight layer that computes on its fp32 masters
     long _refreshed = -1;
 
     /// <summary>Which side of the data a network is on: D's first weight layer and G's last stay fp32 (see the class notes).</summary>
@@ -39,7 +41,6 @@ public sealed class ComputeNetwork : IDisposable
     /// <param name="edge">The network's side, when its data layer stays fp32; null: every weight layer computes in <paramref name="dtype"/>.</param>
     public ComputeNetwork(Sequential module, Role? edge, FlatNetwork flat, ScalarType dtype, bool channelsLast)
     {
-        _module = module;
         _flat = flat;
         Dtype = dtype;
         ChannelsLast = channelsLast;
@@ -47,9 +48,19 @@ public sealed class ComputeNetwork : IDisposable
         _grads = zeros(flat.ComputeLength, dtype, flat.Device).DetachFromDisposeScope();
         using var _ = no_grad();
         var fp32Layer = edge is { } side ? DataLayer(module, side) : null;
-        foreach (var layer in module.children())
+        _children = module.children().ToArray();
+        _fp32 = new bool[_children.Length];
+        for (var i = 0; i < _children.Length; i++)
         {
-            if (ReferenceEquals(layer, fp32Layer) || Weights(layer) is not { } w) continue;
+            var layer = _children[i];
+            if (Weights(layer) is not { } w) continue;
+            if (ReferenceEquals(layer, fp32Layer))
+            {
+                _fp32[i] = true;
+                continue;
+            }
+            if (layer is Convolution c && (c.padding_mode != PaddingModes.Zeros || c.padding is null))
+                throw new NotSupportedException("reduced-precision convolutions need explicit zero padding");
             _layers[layer] = (Leaf(w.Weight), w.Bias is null ? null : Leaf(w.Bias));
         }
         // Fails at once if a model gains a layer kind that Forward would not run with its compute weights.
@@ -101,8 +112,10 @@ public sealed class ComputeNetwork : IDisposable
         var start = _flat.StartOf(master);
         var leaf = new Parameter(empty(master.shape, Dtype, _flat.Device));
         leaf.set_(Layout(_values.narrow(0, start, master.numel()), master.shape));
-        leaf.grad = Layout(_grads.narrow(0, start, master.numel()), master.shape);
-        _pairs.Add((master, leaf));
+        var grad = Layout(_grads.narrow(0, start, master.numel()), master.shape);
+        leaf.grad = grad;
+        var masterGrad = _flat.Grads.narrow(0, start, master.numel()).view(master.shape).DetachFromDisposeScope();
+        _pairs.Add((master, leaf, masterGrad, grad));
         return leaf;
     }
 
@@ -136,7 +149,7 @@ public sealed class ComputeNetwork : IDisposable
         }
         else
         {
-            foreach (var (master, compute) in _pairs) compute.copy_(master);   // one per layer: NCHW → NHWC (and the dtype)
+            foreach (var (master, compute, _, _) in _pairs) compute.copy_(master);   // one per layer: NCHW → NHWC (and the dtype)
         }
         _refreshed = _flat.Version;
     }
@@ -154,13 +167,13 @@ public sealed class ComputeNetwork : IDisposable
         }
         else
         {
-            foreach (var (master, compute) in _pairs) master.grad!.copy_(compute.grad!);
+            foreach (var (_, _, masterGrad, computeGrad) in _pairs) masterGrad.copy_(computeGrad);
         }
     }
 
     public void SetRequiresGrad(bool on)
     {
-        foreach (var (_, compute) in _pairs) compute.requires_grad_(on);
+        foreach (var (_, compute, _, _) in _pairs) compute.requires_grad_(on);
     }
 
     /// <summary>
@@ -181,16 +194,18 @@ public sealed class ComputeNetwork : IDisposable
     public Tensor Forward(Tensor x)
     {
         Refresh();
-        foreach (var layer in _module.children())
+        for (var i = 0; i < _children.Length; i++)
         {
+            var layer = _children[i];
             // Each weight layer gets its input in its own dtype: the compute dtype, or fp32 at the data's edge.
-            if (Weights(layer) is not null) x = Input(x, _layers.ContainsKey(layer) ? Dtype : ScalarType.Float32);
+            if (_fp32[i]) x = Input(x, ScalarType.Float32);
+            else if (_layers.ContainsKey(layer)) x = Input(x);
             x = layer switch
             {
-                Conv2d c when _layers.TryGetValue(c, out var p) => CheckPadding(c) is var pad
-                    ? nn.functional.conv2d(x, p.Weight, p.Bias, c.stride, pad, c.dilation, c.groups) : x,
-                ConvTranspose2d c when _layers.TryGetValue(c, out var p) => CheckPadding(c) is var pad
-                    ? nn.functional.conv_transpose2d(x, p.Weight, p.Bias, c.stride, pad, c.output_padding, c.dilation, c.groups) : x,
+                Conv2d c when _layers.TryGetValue(c, out var p) =>
+                    nn.functional.conv2d(x, p.Weight, p.Bias, c.stride, c.padding!, c.dilation, c.groups),
+                ConvTranspose2d c when _layers.TryGetValue(c, out var p) =>
+                    nn.functional.conv_transpose2d(x, p.Weight, p.Bias, c.stride, c.padding!, c.output_padding, c.dilation, c.groups),
                 Linear l when _layers.TryGetValue(l, out var p) => nn.functional.linear(x, p.Weight, p.Bias),
                 nn.Module<Tensor, Tensor> m => m.forward(x),
                 _ => throw new InvalidOperationException($"{layer.GetType().Name} is not a tensor-to-tensor layer"),
@@ -199,13 +214,14 @@ public sealed class ComputeNetwork : IDisposable
         return x;
     }
 
-    static long[] CheckPadding(Convolution c) =>
-        c.padding_mode == PaddingModes.Zeros && c.padding is { } p ? p
-            : throw new NotSupportedException("reduced-precision convolutions need explicit zero padding");
-
     public void Dispose()
     {
-        foreach (var (_, compute) in _pairs) compute.Dispose();
+        foreach (var (_, compute, masterGrad, computeGrad) in _pairs)
+        {
+            compute.Dispose();
+            masterGrad.Dispose();
+            computeGrad.Dispose();
+        }
         _values.Dispose();
         _grads.Dispose();
     }
