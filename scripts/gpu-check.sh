@@ -6,7 +6,7 @@
 # Usage: gpu-check.sh [--device cuda|cpu] [--cli DIR] [--node DIR | --node-diff FILE] [--data DIR] [--out DIR]
 #                     [--ref PATH] [--budget SECONDS] [--keep]
 #   --device     cuda (default; checks run on cuda:0) or cpu (the same checks, small sizes, one thread per process)
-#   --cli DIR    folder holding the published GanCluster.Cli executable
+#   --cli DIR    folder holding the published gancluster executable (src/GanCluster.Cli)
 #   --node DIR   folder holding the published GanCluster.Node executable
 #   --node-diff FILE  instead of --node: node-diff.tar.xz from scripts/gpu-bundle.sh, unpacked over a copy of --cli
 #   --data DIR   MNIST IDX folder (default $GPU_CHECK_DATA, else <repo>/../shared/data/mnist-sample, else ./mnist-sample)
@@ -206,7 +206,7 @@ if [ -z "$cli" ] || { [ -z "$node" ] && [ -z "$node_diff" ]; }; then
   [ -z "$cli" ] && cli=$work/publish-Cli
   [ -z "$node" ] && [ -z "$node_diff" ] && node=$work/publish-Node
 fi
-cli=$(abs "$cli") && [ -x "$cli/GanCluster.Cli" ] || { echo "gpu-check: no GanCluster.Cli executable in --cli folder" >&2; exit 2; }
+cli=$(abs "$cli") && [ -x "$cli/gancluster" ] || { echo "gpu-check: no gancluster executable in --cli folder" >&2; exit 2; }
 if [ -n "$node_diff" ]; then
   # As scripts/gpu-bundle.sh packed it: the node's publish = the CLI's publish + the files in which it differs.
   [ -f "$node_diff" ] || { echo "gpu-check: --node-diff $node_diff: no such file" >&2; exit 2; }
@@ -221,7 +221,7 @@ if [ -z "${TORCH_LIB_DIR:-}" ] && [ ! -f "$cli/libtorch.so" ] && [ ! -f "$cli/ru
     || TORCH_LIB_DIR=$(ls -d "$HOME"/.nuget/packages/libtorch-cpu-linux-x64/*/runtimes/linux-x64/native 2>/dev/null | tail -1)
   [ -n "$TORCH_LIB_DIR" ] && export TORCH_LIB_DIR && report "gpu-check: TORCH_LIB_DIR=$TORCH_LIB_DIR"
 fi
-CLI=$cli/GanCluster.Cli; NODE=$node/GanCluster.Node
+CLI=$cli/gancluster; NODE=$node/GanCluster.Node
 # The cluster checks run with mutual TLS, as in production: credentials of their own (the CLI finds them by this variable).
 export GANCLUSTER_CREDENTIALS=$work/credentials
 # train and train-resume compare checksums of separate processes: bit-reproducible kernels there (train --deterministic:

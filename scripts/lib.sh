@@ -2,10 +2,10 @@
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 config=${GANCLUSTER_CONFIGURATION:-Release}
 
-# ensure_built NAME -> prints the path of src/NAME/bin/$config/net10.0/NAME.dll
+# ensure_built NAME [ASSEMBLY] -> prints the path of src/NAME/bin/$config/net10.0/ASSEMBLY.dll (ASSEMBLY: NAME)
 ensure_built() {
   local name=$1
-  local dll=$root/src/$name/bin/$config/net10.0/$name.dll
+  local dll=$root/src/$name/bin/$config/net10.0/${2:-$name}.dll
   # An incremental build leaves an unchanged dll's timestamp alone: compare the sources with a stamp instead.
   local stamp=$root/src/$name/bin/$config/.gancluster-built
   if [ ! -f "$dll" ] || stale "$stamp"; then

@@ -17,13 +17,14 @@ static class SubmitCommand
 
     static Option<string> Cluster() => new("--cluster")
     {
-        Description = $"A seed node, host:port[,host:port] (default: ${ClusterVariable})",
+        Description = $"A seed node, host:port[,host:port] (default: ${ClusterVariable}, else \"cluster\" in {CliConfig.FilePath()})",
         DefaultValueFactory = _ => Environment.GetEnvironmentVariable(ClusterVariable) ?? "",
     };
 
     static string Address(ParseResult r, Option<string> cluster) =>
         r.GetValue(cluster) is { Length: > 0 } address ? address
-            : throw new UsageException($"which cluster? give --cluster host:port, or set {ClusterVariable}=host:port");
+            : CliConfig.Get("cluster")
+              ?? throw new UsageException($"which cluster? give --cluster host:port, set {ClusterVariable}=host:port, or write {{\"cluster\": \"host:port\"}} to {CliConfig.FilePath()}");
     static Option<int> ConnectTimeout() => new("--connect-timeout") { Description = "Seconds to wait for the cluster to answer", DefaultValueFactory = _ => 10 };
     static Option<int> GiveUpAfter() => new("--give-up-after")
     {

@@ -87,17 +87,46 @@ public class CliTests
     }
 
     [Fact]
-    public void The_cluster_address_comes_from_GANCLUSTER_CLUSTER_when_not_given()
+    public void The_cluster_address_comes_from_GANCLUSTER_CLUSTER_or_the_config_file_when_not_given()
     {
-        var none = CliProcess.Run(["status"], env: new() { ["GANCLUSTER_CLUSTER"] = "" });
+        using var dir = new TempFolder();
+        var config = Path.Combine(dir.Path, "config.json");
+        var none = CliProcess.Run(["status"], env: new() { ["GANCLUSTER_CLUSTER"] = "", ["GANCLUSTER_CONFIG"] = config });
         Assert.Equal(2, none.ExitCode);
-        Assert.Contains("which cluster? give --cluster host:port, or set GANCLUSTER_CLUSTER=host:port", none.StdErr);
+        Assert.Contains("which cluster? give --cluster host:port, set GANCLUSTER_CLUSTER=host:port, or write {\"cluster\": \"host:port\"} to " + config, none.StdErr);
 
         // Port 1 on loopback: nobody answers, and the error names the address the variable gave.
-        var fromEnv = CliProcess.Run(["status", "--insecure", "--connect-timeout", "1"], env: new() { ["GANCLUSTER_CLUSTER"] = "127.0.0.1:1" });
+        var fromEnv = CliProcess.Run(["status", "--insecure", "--connect-timeout", "1"], env: new() { ["GANCLUSTER_CLUSTER"] = "127.0.0.1:1", ["GANCLUSTER_CONFIG"] = config });
         Assert.Equal(2, fromEnv.ExitCode);
         Assert.Contains("127.0.0.1:1", fromEnv.StdErr);
         Assert.DoesNotContain("which cluster?", fromEnv.StdErr);
+
+        // The file, when neither the flag nor the variable says; the variable wins over it.
+        File.WriteAllText(config, """{ "cluster": "127.0.0.1:2" }""");
+        var fromFile = CliProcess.Run(["status", "--insecure", "--connect-timeout", "1"], env: new() { ["GANCLUSTER_CLUSTER"] = "", ["GANCLUSTER_CONFIG"] = config });
+        Assert.Equal(2, fromFile.ExitCode);
+        Assert.Contains("127.0.0.1:2", fromFile.StdErr);
+        var envWins = CliProcess.Run(["status", "--insecure", "--connect-timeout", "1"], env: new() { ["GANCLUSTER_CLUSTER"] = "127.0.0.1:1", ["GANCLUSTER_CONFIG"] = config });
+        Assert.Contains("127.0.0.1:1", envWins.StdErr);
+        Assert.DoesNotContain("127.0.0.1:2", envWins.StdErr);
+
+        // A misspelled key would do nothing silently: it is named.
+        File.WriteAllText(config, """{ "clustre": "127.0.0.1:2" }""");
+        var typo = CliProcess.Run(["status", "--insecure"], env: new() { ["GANCLUSTER_CLUSTER"] = "", ["GANCLUSTER_CONFIG"] = config });
+        Assert.Equal(2, typo.ExitCode);
+        Assert.Contains($"{config}: unknown setting \"clustre\" (known: cluster)", typo.StdErr);
+    }
+
+    [Fact]
+    public void Help_names_the_command_gancluster()
+    {
+        var root = CliProcess.Run(["--help"]);
+        Assert.Equal(0, root.ExitCode);
+        Assert.Contains("gancluster [command] [options]", root.StdOut);
+        var train = CliProcess.Run(["train", "--help"]);
+        Assert.Equal(0, train.ExitCode);
+        Assert.Contains("gancluster train [<spec>] [options]", train.StdOut);
+        Assert.DoesNotContain("GanCluster.Cli", root.StdOut + train.StdOut);
     }
 
     [Fact]
@@ -154,7 +183,7 @@ public class CliTests
         using var dir = new TempFolder();
         var output = Path.Combine(dir.Path, "out");
         var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "GanCluster.Cli.dll"), "train", "--local", "--device", "cpu", "--output", output, "--iterations", "1000000" })
+        foreach (var a in new[] { CliProcess.Dll, "train", "--local", "--device", "cpu", "--output", output, "--iterations", "1000000" })
             psi.ArgumentList.Add(a);
         using var p = System.Diagnostics.Process.Start(psi)!;
         var stdout = new System.Text.StringBuilder();

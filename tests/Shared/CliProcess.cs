@@ -2,9 +2,12 @@ using System.Diagnostics;
 
 namespace GanCluster.Tests.Shared;
 
-/// <summary>Runs the real CLI (GanCluster.Cli.dll, copied next to the tests) as a child process.</summary>
+/// <summary>Runs the real CLI (gancluster.dll, copied next to the tests) as a child process.</summary>
 public static class CliProcess
 {
+    /// <summary>The CLI's assembly: named as the command, so that its help and usage say `gancluster`.</summary>
+    public static string Dll => Path.Combine(AppContext.BaseDirectory, "gancluster.dll");
+
     public sealed record Result(int ExitCode, string StdOut, string StdErr, TimeSpan Elapsed);
 
     public static Result Run(string[] args, Dictionary<string, string>? env = null, string? workingDirectory = null, int timeoutSeconds = 300)
@@ -15,7 +18,7 @@ public static class CliProcess
             RedirectStandardError = true,
             WorkingDirectory = workingDirectory ?? Environment.CurrentDirectory,
         };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "GanCluster.Cli.dll"));
+        psi.ArgumentList.Add(Dll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         foreach (var (k, v) in env ?? []) psi.Environment[k] = v;
         var clock = Stopwatch.StartNew();
