@@ -25,6 +25,11 @@ public sealed class NodeOptions
     /// <summary>Address the gradient data plane binds to (default: Host).</summary>
     public string? DataBind { get; set; }
     /// <summary>
+    /// Ports of the workers' gradient ring listeners, so that a firewall can let them through: empty (default) = any
+    /// free port; <c>N</c> = port N (one device); <c>first-last</c> = one port per device, in Devices order.
+    /// </summary>
+    public string DataPorts { get; set; } = "";
+    /// <summary>
     /// Coordinator: seconds every worker has to answer an update, a save or an abort before the silent ones are dropped
     /// (and a leaving worker, to reach the next update boundary).
     /// </summary>
@@ -88,6 +93,28 @@ public sealed class NodeOptions
     public string EffectivePublicHost => string.IsNullOrWhiteSpace(PublicHost) ? Host : PublicHost!;
     public IReadOnlyList<HostPort> SeedList => HostPort.ParseList(Seeds, out _);
 
+    /// <summary>The ring listener's port of the worker of device number <paramref name="index"/> (0: any free port).</summary>
+    public int DataPortOf(int index) => TryParseDataPorts(DataPorts, out var range) && range is { } r ? r.First + index : 0;
+
+    /// <summary>Why Node:DataPorts cannot serve <paramref name="devices"/> workers, or null.</summary>
+    public string? DataPortsProblem(int devices) =>
+        TryParseDataPorts(DataPorts, out var range) && range is { } r && r.Count < devices
+            ? $"Node:DataPorts {DataPorts} gives {r.Count} port(s) for {devices} worker devices ({Devices}): give a range such as {r.First}-{r.First + devices - 1}"
+            : null;
+
+    /// <summary>Parses Node:DataPorts; <paramref name="range"/> is null for "any free port".</summary>
+    public static bool TryParseDataPorts(string? text, out (int First, int Count)? range)
+    {
+        range = null;
+        if (string.IsNullOrWhiteSpace(text)) return true;
+        var parts = text.Split('-', StringSplitOptions.TrimEntries);
+        static bool Port(string p, out int v) => int.TryParse(p, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out v) && v is >= 1 and <= 65535;
+        if (parts.Length == 1 && Port(parts[0], out var single)) range = (single, 1);
+        else if (parts.Length == 2 && Port(parts[0], out var first) && Port(parts[1], out var last) && last >= first) range = (first, last - first + 1);
+        else return false;
+        return true;
+    }
+
     /// <summary>
     /// Reads the "Node" section: an unknown setting (a typo in GANCLUSTER_Node__Seeds is otherwise ignored silently),
     /// a value of the wrong type and every failed check come back as problems, each naming its option.
@@ -133,6 +160,7 @@ public sealed class NodeOptions
         if (string.IsNullOrWhiteSpace(Seeds)) e.Add("Node:Seeds must name at least one seed (host:port)");
         if (string.IsNullOrWhiteSpace(Devices)) e.Add("Node:Devices must be cpu, cuda:N[,cuda:M] or all");
         if (DataBind is not null && !IPAddress.TryParse(DataBind, out _)) e.Add($"Node:DataBind must be an IP address (got \"{DataBind}\")");
+        if (!TryParseDataPorts(DataPorts, out _)) e.Add($"Node:DataPorts must be empty (any free port), a port N or a range first-last within 1-65535 (got \"{DataPorts}\")");
         // Workers in a long segment report progress every ProgressEverySeconds: a shorter timeout would drop them.
         var minStep = 2 * Protocol.WorkerProtocol.ProgressEverySeconds;
         if (StepTimeoutSeconds < minStep) e.Add($"Node:StepTimeoutSeconds must be at least {minStep} (got {StepTimeoutSeconds}): workers report progress every {Protocol.WorkerProtocol.ProgressEverySeconds} s");

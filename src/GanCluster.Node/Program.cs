@@ -54,6 +54,11 @@ if (options.IsWorker)
         Console.Error.WriteLine($"error: {e.Message}");
         return 2;
     }
+    if (WorkerHosting.DataPortsProblem(options, devices.Count) is { } portProblem)
+    {
+        Console.Error.WriteLine($"error: {portProblem}");
+        return 2;
+    }
 }
 
 // SIGTERM: a worker leaves its run at an iteration boundary before the node leaves the cluster; give it the time.
@@ -86,6 +91,14 @@ catch (Exception e) when (e is not OperationCanceledException)
 {
     Console.Error.WriteLine($"error: the node could not start: {(Inner<Exception>(e, deepest: true) ?? e).Message}");
     return 1;
+}
+// Akka.Remote stops a node whose TLS handshake with the cluster failed (another cluster's credentials, or a stranger's
+// certificate): a start that failed, not a clean exit.
+if (actorSystem is not null && CoordinatedShutdown.Get(actorSystem).ShutdownReason?.GetType().Name == "TlsHandshakeFailureReason")
+{
+    Console.Error.WriteLine("error: the TLS handshake with the cluster failed: this node's Node:Credentials are not the cluster's " +
+                            "(give it the same credentials folder as the seeds), or the seeds refused it; the log above has Akka's reason");
+    return 2;
 }
 // Downed by the cluster (paused, partitioned, too slow to answer): Akka never lets a downed node back in with the same
 // identity. Exit non-zero, so that whatever supervises the node (Kubernetes, systemd, start-*.sh --restart-on-down)

@@ -31,8 +31,21 @@ public class ClusterIdentityTests
         // Strangers: another cluster's valid credentials, and none at all.
         var foreignFolder = Path.Combine(dir.Path, "foreign");
         var foreign = TestCredentials.Foreign(foreignFolder);
-        var foreignWorker = nodes.StartWorkerWith(port, "--credentials", foreignFolder);
-        var plainWorker = nodes.StartWorkerWith(port, "--insecure");
+        // The start script waits for the join and, when it does not come, says why. Another cluster's credentials fail the
+        // TLS handshake, which stops the node; with none, it keeps retrying and is left running.
+        var strangers = new[] { new[] { "--credentials", foreignFolder }, ["--insecure"] }
+            .Select(flags => nodes.TryStart("start-worker.sh", ["--host", "127.0.0.1", "--seeds", NodeProcesses.Seeds([port]), "--cpu-threads", "1",
+                "--log-dir", nodes.Logs, "--join-timeout", "10", .. flags])).ToList();
+        Assert.True(strangers[0].ExitCode == 2, $"exit {strangers[0].ExitCode}: {strangers[0].StdOut}{strangers[0].StdErr}");
+        Assert.Contains("worker failed to start (exit 2", strangers[0].StdErr);
+        Assert.Contains("error: the TLS handshake with the cluster failed: this node's Node:Credentials are not the cluster's", strangers[0].StdErr);
+        Assert.True(strangers[1].ExitCode == 1, $"exit {strangers[1].ExitCode}: {strangers[1].StdOut}{strangers[1].StdErr}");
+        Assert.Contains("worker has not joined the cluster after 10 s", strangers[1].StdErr);
+        Assert.Contains("that this node has the cluster's credentials", strangers[1].StdErr);
+        Assert.Contains("the node is still running and retrying", strangers[1].StdErr);
+        Assert.All(strangers, r => Assert.DoesNotContain("started", r.StdOut));
+        Assert.All(strangers, r => Assert.NotNull(r.Pid));
+        var (foreignWorker, plainWorker) = (strangers[0].Pid!.Value, strangers[1].Pid!.Value);
         nodes.WaitFor(() => nodes.Log(seed).Contains("is not this cluster's") && nodes.Log(seed).Contains("not an SSL/TLS record"),
             TimeSpan.FromMinutes(1), "the seed refused both strangers' connections");
 

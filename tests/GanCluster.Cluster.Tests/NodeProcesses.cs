@@ -78,20 +78,34 @@ public sealed partial class NodeProcesses : IDisposable
 
     int Start(string script, params string[] args)
     {
+        var r = TryStart(script, args);
+        if (r.ExitCode != 0) throw new InvalidOperationException($"{script} failed ({r.ExitCode}): {r.StdOut}{r.StdErr}");
+        return r.Pid ?? throw new InvalidOperationException($"{script} printed no pid or log: {r.StdOut}");
+    }
+
+    /// <summary>How a start script ended; <paramref name="Pid"/> is the node it left running (also when it did not join), if any.</summary>
+    public sealed record StartResult(int ExitCode, string StdOut, string StdErr, int? Pid);
+
+    /// <summary>Runs a start script as a user does, without failing when it does; a node it names is stopped on dispose.</summary>
+    public StartResult TryStart(string script, params string[] args)
+    {
         var psi = new ProcessStartInfo(Path.Combine(Root, "scripts", script)) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Root };
         foreach (var a in args.Concat(ExtraArgs)) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEnd();
+        var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEnd();
         p.WaitForExit();
-        if (p.ExitCode != 0) throw new InvalidOperationException($"{script} failed ({p.ExitCode}): {stdout}{stderr}");
-        var pid = PidRegex().Match(stdout);
-        var log = LogRegex().Match(stdout);
-        if (!pid.Success || !log.Success) throw new InvalidOperationException($"{script} printed no pid or log: {stdout}");
-        var id = int.Parse(pid.Groups[1].Value);
-        _pids.Add(id);
-        _logs[id] = log.Groups[1].Value;
-        return id;
+        var output = stdout.Result + stderr;
+        var pid = PidRegex().Match(output);
+        var log = LogRegex().Match(output);
+        int? id = null;
+        if (pid.Success && log.Success)
+        {
+            id = int.Parse(pid.Groups[1].Value);
+            _pids.Add(id.Value);
+            _logs[id.Value] = log.Groups[1].Value;
+        }
+        return new StartResult(p.ExitCode, stdout.Result, stderr, id);
     }
 
     /// <summary>
@@ -179,6 +193,6 @@ public sealed partial class NodeProcesses : IDisposable
     [GeneratedRegex(@"pid (\d+)")]
     private static partial Regex PidRegex();
 
-    [GeneratedRegex(@"logs: (\S+)")]
+    [GeneratedRegex(@"logs: ([^\s,)]+)")]
     private static partial Regex LogRegex();
 }

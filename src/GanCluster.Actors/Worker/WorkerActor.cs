@@ -16,8 +16,9 @@ namespace GanCluster.Actors.Worker;
 /// <summary>Per-worker settings (one worker per device).</summary>
 /// <param name="Ring">The gradient ring's handshake key (from the cluster's secret) and whether it encrypts.</param>
 /// <param name="LeaveTimeout">How long SIGTERM waits for the run to let this worker go at an update boundary.</param>
+/// <param name="DataPort">The ring listener's port (Node:DataPorts); 0 = any free port.</param>
 public sealed record WorkerSettings(string WorkerId, string Device, string DataBind, string DataHost, TimeSpan RingTimeout, TimeSpan UploadTimeout,
-    RingSecurity Ring, TimeSpan LeaveTimeout);
+    RingSecurity Ring, TimeSpan LeaveTimeout, int DataPort = 0);
 
 /// <summary>
 /// Owns one device. Runs on a pinned dispatcher (its own thread): TorchSharp's dispose scopes are thread-static, so all
@@ -123,7 +124,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
 
     protected override void PreStart()
     {
-        _listener = RingListener.Start(IPAddress.Parse(_settings.DataBind));
+        _listener = RingListener.Start(IPAddress.Parse(_settings.DataBind), _settings.DataPort);
         _log.Info("worker {0} on {1}; data plane {2}:{3}", _settings.WorkerId, _device, _settings.DataHost, _listener.Port);
         Timers.StartPeriodicTimer("register", new RegisterTick(), TimeSpan.Zero, TimeSpan.FromSeconds(2));
 

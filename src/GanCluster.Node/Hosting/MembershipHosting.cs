@@ -47,6 +47,10 @@ public static class MembershipHosting
         return akka.WithActors((system, _) =>
         {
             system.ActorOf(Props.Create<QuarantineWatch>(), "quarantine-watch");
+            // scripts/start-node.sh waits for this line: "started" means joined, not merely listening.
+            var cluster = Akka.Cluster.Cluster.Get(system);
+            cluster.RegisterOnMemberUp(() => Console.WriteLine(
+                $"gancluster node: joined the cluster as {cluster.SelfAddress} ({string.Join(",", options.RoleList)}); {cluster.State.Members.Count(m => m.Status == Akka.Cluster.MemberStatus.Up)} member(s) up"));
             var sbr = system.Settings.Config.GetConfig("akka.cluster.split-brain-resolver");
             Console.WriteLine($"gancluster node: downing by {sbr.GetString("active-strategy")} after {sbr.GetTimeSpan("stable-after").TotalSeconds:F0} s stable-after, " +
                               $"{system.Settings.Config.GetInt("akka.cluster.singleton.min-number-of-hand-over-retries")} singleton hand-over retries");
