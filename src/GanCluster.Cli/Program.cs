@@ -11,6 +11,7 @@ var root = new RootCommand("GanCluster: distributed GAN and DCGAN training on To
     SubmitCommand.Build(),
     SubmitCommand.BuildStatus(),
     SubmitCommand.BuildCancel(),
+    RunsCommand.Build(),
     CertsCommand.Build(),
     ControlBenchCommand.Build(),
 };

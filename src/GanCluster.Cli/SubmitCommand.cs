@@ -15,17 +15,20 @@ static class SubmitCommand
     /// <summary>Where a default cluster address comes from, so that it need not be typed on every call.</summary>
     public const string ClusterVariable = "GANCLUSTER_CLUSTER";
 
-    static Option<string> Cluster() => new("--cluster")
+    internal static Option<string> Cluster() => new("--cluster")
     {
         Description = $"A seed node, host:port[,host:port] (default: ${ClusterVariable}, else \"cluster\" in {CliConfig.FilePath()})",
         DefaultValueFactory = _ => Environment.GetEnvironmentVariable(ClusterVariable) ?? "",
     };
 
+    /// <summary>The cluster to talk to: the flag, else $GANCLUSTER_CLUSTER (the option's default), else the config file; null when none says.</summary>
+    internal static string? OptionalAddress(ParseResult r, Option<string> cluster) =>
+        r.GetValue(cluster) is { Length: > 0 } address ? address : CliConfig.Get("cluster");
+
     static string Address(ParseResult r, Option<string> cluster) =>
-        r.GetValue(cluster) is { Length: > 0 } address ? address
-            : CliConfig.Get("cluster")
+        OptionalAddress(r, cluster)
               ?? throw new UsageException($"which cluster? give --cluster host:port, set {ClusterVariable}=host:port, or write {{\"cluster\": \"host:port\"}} to {CliConfig.FilePath()}");
-    static Option<int> ConnectTimeout() => new("--connect-timeout") { Description = "Seconds to wait for the cluster to answer", DefaultValueFactory = _ => 10 };
+    internal static Option<int> ConnectTimeout() => new("--connect-timeout") { Description = "Seconds to wait for the cluster to answer", DefaultValueFactory = _ => 10 };
     static Option<int> GiveUpAfter() => new("--give-up-after")
     {
         Description = "With --wait: seconds to keep trying when no seed answers (a seed being restarted or the coordinator moving) before exit 3",

@@ -35,6 +35,9 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
         if (RunFolder.OwnershipProblem(output, spec) is { } problem)
             throw new InvalidRunSpecException("(run)", [new SpecError("output", problem)]);
         Directory.CreateDirectory(output);
+        // One process per folder: two trainings appending to one metrics.csv and pruning each other's checkpoints would corrupt both.
+        using var folderLock = RunLock.TryAcquire(output)
+            ?? throw new InvalidRunSpecException("(run)", [new SpecError("output", $"{output} is being trained by another process ({RunLock.Holder(output) ?? "unknown"}); wait for it or choose another output")]);
 
         Banner($"Run {spec.Name}: {spec.Model.Kind} on {spec.Dataset.Kind}, k={t.K}, {t.Iterations} iterations, batch {t.BatchSize}, loss {t.Loss}");
         log.WriteLine($"    device {device} | seed {t.Seed} | output {Path.GetFullPath(output)}");

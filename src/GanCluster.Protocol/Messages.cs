@@ -63,7 +63,31 @@ public static class RunProtocol
     public sealed record StatusReported(RunState State, string? RunId, int Workers, long Iteration, string? LastError, long Total = 0,
         WorkerStatus[]? Members = null) : IGanClusterMessage;
     public sealed record WorkerStatus(string WorkerId, string Device, int Rank);
+
+    /// <summary>List the runs under the seed's runs root (Node:RunsRoot). Replies <see cref="RunsListed"/>.</summary>
+    public sealed record ListRuns : IGanClusterMessage;
+    /// <summary>The runs, newest first; <paramref name="Omitted"/> more were left out (the listing is bounded).</summary>
+    public sealed record RunsListed(RunSummary[] Runs, int Omitted) : IGanClusterMessage;
 }
+
+/// <summary>What a run folder says about its run.</summary>
+public enum RunFolderState
+{
+    /// <summary>Nothing trained yet (no checkpoint, no metrics).</summary>
+    NotStarted,
+    /// <summary>Trained part of its iterations and stopped (cancelled, crashed, diverged): the same spec resumes it.</summary>
+    Stopped,
+    /// <summary>Its last checkpoint is at its last iteration.</summary>
+    Completed,
+    /// <summary>A process trains it now (a local run holds its lock; a cluster's coordinator drives it).</summary>
+    Running,
+}
+
+/// <summary>
+/// One run folder: its spec's name, where it is, how far it got (the newest checkpoint, or the last metrics row when
+/// further), and its best quality score (lowest Fréchet distance for images, best mode quality for 2-D data), if any.
+/// </summary>
+public sealed record RunSummary(string Name, string Output, RunFolderState State, long Iteration, long Total, string? Best, DateTime UpdatedUtc);
 
 /// <summary>
 /// Worker ↔ coordinator: membership, forming a run's ring, and the boundaries of training (segments between log

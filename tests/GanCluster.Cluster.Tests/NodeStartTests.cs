@@ -52,6 +52,14 @@ public class NodeStartTests
         Assert.Contains("on 2 worker(s)", run.StdOut);
         var seedLog = nodes.Log(seed.Pid!.Value);
         foreach (var p in dataPorts) Assert.Contains($"data plane 127.0.0.1:{p})", seedLog);
+
+        // The seed's runs, as the client lists them (with an empty local folder).
+        var runs = CliProcess.Run(["runs", "--dir", Path.Combine(dir.Path, "none"), "--cluster", $"127.0.0.1:{port}"], timeoutSeconds: 60);
+        Assert.True(runs.ExitCode == 0, runs.StdOut + runs.StdErr);
+        Assert.Contains("local (", runs.StdOut);
+        Assert.Contains($"cluster 127.0.0.1:{port} (the seed's runs root): 1 run(s)", runs.StdOut);
+        Assert.Matches(@"\n  eq +completed +40/40 ", runs.StdOut);
+        Assert.Contains(Path.Combine(dir.Path, "pinned"), runs.StdOut);
     }
 
     [Fact]

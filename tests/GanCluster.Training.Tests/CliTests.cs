@@ -207,6 +207,23 @@ public class CliTests
             lock (stdout) Assert.Fail($"no [500/...] line within 2 minutes:\n{stdout}\n{err}");
         }
 
+        // While it trains: listed as running, and a second process may not train the same folder.
+        try
+        {
+            var listed = CliProcess.Run(["runs", "--dir", dir.Path], env: new() { ["GANCLUSTER_CLUSTER"] = "", ["GANCLUSTER_CONFIG"] = Path.Combine(dir.Path, "none.json") });
+            Assert.True(listed.ExitCode == 0, listed.StdOut + listed.StdErr);
+            Assert.Matches(@"\n  \S+ +running +\d+/1000000 +- +.*" + System.Text.RegularExpressions.Regex.Escape(output), listed.StdOut);
+            Assert.DoesNotContain("\ncluster ", listed.StdOut);   // no cluster named: local runs only
+            var second = CliProcess.Run(["train", "--local", "--device", "cpu", "--output", output, "--iterations", "1000000"]);
+            Assert.Equal(2, second.ExitCode);
+            Assert.Contains($"is being trained by another process ({p.Id}@", second.StdErr);
+        }
+        catch
+        {
+            p.Kill(entireProcessTree: true);
+            throw;
+        }
+
         System.Diagnostics.Process.Start("kill", ["-TERM", p.Id.ToString()])!.WaitForExit();
         Assert.True(p.WaitForExit(60_000), "did not stop within 60 s of SIGTERM");
         Assert.Equal(130, p.ExitCode);
@@ -222,5 +239,9 @@ public class CliTests
         Assert.True(resumed.ExitCode == 0, resumed.StdErr);
         Assert.Contains($"resuming from {checkpoint} (iteration {stoppedAt})", resumed.StdOut);
         Assert.Contains($"[{stoppedAt + 10}/{stoppedAt + 10}]", resumed.StdOut);
+
+        // Trained to its (new) end and no longer locked: completed.
+        var after = CliProcess.Run(["runs", "--dir", dir.Path], env: new() { ["GANCLUSTER_CLUSTER"] = "", ["GANCLUSTER_CONFIG"] = Path.Combine(dir.Path, "none.json") });
+        Assert.Matches($@"\n  \S+ +completed +{stoppedAt + 10}/{stoppedAt + 10} ", after.StdOut);
     }
 }

@@ -15,12 +15,12 @@ public sealed class ClientGateway : ReceiveActor
     public const string Path = "/user/" + Name;
 
     /// <summary>
-    /// What a client may ask through the receptionist: submit, status, watch, cancel. Worker, formation and artifact
+    /// What a client may ask through the receptionist: submit, status, watch, cancel, list runs. Worker, formation and artifact
     /// messages (failing a step, registering, uploading or reading checkpoint files) come only from cluster members,
     /// never through here.
     /// </summary>
     public static bool FromClients(IGanClusterMessage m) =>
-        m is RunProtocol.SubmitRun or RunProtocol.GetStatus or RunProtocol.WatchRun or RunProtocol.CancelRun;
+        m is RunProtocol.SubmitRun or RunProtocol.GetStatus or RunProtocol.WatchRun or RunProtocol.CancelRun or RunProtocol.ListRuns;
 
     public ClientGateway(IActorRef coordinator)
     {
@@ -28,8 +28,8 @@ public sealed class ClientGateway : ReceiveActor
         Receive<IGanClusterMessage>(FromClients, m => coordinator.Forward(m));
         Receive<IGanClusterMessage>(m =>
         {
-            log.Warning("refused {0} from client {1}: clients may submit, watch, cancel and ask for status only", m.GetType().Name, Sender.Path.Address);
-            Sender.Tell(new RunProtocol.Refused(m.GetType().Name, "clients may submit, watch, cancel and ask for status only"));
+            log.Warning("refused {0} from client {1}: clients may submit, watch, cancel, list runs and ask for status only", m.GetType().Name, Sender.Path.Address);
+            Sender.Tell(new RunProtocol.Refused(m.GetType().Name, "clients may submit, watch, cancel, list runs and ask for status only"));
         });
     }
 }

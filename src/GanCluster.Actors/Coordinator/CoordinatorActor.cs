@@ -70,6 +70,16 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Receive<RunProtocol.WatchRun>(w => Apply(new CoordinatorInput.Watch(w.RunId)));
         Receive<RunProtocol.CancelRun>(c => Apply(new CoordinatorInput.Cancel(c.RunId, c.By, DateTimeOffset.UtcNow)));
         Receive<RunProtocol.GetStatus>(_ => Sender.Tell(_state.Status()));
+        // Reading every run folder's files takes disk time: off the mailbox, the answer piped to the client.
+        Receive<RunProtocol.ListRuns>(_ =>
+        {
+            var (root, active) = (settings.OutputRoot ?? ".", _state.Run?.Output);
+            Task.Run(() =>
+            {
+                var (runs, omitted) = RunListing.Scan(root, active);
+                return new RunProtocol.RunsListed(runs, omitted);
+            }).PipeTo(Sender);
+        });
         Receive<CoordinatorInput.CheckpointFound>(c => Apply(c));
         Receive<CheckpointActor.Done>(d => Apply(new CoordinatorInput.ArtifactsDone(d.RunId, d.Iteration, d.Error, d.Quality)));
         Receive<CoordinatorInput.TimerFired>(t => Apply(t with { Now = DateTimeOffset.UtcNow }));
