@@ -77,7 +77,7 @@ public enum RunFolderState
     NotStarted,
     /// <summary>Trained part of its iterations and stopped (cancelled, crashed, diverged): the same spec resumes it.</summary>
     Stopped,
-    /// <summary>Its last checkpoint is at its last iteration.</summary>
+    /// <summary>Trained all its iterations: its newest checkpoint, or its last metrics row, is at its last iteration.</summary>
     Completed,
     /// <summary>A process trains it now (a local run holds its lock; a cluster's coordinator drives it).</summary>
     Running,

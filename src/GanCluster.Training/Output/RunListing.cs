@@ -28,17 +28,17 @@ public static class RunListing
         return (runs.Take(max).ToArray(), Math.Max(0, runs.Count - max));
     }
 
+    static readonly HashSet<string> RunOutputs = ["checkpoints", "samples", "tensorboard"];
+
     static void Find(string dir, int depth, List<string> found)
     {
         if (!Directory.Exists(dir)) return;
-        if (File.Exists(Path.Combine(dir, "spec.json")))
-        {
-            found.Add(dir);
-            return;   // a run's own sub-folders (checkpoints, samples) are not runs
-        }
+        var isRun = File.Exists(Path.Combine(dir, "spec.json"));
+        if (isRun) found.Add(dir);
         if (depth == 0) return;
         IEnumerable<string> subdirs;
-        try { subdirs = Directory.EnumerateDirectories(dir).Where(d => !Path.GetFileName(d).StartsWith('.')).ToList(); }
+        // Runs may nest (a run folder inside another's), but a run's own outputs are not runs.
+        try { subdirs = Directory.EnumerateDirectories(dir).Where(d => !Path.GetFileName(d).StartsWith('.') && !(isRun && RunOutputs.Contains(Path.GetFileName(d)))).ToList(); }
         catch (Exception e) when (e is UnauthorizedAccessException or IOException) { return; }
         foreach (var d in subdirs) Find(d, depth - 1, found);
     }
@@ -61,7 +61,7 @@ public static class RunListing
         var iteration = Math.Max(Math.Max(checkpoint, lastRow), 0);
         var total = spec.Training.Iterations;
         var state = active || RunLock.IsHeld(output) ? RunFolderState.Running
-            : checkpoint >= total ? RunFolderState.Completed
+            : iteration >= total ? RunFolderState.Completed   // its last checkpoint, or its last logged row, is at the end
             : checkpoint < 0 && lastRow <= 0 ? RunFolderState.NotStarted
             : RunFolderState.Stopped;
         var updated = new[] { Path.Combine(output, "spec.json"), metrics, CheckpointStore.Folder(output) }
