@@ -147,10 +147,11 @@ public static class RunReport
         else
         {
             html.Append(shown.Count < samples.Count
-                ? $"<p class=\"note\">Showing {shown.Count} of {samples.Count} sample files: {MaxGrids} evenly spaced from the first, and the last.</p>\n"
-                : $"<p class=\"note\">All {samples.Count} sample file(s), the same noise vectors at every iteration.</p>\n");
+                ? $"<p class=\"note\">Showing {shown.Count} of {samples.Count} sample files, newest first: the last, and {MaxGrids} evenly spaced from the first. The same noise vectors at every iteration.</p>\n"
+                : $"<p class=\"note\">All {samples.Count} sample file(s), newest first. The same noise vectors at every iteration.</p>\n");
             var points = spec?.Dataset.IsSynthetic ?? samples.Any(s => File.Exists(Path.ChangeExtension(s.Path, ".csv")));
-            foreach (var s in shown) html.Append(SampleFigure(s, spec, metrics, points));
+            // Newest first: what a reader looks for on opening the page; the curves above already show the history.
+            foreach (var s in shown.Reverse()) html.Append(SampleFigure(s, spec, metrics, points));
         }
         html.Append("</section>\n");
         html.Append("</body>\n</html>\n");
@@ -255,7 +256,8 @@ public static class RunReport
             if (metrics.At("fid", it) is { } fid) found.Add($"FD {RunCharts.Number(fid)}");
             if (metrics.At("class_kl", it) is { } kl) found.Add($"class KL {RunCharts.Number(kl)}");
             if (metrics.At("confident", it) is { } conf) found.Add(string.Create(CultureInfo.InvariantCulture, $"confident {conf:P0}"));
-            if (metrics.At("modes", it) is { } modes) found.Add(string.Create(CultureInfo.InvariantCulture, $"modes {modes:F0}"));
+            var of = spec is not null && RunData.Mixture(spec.Dataset.Kind) is { } mixture ? $"/{mixture.Modes.Count}" : "";
+            if (metrics.At("modes", it) is { } modes) found.Add(string.Create(CultureInfo.InvariantCulture, $"modes {modes:F0}{of}"));
             if (metrics.At("high_quality", it) is { } hq) found.Add(string.Create(CultureInfo.InvariantCulture, $"high quality {hq:P1}"));
             if (found.Count > 0) return found;
         }

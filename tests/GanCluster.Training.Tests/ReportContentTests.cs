@@ -96,11 +96,11 @@ public class ReportContentTests
 
         var (html, summary) = RunReport.Render(dir.Path, DateTimeOffset.UnixEpoch);
         Assert.Equal((13, 30), (summary.GridsShown, summary.GridsTotal));
-        Assert.Contains("Showing 13 of 30 sample files: 12 evenly spaced from the first, and the last.", html);
+        Assert.Contains("Showing 13 of 30 sample files, newest first: the last, and 12 evenly spaced from the first.", html);
         var shown = Regex.Matches(html, @"data-iteration=""(\d+)""").Select(m => int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).ToList();
-        Assert.Equal(100, shown[0]);
-        Assert.Equal(3000, shown[^1]);
-        var gaps = shown.Zip(shown.Skip(1), (a, b) => (b - a) / 100).ToList();
+        Assert.Equal(3000, shown[0]);
+        Assert.Equal(100, shown[^1]);
+        var gaps = shown.Zip(shown.Skip(1), (a, b) => (a - b) / 100).ToList();
         Assert.True(gaps.All(g => g >= 2 && g <= 3), $"uneven picks: {string.Join(", ", shown)}");
 
         // A grid of a quality row's iteration has its scores in the caption; 30-px grids are shown at 800/30 ≈ 27×.
@@ -130,5 +130,13 @@ public class ReportContentTests
         Assert.Contains("iteration 10 · modes 8/8 · high quality 100.0 %", html);
         Assert.Contains(@"class=""scatter""", html);
         Assert.Contains("512×512 px shown at 1×", html);
+
+        // A quality row of that iteration is what the run itself measured: it wins, and is charted.
+        File.WriteAllText(dir.File("metrics.csv"), $"{NewHeader}\n10,1.3,0.7,0.5,0.5,900,1.0,0,,,,,\n10,,,,,,1.2,,,,,7,0.875\n");
+        (html, _) = RunReport.Render(dir.Path, DateTimeOffset.UnixEpoch);
+        Assert.Contains("iteration 10 · modes 7/8 · high quality 87.5 %", html);
+        Assert.Contains(@"id=""chart-modes"" data-columns=""modes"" data-colors=""#bcbd22"" data-points=""1""", html);
+        Assert.Contains(@"id=""chart-high_quality""", html);
+        Assert.DoesNotContain(@"id=""chart-fid""", html);
     }
 }

@@ -76,8 +76,8 @@ public class ReportTests(TinyImageRun run, ITestOutputHelper output) : IClassFix
         }
         Assert.Contains("No quality scores in metrics.csv", dom);
 
-        // Every sample grid (4 of them), the file's own bytes, scaled up 3× with crisp pixels, captioned with its iteration.
-        var expected = Enumerable.Range(1, TinyImageRun.Iterations / TinyImageRun.SampleEvery).Select(i => i * TinyImageRun.SampleEvery).ToList();
+        // Every sample grid (4 of them, newest first), the file's own bytes, scaled up 3× with crisp pixels, captioned with its iteration.
+        var expected = Enumerable.Range(1, TinyImageRun.Iterations / TinyImageRun.SampleEvery).Select(i => i * TinyImageRun.SampleEvery).Reverse().ToList();
         var figures = Regex.Matches(dom, @"<figure class=""sample"" data-iteration=""(\d+)"">(.*?)</figure>", RegexOptions.Singleline);
         Assert.Equal(expected, figures.Select(f => int.Parse(f.Groups[1].Value, CultureInfo.InvariantCulture)));
         foreach (Match f in figures)
