@@ -46,6 +46,7 @@ static class ReportCommand
             var charts = RunCharts.Training(metrics).Concat(RunCharts.QualityCharts(metrics)).ToList();
             if (charts.Count == 0) throw new UsageException($"--run {dir}: metrics.csv has no rows yet, nothing to plot");
             ImageWriter.WriteAtomically(path, RunCharts.Png(charts));
+            foreach (var c in charts) c.Dispose();
             var (w, h) = RunCharts.PngSize(charts.Count);
             Console.WriteLine($"wrote {path} ({w}×{h} px): {string.Join(", ", charts.Select(c => c.Definition.Title))}");
             return 0;

@@ -11,7 +11,10 @@ public sealed record ChartSeries(string Column, string Label, string Color);
 public sealed record ChartDefinition(string Id, string Title, string YLabel, IReadOnlyList<ChartSeries> Series, double? YMin = null, double? YMax = null);
 
 /// <summary>A chart with the data of one run, ready to render as PNG (<c>plot</c>) or inline SVG (<c>report</c>).</summary>
-public sealed record RunChart(ChartDefinition Definition, IReadOnlyList<(ChartSeries Series, int Points)> Drawn, Plot Plot);
+public sealed record RunChart(ChartDefinition Definition, IReadOnlyList<(ChartSeries Series, int Points)> Drawn, Plot Plot) : IDisposable
+{
+    public void Dispose() => Plot.Dispose();
+}
 
 /// <summary>
 /// The curves of a run, drawn once with ScottPlot: <c>gancluster plot</c> writes them as one PNG, <c>gancluster report</c>

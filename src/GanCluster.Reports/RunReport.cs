@@ -217,9 +217,10 @@ public static class RunReport
         TimeSpan.FromSeconds(seconds) is var t && t.TotalHours >= 1 ? $"{(int)t.TotalHours} h {t.Minutes} min"
         : t.TotalMinutes >= 1 ? $"{t.Minutes} min {t.Seconds} s" : $"{seconds:F1} s";
 
-    /// <summary>A chart as a figure; its data attributes name the curves, their colours and point counts (what a test checks).</summary>
+    /// <summary>A chart as a figure (the chart is disposed); its data attributes name the curves, their colours and point counts (what a test checks).</summary>
     static string Figure(RunChart chart)
     {
+        using var _ = chart;
         var d = chart.Definition;
         var columns = string.Join(' ', chart.Drawn.Select(s => s.Series.Column));
         var colors = string.Join(' ', chart.Drawn.Select(s => s.Series.Color));

@@ -98,6 +98,7 @@ public class ReportTests(TinyImageRun run, ITestOutputHelper output) : IClassFix
         var shot = Path.Combine(AppContext.BaseDirectory, "TestResults", "report-screenshot.png");
         Directory.CreateDirectory(Path.GetDirectoryName(shot)!);
         HeadlessChromium.Screenshot(page, shot, 1280, 2400);
+        File.Copy(page, Path.ChangeExtension(shot, ".html"), overwrite: true);   // the page beside it: the run folder is temporary
         output.WriteLine($"report screenshot: {shot}");
         Console.WriteLine($"report screenshot: {shot}");
         using var bitmap = SKBitmap.Decode(shot);
@@ -124,8 +125,8 @@ public class ReportTests(TinyImageRun run, ITestOutputHelper output) : IClassFix
         Assert.Contains("(1200×640 px): Losses, Discriminator outputs, Throughput", plot.StdOut);
         foreach (var column in TrainingColumns)
         {
-            var color = RunCharts.Training(RunMetrics.Read(Path.Combine(run.Output, "metrics.csv")))
-                .SelectMany(c => c.Drawn).Single(d => d.Series.Column == column).Series.Color;
+            var color = new[] { RunCharts.Losses, RunCharts.Discriminator, RunCharts.Throughput }
+                .SelectMany(d => d.Series).Single(s => s.Column == column).Color;
             var (count, left, right) = PixelsOf(bitmap, SKColor.Parse(color));
             Assert.True(count >= 40 && right - left >= 300, $"{column} ({color}): {count} pixels from x = {left} to {right}");
         }
