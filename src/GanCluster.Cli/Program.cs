@@ -14,6 +14,8 @@ var root = new RootCommand("GanCluster: distributed GAN and DCGAN training on To
     RunsCommand.Build(),
     CertsCommand.Build(),
     ControlBenchCommand.Build(),
+    ReportCommand.BuildReport(),
+    ReportCommand.BuildPlot(),
 };
 var parsed = root.Parse(args);
 // A mistake in the command line is one a user can fix: exit 2 (as a bad spec), naming it, with where to read the usage.

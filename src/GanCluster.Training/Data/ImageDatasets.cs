@@ -238,7 +238,10 @@ public static class ImageDatasets
             return;
         }
         using var scaled = new SKBitmap(new SKImageInfo(size, size, SKColorType.Rgba8888, SKAlphaType.Unpremul));
-        if (!square.ScalePixels(scaled, SKFilterQuality.High))
+        // What SkiaSharp 2.88's SKFilterQuality.High did: bicubic (Mitchell) up, bilinear with the nearest mipmap down
+        // (upscales identical, downscales within ±2 of 255 per channel, by a probe of both versions).
+        var sampling = size > side ? new SKSamplingOptions(SKCubicResampler.Mitchell) : new SKSamplingOptions(SKFilterMode.Linear, SKMipmapMode.Nearest);
+        if (!square.ScalePixels(scaled, sampling))
             throw new DatasetException(file, $"cannot scale {side}x{side} to {size}x{size}");
         CopyPixels(scaled, rgba);
     }

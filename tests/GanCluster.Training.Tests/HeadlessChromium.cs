@@ -1,0 +1,77 @@
+using System.Diagnostics;
+
+namespace GanCluster.Training.Tests;
+
+/// <summary>
+/// Debian's <c>chromium</c> in headless mode, for the report page tests: screenshots and the DOM after parsing. No
+/// network: the page is a local file, and every host name resolves to nothing.
+/// </summary>
+static class HeadlessChromium
+{
+    public const string SkipVariable = "GANCLUSTER_SKIP_BROWSER_TESTS";
+
+    /// <summary>The browser's path; a failure saying how to install it when there is none.</summary>
+    public static string Require()
+    {
+        var path = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
+            .SelectMany(dir => new[] { "chromium", "chromium-browser" }.Select(name => Path.Combine(dir, name)))
+            .FirstOrDefault(File.Exists);
+        return path ?? throw new Xunit.Sdk.XunitException(
+            "headless Chromium is needed for the report page tests and is not installed: `apt-get install -y chromium` " +
+            $"(Debian 12; .ci/run installs it when missing), or set {SkipVariable}=1 to skip the browser tests.");
+    }
+
+    /// <summary>Renders <paramref name="page"/> in a <paramref name="width"/>×<paramref name="height"/> window and writes a PNG of it.</summary>
+    public static void Screenshot(string page, string png, int width, int height)
+    {
+        if (File.Exists(png)) File.Delete(png);
+        Run([$"--screenshot={png}", $"--window-size={width},{height}", new Uri(page).AbsoluteUri]);
+        Assert.True(File.Exists(png), $"chromium wrote no screenshot to {png}");
+    }
+
+    /// <summary>The page's DOM as Chromium serializes it after parsing and layout.</summary>
+    public static string DumpDom(string page) => Run(["--dump-dom", new Uri(page).AbsoluteUri]);
+
+    static string Run(IEnumerable<string> args)
+    {
+        var exe = Require();
+        var profile = Path.Combine(Path.GetTempPath(), "gancluster-chromium-" + Guid.NewGuid().ToString("N"));
+        var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true };
+        // Root needs --no-sandbox; the rest keeps a headless run quiet and off the network.
+        foreach (var a in new[]
+        {
+            "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars", "--no-first-run", "--no-default-browser-check",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
+            "--host-resolver-rules=MAP * ~NOTFOUND", $"--user-data-dir={profile}",
+        }.Concat(args)) psi.ArgumentList.Add(a);
+        try
+        {
+            using var p = Process.Start(psi)!;
+            var stdout = p.StandardOutput.ReadToEndAsync();
+            var stderr = p.StandardError.ReadToEndAsync();
+            if (!p.WaitForExit(120_000))
+            {
+                p.Kill(entireProcessTree: true);
+                throw new TimeoutException($"chromium {string.Join(' ', psi.ArgumentList)} did not finish in 120 s");
+            }
+            Assert.True(p.ExitCode == 0, $"chromium exited with {p.ExitCode}: {stderr.Result}");
+            return stdout.Result;
+        }
+        finally
+        {
+            try { Directory.Delete(profile, recursive: true); }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+    }
+}
+
+/// <summary>A test that runs headless Chromium: skipped when <c>GANCLUSTER_SKIP_BROWSER_TESTS=1</c>, else it needs the browser.</summary>
+public sealed class BrowserFactAttribute : FactAttribute
+{
+    public BrowserFactAttribute()
+    {
+        if (Environment.GetEnvironmentVariable(HeadlessChromium.SkipVariable) == "1")
+            Skip = $"{HeadlessChromium.SkipVariable}=1: browser tests skipped";
+    }
+}
