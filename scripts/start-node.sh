@@ -10,6 +10,7 @@ usage() {
 usage: scripts/start-$role.sh [--host IP] [--port N] [--seeds host:port[,host:port]] [--devices cpu|cuda:0,cuda:1|all]
                              [--torch-lib-dir DIR] [--cpu-threads N] [--log-dir DIR] [--state-dir DIR]
                              [--credentials DIR | --insecure] [--foreground] [--restart-on-down] [--Node:Option=value ...]
+                             [--Logging:Setting=value ...]
   --credentials: the cluster's credentials folder (scripts/gancluster certs create); default \$GANCLUSTER_CREDENTIALS,
                  else credentials/ in the repository
   --insecure:    no TLS and no authentication (anyone who can reach the ports can use the cluster); for a machine of one's own
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
     --insecure) insecure=1; shift ;;
     --foreground) foreground=1; shift ;;
     --restart-on-down) restart=1; shift ;;
-    --Node:*) extra+=("$1"); shift ;;
+    --Node:*|--Logging:*) extra+=("$1"); shift ;;   # cluster-config/README.md: node options, log levels and format
     -h|--help) usage ;;
     *) echo "unknown option $1" >&2; usage ;;
   esac

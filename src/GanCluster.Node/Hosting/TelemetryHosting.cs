@@ -189,10 +189,20 @@ public static class MetricsEndpoint
                 .AddMeter(Actors.Telemetry.NodeMetrics.MeterName)
                 .AddPrometheusHttpListener(o =>
                 {
-                    // HttpListener's "+" is every interface; a concrete address binds to that one only.
-                    o.Host = options.MetricsHost == "0.0.0.0" ? "+" : options.MetricsHost;
                     o.Port = options.MetricsPort;
                     o.ScrapeEndpointPath = "/metrics";
+                    if (options.MetricsHost != "0.0.0.0")
+                    {
+                        o.Host = options.MetricsHost;   // HttpListener binds that address only
+                        return;
+                    }
+                    // Every interface is HttpListener's "+", which Host cannot express (the exporter builds a Uri from
+                    // it); a "0.0.0.0" prefix would bind every interface but answer only requests addressed to "0.0.0.0".
+                    o.ConfigureHttpListener = (_, listener) =>
+                    {
+                        listener.Prefixes.Clear();
+                        listener.Prefixes.Add($"http://+:{options.MetricsPort}/metrics/");
+                    };
                 })
                 .Build();
         }
