@@ -10,7 +10,7 @@ usage() {
 usage: scripts/start-$role.sh [--host IP] [--port N] [--seeds host:port[,host:port]] [--devices cpu|cuda:0,cuda:1|all]
                              [--torch-lib-dir DIR] [--cpu-threads N] [--data-port N|FIRST-LAST] [--log-dir DIR] [--state-dir DIR]
                              [--credentials DIR | --insecure] [--join-timeout S] [--foreground] [--restart-on-down]
-                             [--Node:Option=value ...]
+                             [--Node:Option=value ...] [--Logging:Setting=value ...]
   --credentials: the cluster's credentials folder (scripts/gancluster certs create); default \$GANCLUSTER_CREDENTIALS,
                  else credentials/ in the repository
   --insecure:    no TLS and no authentication (anyone who can reach the ports can use the cluster); for a machine of one's own
@@ -39,7 +39,7 @@ while [ $# -gt 0 ]; do
     --insecure) insecure=1; shift ;;
     --foreground) foreground=1; shift ;;
     --restart-on-down) restart=1; shift ;;
-    --Node:*) extra+=("$1"); shift ;;
+    --Node:*|--Logging:*) extra+=("$1"); shift ;;   # cluster-config/README.md: node options, log levels and format
     -h|--help) usage ;;
     *) echo "unknown option $1" >&2; usage ;;
   esac
@@ -69,6 +69,8 @@ if [ $foreground = 1 ]; then
 fi
 mkdir -p "$logdir"
 log="$logdir/$role-$host-$port-$$.log"
+ready="$log.ready"; rm -f "$ready"
+args+=("--Node:ReadyFile=$ready")
 if [ $restart = 1 ]; then
   # A downed node may not come back as the same member: it exits with code 3, and this loop starts it afresh.
   nohup bash -c '
@@ -88,10 +90,11 @@ pid=$!
 echo "$pid" >"$log.pid"
 # Wait until it has joined the cluster (or only listens, with --join-timeout 0), or exits (a port in use, a bad
 # setting): a node that cannot start, or is not let in, must not look started.
-want="gancluster node: joined the cluster"
-[ "$join_timeout" = 0 ] && want="Remoting started; listening on"
+# The node writes how far it got to its ready file (Node:ReadyFile), whatever the log's levels and format.
+want=joined
+[ "$join_timeout" = 0 ] && want=listening
 deadline=$((SECONDS + join_timeout)); listen_deadline=$((SECONDS + (join_timeout > 60 ? join_timeout : 60)))
-until grep -q "$want" "$log" 2>/dev/null; do
+until grep -q "^$want" "$ready" 2>/dev/null || { [ $want = listening ] && grep -q "^joined" "$ready" 2>/dev/null; }; do
   if ! kill -0 "$pid" 2>/dev/null; then
     rc=0; wait "$pid" || rc=$?
     echo "$role failed to start (exit $rc; pid $pid, logs: $log):" >&2
@@ -100,7 +103,7 @@ until grep -q "$want" "$log" 2>/dev/null; do
   fi
   # A node that printed an error is on its way out (it prints them as it exits): report it as a failed start.
   if grep -q "^error" "$log" 2>/dev/null && [ $SECONDS -ge $deadline ] && [ $SECONDS -lt $((deadline + 30)) ]; then sleep 0.1; continue; fi
-  listening=0; grep -q "Remoting started; listening on" "$log" 2>/dev/null && listening=1
+  listening=0; [ -s "$ready" ] && listening=1
   if [[ ( $listening = 1 && $SECONDS -ge $deadline ) || ( $listening = 0 && $SECONDS -ge $listen_deadline ) ]]; then
     if [ $listening = 1 ]; then
       echo "$role has not joined the cluster after $join_timeout s (seeds $seeds). What its log says:" >&2

@@ -30,6 +30,11 @@ public sealed class NodeOptions
     /// </summary>
     public string DataPorts { get; set; } = "";
     /// <summary>
+    /// A file the node writes "listening ADDRESS" to once it listens and "joined ADDRESS" once it is a member (the start
+    /// scripts wait on it, whatever the log's levels or format); none by default.
+    /// </summary>
+    public string? ReadyFile { get; set; }
+    /// <summary>
     /// Coordinator: seconds every worker has to answer an update, a save or an abort before the silent ones are dropped
     /// (and a leaving worker, to reach the next update boundary).
     /// </summary>
@@ -86,6 +91,13 @@ public sealed class NodeOptions
     public bool RingEncryption { get; set; }
     /// <summary>A PyTorch install's torch/lib to load libtorch (and CUDA) from; default $TORCH_LIB_DIR or the bundled CPU libtorch.</summary>
     public string? TorchLibDir { get; set; }
+    /// <summary>Port of the Prometheus metrics endpoint (http://MetricsHost:MetricsPort/metrics); 0 = no endpoint.</summary>
+    public int MetricsPort { get; set; }
+    /// <summary>
+    /// Address the metrics endpoint binds to: loopback by default, so nothing is open to other machines unless asked
+    /// (0.0.0.0 = every interface; the endpoint has no authentication, see cluster-config/README.md).
+    /// </summary>
+    public string MetricsHost { get; set; } = "127.0.0.1";
 
     public IReadOnlyList<string> RoleList => Roles.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
     public bool IsSeed => RoleList.Contains("seed");
@@ -180,6 +192,9 @@ public sealed class NodeOptions
             e.Add("Node:Credentials and Node:Insecure=true exclude each other: choose one");
         if (Insecure && RingEncryption)
             e.Add("Node:RingEncryption needs Node:Credentials (its keys come from the cluster's secret)");
+        if (MetricsPort is < 0 or > 65535) e.Add($"Node:MetricsPort must be 0 (no metrics endpoint) or a port 1-65535 (got {MetricsPort})");
+        if (MetricsPort != 0 && MetricsPort == Port) e.Add($"Node:MetricsPort must differ from Node:Port ({Port})");
+        if (!IPAddress.TryParse(MetricsHost, out _)) e.Add($"Node:MetricsHost must be an IP address to bind to, such as 127.0.0.1 or 0.0.0.0 (got \"{MetricsHost}\")");
         if (ChecksumEvery < 0) e.Add($"Node:ChecksumEvery must be 0 or more (got {ChecksumEvery})");
         return e;
     }

@@ -1,6 +1,7 @@
 using Akka.Hosting;
 using Akka.Remote.Hosting;
 using GanCluster.Actors.Security;
+using Microsoft.Extensions.Logging;
 
 namespace GanCluster.Node;
 
@@ -8,18 +9,18 @@ namespace GanCluster.Node;
 static class NodeSecurity
 {
     /// <summary>The credentials of Node:Credentials, or null with a warning on every line of the log's start when Node:Insecure.</summary>
-    public static ClusterCredentials? Load(NodeOptions options)
+    public static ClusterCredentials? Load(NodeOptions options, ILogger log)
     {
         if (options.Insecure)
         {
-            Console.Error.WriteLine("gancluster node: WARNING: Node:Insecure=true: no TLS and no authentication. Anyone who can reach " +
-                                    "this node's ports can join this cluster, submit, cancel and download runs, and read or alter gradients.");
+            log.LogWarning("WARNING: Node:Insecure=true: no TLS and no authentication. Anyone who can reach " +
+                           "this node's ports can join this cluster, submit, cancel and download runs, and read or alter gradients.");
             return null;
         }
         var credentials = ClusterCredentials.Load(options.Credentials!);
-        foreach (var w in credentials.Warnings()) Console.Error.WriteLine($"gancluster node: warning: {w}");
-        Console.WriteLine($"gancluster node: mutual TLS with the cluster certificate {credentials.Thumbprint[..16]}… from {credentials.Folder}" +
-                          (options.RingEncryption ? "; gradient ring authenticated and encrypted" : "; gradient ring authenticated"));
+        foreach (var w in credentials.Warnings()) log.LogWarning("{Warning}", w);
+        log.LogInformation("mutual TLS with the cluster certificate {Thumbprint}… from {Folder}; {Ring}", credentials.Thumbprint[..16], credentials.Folder,
+            options.RingEncryption ? "gradient ring authenticated and encrypted" : "gradient ring authenticated");
         return credentials;
     }
 

@@ -8,6 +8,7 @@ using GanCluster.Training.Native;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using TorchSharp;
 
 // Settings: cluster-config/node.json (or --config FILE), then GANCLUSTER_* environment variables, then --Node:X=Y flags.
@@ -23,13 +24,20 @@ if (problems.Count > 0)
     return 2;
 }
 
+// The lines before the host runs (credentials, devices) go through the same Logging settings (levels, formatter) as
+// the host's; the factory is flushed and disposed before the host starts logging.
+builder.Logging.AddNodeConsole();
+var startupLogs = LoggerFactory.Create(l => l.AddConfiguration(builder.Configuration.GetSection("Logging")).AddNodeConsole());
+var startup = startupLogs.CreateLogger("GanCluster.Node");
+
 ClusterCredentials? credentials;
 try
 {
-    credentials = NodeSecurity.Load(options);
+    credentials = NodeSecurity.Load(options, startup);
 }
 catch (CredentialsException e)
 {
+    startupLogs.Dispose();
     Console.Error.WriteLine($"error: Node:Credentials: {e.Message}");
     return 2;
 }
@@ -41,16 +49,17 @@ if (options.IsWorker)
     try
     {
         var env = TorchRuntime.Initialize(options.TorchLibDir);
-        devices.AddRange(NodeDevices.Resolve(options.Devices, env, warn: m => Console.Error.WriteLine($"gancluster node: warning: {m}")));
+        devices.AddRange(NodeDevices.Resolve(options.Devices, env, warn: m => startup.LogWarning("{Warning}", m)));
         if (options.CpuThreads > 0) torch.set_num_threads(options.CpuThreads);
         if (devices.Any(d => d.type == DeviceType.CUDA))
         {
             var set = TorchRuntime.SetCudnnBenchmark(options.CudnnBenchmark);
-            Console.WriteLine($"gancluster node: cudnn.benchmark {(set is null ? "not available in this libtorch" : set.Value ? "on" : "off")}");
+            startup.LogInformation("cudnn.benchmark {State}", set is null ? "not available in this libtorch" : set.Value ? "on" : "off");
         }
     }
     catch (Exception e) when (e is TorchLoadException or ArgumentException)
     {
+        startupLogs.Dispose();
         Console.Error.WriteLine($"error: {e.Message}");
         return 2;
     }
@@ -65,14 +74,30 @@ if (options.IsWorker)
 var leaveTimeout = TimeSpan.FromSeconds(options.StepTimeoutSeconds + 30);
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = leaveTimeout + TimeSpan.FromSeconds(30));
 
-builder.Services.AddAkka(ClusterHocon.SystemName, akka => akka
+builder.Services.AddAkka(ClusterHocon.SystemName, (akka, services) => akka
+    .WithNodeLogging(services.GetRequiredService<ILoggerFactory>(), builder.Configuration)
     .WithGanClusterProtocol()
-    .WithClusterMembership(options, credentials, leaveTimeout)
+    .WithClusterMembership(options, credentials, leaveTimeout, services.GetRequiredService<ILoggerFactory>().CreateLogger("GanCluster.Node"))
     .WithCoordinator(options)
     .WithWorkers(options, devices, credentials, leaveTimeout));
 
-Console.WriteLine($"gancluster node: roles {options.Roles}, {ClusterHocon.NodeAddress(credentials is not null, $"{options.EffectivePublicHost}:{options.Port}")}, seeds {options.Seeds}" +
-                  (options.IsWorker ? $", devices {string.Join(",", devices)}" : ""));
+startup.LogInformation("roles {Roles}, {Address}, seeds {Seeds}{Devices}", options.Roles,
+    ClusterHocon.NodeAddress(credentials is not null, $"{options.EffectivePublicHost}:{options.Port}"), options.Seeds,
+    options.IsWorker ? $", devices {string.Join(",", devices)}" : "");
+IDisposable? metrics;
+try
+{
+    metrics = MetricsEndpoint.Start(options, devices);
+    if (metrics is not null) startup.LogInformation("metrics: http://{Host}:{Port}/metrics", options.MetricsHost, options.MetricsPort);
+}
+catch (MetricsEndpointException e)
+{
+    startupLogs.Dispose();
+    Console.Error.WriteLine($"error: {e.Message}");
+    return 2;
+}
+startupLogs.Dispose();
+using var metricsServer = metrics;
 const int DownedExitCode = 3;
 ActorSystem? actorSystem = null;
 try

@@ -145,6 +145,7 @@ public partial class KubernetesManifestTests
                 "GANCLUSTER_Node__StateDir" => Path.Combine(dir.Path, "state"),
                 "GANCLUSTER_Node__CpuThreads" => "1",                               // two workers on this machine's cores
                 "GANCLUSTER_Node__Credentials" => TestCredentials.Folder,           // the Secret's mount
+                "GANCLUSTER_Node__MetricsPort" => NodeProcesses.FreePort().ToString(), // one port per pod, three pods on one machine
                 _ => SeedHostRegex().Replace(e.Value, "localhost").Replace("4053", port.ToString()),
             });
         var seed = nodes.StartNode(Local(seedPod, 0), dir.Path, "k8s-seed");

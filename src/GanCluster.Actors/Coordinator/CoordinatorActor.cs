@@ -2,6 +2,7 @@ using GanCluster.Engine.Coordinator;
 using Akka.Actor;
 using Akka.Cluster;
 using Akka.Event;
+using GanCluster.Actors.Telemetry;
 using GanCluster.Protocol;
 using System.Text.Json;
 using GanCluster.Training.Output;
@@ -81,7 +82,11 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             }).PipeTo(Sender);
         });
         Receive<CoordinatorInput.CheckpointFound>(c => Apply(c));
-        Receive<CheckpointActor.Done>(d => Apply(new CoordinatorInput.ArtifactsDone(d.RunId, d.Iteration, d.Error, d.Quality)));
+        Receive<CheckpointActor.Done>(d =>
+        {
+            NodeMetrics.Saves.Add(1, new KeyValuePair<string, object?>("outcome", d.Error is null ? "written" : "failed"));
+            Apply(new CoordinatorInput.ArtifactsDone(d.RunId, d.Iteration, d.Error, d.Quality));
+        });
         Receive<CoordinatorInput.TimerFired>(t => Apply(t with { Now = DateTimeOffset.UtcNow }));
         // Everything else is a worker's: taken only from a cluster member with the worker role (Akka.Remote lets any
         // process that reaches the port address this actor directly, past the client gateway).
@@ -133,6 +138,9 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     {
         Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.InitialStateAsEvents, typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.UnreachableMember));
         _log.Info("coordinator started on {0}; run state in {1}", Cluster.Get(Context.System).SelfAddress, _stateDir);
+        // Counters appear on the metrics endpoint at their first measurement: at 0 from the start, not only after a failure.
+        NodeMetrics.WorkerFailures.Add(0);
+        NodeMetrics.Reforms.Add(0);
         var record = ReadRunRecord();
         if (record is not null) Apply(new CoordinatorInput.Recover(record, Random.Shared.NextInt64(1, long.MaxValue / 2), DateTimeOffset.UtcNow));
     }
@@ -166,6 +174,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     void Apply(CoordinatorInput input)
     {
         var (next, effects) = _state.Handle(input);
+        Measure(_state, next, input);
         _state = next;
         var followUps = new List<CoordinatorInput>();
         foreach (var effect in effects)
@@ -226,6 +235,19 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             }
         }
         foreach (var input2 in followUps) Apply(input2);
+    }
+
+    /// <summary>Metrics read off a transition: new failures, a new formation of the same run, the end of a save's stall.</summary>
+    static void Measure(CoordinatorState before, CoordinatorState after, CoordinatorInput input)
+    {
+        if (after.Run is not { } run || before.Run is not { } was || was.RunId != run.RunId) return;   // a restored run's history is not new
+        // The list keeps the last hour's failures only: count the entries newer than the newest one before.
+        var newest = was.Failures.IsEmpty ? DateTimeOffset.MinValue : was.Failures.Max();
+        var failures = run.Failures.Count(t => t > newest);
+        if (failures > 0) NodeMetrics.WorkerFailures.Add(failures);
+        if (was.Formation != run.Formation) NodeMetrics.Reforms.Add(1);
+        if (input is CoordinatorInput.FromWorker { Message: ArtifactsSnapshotted } f && before.Stage is Stage.Saving saving && after.Stage is not Stage.Saving)
+            NodeMetrics.SaveStall.Record((f.Now - saving.StartedAt).TotalSeconds);
     }
 
     /// <summary>

@@ -13,12 +13,17 @@ public sealed class StepTimes
     long _wait, _compute, _reduce;
     int _updates, _segments;
 
-    /// <summary>A segment started: the time since this worker ended the last one was spent waiting for the seed.</summary>
-    public void SegmentStarted(long now)
+    /// <summary>
+    /// A segment started: the time since this worker ended the last one was spent waiting for the seed. Returns that
+    /// wait in ticks (null for the first segment of a formation).
+    /// </summary>
+    public long? SegmentStarted(long now)
     {
-        if (_segmentEnded != 0) _wait += now - _segmentEnded;
+        long? waited = _segmentEnded != 0 ? now - _segmentEnded : null;
+        if (waited is { } w) _wait += w;
         _segmentEnded = 0;
         _segments++;
+        return waited;
     }
 
     /// <summary><paramref name="updates"/> updates took <paramref name="total"/> ticks, <paramref name="reduce"/> of them in all-reduces.</summary>

@@ -2,6 +2,7 @@ using System.Net;
 using Akka.Actor;
 using Akka.Event;
 using System.Diagnostics;
+using GanCluster.Actors.Telemetry;
 using GanCluster.DataPlane;
 using GanCluster.Engine;
 using GanCluster.Protocol;
@@ -65,6 +66,12 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
     TimedCollective? _collective;  // the formation's ring (its time in all-reduces is measured)
     readonly StepTimes _times = new();
     IActorRef? _leaveRequester;
+    readonly KeyValuePair<string, object?> _deviceTag;
+    long _updateMark;              // when the update being computed began (for NodeMetrics.UpdateDuration)
+    readonly long _startedAt = Stopwatch.GetTimestamp();
+    bool _registered, _warnedUnregistered;
+    /// <summary>How long a worker may go unanswered by a coordinator before it says so (once).</summary>
+    static readonly TimeSpan RegistrationWarning = TimeSpan.FromSeconds(30);
 
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -76,11 +83,26 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         _settings = settings;
         _coordinator = coordinator;
         _device = device;
+        _deviceTag = new("device", settings.Device);
         _transfer = new ArtifactTransfer(Context.System, _log, settings.UploadTimeout);
 
         // Registration doubles as a heartbeat: a coordinator that moved to another seed learns about us again.
-        Receive<RegisterTick>(_ => _coordinator.Tell(new RegisterWorker(_settings.WorkerId, _settings.Device, _settings.DataHost, _listener!.Port)));
-        Receive<WorkerRegistered>(_ => { });
+        Receive<RegisterTick>(_ =>
+        {
+            _coordinator.Tell(new RegisterWorker(_settings.WorkerId, _settings.Device, _settings.DataHost, _listener!.Port));
+            // Akka's own singleton-proxy warning is off (it fires at once, MembershipHosting); this one waits its 30 s.
+            if (!_registered && !_warnedUnregistered && Stopwatch.GetElapsedTime(_startedAt) >= RegistrationWarning)
+            {
+                _warnedUnregistered = true;
+                _log.Warning("no coordinator has answered this worker's registration for {0:F0} s: is a seed running at Node:Seeds, and does it accept this node?",
+                    RegistrationWarning.TotalSeconds);
+            }
+        });
+        Receive<WorkerRegistered>(_ =>
+        {
+            if (!_registered && _warnedUnregistered) _log.Info("registered with the coordinator after {0:F0} s", Stopwatch.GetElapsedTime(_startedAt).TotalSeconds);
+            _registered = true;
+        });
         Receive<PrepareRun>(OnPrepare);
         Receive<RunSegment>(OnSegment);
         Receive<ContinueSegment>(_ => Advance());
@@ -157,7 +179,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             if (p.Resume is null || _session is null || _session.RunId != p.RunId)
             {
                 EndSession();
-                _session = new ReplicaSession(p.RunId, spec, _device);
+                _session = new ReplicaSession(p.RunId, spec, _device) { OnUpdate = UpdateApplied };
                 _log.Info("run {0}: data {1}", p.RunId, _session.DataDescription);
             }
         }
@@ -194,7 +216,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             // Every rank parses the same spec, so every rank forms the ring with the same wire format.
             var ring = RingAllReduce.Connect(_listener!, p.Formation, p.Rank, peers, _settings.RingTimeout, log: m => _log.Warning("data plane: {0}", m),
                 security: _settings.Ring, wire: RingWires.Parse(s.Spec.Training.WirePrecision));
-            _collective = new TimedCollective(ring);   // RingAllReduce is an ICollective
+            _collective = new TimedCollective(ring, _settings.Device);   // RingAllReduce is an ICollective
             _times.Reset();
             _segment = null;
             s.Sync(p.Rank, p.WorldSize, p.LocalBatches[p.Rank], _collective, p.Resume);
@@ -221,7 +243,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
     void OnSegment(RunSegment r)
     {
         if (!Current(r.RunId, r.Formation, NextStep())) return;
-        _times.SegmentStarted(Stopwatch.GetTimestamp());
+        if (_times.SegmentStarted(Stopwatch.GetTimestamp()) is { } waited) NodeMetrics.CoordinatorWait.Record(NodeMetrics.Seconds(waited), _deviceTag);
         _segment = new Segment(r.RunId, r.Formation, r.Until, r.ReportChecksum, Sender);
         Self.Tell(ContinueSegment.Instance);
     }
@@ -240,7 +262,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         var iteration = GanSchedule.IterationsThrough(s.LastApplied);
         try
         {
-            var start = Stopwatch.GetTimestamp();
+            var start = _updateMark = Stopwatch.GetTimestamp();
             var reduceBefore = _collective?.Ticks ?? 0;
             var outcome = iteration < seg.Until ? s.RunIteration(iteration, seg.Yield) : new IterationOutcome(true);
             var now = Stopwatch.GetTimestamp();
@@ -304,6 +326,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
             s.SyncBuffers();
             if (s.Rank != 0) return;
             var stall = _transfer.Upload(s, a.RunId, a.Iteration, a.Checkpoint, a.CoordinatorJson, Sender, Self);
+            NodeMetrics.SnapshotDuration.Record(stall.TotalSeconds, _deviceTag);
             Sender.Tell(new ArtifactsSnapshotted(a.RunId, a.Formation, a.Iteration, stall.TotalMilliseconds));
         }
         catch (Exception ex)
@@ -329,6 +352,15 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         {
             Fail(f.RunId, f.Formation, step, ex);
         }
+    }
+
+    /// <summary>An update was applied (ReplicaSession.OnUpdate, on this thread): its time since the previous one's end, or the iteration's start.</summary>
+    void UpdateApplied(StepKey step)
+    {
+        var now = Stopwatch.GetTimestamp();
+        NodeMetrics.UpdateDuration.Record(NodeMetrics.Seconds(now - _updateMark), _deviceTag,
+            new("phase", step.Phase == StepPhase.Discriminator ? "D" : "G"));
+        _updateMark = now;
     }
 
     bool Current(string runId, long formation, StepKey step)
