@@ -74,7 +74,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         // Reading every run folder's files takes disk time: off the mailbox, the answer piped to the client.
         Receive<RunProtocol.ListRuns>(_ =>
         {
-            var (root, active) = (settings.OutputRoot ?? ".", _state.Run?.Output);
+            var (root, active) = (settings.OutputRoot ?? ".", _state.Busy ? _state.Run?.Output : null);   // an ended run stays in the state
             Task.Run(() =>
             {
                 var (runs, omitted) = RunListing.Scan(root, active);
