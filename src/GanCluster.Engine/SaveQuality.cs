@@ -27,7 +27,7 @@ public sealed class SaveQuality : IDisposable
         (_spec, _output, _log) = (spec, output, log);
         if (spec.Evaluation.Quality == "saves") _classifier = QualityClassifier.ForDataset(spec.Dataset, log, cacheDir);
         // keepBest off (now): a best recorded by an earlier run of this folder must not keep sparing a checkpoint.
-        if (!spec.Checkpoint.KeepBest) BestCheckpoint.Clear(output);
+        BestCheckpoint.Reset(output, spec.Checkpoint.KeepBest);
     }
 
     /// <summary>The last image score (null before the first, or without <c>evaluation.quality</c> <c>saves</c>).</summary>

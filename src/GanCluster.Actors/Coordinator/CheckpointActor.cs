@@ -73,7 +73,7 @@ public sealed class CheckpointActor : ReceiveActor
                 var metrics = Path.Combine(_output, "metrics.csv");
                 if (s.ResumeAt is { } at) MetricsCsv.Trim(metrics, at);
                 _metrics = new MetricsCsv(metrics);
-                if (!_keepBest) BestCheckpoint.Clear(_output);
+                BestCheckpoint.Reset(_output, _keepBest);
                 _log.Info("run {0}: outputs under {1}", s.RunId, _output);
             });
         });

@@ -35,14 +35,14 @@ public sealed record BestCheckpoint(long Iteration, string Metric, double? Fid =
     }
 
     /// <summary>
-    /// Records <paramref name="candidate"/> (a score of the checkpoint being saved) when there is no best yet, the best's
-    /// folder is gone, the best is from another metric, or the candidate is better. Returns the best after the call.
+    /// Records <paramref name="candidate"/> (a score of the checkpoint being saved) when there is no best yet, the best is
+    /// from another metric, or the candidate is better. Returns the best after the call.
     /// </summary>
     public static BestCheckpoint Offer(string output, BestCheckpoint candidate)
     {
         var current = Read(output);
-        if (current is not null && current.Iteration != candidate.Iteration && current.Metric == candidate.Metric
-            && Directory.Exists(CheckpointStore.PathOf(output, current.Iteration)) && !candidate.BetterThan(current))
+        // The current best's folder is not checked here: a local run's last checkpoint may still be being written.
+        if (current is not null && current.Iteration != candidate.Iteration && current.Metric == candidate.Metric && !candidate.BetterThan(current))
             return current;
         Directory.CreateDirectory(CheckpointStore.Folder(output));
         var path = PathIn(output);
@@ -52,7 +52,16 @@ public sealed record BestCheckpoint(long Iteration, string Metric, double? Fid =
         return candidate;
     }
 
-    /// <summary>Forgets the best (keepBest turned off): pruning then keeps only the newest.</summary>
+    /// <summary>
+    /// At a run's start: forgets the best when keepBest is off (pruning then keeps only the newest), or when its folder is
+    /// gone (deleted by hand, or a crash before it was written), so that the next scored checkpoint becomes the best.
+    /// </summary>
+    public static void Reset(string output, bool keepBest)
+    {
+        if (!keepBest || Read(output) is { } b && !Directory.Exists(CheckpointStore.PathOf(output, b.Iteration))) Clear(output);
+    }
+
+    /// <summary>Forgets the best: pruning then keeps only the newest.</summary>
     public static void Clear(string output)
     {
         if (File.Exists(PathIn(output))) File.Delete(PathIn(output));

@@ -20,7 +20,7 @@ public static partial class RunSpecValidator
                 : $"saves needs labelled images ({string.Join(", ", LabelledDatasetKinds)}); {kind} has no labels to train the scoring classifier on (use off)"));
         if (q.Samples is < MinQualitySamples or > MaxQualitySamples)
             e.Add(new SpecError("evaluation.samples", $"must be {MinQualitySamples} to {MaxQualitySamples:N0} generated images (got {q.Samples})"));
-        if (s.Checkpoint.KeepBest && !s.Dataset.IsSynthetic && q.Quality != "saves")
+        if (s.Checkpoint.KeepBest && !s.Dataset.IsSynthetic && !(q.Quality == "saves" && LabelledDatasetKinds.Contains(kind)))
             e.Add(new SpecError("checkpoint.keepBest", LabelledDatasetKinds.Contains(kind)
                 ? "needs evaluation.quality saves for an image run: without scores there is no best checkpoint"
                 : $"has nothing to rank a {kind} run by: only ring8/grid25 (mode coverage) and labelled image datasets with evaluation.quality saves are scored"));
