@@ -75,9 +75,10 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
         // The engine with a world of one: the same update loop, NaN guard and cadence as every cluster worker.
         session.Sync(rank: 0, worldSize: 1, t.BatchSize, InProcessCollective.Create(1)[0], resume);
 
+        // The quality classifier (evaluation.quality saves) is read from its cache, or trained, before training starts.
+        using var saveQuality = new SaveQuality(spec, output, log, QualityCacheDir);
         Banner("Training");
         using var metrics = new MetricsCsv(Path.Combine(output, "metrics.csv"));
-        using var saveQuality = new SaveQuality(spec, output, log, QualityCacheDir);
         var cadence = Cadence.Of(spec);
         var total = Stopwatch.StartNew();
         var window = Stopwatch.StartNew();
