@@ -158,7 +158,7 @@ public sealed class QualityClassifier : IDisposable
             if (at + TrainBatch > order.Length)
             {
                 // A new epoch: a fresh order of the training part (a short last batch is skipped).
-                order = randperm(train.Length, generator: shuffle, device: CPU).data<long>().Select(i => train[i]).ToArray();
+                order = randperm(train.Length, ScalarType.Int64, CPU, generator: shuffle).data<long>().Select(i => train[i]).ToArray();
                 at = 0;
             }
             var idx = tensor(order.AsSpan(at, Math.Min(TrainBatch, order.Length)).ToArray());
@@ -199,7 +199,7 @@ public sealed class QualityClassifier : IDisposable
     public static (long[] Train, long[] HeldOut) Split(int n)
     {
         using var gen = new Generator(SplitSeed);
-        using var perm = randperm(n, generator: gen, device: CPU);
+        using var perm = randperm(n, ScalarType.Int64, CPU, generator: gen);
         var all = perm.data<long>().ToArray();
         var held = Math.Max(1, n / 10);
         return (all[held..], all[..held]);
