@@ -5,6 +5,7 @@ var root = new RootCommand("GanCluster: distributed GAN and DCGAN training on To
 {
     TrainCommand.Build(),
     SampleCommand.Build(),
+    EvalCommand.Build(),
     BenchCommand.Build(),
     InfoCommand.Build(),
     ExportCommand.Build(),

@@ -27,6 +27,9 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
     /// <summary>Where the NaN guard decides (null: on a GPU's device, on the CPU's host); tests run the device path on the CPU.</summary>
     public bool? GuardOnDevice { get; init; }
 
+    /// <summary>Where the quality classifier is cached (null: <see cref="Training.Quality.QualityClassifier.CacheDir"/>); tests pass their own.</summary>
+    public string? QualityCacheDir { get; init; }
+
     public LocalRunResult Run(CancellationToken cancel = default)
     {
         var t = spec.Training;
@@ -75,6 +78,8 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
         // The engine with a world of one: the same update loop, NaN guard and cadence as every cluster worker.
         session.Sync(rank: 0, worldSize: 1, t.BatchSize, InProcessCollective.Create(1)[0], resume);
 
+        // The quality classifier (evaluation.quality saves) is read from its cache, or trained, before training starts.
+        using var saveQuality = new SaveQuality(spec, output, log, QualityCacheDir);
         Banner("Training");
         using var metrics = new MetricsCsv(Path.Combine(output, "metrics.csv"));
         var cadence = Cadence.Of(spec);
@@ -141,6 +146,8 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
                 (lastSamples, quality) = (Path.Combine(output, files[0]), q);
                 log.WriteLine($"    samples: {lastSamples}{(quality is null ? "" : $" ({quality})")}");
             }
+            if (sampleNow || checkpointNow)
+                saveQuality.At(iteration, total.Elapsed.TotalSeconds, checkpointNow, sampleNow ? quality : null, replica, metrics);
             if (checkpointNow)
             {
                 // Training waits for the in-memory snapshot only; the files are written in the background.

@@ -37,6 +37,7 @@ public partial class FaultToleranceTests
         using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
         using var r = new StreamReader(fs);
         return r.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1)
+            .Where(l => l.Split(',') is [_, { Length: > 0 }, ..])   // interval rows; quality rows (2-D sample saves) have no loss_d
             .Select(l => long.Parse(l.Split(',')[0], CultureInfo.InvariantCulture)).ToArray();
     }
 

@@ -38,8 +38,9 @@ public partial class OneEngineTests
         Assert.Equal(checksum, ChecksumRegex().Match(cluster.StdOut).Groups[1].Value);
 
         // The same rows, but for the clock (img/s and elapsed time).
+        // Interval rows only: quality rows are written when samples are published, which on a cluster is asynchronous.
         static string[] Rows(string folder) => File.ReadAllLines(Path.Combine(folder, "metrics.csv"))
-            .Select(l => l.Split(',')).Select(c => string.Join(',', c[..5].Append(c[7]))).ToArray();
+            .Select(l => l.Split(',')).Where(c => c[1].Length > 0).Select(c => string.Join(',', c[..5].Append(c[7]))).ToArray();
         var rows = Rows(Path.Combine(dir.Path, "local"));
         Assert.Equal(7, rows.Length);                                              // header + 240 / 40
         Assert.Equal(rows, Rows(Path.Combine(dir.Path, "out")));

@@ -95,6 +95,13 @@ public static class HostileSpecs
         var mnist = Valid();
         mnist["dataset"] = new JsonObject { ["kind"] = "mnist" };
         cases.Add(new Case("mnist without a path", mnist.ToJsonString(), "dataset.path"));
+        // Quality scoring and best-checkpoint retention (issue 14).
+        cases.Add(Set("evaluation.quality sometimes", "evaluation", new JsonObject { ["quality"] = "sometimes" }, "evaluation.quality"));
+        cases.Add(Set("evaluation.quality saves on ring8", "evaluation", new JsonObject { ["quality"] = "saves" }, "evaluation.quality"));
+        cases.Add(Set("evaluation.samples 10", "evaluation", new JsonObject { ["samples"] = 10 }, "evaluation.samples"));
+        cases.Add(Set("evaluation.samples a string", "evaluation", new JsonObject { ["samples"] = "2000" }, "evaluation.samples"));
+        cases.Add(Set("checkpoint.keepBest a string", "checkpoint.keepBest", "yes"));
+        cases.Add(Set("checkpoint.keepBest null", "checkpoint.keepBest", null));
         // Unknown, miscased and repeated keys.
         cases.Add(Set("unknown top-level field", "outputs", "x", "outputs"));
         cases.Add(Set("unknown training field", "training.learningRate", 0.1));

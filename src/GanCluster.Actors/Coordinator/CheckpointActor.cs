@@ -44,6 +44,8 @@ public sealed class CheckpointActor : ReceiveActor
     int _keep = 1;
     string _datasetKind = "";
     MetricsCsv? _metrics;
+    bool _keepBest;                        // checkpoint.keepBest: spare the checkpoint with the best mode coverage (2-D runs)
+    double? _lastElapsed;                  // elapsed_s of the last interval row: a quality row's time
     readonly HashSet<long> _failed = [];   // uploads of this run that already failed: their later chunks are dropped
 
     /// <param name="isWorkerNode">Whether a sender's node may read checkpoints (default: a cluster member with the worker role).</param>
@@ -62,6 +64,8 @@ public sealed class CheckpointActor : ReceiveActor
             _failed.Clear();
             (_runId, _output, _keep) = (s.RunId, Path.GetFullPath(s.Output), s.Keep);
             _datasetKind = s.DatasetKind;
+            _keepBest = KeepBest(s.SpecJson);
+            _lastElapsed = null;
             Guarded(s.RunId, -1, _output, () =>
             {
                 Directory.CreateDirectory(_output);
@@ -69,10 +73,15 @@ public sealed class CheckpointActor : ReceiveActor
                 var metrics = Path.Combine(_output, "metrics.csv");
                 if (s.ResumeAt is { } at) MetricsCsv.Trim(metrics, at);
                 _metrics = new MetricsCsv(metrics);
+                BestCheckpoint.Reset(_output, _keepBest);
                 _log.Info("run {0}: outputs under {1}", s.RunId, _output);
             });
         });
-        Receive<Append>(a => Guarded(_runId ?? "", a.Row.Iteration, Path.Combine(_output, "metrics.csv"), () => _metrics?.Append(a.Row)));
+        Receive<Append>(a => Guarded(_runId ?? "", a.Row.Iteration, Path.Combine(_output, "metrics.csv"), () =>
+        {
+            _metrics?.Append(a.Row);
+            _lastElapsed = a.Row.ElapsedSeconds;
+        }));
         Receive<FileChunk>(c => FromUploader(c.GetType().Name, c.RunId), OnChunk);
         Receive<ArtifactsUploaded>(u => FromUploader(u.GetType().Name, u.RunId), OnUploaded);
         // Rank 0 could not send a save (through the coordinator, which forwards it): a failed save like any other.
@@ -234,6 +243,7 @@ public sealed class CheckpointActor : ReceiveActor
         {
             var samples = Path.Combine(staging, "samples");
             string? quality = null;
+            ModeQualityResult? modes = null;
             if (Directory.Exists(samples))
             {
                 Directory.CreateDirectory(Path.Combine(_output, "samples"));
@@ -242,8 +252,11 @@ public sealed class CheckpointActor : ReceiveActor
                     var published = Path.Combine(_output, "samples", Path.GetFileName(f));
                     File.Move(f, published, overwrite: true);
                     // 2500 points: a few ms, and the same check as a local run's "final samples" line.
-                    if (published.EndsWith(".csv", StringComparison.Ordinal)) quality = SampleCsv.Quality(published, _datasetKind)?.ToString();
+                    if (published.EndsWith(".csv", StringComparison.Ordinal)) modes = SampleCsv.Quality(published, _datasetKind);
                 }
+                quality = modes?.ToString();
+                // The quality row of metrics.csv (2-D runs; image runs of a cluster are scored with `gancluster eval`).
+                if (modes is not null) _metrics?.AppendQuality(u.Iteration, _lastElapsed, QualityColumns.Of(modes));
             }
             if (u.Checkpoint)
             {
@@ -256,7 +269,8 @@ public sealed class CheckpointActor : ReceiveActor
                 var final = Path.Combine(root, name);
                 if (Directory.Exists(final)) Directory.Delete(final, true);
                 Directory.Move(uploaded, final);
-                foreach (var old in CheckpointStore.List(_output).Skip(_keep)) Directory.Delete(old, true);
+                if (_keepBest && modes is not null) BestCheckpoint.Offer(_output, BestCheckpoint.Of(u.Iteration, QualityColumns.Of(modes)));
+                CheckpointStore.Prune(_output, _keep);   // the newest checkpoint.keep, and best.json's with keepBest
             }
             Directory.Delete(staging, true);
             Context.Parent.Tell(new Done(u.RunId, u.Iteration, null, quality));
@@ -268,6 +282,12 @@ public sealed class CheckpointActor : ReceiveActor
             DeleteStaging(u.Iteration);
             Context.Parent.Tell(new Done(u.RunId, u.Iteration, $"publishing under {_output}: {e.Message}"));
         }
+    }
+
+    static bool KeepBest(string specJson)
+    {
+        try { return System.Text.Json.JsonSerializer.Deserialize<GanCluster.Training.Spec.RunSpec>(specJson, GanCluster.Training.Spec.RunSpec.Json)?.Checkpoint.KeepBest ?? false; }
+        catch (System.Text.Json.JsonException) { return false; }
     }
 
     protected override void PostStop() => _metrics?.Dispose();

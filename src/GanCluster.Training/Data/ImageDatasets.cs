@@ -21,7 +21,7 @@ public enum FolderResize
 /// Loads image datasets into memory as float32 CPU tensors [N, C, S, S] scaled to [-1, 1] (x / 127.5 − 1).
 /// Bad input raises <see cref="DatasetException"/> naming the offending file and the problem.
 /// </summary>
-public static class ImageDatasets
+public static partial class ImageDatasets
 {
     const uint IdxImageMagic = 0x00000803;
     const int IdxHeaderBytes = 16;

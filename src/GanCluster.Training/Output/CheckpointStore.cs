@@ -93,7 +93,7 @@ public static class CheckpointStore
 
         if (Directory.Exists(final)) Directory.Delete(final, true);
         Directory.Move(tmp, final);
-        Prune(root, keep);
+        Prune(output, keep);
         return final;
     }
 
@@ -181,10 +181,11 @@ public static class CheckpointStore
         return Convert.ToBase64String(s.data<byte>().ToArray());
     }
 
-    static void Prune(string root, int keep)
+    /// <summary>Deletes all but the newest <paramref name="keep"/> checkpoints, sparing the one <c>best.json</c> names (checkpoint.keepBest).</summary>
+    public static void Prune(string output, int keep)
     {
-        var all = Directory.GetDirectories(root, Prefix + "*").OrderByDescending(Path.GetFileName, StringComparer.Ordinal).ToList();
-        foreach (var old in all.Skip(keep)) Directory.Delete(old, true);
+        var best = BestCheckpoint.Read(output) is { } b ? PathOf(output, b.Iteration) : null;
+        foreach (var old in List(output).Skip(keep).Where(d => d != best)) Directory.Delete(old, true);
     }
 
     static string Sha256(string path)

@@ -18,6 +18,8 @@ public static class RunFolder
         "training.maxFailuresPerHour", "training.maxNonFiniteSkips", "training.batchMode", "dataset.placement",
         // How the same model is computed: checkpoints hold fp32 masters whatever the precision.
         "training.precision", "training.memoryFormat", "training.wirePrecision",
+        // Scoring and which checkpoints stay: they read the model, never change it.
+        "evaluation.quality", "evaluation.samples", "checkpoint.keepBest",
     };
 
     /// <summary>The fields in which <paramref name="submitted"/> differs from the run that owns the folder (empty: the same run).</summary>

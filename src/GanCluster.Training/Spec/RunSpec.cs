@@ -11,6 +11,8 @@ public sealed record RunSpec
     public ModelSpec Model { get; init; } = new();
     public TrainingSpec Training { get; init; } = new();
     public CheckpointSpec Checkpoint { get; init; } = new();
+    /// <summary>Quality scores during training (image runs on labelled data); <c>gancluster eval</c> scores any run afterwards.</summary>
+    public EvaluationSpec Evaluation { get; init; } = new();
     /// <summary>Output folder: metrics.csv, samples/, checkpoints/. Relative paths are relative to the working directory.</summary>
     public string Output { get; init; } = "";
 
@@ -154,4 +156,21 @@ public sealed record CheckpointSpec
 {
     public int Every { get; init; } = 500;
     public int Keep { get; init; } = 3;
+    /// <summary>
+    /// Also keep the best checkpoint so far besides the newest <see cref="Keep"/>: lowest Fréchet distance for image runs
+    /// (needs <c>evaluation.quality</c> <c>saves</c>), most modes then most high-quality samples for ring8/grid25.
+    /// </summary>
+    public bool KeepBest { get; init; }
+}
+
+public sealed record EvaluationSpec
+{
+    /// <summary>
+    /// <c>off</c> (default) or <c>saves</c>: score the generator at every samples/checkpoint save with the dataset's
+    /// classifier (Fréchet distance, class KL, confident share), logged and written to metrics.csv. Labelled image
+    /// datasets only (mnist, fashion-mnist, cifar10); ring8/grid25 get mode coverage at every sample save anyway.
+    /// </summary>
+    public string Quality { get; init; } = "off";
+    /// <summary>Generated images per score (2,000): more is steadier and slower.</summary>
+    public int Samples { get; init; } = 2000;
 }

@@ -117,6 +117,7 @@ public static partial class RunSpecValidator
                 || t == typeof(int) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out _)
                 || t == typeof(long) && v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out _)
                 || t == typeof(double) && v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out var number) && double.IsFinite(number)
+                || t == typeof(bool) && v.ValueKind is JsonValueKind.True or JsonValueKind.False
                 || t.IsClass && t != typeof(string) && v.ValueKind == JsonValueKind.Object;
             if (!ok)
             {
@@ -129,7 +130,7 @@ public static partial class RunSpecValidator
     }
 
     static string Describe(Type t) =>
-        t == typeof(string) ? "a string" : t == typeof(int) || t == typeof(long) ? "an integer" : t == typeof(double) ? "a number" : "an object";
+        t == typeof(string) ? "a string" : t == typeof(int) || t == typeof(long) ? "an integer" : t == typeof(double) ? "a number" : t == typeof(bool) ? "true or false" : "an object";
 
     static string Render(JsonElement v) => v.ValueKind switch
     {
@@ -211,6 +212,7 @@ public static partial class RunSpecValidator
 
         Check(s.Checkpoint.Every >= 1, "checkpoint.every", $"must be at least 1 (got {s.Checkpoint.Every})");
         Check(s.Checkpoint.Keep >= 1, "checkpoint.keep", $"must be at least 1 (got {s.Checkpoint.Keep})");
+        ValidateEvaluation(s, e);
 
         // Sizes last, and only when the shape of the model is known: a bound, not a fit (the device may still be smaller).
         if (e.Count == 0)
