@@ -18,7 +18,8 @@ sealed class LiveProgress
     readonly Stopwatch _clock = Stopwatch.StartNew();
     readonly object _gate = new();
     ProgressTask? _task;
-    string _text = "starting";
+    RunProgress? _latest;
+    double _barAt;
 
     LiveProgress() { }
 
@@ -42,16 +43,16 @@ sealed class LiveProgress
     /// Where a command under <see cref="Run{T}"/> writes: its ordinary lines (above the live line), its error lines
     /// (stderr; held until the live line is gone, since a terminal would mix them into it), and its progress.
     /// </summary>
-    public sealed record Sinks(TextWriter Out, TextWriter Error, Action<RunProgress> Report);
+    public sealed record Sinks(TextWriter Out, TextWriter Error, Action<RunProgress>? Report);
 
     /// <summary>
     /// Runs <paramref name="body"/> with a live line when stdout is an ANSI terminal, else with Console.Out,
-    /// Console.Error and a progress sink that does nothing (exactly the plain output of old).
+    /// Console.Error and no progress sink (exactly the plain output of old).
     /// </summary>
     public static T Run<T>(Func<Sinks, T> body)
     {
         var console = Terminal();
-        if (console is null) return body(new Sinks(Console.Out, Console.Error, _ => { }));
+        if (console is null) return body(new Sinks(Console.Out, Console.Error, null));
         var live = new LiveProgress();
         var errors = new List<string>();
         try
@@ -89,15 +90,18 @@ sealed class LiveProgress
         Console.Out.Flush();
     }
 
-    /// <summary>The run reached <paramref name="p"/>: the line shows it at the next refresh.</summary>
+    /// <summary>The run reached <paramref name="p"/> (a local run: every iteration, so only the cheap part here): the line shows it at the next refresh.</summary>
     public void Report(RunProgress p)
     {
         lock (_gate)
         {
-            _meter.Add(p.Iteration, _clock.Elapsed.TotalSeconds);
-            _text = _meter.Describe(p);
-            if (_task is { } t)
+            var now = _clock.Elapsed.TotalSeconds;
+            _meter.Add(p.Iteration, now);
+            _latest = p;
+            // The bar is drawn 10 times a second: no need to tell Spectre every iteration.
+            if (_task is { } t && (now - _barAt >= 0.05 || p.Iteration >= p.Total))
             {
+                _barAt = now;
                 t.MaxValue = Math.Max(1, p.Total);
                 t.Value = Math.Min(p.Iteration, p.Total);
             }
@@ -106,7 +110,7 @@ sealed class LiveProgress
 
     string Text()
     {
-        lock (_gate) return _text;
+        lock (_gate) return _latest is { } p ? _meter.Describe(p) : "starting";
     }
 
     /// <summary>The live line's text, cut at the terminal's width rather than wrapped (a wrapped line would scroll).</summary>

@@ -205,7 +205,7 @@ static class SubmitCommand
                     last = p.Iteration;
                     var row = new MetricsRow(p.Iteration, p.LossD, p.LossG, p.DReal, p.DFake, p.ImagesPerSecond, p.ElapsedSeconds);
                     output.WriteLine(row.ToConsole(p.Total));
-                    sinks?.Report(new RunProgress(p.Iteration, p.Total, imagesPerIteration, row));
+                    sinks?.Report?.Invoke(new RunProgress(p.Iteration, p.Total, imagesPerIteration, row));
                     break;
                 case RunProtocol.WatchAck a when a.State != state:
                     if (a.State == RunState.Resuming) output.WriteLine($"(the coordinator is resuming run {runId} from its newest checkpoint)");
@@ -219,7 +219,7 @@ static class SubmitCommand
                     if (DateTime.UtcNow - lostSince > giveUpAfter)
                     {
                         errors.WriteLine($"error: lost contact with the cluster: no seed answered for {giveUpAfter.TotalSeconds:F0} s (tried {c.Receptionist}). " +
-                                                "The run may still be going: check with `gancluster status --cluster HOST:PORT`.");
+                                         "The run may still be going: check with `gancluster status --cluster HOST:PORT`.");
                         return 3;
                     }
                     output.WriteLine($"(lost contact with the cluster; trying {c.Receptionist} again)");

@@ -21,7 +21,7 @@ public sealed class Pty : IDisposable
     {
         if (!File.Exists("/usr/bin/script"))
             throw new InvalidOperationException("these tests need util-linux's script(1) (apt-get install util-linux)");
-        var cli = string.Join(' ', new[] { "dotnet", Path.Combine(AppContext.BaseDirectory, "GanCluster.Cli.dll") }.Concat(args).Select(Quote));
+        var cli = string.Join(' ', new[] { "dotnet", CliProcess.Dll }.Concat(args).Select(Quote));
         var psi = new ProcessStartInfo("script")
         {
             RedirectStandardInput = true,
