@@ -36,9 +36,6 @@ sealed class LiveProgress
         return console.Profile.Capabilities.Ansi ? console : null;
     }
 
-    /// <summary>Whether <see cref="Run{T}"/> would draw a live line.</summary>
-    public static bool Available => Terminal() is not null;
-
     /// <summary>
     /// Where a command under <see cref="Run{T}"/> writes: its ordinary lines (above the live line), its error lines
     /// (stderr; held until the live line is gone, since a terminal would mix them into it), and its progress.

@@ -51,7 +51,7 @@ static class TrainCommand
             // On a terminal a live progress line (iteration, img/s, ETA, losses) stays below the run's lines; else plain lines.
             var result = LiveProgress.Run(sinks =>
             {
-                notices = sinks.Out == Console.Out ? notices : sinks.Out;
+                if (sinks.Report is not null) notices = sinks.Out;
                 return new LocalTrainer(s, dev, sinks.Out) { OnProgress = sinks.Report }.Run(stop.Token);
             });
             return result.Diverged ? 3 : result.Cancelled ? 130 : 0;
