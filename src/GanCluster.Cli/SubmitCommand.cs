@@ -1,5 +1,6 @@
 using System.CommandLine;
 using GanCluster.Actors.Security;
+using GanCluster.Engine;
 using GanCluster.Protocol;
 using GanCluster.Training.Output;
 using GanCluster.Training.Spec;
@@ -157,8 +158,13 @@ static class SubmitCommand
                 if (!wait) return 0;
                 // Ctrl+C stops following, not the run.
                 Console.CancelKeyPress += (_, _) =>
+                {
+                    LiveProgress.Abandon();
                     Console.Error.WriteLine($"\nstopped following; run {a.RunId} goes on. Stop it with: gancluster cancel {a.RunId} --cluster {cluster}");
-                return Follow(c, a.RunId, quiet: false, giveUpAfter);
+                };
+                // On a terminal, a live progress line under the run's lines; the ETA's first guess needs images per iteration.
+                var perIteration = parsed.Training.BatchSize * (parsed.Training.BatchMode == "global" ? 1 : a.Workers);
+                return LiveProgress.Run(sinks => Follow(c, a.RunId, quiet: false, giveUpAfter, sinks, perIteration));
             default:
                 throw new InvalidOperationException("unexpected answer to SubmitRun");
         }
@@ -170,8 +176,9 @@ static class SubmitCommand
     /// coordinator that moved to another seed (which may train a few iterations again from its checkpoint). When no seed
     /// answers, it keeps trying for <paramref name="giveUpAfter"/> (a seed being restarted), then fails naming the addresses.
     /// </summary>
-    static int Follow(ClusterConnection c, string runId, bool quiet, TimeSpan giveUpAfter)
+    static int Follow(ClusterConnection c, string runId, bool quiet, TimeSpan giveUpAfter, LiveProgress.Sinks? sinks = null, int imagesPerIteration = 0)
     {
+        var (output, errors) = (sinks?.Out ?? Console.Out, sinks?.Error ?? Console.Error);
         long last = 0;
         var state = RunState.Running;
         var nextWatch = DateTime.UtcNow + Rewatch;
@@ -191,34 +198,36 @@ static class SubmitCommand
                 case RunProtocol.ProgressReported or RunProtocol.RunNoted when quiet:
                     break;
                 case RunProtocol.RunNoted n when n.RunId == runId:
-                    Console.WriteLine(n.Warning ? $"(warning: {n.Text})" : $"({n.Text})");
+                    output.WriteLine(n.Warning ? $"(warning: {n.Text})" : $"({n.Text})");
                     break;
                 case RunProtocol.ProgressReported p when p.RunId == runId:
-                    if (p.Iteration <= last) Console.WriteLine($"(the run went back to a checkpoint before iteration {p.Iteration}; those iterations are trained again)");
+                    if (p.Iteration <= last) output.WriteLine($"(the run went back to a checkpoint before iteration {p.Iteration}; those iterations are trained again)");
                     last = p.Iteration;
-                    Console.WriteLine(new MetricsRow(p.Iteration, p.LossD, p.LossG, p.DReal, p.DFake, p.ImagesPerSecond, p.ElapsedSeconds).ToConsole(p.Total));
+                    var row = new MetricsRow(p.Iteration, p.LossD, p.LossG, p.DReal, p.DFake, p.ImagesPerSecond, p.ElapsedSeconds);
+                    output.WriteLine(row.ToConsole(p.Total));
+                    sinks?.Report?.Invoke(new RunProgress(p.Iteration, p.Total, imagesPerIteration, row));
                     break;
                 case RunProtocol.WatchAck a when a.State != state:
-                    if (a.State == RunState.Resuming) Console.WriteLine($"(the coordinator is resuming run {runId} from its newest checkpoint)");
+                    if (a.State == RunState.Resuming) output.WriteLine($"(the coordinator is resuming run {runId} from its newest checkpoint)");
                     state = a.State;
                     break;
                 case RunProtocol.WatchNack n:
-                    Console.Error.WriteLine($"error: cannot follow run {runId} any more: {n.Reason}");
+                    errors.WriteLine($"error: cannot follow run {runId} any more: {n.Reason}");
                     return 1;
                 case ClusterConnection.ContactLost:
                     lostSince ??= DateTime.UtcNow;
                     if (DateTime.UtcNow - lostSince > giveUpAfter)
                     {
-                        Console.Error.WriteLine($"error: lost contact with the cluster: no seed answered for {giveUpAfter.TotalSeconds:F0} s (tried {c.Receptionist}). " +
-                                                "The run may still be going: check with `gancluster status --cluster HOST:PORT`.");
+                        errors.WriteLine($"error: lost contact with the cluster: no seed answered for {giveUpAfter.TotalSeconds:F0} s (tried {c.Receptionist}). " +
+                                         "The run may still be going: check with `gancluster status --cluster HOST:PORT`.");
                         return 3;
                     }
-                    Console.WriteLine($"(lost contact with the cluster; trying {c.Receptionist} again)");
+                    output.WriteLine($"(lost contact with the cluster; trying {c.Receptionist} again)");
                     c.Reconnect();
                     nextWatch = DateTime.UtcNow;
                     break;
                 case RunProtocol.RunEnded end when end.RunId == runId:
-                    Console.WriteLine($"run {end.RunId} {end.Outcome.ToString().ToLowerInvariant()}: {end.Message}");
+                    output.WriteLine($"run {end.RunId} {end.Outcome.ToString().ToLowerInvariant()}: {end.Message}");
                     return end.Outcome switch { RunOutcome.Completed => 0, RunOutcome.Cancelled => CancelledExit, _ => 1 };
             }
         }

@@ -39,15 +39,21 @@ static class TrainCommand
                     : "    deterministic: not available (this libtorch does not export the switches)");
             // Ctrl+C / SIGTERM: finish the current iteration, save a checkpoint, exit 130.
             using var stop = new CancellationTokenSource();
+            var notices = Console.Error;   // under a live progress line, notices go above it
             void OnSignal(PosixSignalContext c)
             {
                 c.Cancel = true;
-                Console.Error.WriteLine($"gancluster: {c.Signal} received, stopping after the current iteration");
+                notices.WriteLine($"gancluster: {c.Signal} received, stopping after the current iteration");
                 stop.Cancel();
             }
             using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
             using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
-            var result = new LocalTrainer(s, dev, Console.Out).Run(stop.Token);
+            // On a terminal a live progress line (iteration, img/s, ETA, losses) stays below the run's lines; else plain lines.
+            var result = LiveProgress.Run(sinks =>
+            {
+                if (sinks.Report is not null) notices = sinks.Out;
+                return new LocalTrainer(s, dev, sinks.Out) { OnProgress = sinks.Report }.Run(stop.Token);
+            });
             return result.Diverged ? 3 : result.Cancelled ? 130 : 0;
         }));
         return cmd;

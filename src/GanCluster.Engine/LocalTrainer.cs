@@ -30,6 +30,9 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
     /// <summary>Where the quality classifier is cached (null: <see cref="Training.Quality.QualityClassifier.CacheDir"/>); tests pass their own.</summary>
     public string? QualityCacheDir { get; init; }
 
+    /// <summary>Called after every iteration with where the run is and its latest logged row (the CLI draws its live progress line from it).</summary>
+    public Action<RunProgress>? OnProgress { get; init; }
+
     public LocalRunResult Run(CancellationToken cancel = default)
     {
         var t = spec.Training;
@@ -75,6 +78,11 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
             MetricsCsv.Trim(Path.Combine(output, "metrics.csv"), start);
             log.WriteLine($"    resuming from {resumeFrom} (iteration {start})");
         }
+        // Event files for TensorBoard under OUTPUT/tensorboard/, written in the background (which may warn: log is shared).
+        log = TextWriter.Synchronized(log);
+        using var tensorBoard = new TensorBoardLog(output, warn: m => log.WriteLine($"    warning: {m}"));
+        if (resumeFrom is not null) tensorBoard.Resumed(Path.Combine(output, "metrics.csv"));
+        MetricsRow? latest = null;
         // The engine with a world of one: the same update loop, NaN guard and cadence as every cluster worker.
         session.Sync(rank: 0, worldSize: 1, t.BatchSize, InProcessCollective.Create(1)[0], resume);
 
@@ -124,7 +132,9 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
             {
                 diverged = true;
                 var st = replica.TakeStats();
-                metrics.Append(new MetricsRow(iteration, st.LossD, st.LossG, st.DReal, st.DFake, 0, total.Elapsed.TotalSeconds, (int)skippedInWindow));
+                var last = new MetricsRow(iteration, st.LossD, st.LossG, st.DReal, st.DFake, 0, total.Elapsed.TotalSeconds, (int)skippedInWindow);
+                metrics.Append(last);
+                tensorBoard.Metrics(last);
                 iteration = counts.StopIteration;
                 log.WriteLine($"    diverged at iteration {iteration + 1}: {counts.Consecutive} consecutive updates with non-finite gradients were skipped; " +
                               $"stopping with the last good checkpoint ({lastCheckpoint ?? CheckpointStore.List(output).FirstOrDefault() ?? "none"}) intact");
@@ -137,6 +147,8 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
                 skippedInWindow = 0;
                 log.WriteLine(row.ToConsole(t.Iterations));
                 metrics.Append(row);
+                tensorBoard.Metrics(row);
+                latest = row;
                 window.Restart();
                 windowIterations = 0;
             }
@@ -145,9 +157,10 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
                 var (files, q) = RunArtifacts.WriteSamples(replica, fixedNoise, output, iteration);
                 (lastSamples, quality) = (Path.Combine(output, files[0]), q);
                 log.WriteLine($"    samples: {lastSamples}{(quality is null ? "" : $" ({quality})")}");
+                tensorBoard.Samples(iteration, lastSamples, quality);
             }
             if (sampleNow || checkpointNow)
-                saveQuality.At(iteration, total.Elapsed.TotalSeconds, checkpointNow, sampleNow ? quality : null, replica, metrics);
+                saveQuality.At(iteration, total.Elapsed.TotalSeconds, checkpointNow, sampleNow ? quality : null, replica, metrics, tensorBoard);
             if (checkpointNow)
             {
                 // Training waits for the in-memory snapshot only; the files are written in the background.
@@ -155,6 +168,7 @@ public sealed class LocalTrainer(RunSpec spec, Device device, TextWriter log)
                 lastCheckpoint = CheckpointStore.PathOf(output, iteration);
                 log.WriteLine(FormattableString.Invariant($"    checkpoint {iteration}: training held up {checkpoints.LastStall.TotalMilliseconds:F0} ms for the snapshot, written in the background"));
             }
+            OnProgress?.Invoke(new RunProgress(iteration, t.Iterations, t.BatchSize, latest));
         }
         if (!diverged && Diverged())
         {

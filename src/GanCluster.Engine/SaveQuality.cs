@@ -34,7 +34,8 @@ public sealed class SaveQuality : IDisposable
     public ImageQualityResult? Last { get; private set; }
 
     /// <summary>At a save of <paramref name="iteration"/>; <paramref name="modes"/> is the 2-D samples' quality when samples were written.</summary>
-    public void At(long iteration, double elapsedSeconds, bool checkpoint, ModeQualityResult? modes, GanReplica replica, MetricsCsv metrics)
+    public void At(long iteration, double elapsedSeconds, bool checkpoint, ModeQualityResult? modes, GanReplica replica, MetricsCsv metrics,
+        TensorBoardLog? tensorBoard = null)
     {
         QualityColumns? columns = null;
         if (_classifier is not null)
@@ -42,6 +43,7 @@ public sealed class SaveQuality : IDisposable
             var clock = Stopwatch.StartNew();
             Last = ImageQuality.Score(_classifier, replica, _spec.Evaluation.Samples, ImageQuality.DefaultSeed);
             columns = QualityColumns.Of(Last);
+            tensorBoard?.Quality(iteration, Last);
             _log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    quality {iteration}: {Last} (scored in {clock.Elapsed.TotalSeconds:F1} s)"));
         }
         else if (modes is not null)

@@ -173,8 +173,8 @@ public static class WorkerProtocol
     /// <summary>The worker is no longer part of any run and may stop.</summary>
     public sealed record LeaveAccepted(string WorkerId) : IGanClusterMessage;
 
-    /// <summary>Means of a logging window on one worker.</summary>
-    public sealed record WindowStats(double LossD, double LossG, double DReal, double DFake, int Iterations);
+    /// <summary>Means of a logging window on one worker; <paramref name="AllReduceMs"/>: its mean all-reduce time per update.</summary>
+    public sealed record WindowStats(double LossD, double LossG, double DReal, double DFake, int Iterations, double AllReduceMs = 0);
 }
 
 /// <summary>

@@ -73,6 +73,42 @@ public partial class RealProcessTests(LiveCluster cluster) : IClassFixture<LiveC
     }
 
     [Fact]
+    public void A_followed_run_draws_a_live_line_on_a_terminal_and_the_seed_writes_tensorboard_events_with_the_all_reduce_time()
+    {
+        using var dir = new TempFolder();
+        var spec = Path.Combine(dir.Path, "ring8.json");
+        File.WriteAllText(spec, File.ReadAllText(Path.Combine(cluster.Root, "examples", "ring8.json")).Replace("\"logEvery\": 500", "\"logEvery\": 50"));
+        var name = "tensorboard-" + Guid.NewGuid().ToString("N")[..8];
+
+        using var pty = new Pty(["submit", spec, "--cluster", cluster.Address, "--wait", "--iterations", "200", "--output", name]);
+        Assert.True(pty.WaitForExit(TimeSpan.FromMinutes(5)) == 0, $"{pty.Output}\n{cluster.AllLogs()}");
+        var text = Pty.Plain(pty.Output);
+        Assert.Contains("[200/200] Loss_D:", text);
+        Assert.Matches(@"iteration (50|100|150)/200 \(\d+%\)  [\d,]+ img/s  ETA \d+:\d\d  Loss_D", text);   // live, mid-run, with an ETA
+
+        // On the seed: one scalar per metrics.csv column at each row's iteration, the all-reduce time, the samples.
+        var outDir = Path.Combine(cluster.Runs, name);
+        var points = TfEvents.ReadFolder(GanCluster.Training.Output.TensorBoardLog.PathOf(outDir));
+        var rows = File.ReadAllLines(Path.Combine(outDir, "metrics.csv")).Skip(1).Select(l => l.Split(',')).ToList();
+        Assert.Equal([50L, 100, 150, 200], rows.Select(r => long.Parse(r[0], CultureInfo.InvariantCulture)));
+        var lossD = points.Where(p => p.Tag == "loss/d").ToList();
+        Assert.Equal(rows.Select(r => long.Parse(r[0], CultureInfo.InvariantCulture)), lossD.Select(p => p.Step));
+        Assert.Equal(rows.Select(r => double.Parse(r[1], CultureInfo.InvariantCulture)), lossD.Select(p => (double)p.Value!.Value), new ToleranceComparer(1e-5));
+        var allReduce = points.Where(p => p.Tag == GanCluster.Training.Output.TensorBoardLog.AllReduceTag).ToList();
+        Assert.Equal([50L, 100, 150, 200], allReduce.Select(p => p.Step));
+        Assert.All(allReduce, p => Assert.InRange(p.Value!.Value, 1e-4f, 10_000f));   // two CPU workers on one machine: some time, never none
+        var image = Assert.Single(points, p => p.Tag == GanCluster.Training.Output.TensorBoardLog.SamplesTag);
+        Assert.Equal(200, image.Step);
+        Assert.True(TfEvents.IsPng(image.Image!.Encoded));
+    }
+
+    sealed class ToleranceComparer(double relative) : IEqualityComparer<double>
+    {
+        public bool Equals(double a, double b) => Math.Abs(a - b) <= relative * Math.Max(1, Math.Abs(a));
+        public int GetHashCode(double value) => 0;
+    }
+
+    [Fact]
     public void An_invalid_spec_is_refused_with_every_reason_and_the_cluster_stays_up()
     {
         using var dir = new TempFolder();

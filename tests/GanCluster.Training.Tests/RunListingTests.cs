@@ -48,6 +48,7 @@ public class RunListingTests
         using (RunLock.TryAcquire(old))
         {
             Assert.Null(RunLock.TryAcquire(old));   // one trainer per folder
+            Assert.Equal($"{Environment.ProcessId}@{Environment.MachineName}", RunLock.Holder(old));
             Assert.Equal(RunFolderState.Running, RunListing.Summarise(old)!.State);
         }
         Assert.Equal(RunFolderState.Stopped, RunListing.Summarise(old)!.State);

@@ -24,7 +24,8 @@ public sealed class CheckpointActor : ReceiveActor
     /// <param name="ResumeAt">Resuming at this iteration: metrics rows after it are dropped (they are trained again).</param>
     /// <param name="DatasetKind">ring8 and grid25 samples are rated for mode quality as they are published.</param>
     public sealed record Start(string RunId, string Output, string SpecJson, int Keep, long? ResumeAt = null, string DatasetKind = "");
-    public sealed record Append(MetricsRow Row);
+    /// <param name="AllReduceMs">The window's mean all-reduce time per update (for TensorBoard; metrics.csv keeps a local run's columns).</param>
+    public sealed record Append(MetricsRow Row, double AllReduceMs = 0);
     /// <summary>Told to the parent when an upload is published (Error null) or failed; with the samples' mode quality (ring8, grid25).</summary>
     public sealed record Done(string RunId, long Iteration, string? Error, string? Quality = null);
     /// <summary>From the coordinator: the node of a worker it asked to save as rank 0 of <paramref name="RunId"/> may upload.</summary>
@@ -46,6 +47,7 @@ public sealed class CheckpointActor : ReceiveActor
     MetricsCsv? _metrics;
     bool _keepBest;                        // checkpoint.keepBest: spare the checkpoint with the best mode coverage (2-D runs)
     double? _lastElapsed;                  // elapsed_s of the last interval row: a quality row's time
+    TensorBoardLog? _tensorBoard;          // writes on its own thread: this mailbox never waits on it
     readonly HashSet<long> _failed = [];   // uploads of this run that already failed: their later chunks are dropped
 
     /// <param name="isWorkerNode">Whether a sender's node may read checkpoints (default: a cluster member with the worker role).</param>
@@ -61,6 +63,8 @@ public sealed class CheckpointActor : ReceiveActor
         {
             _metrics?.Dispose();
             _metrics = null;
+            _tensorBoard?.Dispose();
+            _tensorBoard = null;
             _failed.Clear();
             (_runId, _output, _keep) = (s.RunId, Path.GetFullPath(s.Output), s.Keep);
             _datasetKind = s.DatasetKind;
@@ -74,14 +78,22 @@ public sealed class CheckpointActor : ReceiveActor
                 if (s.ResumeAt is { } at) MetricsCsv.Trim(metrics, at);
                 _metrics = new MetricsCsv(metrics);
                 BestCheckpoint.Reset(_output, _keepBest);
+                var log = _log;
+                _tensorBoard = new TensorBoardLog(_output, warn: m => log.Warning("run {0}: {1}", s.RunId, m));
+                if (s.ResumeAt is not null) _tensorBoard.Resumed(metrics);
                 _log.Info("run {0}: outputs under {1}", s.RunId, _output);
             });
         });
-        Receive<Append>(a => Guarded(_runId ?? "", a.Row.Iteration, Path.Combine(_output, "metrics.csv"), () =>
+        Receive<Append>(a =>
         {
-            _metrics?.Append(a.Row);
-            _lastElapsed = a.Row.ElapsedSeconds;
-        }));
+            Guarded(_runId ?? "", a.Row.Iteration, Path.Combine(_output, "metrics.csv"), () =>
+            {
+                _metrics?.Append(a.Row);
+                _lastElapsed = a.Row.ElapsedSeconds;
+            });
+            _tensorBoard?.Metrics(a.Row);
+            _tensorBoard?.Scalars(a.Row.Iteration, new Dictionary<string, double> { [TensorBoardLog.AllReduceTag] = a.AllReduceMs });
+        });
         Receive<FileChunk>(c => FromUploader(c.GetType().Name, c.RunId), OnChunk);
         Receive<ArtifactsUploaded>(u => FromUploader(u.GetType().Name, u.RunId), OnUploaded);
         // Rank 0 could not send a save (through the coordinator, which forwards it): a failed save like any other.
@@ -242,7 +254,7 @@ public sealed class CheckpointActor : ReceiveActor
         try
         {
             var samples = Path.Combine(staging, "samples");
-            string? quality = null;
+            string? quality = null, png = null;
             ModeQualityResult? modes = null;
             if (Directory.Exists(samples))
             {
@@ -253,10 +265,12 @@ public sealed class CheckpointActor : ReceiveActor
                     File.Move(f, published, overwrite: true);
                     // 2500 points: a few ms, and the same check as a local run's "final samples" line.
                     if (published.EndsWith(".csv", StringComparison.Ordinal)) modes = SampleCsv.Quality(published, _datasetKind);
+                    if (published.EndsWith(".png", StringComparison.Ordinal)) png = published;
                 }
                 quality = modes?.ToString();
                 // The quality row of metrics.csv (2-D runs; image runs of a cluster are scored with `gancluster eval`).
                 if (modes is not null) _metrics?.AppendQuality(u.Iteration, _lastElapsed, QualityColumns.Of(modes));
+                if (png is not null) _tensorBoard?.Samples(u.Iteration, png, modes);
             }
             if (u.Checkpoint)
             {
@@ -290,5 +304,9 @@ public sealed class CheckpointActor : ReceiveActor
         catch (System.Text.Json.JsonException) { return false; }
     }
 
-    protected override void PostStop() => _metrics?.Dispose();
+    protected override void PostStop()
+    {
+        _metrics?.Dispose();
+        _tensorBoard?.Dispose();
+    }
 }

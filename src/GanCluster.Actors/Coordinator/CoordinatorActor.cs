@@ -205,7 +205,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
                         _state.Run?.Spec.Dataset.Kind ?? ""));
                     break;
                 case Effect.AppendMetrics m:
-                    _checkpoints.Tell(new CheckpointActor.Append(m.Row));
+                    _checkpoints.Tell(new CheckpointActor.Append(m.Row, m.AllReduceMs));
                     _log.Info(m.Row.ToConsole(_state.Run?.Spec.Training.Iterations ?? 0));
                     break;
                 case Effect.Log { Warning: true } l:

@@ -45,6 +45,9 @@ public sealed class StepTimes
 
     void ClearWindow() => (_wait, _compute, _reduce, _updates, _segments) = (0, 0, 0, 0, 0);
 
+    /// <summary>The window's mean all-reduce time per update in ms (0 before any update); read before <see cref="TakeSummary"/> clears the window.</summary>
+    public double AllReduceMsPerUpdate => _updates == 0 ? 0 : _reduce * 1000.0 / Stopwatch.Frequency / _updates;
+
     /// <summary>The window's means per update, and the share of the worker's time spent waiting for the seed; then starts a new window.</summary>
     public string? TakeSummary()
     {

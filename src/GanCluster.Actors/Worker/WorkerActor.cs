@@ -295,7 +295,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         if (Cadence.Of(s.Spec).IsLog(done))
         {
             var w = s.Replica.TakeStats();
-            stats = new WindowStats(w.LossD, w.LossG, w.DReal, w.DFake, w.GSteps);
+            stats = new WindowStats(w.LossD, w.LossG, w.DReal, w.DFake, w.GSteps, _times.AllReduceMsPerUpdate);
             if (_times.TakeSummary() is { } summary) _log.Info("run {0}: rank {1}, last {2}", seg.RunId, s.Rank, summary);
         }
         var checksum = seg.ReportChecksum ? s.Checksum() : null;

@@ -74,7 +74,8 @@ public abstract record Effect
     public sealed record Schedule(long Token, TimeSpan Delay) : Effect;
     /// <summary>Open the run's outputs; with <paramref name="ResumeAt"/>, metrics rows after that iteration are dropped (they are trained again).</summary>
     public sealed record StartOutput(string RunId, string Output, string SpecJson, long? ResumeAt = null) : Effect;
-    public sealed record AppendMetrics(MetricsRow Row) : Effect;
+    /// <summary>A metrics row; <paramref name="AllReduceMs"/>: the window's mean all-reduce time per update over the ranks (TensorBoard only).</summary>
+    public sealed record AppendMetrics(MetricsRow Row, double AllReduceMs = 0) : Effect;
     /// <summary>An entry of the coordinator's event log.</summary>
     public sealed record Log(string Text, bool Warning = false) : Effect;
     /// <summary>A segment ended: every one of these ranks applied the updates through this one.</summary>

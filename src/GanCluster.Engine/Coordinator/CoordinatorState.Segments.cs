@@ -117,7 +117,7 @@ public sealed partial record CoordinatorState
             var seconds = Math.Max((now - run.WindowStartedAt).TotalSeconds, 1e-9);
             var row = new MetricsRow(done, w.LossD, w.LossG, w.DReal, w.DFake, (done - run.WindowStartIteration) * run.LocalBatches.Sum() / seconds,
                 (now - run.StartedAt).TotalSeconds, (int)run.SkippedInWindow);
-            fx.Add(new Effect.AppendMetrics(row));
+            fx.Add(new Effect.AppendMetrics(row, w.AllReduceMs));
             fx.Add(new Effect.Publish(new RunProtocol.ProgressReported(run.RunId, row.Iteration, t.Iterations, row.LossD, row.LossG, row.DReal, row.DFake,
                 row.ImagesPerSecond, row.ElapsedSeconds)));
             run = run with { WindowStartedAt = now, WindowStartIteration = done, SkippedInWindow = 0 };
@@ -134,7 +134,8 @@ public sealed partial record CoordinatorState
     {
         if (stats.Count == 1) return stats[0].Stats;
         double W(Func<WindowStats, double> f) => stats.Sum(r => r.Samples * f(r.Stats)) / stats.Sum(r => r.Samples);
-        return new WindowStats(W(x => x.LossD), W(x => x.LossG), W(x => x.DReal), W(x => x.DFake), stats[0].Stats.Iterations);
+        return new WindowStats(W(x => x.LossD), W(x => x.LossG), W(x => x.DReal), W(x => x.DFake), stats[0].Stats.Iterations,
+            stats.Average(r => r.Stats.AllReduceMs));   // every rank waits in the same ring: a plain mean
     }
 
     /// <summary>At an iteration boundary (a formation is ready, a save snapshotted, a segment ended): the next segment, a re-form, or the end.</summary>

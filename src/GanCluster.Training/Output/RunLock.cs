@@ -7,6 +7,7 @@ namespace GanCluster.Training.Output;
 public sealed class RunLock : IDisposable
 {
     public const string FileName = ".lock";
+    const string HolderFileName = ".lock.holder";
 
     readonly FileStream _stream;
 
@@ -20,9 +21,8 @@ public sealed class RunLock : IDisposable
         {
             // FileShare.None: .NET takes flock(LOCK_EX) on Unix, released by the kernel with the process.
             var stream = new FileStream(Path.Combine(output, FileName), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-            stream.SetLength(0);
-            using (var w = new StreamWriter(stream, leaveOpen: true)) w.Write($"{Environment.ProcessId}@{Environment.MachineName}");
-            stream.Flush();
+            // Who holds it goes beside the lock: .NET's own lock keeps every other open of the lock file out, readers too.
+            File.WriteAllText(Path.Combine(output, HolderFileName), $"{Environment.ProcessId}@{Environment.MachineName}");
             return new RunLock(stream);
         }
         catch (IOException)
@@ -51,14 +51,12 @@ public sealed class RunLock : IDisposable
         }
     }
 
-    /// <summary>Who holds it, as written by the holder ("pid@host"), or null.</summary>
+    /// <summary>Who holds it, as its holder wrote it ("pid@host"), or null.</summary>
     public static string? Holder(string output)
     {
         try
         {
-            using var fs = new FileStream(Path.Combine(output, FileName), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-            using var r = new StreamReader(fs);
-            return r.ReadToEnd() is { Length: > 0 } text ? text : null;
+            return File.ReadAllText(Path.Combine(output, HolderFileName)).Trim() is { Length: > 0 } text ? text : null;
         }
         catch (IOException)
         {

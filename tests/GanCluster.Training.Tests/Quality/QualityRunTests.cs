@@ -54,6 +54,10 @@ public sealed partial class QualityRunTests(LabelledFixture fixture)
             Assert.Null(r.Modes);
         });
         Assert.Equal(2, rows.Count(r => !r.IsQuality && r.LossD is not null));
+        // The same scores in TensorBoard, at the same steps.
+        var events = GanCluster.Tests.Shared.TfEvents.ReadFolder(TensorBoardLog.PathOf(spec.Output));
+        foreach (var (tag, column) in new (string, Func<MetricsRecord, double?>)[] { ("quality/fid", r => r.Fid), ("quality/class_kl", r => r.ClassKl), ("quality/confident_share", r => r.Confident) })
+            Assert.Equal(quality.Select(r => (r.Iteration, (float?)column(r))), events.Where(p => p.Tag == tag).Select(p => (p.Step, p.Value)));
 
         // The best is the lower distance, kept beside the newest (keep 1).
         var best = BestCheckpoint.Read(spec.Output)!;
