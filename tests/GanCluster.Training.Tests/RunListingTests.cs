@@ -37,7 +37,7 @@ public class RunListingTests
 
         Assert.Equal((RunFolderState.Completed, 300L, 300L, "FD 12.25 at 200"), (byName["images"].State, byName["images"].Iteration, byName["images"].Total, byName["images"].Best));
         // More modes first, then the higher share: 8 modes at 0.75 beats 8 at 0.4 and 6 at 0.5.
-        Assert.Equal((RunFolderState.Stopped, 300L, "modes 8, high-quality 0.75 at 300"), (byName["points"].State, byName["points"].Iteration, byName["points"].Best));
+        Assert.Equal((RunFolderState.Stopped, 300L, "modes 8, high-quality 75.0 % at 300"), (byName["points"].State, byName["points"].Iteration, byName["points"].Best));
         Assert.Equal(points, byName["points"].Output);
         // An older metrics.csv (no quality columns): progress from its rows, no score.
         Assert.Equal((RunFolderState.Stopped, 10L, (string?)null), (byName["old"].State, byName["old"].Iteration, byName["old"].Best));

@@ -73,33 +73,20 @@ public static class RunListing
     static long IterationOf(string checkpointDir) =>
         long.TryParse(Path.GetFileName(checkpointDir).AsSpan(CheckpointStore.Prefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out var i) ? i : -1;
 
-    /// <summary>The last row's iteration and the best quality score in metrics.csv (columns found by their header names).</summary>
+    /// <summary>The last row's iteration and the best quality score in metrics.csv (<see cref="MetricsCsv.Read"/>: any version of it).</summary>
     static (long LastIteration, string? Best) ReadMetrics(string path)
     {
-        if (!File.Exists(path)) return (0, null);
         try
         {
-            // Shared: a run being trained appends to it. A file past the bound (a very long run) is not read for the best score.
-            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-            if (fs.Length > MaxMetricsBytes) return (0, null);
-            using var reader = new StreamReader(fs);
-            var header = reader.ReadLine()?.Split(',') ?? [];
-            int Col(string name) => Array.IndexOf(header, name);
-            var (fid, modes, high) = (Col("fid"), Col("modes"), Col("high_quality"));
-            long last = 0;
-            (double Fid, long At)? bestFid = null;
-            (double Modes, double High, long At)? bestModes = null;
-            for (var line = reader.ReadLine(); line is not null; line = reader.ReadLine())
-            {
-                var cells = line.Split(',');
-                if (!long.TryParse(cells[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out var it)) continue;
-                last = Math.Max(last, it);
-                if (Number(cells, fid) is { } f && (bestFid is null || f < bestFid.Value.Fid)) bestFid = (f, it);
-                if (Number(cells, modes) is { } m && Number(cells, high) is { } h && (bestModes is null || (m, h).CompareTo((bestModes.Value.Modes, bestModes.Value.High)) > 0))
-                    bestModes = (m, h, it);
-            }
-            var best = bestFid is { } bf ? string.Create(CultureInfo.InvariantCulture, $"FD {bf.Fid:G4} at {bf.At}")
-                : bestModes is { } bm ? string.Create(CultureInfo.InvariantCulture, $"modes {bm.Modes:G4}, high-quality {bm.High:G4} at {bm.At}")
+            // A file past the bound (a very long run) is not read: the checkpoints alone tell how far the run got.
+            if (!File.Exists(path) || new FileInfo(path).Length > MaxMetricsBytes) return (0, null);
+            var rows = MetricsCsv.Read(path);
+            var last = rows.Count == 0 ? 0 : rows.Max(r => r.Iteration);
+            // Images: the lowest Fréchet distance; 2-D data: the most modes, then the highest high-quality share.
+            var bestFid = rows.Where(r => r.Fid is { } f && double.IsFinite(f)).MinBy(r => r.Fid);
+            var bestModes = rows.Where(r => r.Modes is not null && r.HighQuality is not null).MaxBy(r => (r.Modes!.Value, r.HighQuality!.Value));
+            var best = bestFid is { } bf ? string.Create(CultureInfo.InvariantCulture, $"FD {bf.Fid:F2} at {bf.Iteration}")
+                : bestModes is { } bm ? string.Create(CultureInfo.InvariantCulture, $"modes {bm.Modes}, high-quality {bm.HighQuality:P1} at {bm.Iteration}")
                 : null;
             return (last, best);
         }
@@ -108,7 +95,4 @@ public static class RunListing
             return (0, null);
         }
     }
-
-    static double? Number(string[] cells, int column) =>
-        column >= 0 && column < cells.Length && double.TryParse(cells[column], NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && double.IsFinite(v) ? v : null;
 }
