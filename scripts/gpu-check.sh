@@ -454,7 +454,8 @@ chk_cluster() {
   # shellcheck disable=SC2046
   bg "$out/seed.log" "$CL" "$NODE" --Node:Roles=seed --Node:Port="$SEED_PORT" --Node:StateDir="$CL/state" $(common_flags)
   SEED_PID=$BG_PID
-  start_worker "$D" "${NODE_EXTRA[@]+"${NODE_EXTRA[@]}"}"
+  METRICS_PORT=$(free_port)   # the first worker serves its metrics (check "watch")
+  start_worker "$D" --Node:MetricsPort="$METRICS_PORT" "${NODE_EXTRA[@]+"${NODE_EXTRA[@]}"}"
   start_worker "$D" "${NODE_EXTRA[@]+"${NODE_EXTRA[@]}"}"
   FAILLOGS=("$out/seed.log" "${W_LOGS[@]}")
   local t=$SECONDS
@@ -473,6 +474,30 @@ chk_cluster() {
   [ -n "$sum" ] && [ "$(echo $ranks | wc -w)" = 2 ] && all_equal "$sum" $ranks \
     || { DETAIL="checksums differ or missing: $DETAIL"; return 1; }
   DETAIL="2 workers up in ${up} s; run ${id} ($CL_IT iterations, batch $TRAIN_B on $D) completed; ranks 0 and 1 and submit: checksum ${sum:0:16}…"
+}
+
+# Watching runs (issue 14): the first worker's Prometheus metrics after the cluster run (update and all-reduce counts,
+# and on CUDA the GPU memory gauges, read with cudaMemGetInfo), the report page and plot of the train check's run, and
+# its image-quality score with `eval`.
+chk_watch() {
+  [ $CLUSTER_UP = 1 ] || { DETAIL="depends on cluster: the cluster did not start"; return 1; }
+  local m=$out/worker1-metrics.txt
+  python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' \
+    "http://127.0.0.1:$METRICS_PORT/metrics" >"$m" 2>"$m.err" || { DETAIL="no metrics at 127.0.0.1:$METRICS_PORT: $(tail -1 "$m.err")"; return 1; }
+  FAILLOGS=("$m" "${W_LOGS[0]}")
+  total() { awk -v n="$1" 'index($0, n) == 1 { s += $NF } END { printf "%.0f", s }' "$m"; }
+  local updates allreduces gpu; updates=$(total gancluster_worker_update_duration_seconds_count); allreduces=$(total gancluster_allreduce_duration_seconds_count)
+  gpu=$(total gancluster_gpu_memory_used_bytes)
+  local rl=$out/watch-report.log el=$out/watch-eval.log rc1 rc2 rc3
+  step "$rl" 120 "$CLI" report --run "$TRAIN_RUN" --out "$out/train-report.html"; rc1=$?
+  step "$rl.plot" 120 "$CLI" plot --run "$TRAIN_RUN" --out "$out/train-curves.png"; rc2=$?
+  step "$el" "$T_TRAIN" "$CLI" eval --run "$TRAIN_RUN" --count 1000; rc3=$?
+  FAILLOGS+=("$rl" "$el")
+  local score; score=$(grep -m1 -E 'FD [0-9.]+' "$el" | cut -c1-160)
+  DETAIL="worker 1: $updates updates, $allreduces all-reduces, GPU memory used $((gpu / 1048576)) MiB; report $(why $rc1), plot $(why $rc2), eval $(why $rc3): ${score:-no score}"
+  [ "$updates" -gt 0 ] && [ "$allreduces" -gt 0 ] || return 1
+  [ $device = cpu ] || [ "$gpu" -gt 0 ] || { DETAIL="no GPU memory gauge on a CUDA worker: $DETAIL"; return 1; }
+  [ $rc1 = 0 ] && [ $rc2 = 0 ] && [ $rc3 = 0 ] && [ -s "$out/train-report.html" ] && [ -n "$score" ]
 }
 
 # mean img/s of the logged windows after the first (which holds the warm-up)
@@ -637,6 +662,7 @@ check train-resume chk_train_resume
 check sample chk_sample
 check export chk_export
 check cluster chk_cluster
+check watch chk_watch
 check bench-cluster chk_bench_cluster
 check cluster-kill chk_cluster_kill
 check mixed-devices chk_mixed
