@@ -143,10 +143,13 @@ public class TensorBoardTests
         return kept;
     }
 
+    /// <summary>metrics.csv's interval rows, each as its filled cells (a quality row, or a quality column, has empty cells).</summary>
     static List<Dictionary<string, double>> ReadCsv(string path)
     {
         var lines = File.ReadAllLines(path);
         var header = lines[0].Split(',');
-        return [.. lines.Skip(1).Select(l => header.Zip(l.Split(',')).ToDictionary(x => x.First, x => double.Parse(x.Second, CultureInfo.InvariantCulture)))];
+        return [.. lines.Skip(1)
+            .Select(l => header.Zip(l.Split(',')).Where(x => x.Second.Length > 0).ToDictionary(x => x.First, x => double.Parse(x.Second, CultureInfo.InvariantCulture)))
+            .Where(row => row.ContainsKey("loss_d"))];
     }
 }
