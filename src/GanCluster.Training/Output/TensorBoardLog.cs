@@ -157,19 +157,13 @@ public sealed class TensorBoardLog : IDisposable
 
     static long Now() => DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
-    /// <summary>The last row of a metrics.csv (columns found by the header's names), or null when it has none.</summary>
+    /// <summary>The last interval row of a metrics.csv (any version of it), or null when it has none.</summary>
     public static MetricsRow? LastRow(string metricsCsv)
     {
-        if (!File.Exists(metricsCsv)) return null;
-        var lines = File.ReadAllLines(metricsCsv).Where(l => l.Length > 0).ToList();
-        if (lines.Count < 2) return null;
-        var header = lines[0].Split(',');
-        var cells = lines[^1].Split(',');
-        double Col(string name) => Array.IndexOf(header, name) is var i and >= 0 && i < cells.Length
-            && double.TryParse(cells[i], NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : double.NaN;
-        return long.TryParse(cells[0], CultureInfo.InvariantCulture, out var iteration)
-            ? new MetricsRow(iteration, Col("loss_d"), Col("loss_g"), Col("d_x"), Col("d_g_z"), Col("img_per_s"), Col("elapsed_s"),
-                double.IsFinite(Col("skipped")) ? (int)Col("skipped") : 0)
-            : null;
+        // The last interval row: a quality row (a save's scores) has no losses.
+        var last = MetricsCsv.Read(metricsCsv).LastOrDefault(r => r.LossD is not null);
+        return last is null ? null
+            : new MetricsRow(last.Iteration, last.LossD ?? double.NaN, last.LossG ?? double.NaN, last.DReal ?? double.NaN, last.DFake ?? double.NaN,
+                last.ImagesPerSecond ?? double.NaN, last.ElapsedSeconds ?? double.NaN, last.Skipped ?? 0);
     }
 }
