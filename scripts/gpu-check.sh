@@ -491,7 +491,7 @@ chk_watch() {
   local rl=$out/watch-report.log el=$out/watch-eval.log rc1 rc2 rc3
   step "$rl" 120 "$CLI" report --run "$TRAIN_RUN" --out "$out/train-report.html"; rc1=$?
   step "$rl.plot" 120 "$CLI" plot --run "$TRAIN_RUN" --out "$out/train-curves.png"; rc2=$?
-  step "$el" "$T_TRAIN" "$CLI" eval --run "$TRAIN_RUN" --count 1000; rc3=$?
+  step "$el" "$T_TRAIN" "$CLI" eval --run "$TRAIN_RUN" --count 1000 --device "$D"; rc3=$?
   FAILLOGS+=("$rl" "$el")
   local score; score=$(grep -m1 -E 'FD [0-9.]+' "$el" | cut -c1-160)
   DETAIL="worker 1: $updates updates, $allreduces all-reduces, GPU memory used $((gpu / 1048576)) MiB; report $(why $rc1), plot $(why $rc2), eval $(why $rc3): ${score:-no score}"
