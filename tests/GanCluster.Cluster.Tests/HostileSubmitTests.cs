@@ -62,7 +62,7 @@ public class HostileSubmitTests
         var first = nodes.StartSeed(port);
         // Before, Akka bound with SO_REUSEADDR: both "started", each formed its own cluster, and status answered from either.
         var e = Assert.Throws<InvalidOperationException>(() => nodes.StartSeed(port));
-        Assert.Contains("seed failed to start (exit 2)", e.Message);
+        Assert.Contains("seed failed to start (exit 2;", e.Message);
         Assert.Contains($"Node:Port {port} on 127.0.0.1 is already in use", e.Message);
         nodes.WaitForWorkers(port, 0);   // the first seed still answers
         Assert.False(NodeProcesses.Exited(first), nodes.AllLogs());
