@@ -51,7 +51,9 @@ if [ "$role" = seed ]; then
   [ $statedir = 1 ] || extra+=("--Node:StateDir=$root/state")
 else
   port=${port:-0}; roles=worker
-  [ -n "$seeds" ] || { echo "start-worker.sh: --seeds host:port is required (where the seed listens)" >&2; exit 2; }
+  # With --Node:Discovery=config|kubernetes the node finds the seeds through Cluster Bootstrap instead.
+  bootstrap=0; for a in ${extra[@]+"${extra[@]}"}; do [[ $a =~ ^--Node:Discovery=(config|kubernetes)$ ]] && bootstrap=1; done
+  [ -n "$seeds" ] || [ $bootstrap = 1 ] || { echo "start-worker.sh: --seeds host:port is required (where the seed listens), or --Node:Discovery=config|kubernetes" >&2; exit 2; }
 fi
 if [ $insecure = 1 ]; then
   extra+=("--Node:Insecure=true"); scheme=akka.tcp
