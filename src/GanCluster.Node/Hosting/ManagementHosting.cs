@@ -149,8 +149,10 @@ public static class ManagementHosting
 
         var cluster = Cluster.Get(system);
         if (remembered.Count > 0 && await RejoinRememberedAsync(cluster, credentials, remembered, log)) return;
-        log.LogInformation("bootstrap: looking up {Service} by {Discovery} discovery; {Required} seed(s) must answer before one forms a new cluster{Workers}",
-            options.DiscoveryService, options.Discovery, options.RequiredContacts, options.IsSeed ? "" : " (never this worker)");
+        // What Akka uses once every HOCON layer is merged: a worker must show new-cluster-enabled off.
+        var newCluster = system.Settings.Config.GetBoolean("akka.management.cluster.bootstrap.new-cluster-enabled");
+        log.LogInformation("bootstrap: looking up {Service} by {Discovery} discovery; {Required} seed(s) must answer before one forms a new cluster " +
+                           "(new-cluster-enabled {NewCluster})", options.DiscoveryService, options.Discovery, options.RequiredContacts, newCluster ? "on" : "off");
         await ClusterBootstrap.Get(system).Start();
     }
 
