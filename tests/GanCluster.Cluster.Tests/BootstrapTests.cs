@@ -133,6 +133,24 @@ public class BootstrapTests
         Assert.DoesNotContain("Initiating bootstrap procedure", nodes.Log(restarted.Pid!.Value));
     }
 
+    [Fact]
+    public void A_seed_whose_remembered_members_are_all_gone_bootstraps_after_trying_them()
+    {
+        using var nodes = new NodeProcesses();
+        var management = NodeProcesses.FreePort();
+        // A cold start of the whole cluster: the members the seed remembers no longer exist.
+        Directory.CreateDirectory(nodes.StateDir);
+        File.WriteAllText(Path.Combine(nodes.StateDir, MemberBook.FileName), $"[\"127.0.0.1:{NodeProcesses.FreePort()}\"]");
+        var seed = nodes.TryStart("start-seed.sh", "--host", "127.0.0.1", "--port", NodeProcesses.FreePort().ToString(), "--log-dir", nodes.Logs,
+            "--state-dir", nodes.StateDir, "--Node:Discovery=config", $"--Node:DiscoveryEndpoints=127.0.0.1:{management}", $"--Node:ManagementPort={management}");
+        Assert.True(seed.ExitCode == 0, $"{seed.StdOut}{seed.StdErr}\n{nodes.AllLogs()}");
+        Assert.Contains("bootstrap by config discovery; joined", seed.StdOut);
+        var log = nodes.Log(seed.Pid!.Value);
+        Assert.Contains("bootstrap: first trying the remembered members", log);
+        Assert.Contains("bootstrap: no remembered member let this seed in; bootstrapping", log);
+        nodes.WaitFor(() => Get(management, "/ready").Status == 200, TimeSpan.FromMinutes(1), "the seed's /ready");
+    }
+
     static IConfiguration Config(params (string Key, string Value)[] settings) =>
         new ConfigurationBuilder().AddInMemoryCollection(settings.Select(s => KeyValuePair.Create(s.Key, (string?)s.Value))).Build();
 

@@ -3,6 +3,7 @@ using System.Net.NetworkInformation;
 using System.Net.Sockets;
 using Akka.Actor;
 using Akka.Cluster;
+using Akka.DependencyInjection;
 using Akka.Discovery.Config.Hosting;
 using Akka.Event;
 using Akka.Discovery.KubernetesApi;
@@ -12,6 +13,7 @@ using Akka.Management.Cluster.Bootstrap;
 using Akka.Management.Dsl;
 using GanCluster.Actors;
 using GanCluster.Actors.Security;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace GanCluster.Node.Hosting;
@@ -161,8 +163,11 @@ public static class ManagementHosting
         }
         catch (Exception e)
         {
+            // Without its endpoint a node is never ready and cannot be found: stop it (Program exits 2 with the reason).
             log.LogError(e, "Node:ManagementPort {Port} on {Host}: the management endpoint could not start; stopping", options.ManagementPort, options.EffectiveManagementHost);
-            await CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClrExitReason.Instance);
+            var lifetime = DependencyResolver.For(system).Resolver.GetService<IHostApplicationLifetime>();
+            await CoordinatedShutdown.Get(system).Run(new EndpointFailed($"Node:ManagementPort {options.ManagementPort} on {options.EffectiveManagementHost}: {e.GetBaseException().Message}"));
+            lifetime?.StopApplication();
             return;
         }
         if (!options.UsesBootstrap) return;
@@ -174,6 +179,14 @@ public static class ManagementHosting
         log.LogInformation("bootstrap: looking up {Service} by {Discovery} discovery; {Required} seed(s) must answer before one forms a new cluster " +
                            "(new-cluster-enabled {NewCluster})", options.DiscoveryService, options.Discovery, options.RequiredContacts, newCluster ? "on" : "off");
         await ClusterBootstrap.Get(system).Start();
+    }
+
+    /// <summary>Why a node stopped: its management endpoint could not start.</summary>
+    public sealed class EndpointFailed(string message) : CoordinatedShutdown.Reason
+    {
+        public string Message { get; } = message;
+        public override int ExitCode => 2;
+        public override string ToString() => Message;
     }
 
     /// <summary>
