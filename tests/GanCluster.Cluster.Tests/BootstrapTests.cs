@@ -151,6 +151,60 @@ public class BootstrapTests
         nodes.WaitFor(() => Get(management, "/ready").Status == 200, TimeSpan.FromMinutes(1), "the seed's /ready");
     }
 
+    [Fact]
+    public async Task Kubernetes_discovery_lists_the_selected_running_pods_at_their_management_port_through_the_API()
+    {
+        // A stand-in for the Kubernetes API server on loopback, answering the pod list as the real one does.
+        var apiPort = NodeProcesses.FreePort();
+        using var api = new HttpListener();
+        api.Prefixes.Add($"http://127.0.0.1:{apiPort}/");
+        api.Start();
+        string? asked = null, authorization = null;
+        var serving = Task.Run(async () =>
+        {
+            var context = await api.GetContextAsync();
+            asked = context.Request.RawUrl;
+            authorization = context.Request.Headers["Authorization"];
+            var body = System.Text.Encoding.UTF8.GetBytes("""
+                {"kind":"PodList","items":[
+                  {"metadata":{"name":"seed-0"},"status":{"phase":"Running","podIP":"10.1.0.5"},
+                   "spec":{"containers":[{"name":"node","ports":[{"name":"akka","containerPort":4053},{"name":"management","containerPort":8558}]}]}},
+                  {"metadata":{"name":"seed-1"},"status":{"phase":"Pending"},"spec":{"containers":[{"name":"node","ports":[{"name":"management","containerPort":8558}]}]}},
+                  {"metadata":{"name":"seed-2","deletionTimestamp":"2026-01-01T00:00:00Z"},"status":{"phase":"Running","podIP":"10.1.0.7"},
+                   "spec":{"containers":[{"name":"node","ports":[{"name":"management","containerPort":8558}]}]}},
+                  {"metadata":{"name":"seed-3"},"status":{"phase":"Running","podIP":"10.1.0.8"},"spec":{"containers":[{"name":"node"}]}},
+                  {"metadata":{"name":"seed-4"},"status":{"phase":"Running","podIP":"10.1.0.9"},
+                   "spec":{"containers":[{"name":"node","ports":[{"name":"management","containerPort":9558}]}]}}
+                ]}
+                """);
+            context.Response.ContentType = "application/json";
+            await context.Response.OutputStream.WriteAsync(body);
+            context.Response.Close();
+        });
+        using var dir = new TempFolder();
+        var token = Path.Combine(dir.Path, "token");
+        File.WriteAllText(token, "sa-token\n");
+        var config = Akka.Configuration.ConfigurationFactory.ParseString($$"""
+            akka.discovery.gancluster-kubernetes {
+              class = "GanCluster.Node.Hosting.KubernetesPodDiscovery, GanCluster.Node"
+              api-url = "http://127.0.0.1:{{apiPort}}"
+              token-path = {{System.Text.Json.JsonSerializer.Serialize(token)}}
+              namespace = "training"
+              label-selector = "app.kubernetes.io/name=gancluster,gancluster.io/role=seed,svc={0}"
+            }
+            """);
+        using var system = Akka.Actor.ActorSystem.Create("discovery", config);
+        var discovery = Akka.Discovery.Discovery.Get(system).LoadServiceDiscovery("gancluster-kubernetes");
+        var resolved = await discovery.Lookup(new Akka.Discovery.Lookup("gancluster-seed", "management", "tcp"), TimeSpan.FromSeconds(10));
+        await serving;
+
+        Assert.Equal("/api/v1/namespaces/training/pods?labelSelector=" + Uri.EscapeDataString("app.kubernetes.io/name=gancluster,gancluster.io/role=seed,svc=gancluster-seed"), asked);
+        Assert.Equal("Bearer sa-token", authorization);
+        // Running, not being deleted, with a port named management: seed-0 and seed-4, at their pod IPs.
+        Assert.Equal(["10.1.0.5:8558", "10.1.0.9:9558"], resolved.Addresses.Select(t => $"{t.Host}:{t.Port}").Order().ToArray());
+        Assert.All(resolved.Addresses, t => Assert.Equal(t.Host, t.Address.ToString()));
+    }
+
     static IConfiguration Config(params (string Key, string Value)[] settings) =>
         new ConfigurationBuilder().AddInMemoryCollection(settings.Select(s => KeyValuePair.Create(s.Key, (string?)s.Value))).Build();
 

@@ -1,12 +1,12 @@
 using System.Net;
 using System.Net.NetworkInformation;
 using System.Net.Sockets;
+using System.Text.Json;
 using Akka.Actor;
 using Akka.Cluster;
 using Akka.DependencyInjection;
 using Akka.Discovery.Config.Hosting;
 using Akka.Event;
-using Akka.Discovery.KubernetesApi;
 using Akka.Hosting;
 using Akka.Management;
 using Akka.Management.Cluster.Bootstrap;
@@ -122,11 +122,15 @@ public static class ManagementHosting
         }
         else if (options.Discovery == "kubernetes")
         {
-            akka.WithKubernetesDiscovery(new KubernetesDiscoveryOptions
-            {
-                PodLabelSelector = options.DiscoveryLabelSelector,
-                PodNamespace = string.IsNullOrWhiteSpace(options.DiscoveryNamespace) ? null : options.DiscoveryNamespace,
-            });
+            // Our own Kubernetes API lookup (KubernetesPodDiscovery says why not Akka.Discovery.KubernetesApi's).
+            akka.AddHocon($$"""
+                akka.discovery.method = gancluster-kubernetes
+                {{KubernetesPodDiscovery.ConfigPath}} {
+                  class = {{JsonSerializer.Serialize($"{typeof(KubernetesPodDiscovery).FullName}, {typeof(KubernetesPodDiscovery).Assembly.GetName().Name}")}}
+                  label-selector = {{JsonSerializer.Serialize(options.DiscoveryLabelSelector)}}
+                  namespace = {{JsonSerializer.Serialize(options.DiscoveryNamespace ?? "")}}
+                }
+                """, HoconAddMode.Prepend);
         }
         if (options.UsesBootstrap)
         {
