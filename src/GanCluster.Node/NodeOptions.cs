@@ -110,7 +110,7 @@ public sealed class NodeOptions
     public string DiscoveryService { get; set; } = "gancluster-seed";
     /// <summary>Discovery=config: the seeds' management endpoints as host:port (their Node:ManagementPort), comma-separated.</summary>
     public string DiscoveryEndpoints { get; set; } = "";
-    /// <summary>Discovery=kubernetes: the pods whose management port (named "management") are contact points: the seeds only.</summary>
+    /// <summary>Discovery=kubernetes: the pods whose port named "management" are the contact points: the seeds only ({0} = DiscoveryService).</summary>
     public string DiscoveryLabelSelector { get; set; } = "app.kubernetes.io/name=gancluster,gancluster.io/role=seed";
     /// <summary>Discovery=kubernetes: the namespace searched (default: the pod's own, from its service account).</summary>
     public string? DiscoveryNamespace { get; set; }

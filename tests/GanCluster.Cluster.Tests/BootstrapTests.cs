@@ -82,7 +82,8 @@ public class BootstrapTests
                 nodes.Log(seed.Pid!.Value));
         var workerLog = nodes.Log(worker.Pid!.Value);
         Assert.Contains("(new-cluster-enabled off)", workerLog);
-        Assert.Contains("joined the cluster as", workerLog);
+        // Registered can come before the worker's own MemberUp (the coordinator answers a joining member).
+        nodes.WaitFor(() => nodes.Log(worker.Pid!.Value).Contains("joined the cluster as"), TimeSpan.FromMinutes(1), "the worker up");
 
         // One cluster: either seed's coordinator proxy sees the worker, and a small run trains to its end.
         nodes.WaitForWorkers(akka[0], 1);

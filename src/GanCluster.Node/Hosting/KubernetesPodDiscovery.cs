@@ -80,7 +80,7 @@ public sealed class KubernetesPodDiscovery : ServiceDiscovery
         using var response = await _http.SendAsync(request, timeout.Token);
         if (!response.IsSuccessStatusCode)
             throw new InvalidOperationException($"listing pods {selector} in {_namespace}: the Kubernetes API answered {(int)response.StatusCode} {response.ReasonPhrase} " +
-                                                "(does the pod's service account may get and list pods?)");
+                                                "(may the pod's service account get and list pods?)");
         using var json = await JsonDocument.ParseAsync(await response.Content.ReadAsStreamAsync(timeout.Token), cancellationToken: timeout.Token);
         var targets = Targets(json.RootElement, lookup.PortName).ToList();
         if (targets.Count == 0) _log.Warning("no running pod with a port named {0} selected by {1} in namespace {2}", lookup.PortName ?? "(any)", selector, _namespace);
