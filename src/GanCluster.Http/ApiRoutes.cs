@@ -16,6 +16,7 @@ namespace GanCluster.Http;
 /// </summary>
 public sealed class ApiRoutes(ActorSystem system, IActorRef coordinator, string runsRoot, ClusterCredentials? credentials, ApiAuthentication auth)
 {
+    readonly RunJournals _journals = new();
     static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(30);
 
     public void Map(IEndpointRouteBuilder app, CancellationToken stopping)
@@ -44,7 +45,7 @@ public sealed class ApiRoutes(ActorSystem system, IActorRef coordinator, string 
 
         app.MapPost("/api/runs", (Func<HttpContext, Task<IResult>>)Submit);
 
-        app.MapGet("/api/runs/{runId}/events", (HttpContext context, string runId) => RunEvents.Stream(context, runId, system, coordinator, stopping));
+        app.MapGet("/api/runs/{runId}/events", (HttpContext context, string runId) => RunEvents.Stream(context, runId, system, coordinator, _journals, stopping));
 
         app.MapPost("/api/runs/{runId}/cancel", async (HttpContext context, string runId) =>
         {
@@ -139,7 +140,8 @@ public sealed class ApiRoutes(ActorSystem system, IActorRef coordinator, string 
         {
             return Results.Json(new HttpApi.ApiError("the run spec is not UTF-8 text"), HttpApi.Json, statusCode: StatusCodes.Status400BadRequest);
         }
-        return await Ask<object>(new RunProtocol.SubmitRun(json, Watch: false)) switch
+        // Submitted with Watch by a journaling actor: a stream opened after this answer still gets the run's first lines.
+        return await _journals.Submit(system, coordinator, json, AskTimeout) switch
         {
             RunProtocol.SubmitAck a => Results.Json(new HttpApi.Submitted(a.RunId, a.Workers, a.Output), HttpApi.Json, statusCode: StatusCodes.Status202Accepted),
             // With errors the spec is at fault (400); without, the cluster's state (busy, no workers): 409.

@@ -7,23 +7,32 @@ using Microsoft.AspNetCore.Http;
 namespace GanCluster.Http;
 
 /// <summary>
-/// <c>GET /api/runs/{runId}/events</c>: one temporary actor per stream follows the run as a CLI does (WatchRun, again
-/// every 10 s so that it keeps following a coordinator that moved to another seed) and hands what the coordinator sends
-/// to the request through a channel; the request writes it as server-sent events.
+/// <c>GET /api/runs/{runId}/events</c>: a run submitted through this API is read from its journal (<see cref="RunJournals"/>,
+/// from its first line); for another, one temporary actor per stream follows the run as a CLI does (WatchRun, again
+/// every 10 s so that it keeps following a coordinator that moved to another seed). Either way the messages reach the
+/// request through a channel, and the request writes them as server-sent events.
 /// </summary>
 public static class RunEvents
 {
     static readonly TimeSpan FirstAnswer = TimeSpan.FromSeconds(15);
     static readonly TimeSpan KeepAlive = TimeSpan.FromSeconds(15);
 
-    public static async Task Stream(HttpContext context, string runId, ActorSystem system, IActorRef coordinator, CancellationToken stopping)
+    public static async Task Stream(HttpContext context, string runId, ActorSystem system, IActorRef coordinator, RunJournals journals, CancellationToken stopping)
     {
-        var inbox = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
-        var follower = system.ActorOf(Props.Create(() => new Follower(coordinator, runId, inbox.Writer)));
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, stopping);
+        // A run submitted through this API is replayed from its journal; another one is followed from now on.
+        IActorRef? follower = null;
+        ChannelReader<object> inbox;
+        if (journals.TryGet(runId, out var journal)) inbox = journal.Subscribe(cts.Token);
+        else
+        {
+            var channel = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
+            follower = system.ActorOf(Props.Create(() => new Follower(coordinator, runId, channel.Writer)));
+            inbox = channel.Reader;
+        }
         try
         {
-            var first = await Read(inbox.Reader, FirstAnswer, cts.Token);
+            var first = await Read(inbox, FirstAnswer, cts.Token);
             switch (first)
             {
                 case null:
@@ -38,7 +47,7 @@ public static class RunEvents
             context.Response.Headers.CacheControl = "no-cache";
             context.Response.Headers["X-Accel-Buffering"] = "no";   // proxies: pass each event at once
             RunState? state = null;
-            for (var message = first; !cts.IsCancellationRequested; message = await Read(inbox.Reader, KeepAlive, cts.Token))
+            for (var message = first; !cts.IsCancellationRequested; message = await Read(inbox, KeepAlive, cts.Token))
             {
                 switch (message)
                 {
@@ -73,11 +82,11 @@ public static class RunEvents
         }
         catch (ChannelClosedException)
         {
-            // The follower stopped: the actor system is shutting down.
+            // The follower stopped (the actor system is shutting down), or a journal ended without its end (never).
         }
         finally
         {
-            system.Stop(follower);
+            if (follower is not null) system.Stop(follower);
         }
     }
 
