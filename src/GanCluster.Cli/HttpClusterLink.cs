@@ -151,6 +151,8 @@ sealed class HttpClusterLink : IClusterLink
                         var message = Event(name, data.ToString());
                         (name, data) = (null, data.Clear());
                         if (message is null) continue;
+                        // A stream opened again (after lost contact) replays a run submitted through the API from its start.
+                        if (message is RunProtocol.ProgressReported or RunProtocol.RunNoted && !FirstTime(message)) continue;
                         _inbox.Writer.TryWrite(message);
                         if (message is RunProtocol.RunEnded or RunProtocol.WatchNack)
                         {
@@ -173,6 +175,14 @@ sealed class HttpClusterLink : IClusterLink
             try { await Task.Delay(_connectTimeout, _closing.Token); } catch (OperationCanceledException) { return; }
             _inbox.Writer.TryWrite(new ClusterConnection.ContactLost());
         });
+    }
+
+    // Progress lines and notes already handed out (records: equal by value).
+    readonly HashSet<object> _seen = [];
+
+    bool FirstTime(object message)
+    {
+        lock (_seen) return _seen.Add(message);
     }
 
     static object? Event(string name, string json) => name switch
