@@ -81,6 +81,7 @@ public class HttpApiTests
     static string Text(HttpResponseMessage response) => response.Content.ReadAsStringAsync().Result;
     static T Json<T>(HttpResponseMessage response) => response.Content.ReadFromJsonAsync<T>(HttpApi.Json).Result!;
     static byte[] Bytes(HttpResponseMessage response) => response.Content.ReadAsByteArrayAsync().Result;
+    static T Finished<T>(Task<T> task) => task.GetAwaiter().GetResult();
 
     [Fact]
     public void Every_protected_route_refuses_strangers_with_401_lets_in_the_certificate_token_and_cookie_and_serves_no_file_outside_a_run()
@@ -279,6 +280,26 @@ public class HttpApiTests
         Assert.Equal(2, akka.ExitCode);
         Assert.Contains("download needs --cluster https://HOST:PORT", akka.StdErr);
 
+        // Contact lost while following (every connection through a proxy cut mid-run): the CLI says so, follows again, and
+        // prints each line once although the new stream replays the run from its start.
+        using (var proxy = new CuttingProxy(http))
+        {
+            var reconnectSpec = Path.Combine(dir.Path, "reconnect.json");
+            File.WriteAllText(reconnectSpec, SpecOf("reconnect", 4000));
+            var follow = Task.Run(() => CliProcess.Run(["submit", reconnectSpec, "--cluster", $"https://127.0.0.1:{proxy.Port}", "--wait", "--connect-timeout", "2"],
+                timeoutSeconds: 600));
+            nodes.WaitFor(() => Get<HttpApi.Status>(member, $"{api}/api/status") is { RunId: { } id, Iteration: >= 200 } && id.StartsWith("reconnect-", StringComparison.Ordinal),
+                TimeSpan.FromMinutes(3), "the run past iteration 200");
+            proxy.CutAll();
+            var followed = Finished(follow);
+            Assert.True(followed.ExitCode == 0, followed.StdOut + followed.StdErr + nodes.AllLogs());
+            Assert.Contains($"(lost contact with the cluster; trying https://127.0.0.1:{proxy.Port} again)", followed.StdOut);
+            Assert.Contains("completed: 4000 iterations on 1 worker(s)", followed.StdOut);
+            Assert.DoesNotContain("went back to a checkpoint", followed.StdOut);
+            foreach (var it in Enumerable.Range(1, 80).Select(i => i * 50))
+                Assert.Equal(1, System.Text.RegularExpressions.Regex.Count(followed.StdOut, $@"^\[{it}/4000\] ", System.Text.RegularExpressions.RegexOptions.Multiline));
+        }
+
         // cancel over https: a long run (submitted over Akka, so the seed follows it only from the cancel on) stops at a
         // checkpoint; status and runs over https see it.
         var longSpec = Path.Combine(dir.Path, "long.json");
@@ -299,9 +320,64 @@ public class HttpApiTests
         Assert.Contains("has already ended", refused.StdErr);
         var runs = CliProcess.Run(["runs", "--dir", Path.Combine(dir.Path, "no-local-runs"), "--cluster", api]);
         Assert.True(runs.ExitCode == 0, runs.StdOut + runs.StdErr);
-        Assert.Contains($"cluster {api} (the seed's runs root): 3 run(s)", runs.StdOut);
-        foreach (var (name, state) in new[] { ("events", "completed"), ("cli", "completed"), ("long", "stopped") })
+        Assert.Contains($"cluster {api} (the seed's runs root): 4 run(s)", runs.StdOut);
+        foreach (var (name, state) in new[] { ("events", "completed"), ("cli", "completed"), ("reconnect", "completed"), ("long", "stopped") })
             Assert.Matches($@"\n  {name}\s+{state}\s", runs.StdOut);
+    }
+
+    /// <summary>A TCP proxy to a local port whose open connections can all be cut at once.</summary>
+    sealed class CuttingProxy : IDisposable
+    {
+        readonly System.Net.Sockets.TcpListener _listener = new(IPAddress.Loopback, 0);
+        readonly List<System.Net.Sockets.TcpClient> _open = [];
+        readonly int _target;
+
+        public CuttingProxy(int target)
+        {
+            _target = target;
+            _listener.Start();
+            _ = Accept();
+        }
+
+        public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
+
+        async Task Accept()
+        {
+            while (true)
+            {
+                System.Net.Sockets.TcpClient client;
+                try { client = await _listener.AcceptTcpClientAsync(); }
+                catch (Exception e) when (e is System.Net.Sockets.SocketException or ObjectDisposedException) { return; }
+                var server = new System.Net.Sockets.TcpClient();
+                await server.ConnectAsync(IPAddress.Loopback, _target);
+                lock (_open) _open.AddRange([client, server]);
+                _ = Pump(client, server);
+                _ = Pump(server, client);
+            }
+        }
+
+        static async Task Pump(System.Net.Sockets.TcpClient from, System.Net.Sockets.TcpClient to)
+        {
+            try { await from.GetStream().CopyToAsync(to.GetStream()); }
+            catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException) { }
+            from.Close();
+            to.Close();
+        }
+
+        public void CutAll()
+        {
+            lock (_open)
+            {
+                foreach (var c in _open) c.Close();
+                _open.Clear();
+            }
+        }
+
+        public void Dispose()
+        {
+            _listener.Stop();
+            CutAll();
+        }
     }
 
     sealed record ServerEvent(string Name, string Data);
