@@ -53,23 +53,26 @@ public sealed class RunJournals
         return null;
     }
 
-    /// <summary>One run's events, in order, with the coordinator's latest state for it.</summary>
+    /// <summary>One run's events, in order, with the coordinator's states for it.</summary>
     public sealed class Journal(string runId)
     {
         readonly object _lock = new();
         readonly LinkedList<object> _events = new();
         readonly List<ChannelWriter<object>> _subscribers = [];
-        RunProtocol.WatchAck _state = new(runId, RunState.Starting, 0);
+        // A run submitted is Starting; each later state the coordinator reports is an event of its own, so every
+        // subscriber sees the same sequence, live or replayed.
+        readonly RunProtocol.WatchAck _initial = new(runId, RunState.Starting, 0);
+        RunState _state = RunState.Starting;
 
         public bool Ended { get; private set; }
 
-        /// <summary>The state first, then every event so far, then the live ones; completed after the end.</summary>
+        /// <summary>The first state, then every event so far (later states among them), then the live ones; completed after the end.</summary>
         public ChannelReader<object> Subscribe(CancellationToken ct)
         {
             var channel = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
             lock (_lock)
             {
-                channel.Writer.TryWrite(_state);
+                channel.Writer.TryWrite(_initial);
                 foreach (var e in _events) channel.Writer.TryWrite(e);
                 if (Ended) channel.Writer.TryComplete();
                 else
@@ -88,14 +91,11 @@ public sealed class RunJournals
                 if (Ended) return;
                 if (message is RunProtocol.WatchAck ack)
                 {
-                    if (ack.State == _state.State) return;
-                    _state = ack;
+                    if (ack.State == _state) return;
+                    _state = ack.State;
                 }
-                else
-                {
-                    _events.AddLast(message);
-                    if (_events.Count > MaxEvents && _events.FirstOrDefault(e => e is RunProtocol.ProgressReported) is { } oldest) _events.Remove(oldest);
-                }
+                _events.AddLast(message);
+                if (_events.Count > MaxEvents && _events.FirstOrDefault(e => e is RunProtocol.ProgressReported) is { } oldest) _events.Remove(oldest);
                 Ended = message is RunProtocol.RunEnded or RunProtocol.WatchNack;
                 foreach (var s in _subscribers)
                 {
