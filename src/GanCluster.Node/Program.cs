@@ -90,6 +90,7 @@ builder.Services.AddAkka(ClusterHocon.SystemName, (akka, services) => akka
     .WithManagement(options, credentials, services.GetRequiredService<ILoggerFactory>().CreateLogger("GanCluster.Node"))
     .WithCoordinator(options)
     .WithWorkers(options, devices, credentials, leaveTimeout));
+builder.Services.AddHttpApi(options, credentials);
 
 startup.LogInformation("roles {Roles}, {Address}, {Seeds}{Devices}", options.Roles,
     ClusterHocon.NodeAddress(credentials is not null, $"{options.EffectivePublicHost}:{options.Port}"),
