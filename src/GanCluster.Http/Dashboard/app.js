@@ -276,7 +276,11 @@
         scheduleDraw();
       }
     });
-    source.addEventListener('note', e => { const n = data(e); addNote(n.text, n.warning); });
+    source.addEventListener('note', e => {
+      const n = data(e);
+      addNote(n.text, n.warning);
+      refreshDetailSoon();   // a save wrote samples or scores: show them now rather than at the next poll
+    });
     source.addEventListener('ended', e => {
       const n = data(e);
       addNote(`run ${n.runId ?? runId} ended: ${n.outcome ?? '?'}${n.message ? ` (${n.message})` : ''}`, n.outcome && n.outcome !== 'Completed');
@@ -308,7 +312,18 @@
   function advance(runId, iteration) {
     if (runId !== ui.activeRunId || num(iteration) === null) return;
     ui.liveIteration = Math.max(ui.liveIteration, iteration);
-    renderHeader(num(ui.status?.total) ?? 0);
+    const total = num(ui.status?.total) ?? 0;
+    renderHeader(total);
+    // The active run's row in the list follows too (the list itself is polled less often).
+    const run = runOf(runId);
+    const cell = run && [...$('runs').tBodies[0].rows].find(tr => tr.dataset.run === runKey(run))?.querySelector('.iter');
+    if (cell) cell.textContent = `${ui.liveIteration} / ${run.total ?? total}`;
+  }
+
+  let detailTimer = 0;
+  function refreshDetailSoon() {
+    clearTimeout(detailTimer);
+    detailTimer = setTimeout(() => refreshDetail().catch(report), 500);
   }
 
   function addNote(text, warning) {
