@@ -1,4 +1,5 @@
 using System.Text.Json;
+using GanCluster.Training.Spec;
 using GanCluster.Tests.Shared;
 using Xunit.Abstractions;
 
@@ -19,24 +20,11 @@ public class DashboardTests(ITestOutputHelper output)
     {
         using var nodes = new NodeProcesses();
         using var dir = new TempFolder();
-        nodes.RunsRoot = dir.Path;
-        var port = NodeProcesses.FreePort();
-        var http = NodeProcesses.FreePort();
-        var seed = nodes.TryStart("start-seed.sh", "--host", "127.0.0.1", "--port", port.ToString(), "--log-dir", nodes.Logs, "--state-dir", nodes.StateDir,
-            $"--Node:RunsRoot={dir.Path}", $"--Node:HttpPort={http}");
-        Assert.True(seed.ExitCode == 0, seed.StdOut + seed.StdErr);
-        nodes.StartWorkers(2, port);
-        nodes.WaitForWorkers(port, 2);
-
         // Long enough to watch (the test stops the nodes when it is done): a row every 10 iterations, samples every 100.
         var spec = Specs.Ring8(batch: 32, iterations: 200_000, output: "dashboard") with { Name = "dashboard" };
         spec = spec with { Training = spec.Training with { LogEvery = 10, SampleEvery = 100 } };
-        var specFile = Path.Combine(dir.Path, "dashboard.json");
-        File.WriteAllText(specFile, spec.ToJson());
-        var submit = CliProcess.Run(["submit", specFile, "--cluster", $"127.0.0.1:{port}"], timeoutSeconds: 120);
-        Assert.True(submit.ExitCode == 0, $"{submit.StdOut}{submit.StdErr}\n{nodes.AllLogs()}");
+        var http = StartClusterAndSubmit(nodes, dir, spec);
 
-        var token = TestCredentials.Cluster.HttpToken();
         await using var browser = await DevToolsBrowser.StartAsync(1280, 800);
         var origin = $"https://127.0.0.1:{http}";
         try
@@ -50,8 +38,7 @@ public class DashboardTests(ITestOutputHelper output)
             var refused = await browser.WaitForAsync("!document.getElementById('login-error').hidden && document.getElementById('login-error').textContent",
                 Patience, "the wrong token refused");
             Assert.Contains("not this cluster's token", refused.GetString());
-            await Type(browser, "#token", token);
-            await browser.EvaluateAsync("document.getElementById('login-button').click()");
+            await LogIn(browser);
 
             // The page reloads with the cookie: the cluster runs the submitted run, followed live over the event stream.
             await browser.WaitForAsync("document.readyState === 'complete' && document.getElementById('login').hidden && " +
@@ -114,6 +101,73 @@ public class DashboardTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>
+    /// Makes the README's picture (docs/images/dashboard.png) from a real run: an MNIST DCGAN on the same cluster, shot once
+    /// it is past <c>GANCLUSTER_DASHBOARD_AFTER</c> iterations (700) with samples shown. Runs only when
+    /// <c>GANCLUSTER_DASHBOARD_PICTURE</c> names the PNG to write (scripts/dashboard-screenshot.sh sets it).
+    /// </summary>
+    [DashboardPictureFact]
+    public async Task Readme_picture_of_an_mnist_run()
+    {
+        var picture = Path.GetFullPath(Environment.GetEnvironmentVariable(DashboardPictureFactAttribute.Variable)!);
+        var data = Environment.GetEnvironmentVariable("GANCLUSTER_DASHBOARD_MNIST") ?? Path.Combine(NodeProcesses.FindRoot(), "..", "shared", "data", "mnist-sample");
+        var after = int.Parse(Environment.GetEnvironmentVariable("GANCLUSTER_DASHBOARD_AFTER") ?? "700", System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(File.Exists(Path.Combine(data, "images-idx3-ubyte.gz")), $"no MNIST files in {data}: set GANCLUSTER_DASHBOARD_MNIST");
+
+        using var nodes = new NodeProcesses();
+        using var dir = new TempFolder();
+        // examples/mnist-dcgan-watch.json's settings, run longer (stopped with the nodes) so that it is live in the picture.
+        var spec = RunSpecValidator.Parse(File.ReadAllText(Path.Combine(nodes.Root, "examples", "mnist-dcgan-watch.json")), "mnist-dcgan-watch.json", checkPaths: false);
+        spec = spec with
+        {
+            Dataset = spec.Dataset with { Path = Path.GetFullPath(data) },
+            Training = spec.Training with { Iterations = 20_000 },
+            Output = "mnist-dcgan-watch",
+        };
+        var http = StartClusterAndSubmit(nodes, dir, spec);
+
+        await using var browser = await DevToolsBrowser.StartAsync(1280, 800);
+        await browser.NavigateAsync($"https://127.0.0.1:{http}/");
+        await browser.WaitForAsync("!document.getElementById('login').hidden", Patience, "the login box");
+        await LogIn(browser);
+        await browser.WaitForAsync($"Number(document.getElementById('iteration').dataset.iteration) >= {after} && " +
+                                   "document.getElementById('sample').naturalWidth > 0 && Number(document.getElementById('loss-chart').dataset.points) > 2",
+            TimeSpan.FromMinutes(10), $"iteration {after} with samples and curves");
+        await browser.ScreenshotAsync(picture);
+        output.WriteLine($"wrote {picture}");
+        Console.WriteLine($"wrote {picture}");
+    }
+
+    /// <summary>
+    /// A seed with the test credentials and the dashboard on a free port, two workers, and <paramref name="spec"/>
+    /// submitted; returns the dashboard's port.
+    /// </summary>
+    static int StartClusterAndSubmit(NodeProcesses nodes, TempFolder dir, RunSpec spec)
+    {
+        nodes.RunsRoot = dir.Path;
+        var port = NodeProcesses.FreePort();
+        var http = NodeProcesses.FreePort();
+        var seed = nodes.TryStart("start-seed.sh", "--host", "127.0.0.1", "--port", port.ToString(), "--log-dir", nodes.Logs, "--state-dir", nodes.StateDir,
+            $"--Node:RunsRoot={dir.Path}", $"--Node:HttpPort={http}");
+        Assert.True(seed.ExitCode == 0, seed.StdOut + seed.StdErr);
+        nodes.StartWorkers(2, port);
+        nodes.WaitForWorkers(port, 2);
+        var specFile = Path.Combine(dir.Path, "spec.json");
+        File.WriteAllText(specFile, spec.ToJson());
+        var submit = CliProcess.Run(["submit", specFile, "--cluster", $"127.0.0.1:{port}"], timeoutSeconds: 120);
+        Assert.True(submit.ExitCode == 0, $"{submit.StdOut}{submit.StdErr}\n{nodes.AllLogs()}");
+        return http;
+    }
+
+    /// <summary>Types the cluster's token (as <c>gancluster certs token</c> prints it) into the login box and logs in.</summary>
+    static async Task LogIn(DevToolsBrowser browser)
+    {
+        await Type(browser, "#token", Token());
+        await browser.EvaluateAsync("document.getElementById('login-button').click()");
+    }
+
+    static string Token() => TestCredentials.Cluster.HttpToken();
+
     /// <summary>Focuses the field, clears it, and types <paramref name="text"/> as a keyboard would.</summary>
     static async Task Type(DevToolsBrowser browser, string selector, string text)
     {
@@ -123,4 +177,16 @@ public class DashboardTests(ITestOutputHelper output)
 
     static async Task<string> Text(DevToolsBrowser browser, string selector) =>
         (await browser.EvaluateAsync($"document.querySelector({JsonSerializer.Serialize(selector)})?.textContent ?? ''")).GetString()!;
+}
+
+/// <summary>The README picture's "test": skipped unless GANCLUSTER_DASHBOARD_PICTURE names the PNG to write.</summary>
+public sealed class DashboardPictureFactAttribute : FactAttribute
+{
+    public const string Variable = "GANCLUSTER_DASHBOARD_PICTURE";
+
+    public DashboardPictureFactAttribute()
+    {
+        if (string.IsNullOrEmpty(Environment.GetEnvironmentVariable(Variable)))
+            Skip = $"makes docs/images/dashboard.png when {Variable} names the file (scripts/dashboard-screenshot.sh)";
+    }
 }
