@@ -130,9 +130,12 @@ public class DashboardTests(ITestOutputHelper output)
         await browser.NavigateAsync($"https://127.0.0.1:{http}/");
         await browser.WaitForAsync("!document.getElementById('login').hidden", Patience, "the login box");
         await LogIn(browser);
+        // The newest sample shown is of the last save at or before that iteration (samples/iter-00000700.png: names sort by iteration).
+        var lastSave = after / spec.Training.SampleEvery * spec.Training.SampleEvery;
         await browser.WaitForAsync($"Number(document.getElementById('iteration').dataset.iteration) >= {after} && " +
-                                   "document.getElementById('sample').naturalWidth > 0 && Number(document.getElementById('loss-chart').dataset.points) > 2",
-            TimeSpan.FromMinutes(10), $"iteration {after} with samples and curves");
+                                   $"document.getElementById('sample').naturalWidth > 0 && document.getElementById('sample').dataset.path >= 'samples/iter-{lastSave:D8}' && " +
+                                   "Number(document.getElementById('loss-chart').dataset.points) > 2",
+            TimeSpan.FromMinutes(10), $"iteration {after} with the samples of {lastSave} and the curves");
         await browser.ScreenshotAsync(picture);
         output.WriteLine($"wrote {picture}");
         Console.WriteLine($"wrote {picture}");
@@ -152,7 +155,7 @@ public class DashboardTests(ITestOutputHelper output)
         Assert.True(seed.ExitCode == 0, seed.StdOut + seed.StdErr);
         nodes.StartWorkers(2, port);
         nodes.WaitForWorkers(port, 2);
-        var specFile = Path.Combine(dir.Path, "spec.json");
+        var specFile = Path.Combine(dir.Path, $"{spec.Name}.json");   // not spec.json: the runs root would list itself as a run
         File.WriteAllText(specFile, spec.ToJson());
         var submit = CliProcess.Run(["submit", specFile, "--cluster", $"127.0.0.1:{port}"], timeoutSeconds: 120);
         Assert.True(submit.ExitCode == 0, $"{submit.StdOut}{submit.StdErr}\n{nodes.AllLogs()}");
@@ -166,7 +169,12 @@ public class DashboardTests(ITestOutputHelper output)
         await browser.EvaluateAsync("document.getElementById('login-button').click()");
     }
 
-    static string Token() => TestCredentials.Cluster.HttpToken();
+    static string Token()
+    {
+        var token = CliProcess.Run(["certs", "token"], timeoutSeconds: 60);
+        Assert.True(token.ExitCode == 0, token.StdOut + token.StdErr);
+        return token.StdOut.Trim();
+    }
 
     /// <summary>Focuses the field, clears it, and types <paramref name="text"/> as a keyboard would.</summary>
     static async Task Type(DevToolsBrowser browser, string selector, string text)

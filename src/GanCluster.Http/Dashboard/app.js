@@ -6,11 +6,11 @@
   const STATUS_MS = 2000, RUNS_MS = 10000, DETAIL_MS = 8000, MAX_NOTES = 50;
   const LOSSES = [{ key: 'lossD', label: 'loss D', color: '#d9480f' }, { key: 'lossG', label: 'loss G', color: '#1c7ed6' }];
   const OUTPUTS = [{ key: 'dReal', label: 'D(x)', color: '#2f9e44' }, { key: 'dFake', label: 'D(G(z))', color: '#ae3ec9' }];
-  // Quality columns of metrics.csv as the API names them (confident may come as confidentShare).
+  // Quality columns of metrics.csv as the API names them.
   const SCORES = [
     { keys: ['fid'], label: 'FD', digits: 2 },
     { keys: ['classKl'], label: 'class KL', digits: 3 },
-    { keys: ['confidentShare', 'confident'], label: 'confident', percent: true },
+    { keys: ['confidentShare'], label: 'confident', percent: true },
     { keys: ['modes'], label: 'modes', digits: 0 },
     { keys: ['highQuality'], label: 'high quality', percent: true },
   ];
@@ -96,7 +96,7 @@
     const err = $('last-error');
     err.hidden = !s.lastError;
     err.textContent = s.lastError ? `last error: ${s.lastError}` : '';
-    renderWorkers(s.workerList ?? s.members ?? []);
+    renderWorkers(s.workerList ?? []);
 
     const runId = s.runId || null;
     if (runId !== ui.activeRunId) {
@@ -242,7 +242,8 @@
     const dl = $('quality');
     const last = ui.quality[ui.quality.length - 1];
     if (!last) {
-      dl.replaceChildren(el('dt', 'no scores yet', { class: 'muted' }));
+      // A cluster's image runs are scored afterwards (gancluster eval); 2-D runs get mode scores at each sample save.
+      dl.replaceChildren(el('dt', 'none in metrics.csv yet (image runs on a cluster: gancluster eval)', { class: 'muted' }));
       return;
     }
     const items = [];
