@@ -107,7 +107,8 @@ public class HttpApiTests
         var (_, http, seed) = StartSeed(nodes, workers: 0);
         var api = $"https://127.0.0.1:{http}";
         using var anonymous = Client(null);
-        using var foreign = Client(TestCredentials.Foreign(Path.Combine(dir.Path, "foreign")));
+        var foreignFolder = Path.Combine(dir.Path, "foreign");
+        using var foreign = Client(TestCredentials.Foreign(foreignFolder));
         using var member = Client(TestCredentials.Cluster);
         var token = CliProcess.Run(["certs", "token"]).StdOut.Trim();
         Assert.Equal(TestCredentials.Cluster.HttpToken(), token);
@@ -157,6 +158,11 @@ public class HttpApiTests
         Assert.Contains("http api: refused POST /api/login from 127.0.0.1: a wrong token at login", log);
         Assert.DoesNotContain(wrongToken, log);
         Assert.DoesNotContain(token, log);
+
+        // The CLI with another cluster's credentials refuses the seed's certificate (its pin) before sending anything.
+        var stranger = CliProcess.Run(["status", "--cluster", api, "--credentials", foreignFolder]);
+        Assert.Equal(2, stranger.ExitCode);
+        Assert.Contains($"could not reach the seed's HTTP API at {api}: the seed's certificate is not the one these credentials pin", stranger.StdErr);
 
         // The cluster's certificate.
         var status = Get<HttpApi.Status>(member, $"{api}/api/status");
