@@ -30,7 +30,8 @@ ensure_built() {
 stale() {
   [ ! -f "$1" ] && return 0
   [ -n "$(find "$root/src" "$root/cluster-config" "$root/Directory.Build.props" "$root/Directory.Packages.props" \
-      \( -name '*.cs' -o -name '*.csproj' -o -name '*.props' -o -name '*.json' \) -not -path '*/bin/*' -not -path '*/obj/*' \
+      \( -name '*.cs' -o -name '*.csproj' -o -name '*.props' -o -name '*.json' -o -name '*.html' -o -name '*.js' -o -name '*.css' \) \
+      -not -path '*/bin/*' -not -path '*/obj/*' \
       -newer "$1" -print -quit)" ]
 }
 

@@ -1,17 +1,28 @@
 using System.Diagnostics;
 
-namespace GanCluster.Training.Tests;
+namespace GanCluster.Tests.Shared;
 
 /// <summary>
-/// Debian's <c>chromium</c> in headless mode, for the report page tests: screenshots and the DOM after parsing. No
-/// network: the page is a local file, and every host name resolves to nothing.
+/// Debian's <c>chromium</c> in headless mode: screenshots and the DOM after parsing of a local page (the report), with
+/// every host name resolving to nothing; <see cref="DevToolsBrowser"/> drives it over the DevTools protocol (the dashboard).
 /// </summary>
-static class HeadlessChromium
+public static class HeadlessChromium
 {
     public const string SkipVariable = "GANCLUSTER_SKIP_BROWSER_TESTS";
 
     /// <summary>Set by .ci/run, which installs chromium: a missing browser fails the browser tests instead of skipping them.</summary>
     public const string RequireVariable = "GANCLUSTER_REQUIRE_BROWSER";
+
+    /// <summary>
+    /// Flags of every headless run. Root needs --no-sandbox; the rest keeps the browser quiet and off the network: host
+    /// names resolve to nothing but 127.0.0.1, where the pages under test are served (or local files).
+    /// </summary>
+    public static readonly string[] Flags =
+    [
+        "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars", "--no-first-run", "--no-default-browser-check",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions", "--disable-quic",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    ];
 
     /// <summary>The browser on PATH, or null.</summary>
     public static string? Find() =>
@@ -24,7 +35,7 @@ static class HeadlessChromium
     {
         var path = Find();
         return path ?? throw new Xunit.Sdk.XunitException(
-            "headless Chromium is needed for the report page tests and is not installed: `apt-get install -y chromium` " +
+            "headless Chromium is needed for the browser tests (report page, dashboard) and is not installed: `apt-get install -y chromium` " +
             $"(Debian 12; .ci/run installs it when missing), or set {SkipVariable}=1 to skip the browser tests.");
     }
 
@@ -44,13 +55,7 @@ static class HeadlessChromium
         var exe = Require();
         var profile = Path.Combine(Path.GetTempPath(), "gancluster-chromium-" + Guid.NewGuid().ToString("N"));
         var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true };
-        // Root needs --no-sandbox; the rest keeps a headless run quiet and off the network.
-        foreach (var a in new[]
-        {
-            "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars", "--no-first-run", "--no-default-browser-check",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
-            "--host-resolver-rules=MAP * ~NOTFOUND", $"--user-data-dir={profile}",
-        }.Concat(args)) psi.ArgumentList.Add(a);
+        foreach (var a in Flags.Append($"--user-data-dir={profile}").Concat(args)) psi.ArgumentList.Add(a);
         try
         {
             using var p = Process.Start(psi)!;
@@ -85,6 +90,6 @@ public sealed class BrowserFactAttribute : FactAttribute
         if (Environment.GetEnvironmentVariable(HeadlessChromium.SkipVariable) == "1")
             Skip = $"{HeadlessChromium.SkipVariable}=1: browser tests skipped";
         else if (HeadlessChromium.Find() is null && Environment.GetEnvironmentVariable(HeadlessChromium.RequireVariable) != "1")
-            Skip = "chromium is not installed: `apt-get install -y chromium` runs the report page's browser test (.ci/run installs it and requires it)";
+            Skip = "chromium is not installed: `apt-get install -y chromium` runs the browser tests of the report page and the dashboard (.ci/run installs it and requires it)";
     }
 }
