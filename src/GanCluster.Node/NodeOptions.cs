@@ -98,10 +98,18 @@ public sealed class NodeOptions
     /// (0.0.0.0 = every interface; the endpoint has no authentication, see cluster-config/README.md).
     /// </summary>
     public string MetricsHost { get; set; } = "127.0.0.1";
+    /// <summary>
+    /// Seed: port of the HTTP API and dashboard (docs/http-api.md); 0 = off. With credentials it is HTTPS with the
+    /// cluster's certificate and asks for the cluster's certificate or token; with Node:Insecure plain HTTP on loopback.
+    /// </summary>
+    public int HttpPort { get; set; }
+    /// <summary>Address the HTTP API binds to (default: Host); with Node:Insecure it must be a loopback address.</summary>
+    public string? HttpHost { get; set; }
 
     public IReadOnlyList<string> RoleList => Roles.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
     public bool IsSeed => RoleList.Contains("seed");
     public bool IsWorker => RoleList.Contains("worker");
+    public string EffectiveHttpHost => string.IsNullOrWhiteSpace(HttpHost) ? Host : HttpHost!;
     public string EffectivePublicHost => string.IsNullOrWhiteSpace(PublicHost) ? Host : PublicHost!;
     public IReadOnlyList<HostPort> SeedList => HostPort.ParseList(Seeds, out _);
 
@@ -195,6 +203,18 @@ public sealed class NodeOptions
         if (MetricsPort is < 0 or > 65535) e.Add($"Node:MetricsPort must be 0 (no metrics endpoint) or a port 1-65535 (got {MetricsPort})");
         if (MetricsPort != 0 && MetricsPort == Port) e.Add($"Node:MetricsPort must differ from Node:Port ({Port})");
         if (!IPAddress.TryParse(MetricsHost, out _)) e.Add($"Node:MetricsHost must be an IP address to bind to, such as 127.0.0.1 or 0.0.0.0 (got \"{MetricsHost}\")");
+        if (HttpPort is < 0 or > 65535) e.Add($"Node:HttpPort must be 0 (no HTTP API) or a port 1-65535 (got {HttpPort})");
+        if (HttpPort > 0)
+        {
+            if (!IsSeed) e.Add($"Node:HttpPort is served by seeds only (Node:Roles is \"{Roles}\"): leave it 0 on workers");
+            if (HttpPort == Port) e.Add($"Node:HttpPort must differ from Node:Port ({Port})");
+            if (HttpPort == MetricsPort) e.Add($"Node:HttpPort must differ from Node:MetricsPort ({MetricsPort})");
+            if (!IPAddress.TryParse(EffectiveHttpHost, out var httpHost))
+                e.Add($"Node:HttpHost must be an IP address to bind to, such as 127.0.0.1 or 0.0.0.0 (got \"{EffectiveHttpHost}\")");
+            else if (Insecure && !IPAddress.IsLoopback(httpHost))
+                e.Add($"Node:HttpHost must be a loopback address such as 127.0.0.1 with Node:Insecure=true (got \"{EffectiveHttpHost}\"" +
+                      $"{(string.IsNullOrWhiteSpace(HttpHost) ? ", from Node:Host" : "")}): without credentials the API has no authentication and is never opened to other machines");
+        }
         if (ChecksumEvery < 0) e.Add($"Node:ChecksumEvery must be 0 or more (got {ChecksumEvery})");
         return e;
     }

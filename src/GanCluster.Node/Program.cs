@@ -80,6 +80,7 @@ builder.Services.AddAkka(ClusterHocon.SystemName, (akka, services) => akka
     .WithClusterMembership(options, credentials, leaveTimeout, services.GetRequiredService<ILoggerFactory>().CreateLogger("GanCluster.Node"))
     .WithCoordinator(options)
     .WithWorkers(options, devices, credentials, leaveTimeout));
+builder.Services.AddHttpApi(options, credentials);
 
 startup.LogInformation("roles {Roles}, {Address}, seeds {Seeds}{Devices}", options.Roles,
     ClusterHocon.NodeAddress(credentials is not null, $"{options.EffectivePublicHost}:{options.Port}"), options.Seeds,

@@ -35,6 +35,24 @@ public sealed class ClusterCredentials
     public string Thumbprint { get; }
     byte[] Secret { get; }
 
+    /// <summary>What <see cref="HttpToken"/> is the HMAC of: a label, so that the token is good for the HTTP API only.</summary>
+    const string HttpTokenLabel = "gancluster-http-token/v1";
+
+    /// <summary>
+    /// The bearer token of the seed's HTTP API (<c>gancluster certs token</c>): base64url of HMAC-SHA256(cluster.secret,
+    /// "gancluster-http-token/v1"). Whoever holds the credentials folder can compute it; it reveals nothing of the secret.
+    /// </summary>
+    public string HttpToken() =>
+        System.Buffers.Text.Base64Url.EncodeToString(HMACSHA256.HashData(Secret, System.Text.Encoding.ASCII.GetBytes(HttpTokenLabel)));
+
+    /// <summary>Whether <paramref name="token"/> is <see cref="HttpToken"/>, compared in constant time.</summary>
+    public bool IsHttpToken(string? token) =>
+        token is not null && CryptographicOperations.FixedTimeEquals(System.Text.Encoding.UTF8.GetBytes(token), System.Text.Encoding.ASCII.GetBytes(HttpToken()));
+
+    /// <summary>Whether <paramref name="certificate"/> is this cluster's (its SHA-256 is the pin), compared in constant time.</summary>
+    public bool IsClusterCertificate(X509Certificate? certificate) =>
+        certificate is not null && CryptographicOperations.FixedTimeEquals(certificate.GetCertHash(HashAlgorithmName.SHA256), Certificate.GetCertHash(HashAlgorithmName.SHA256));
+
     /// <summary>The gradient ring's handshake key material (and, with Node:RingEncryption, its encryption).</summary>
     public RingSecurity Ring(bool encrypt) => RingSecurity.FromSecret(Secret, encrypt);
 
