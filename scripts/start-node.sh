@@ -51,7 +51,9 @@ if [ "$role" = seed ]; then
   [ $statedir = 1 ] || extra+=("--Node:StateDir=$root/state")
 else
   port=${port:-0}; roles=worker
-  [ -n "$seeds" ] || { echo "start-worker.sh: --seeds host:port is required (where the seed listens)" >&2; exit 2; }
+  # With --Node:Discovery=config|kubernetes the node finds the seeds through Cluster Bootstrap instead.
+  bootstrap=0; for a in ${extra[@]+"${extra[@]}"}; do [[ $a =~ ^--Node:Discovery=(config|kubernetes)$ ]] && bootstrap=1; done
+  [ -n "$seeds" ] || [ $bootstrap = 1 ] || { echo "start-worker.sh: --seeds host:port is required (where the seed listens), or --Node:Discovery=config|kubernetes" >&2; exit 2; }
 fi
 if [ $insecure = 1 ]; then
   extra+=("--Node:Insecure=true"); scheme=akka.tcp
@@ -104,7 +106,8 @@ until grep -q "^$want" "$ready" 2>/dev/null || { [ $want = listening ] && grep -
   # A node that printed an error is on its way out (it prints them as it exits): report it as a failed start.
   if grep -q "^error" "$log" 2>/dev/null && [ $SECONDS -ge $deadline ] && [ $SECONDS -lt $((deadline + 30)) ]; then sleep 0.1; continue; fi
   listening=0; [ -s "$ready" ] && listening=1
-  if [[ ( $listening = 1 && $SECONDS -ge $deadline ) || ( $listening = 0 && $SECONDS -ge $listen_deadline ) ]]; then
+  # (With --join-timeout 0, a ready file written since the check above is a start: the loop ends on its next turn.)
+  if [[ ( $listening = 1 && $want = joined && $SECONDS -ge $deadline ) || ( $listening = 0 && $SECONDS -ge $listen_deadline ) ]]; then
     if [ $listening = 1 ]; then
       echo "$role has not joined the cluster after $join_timeout s (seeds $seeds). What its log says:" >&2
       # The likely reasons: the seeds unreachable, refused (TLS: other credentials, or --insecure on one side only), or down.

@@ -106,12 +106,41 @@ public sealed class NodeOptions
     /// <summary>Address the HTTP API binds to (default: Host); with Node:Insecure it must be a loopback address.</summary>
     public string? HttpHost { get; set; }
 
+    /// <summary>
+    /// How the node finds the cluster: <c>seeds</c> (default) joins the fixed Node:Seeds list; <c>config</c> and
+    /// <c>kubernetes</c> run Akka.Management's Cluster Bootstrap, which finds the seeds' management endpoints (listed in
+    /// Node:DiscoveryEndpoints, or the pods that Node:DiscoveryLabelSelector selects) and joins their cluster, or lets the
+    /// lowest seed form it.
+    /// </summary>
+    public string Discovery { get; set; } = "seeds";
+    /// <summary>Bootstrap: the service name looked up (the name of Node:DiscoveryEndpoints' entry; the {0} of a label selector).</summary>
+    public string DiscoveryService { get; set; } = "gancluster-seed";
+    /// <summary>Discovery=config: the seeds' management endpoints as host:port (their Node:ManagementPort), comma-separated.</summary>
+    public string DiscoveryEndpoints { get; set; } = "";
+    /// <summary>Discovery=kubernetes: the pods whose management port (named "management") are contact points: the seeds only.</summary>
+    public string DiscoveryLabelSelector { get; set; } = "app.kubernetes.io/name=gancluster,gancluster.io/role=seed";
+    /// <summary>Discovery=kubernetes: the namespace searched (default: the pod's own, from its service account).</summary>
+    public string? DiscoveryNamespace { get; set; }
+    /// <summary>Bootstrap: how many seeds must have been found and answered before the lowest of them forms a new cluster.</summary>
+    public int RequiredContacts { get; set; } = 1;
+    /// <summary>
+    /// Port of Akka.Management's HTTP endpoint (read-only: /alive, /ready and, with bootstrap, /bootstrap/seed-nodes);
+    /// 0 = none (only with Discovery=seeds). It has no authentication (cluster-config/README.md).
+    /// </summary>
+    public int ManagementPort { get; set; }
+    /// <summary>Address the management endpoint binds to (default: Host, so loopback unless the node listens wider).</summary>
+    public string? ManagementHost { get; set; }
+
     public IReadOnlyList<string> RoleList => Roles.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
     public bool IsSeed => RoleList.Contains("seed");
     public bool IsWorker => RoleList.Contains("worker");
     public string EffectiveHttpHost => string.IsNullOrWhiteSpace(HttpHost) ? Host : HttpHost!;
     public string EffectivePublicHost => string.IsNullOrWhiteSpace(PublicHost) ? Host : PublicHost!;
     public IReadOnlyList<HostPort> SeedList => HostPort.ParseList(Seeds, out _);
+    /// <summary>Whether Akka.Management's Cluster Bootstrap forms and joins the cluster (Discovery config or kubernetes).</summary>
+    public bool UsesBootstrap => Discovery is "config" or "kubernetes";
+    public string EffectiveManagementHost => string.IsNullOrWhiteSpace(ManagementHost) ? Host : ManagementHost!;
+    public IReadOnlyList<HostPort> DiscoveryEndpointList => HostPort.ParseList(DiscoveryEndpoints, out _);
 
     /// <summary>The ring listener's port of the worker of device number <paramref name="index"/> (0: any free port).</summary>
     public int DataPortOf(int index) => TryParseDataPorts(DataPorts, out var range) && range is { } r ? r.First + index : 0;
@@ -177,7 +206,29 @@ public sealed class NodeOptions
         if (IsSeed && Port == 0) e.Add("Node:Port must be fixed (not 0) on a seed: workers and clients connect to it");
         HostPort.ParseList(Seeds, out var badSeeds);
         e.AddRange(badSeeds.Select(s => $"Node:Seeds entry \"{s}\" must be host:port"));
-        if (string.IsNullOrWhiteSpace(Seeds)) e.Add("Node:Seeds must name at least one seed (host:port)");
+        if (Discovery is not ("seeds" or "config" or "kubernetes"))
+            e.Add($"Node:Discovery must be seeds, config or kubernetes (got \"{Discovery}\")");
+        if (Discovery == "seeds" && string.IsNullOrWhiteSpace(Seeds)) e.Add("Node:Seeds must name at least one seed (host:port) with Node:Discovery=seeds");
+        if (UsesBootstrap)
+        {
+            if (ManagementPort == 0) e.Add($"Node:ManagementPort must be a port 1-65535 with Node:Discovery={Discovery}: Cluster Bootstrap finds the seeds through it");
+            if (string.IsNullOrWhiteSpace(DiscoveryService)) e.Add($"Node:DiscoveryService must name the service looked up with Node:Discovery={Discovery}");
+            if (RequiredContacts < 1) e.Add($"Node:RequiredContacts must be at least 1 (got {RequiredContacts})");
+        }
+        if (Discovery == "config")
+        {
+            HostPort.ParseList(DiscoveryEndpoints, out var badEndpoints);
+            e.AddRange(badEndpoints.Select(x => $"Node:DiscoveryEndpoints entry \"{x}\" must be host:port (a seed's management endpoint)"));
+            if (string.IsNullOrWhiteSpace(DiscoveryEndpoints))
+                e.Add("Node:DiscoveryEndpoints must list the seeds' management endpoints (host:ManagementPort, comma-separated) with Node:Discovery=config");
+        }
+        if (Discovery == "kubernetes" && string.IsNullOrWhiteSpace(DiscoveryLabelSelector))
+            e.Add("Node:DiscoveryLabelSelector must select the seed pods with Node:Discovery=kubernetes");
+        if (ManagementPort is < 0 or > 65535) e.Add($"Node:ManagementPort must be 0 (no management endpoint) or a port 1-65535 (got {ManagementPort})");
+        if (ManagementPort != 0 && ManagementPort == Port) e.Add($"Node:ManagementPort must differ from Node:Port ({Port})");
+        if (ManagementPort != 0 && ManagementPort == MetricsPort) e.Add($"Node:ManagementPort must differ from Node:MetricsPort ({MetricsPort})");
+        if (!IPAddress.TryParse(EffectiveManagementHost, out _))
+            e.Add($"Node:ManagementHost must be an IP address to bind to, such as 127.0.0.1 or 0.0.0.0 (got \"{EffectiveManagementHost}\")");
         if (string.IsNullOrWhiteSpace(Devices)) e.Add("Node:Devices must be cpu, cuda:N[,cuda:M] or all");
         if (DataBind is not null && !IPAddress.TryParse(DataBind, out _)) e.Add($"Node:DataBind must be an IP address (got \"{DataBind}\")");
         if (!TryParseDataPorts(DataPorts, out _)) e.Add($"Node:DataPorts must be empty (any free port), a port N or a range first-last within 1-65535 (got \"{DataPorts}\")");

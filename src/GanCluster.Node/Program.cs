@@ -70,20 +70,31 @@ if (options.IsWorker)
     }
 }
 
+if (ManagementHosting.PortProblem(options) is { } managementProblem)
+{
+    startupLogs.Dispose();
+    Console.Error.WriteLine($"error: {managementProblem}");
+    return 2;
+}
+
 // SIGTERM: a worker leaves its run at an iteration boundary before the node leaves the cluster; give it the time.
 var leaveTimeout = TimeSpan.FromSeconds(options.StepTimeoutSeconds + 30);
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = leaveTimeout + TimeSpan.FromSeconds(30));
 
+// The service that runs the health checks ManagementHosting registers (served at /alive and /ready).
+builder.Services.AddHealthChecks();
 builder.Services.AddAkka(ClusterHocon.SystemName, (akka, services) => akka
     .WithNodeLogging(services.GetRequiredService<ILoggerFactory>(), builder.Configuration)
     .WithGanClusterProtocol()
     .WithClusterMembership(options, credentials, leaveTimeout, services.GetRequiredService<ILoggerFactory>().CreateLogger("GanCluster.Node"))
+    .WithManagement(options, credentials, services.GetRequiredService<ILoggerFactory>().CreateLogger("GanCluster.Node"))
     .WithCoordinator(options)
     .WithWorkers(options, devices, credentials, leaveTimeout));
 builder.Services.AddHttpApi(options, credentials);
 
-startup.LogInformation("roles {Roles}, {Address}, seeds {Seeds}{Devices}", options.Roles,
-    ClusterHocon.NodeAddress(credentials is not null, $"{options.EffectivePublicHost}:{options.Port}"), options.Seeds,
+startup.LogInformation("roles {Roles}, {Address}, {Seeds}{Devices}", options.Roles,
+    ClusterHocon.NodeAddress(credentials is not null, $"{options.EffectivePublicHost}:{options.Port}"),
+    options.UsesBootstrap ? $"bootstrap by {options.Discovery} discovery of {options.DiscoveryService}" : $"seeds {options.Seeds}",
     options.IsWorker ? $", devices {string.Join(",", devices)}" : "");
 IDisposable? metrics;
 try

@@ -101,6 +101,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
         Receive<WorkerRegistered>(_ =>
         {
             if (!_registered && _warnedUnregistered) _log.Info("registered with the coordinator after {0:F0} s", Stopwatch.GetElapsedTime(_startedAt).TotalSeconds);
+            if (!_registered) WorkerReadiness.Get(Context.System).Registered(_settings.WorkerId);   // the node's /ready
             _registered = true;
         });
         Receive<PrepareRun>(OnPrepare);
@@ -146,6 +147,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
 
     protected override void PreStart()
     {
+        WorkerReadiness.Get(Context.System).Expect(_settings.WorkerId);
         _listener = RingListener.Start(IPAddress.Parse(_settings.DataBind), _settings.DataPort);
         _log.Info("worker {0} on {1}; data plane {2}:{3}", _settings.WorkerId, _device, _settings.DataHost, _listener.Port);
         Timers.StartPeriodicTimer("register", new RegisterTick(), TimeSpan.Zero, TimeSpan.FromSeconds(2));

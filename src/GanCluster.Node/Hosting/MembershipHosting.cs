@@ -25,8 +25,10 @@ public static class MembershipHosting
         ClusterCredentials? credentials, TimeSpan leaveTimeout, ILogger log)
     {
         // A restarted seed also tries the members it remembers (after the configured seeds): it rejoins its workers' cluster.
-        var remembered = options.IsSeed ? MemberBook.Read(options.StateDir) : [];
-        var seedNodes = options.SeedList.Select(s => s.ToString()).Concat(remembered).Distinct()
+        // With bootstrap (Node:Discovery config or kubernetes) there are no seed nodes: ManagementHosting joins, and tries
+        // the remembered members first.
+        var remembered = options.IsSeed && !options.UsesBootstrap ? MemberBook.Read(options.StateDir) : [];
+        var seedNodes = (options.UsesBootstrap ? [] : options.SeedList).Select(s => s.ToString()).Concat(remembered).Distinct()
             .Select(a => ClusterHocon.NodeAddress(credentials is not null, a)).ToArray();
         if (remembered.Count > 0) log.LogInformation("also trying remembered members {Members} as seeds", string.Join(", ", remembered));
 
