@@ -333,23 +333,43 @@ public partial class KubernetesManifestTests
         using var api = new HttpClient(new HttpClientHandler
         {
             ServerCertificateCustomValidationCallback = (_, certificate, _, _) => TestCredentials.Cluster.IsClusterCertificate(certificate),
-        }) { BaseAddress = new Uri($"https://127.0.0.1:{seedHttp}"), Timeout = TimeSpan.FromSeconds(30) };
+        }) { BaseAddress = new Uri($"https://127.0.0.1:{seedHttp}"), Timeout = Timeout.InfiniteTimeSpan };   // the event stream lasts the run
         api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", TestCredentials.Cluster.HttpToken());
-        using (var status = JsonDocument.Parse(await api.GetStringAsync("/api/status")))
+        using (var status = JsonDocument.Parse(await api.GetStringAsync("/api/status", new CancellationTokenSource(TimeSpan.FromMinutes(1)).Token)))
             Assert.Equal(2, status.RootElement.GetProperty("workers").GetInt32());
 
-        var spec = Path.Combine(dir.Path, "spec.json");
-        // Relative: under the seed's Node:RunsRoot (the data volume).
-        File.WriteAllText(spec, """
+        // Submit and follow the run over the same API, as `gancluster submit --cluster https://127.0.0.1:8080 --wait` does.
+        // The output is relative: under the seed's Node:RunsRoot (the data volume).
+        const string spec = """
             { "name": "k8s", "dataset": { "kind": "ring8", "size": 4000 }, "model": { "kind": "mlp", "nz": 4, "ngf": 32, "ndf": 32 },
               "training": { "iterations": 300, "batchSize": 64, "seed": 5, "logEvery": 100 }, "checkpoint": { "every": 300 },
               "output": "out" }
-            """);
-        var run = await Task.Run(() => CliProcess.Run(["submit", spec, "--cluster", $"127.0.0.1:{seedPort}", "--wait"], timeoutSeconds: 300));
-        Assert.True(run.ExitCode == 0, $"{run.StdOut}{run.StdErr}\n{nodes.AllLogs()}");
-        Assert.Contains("completed: 300 iterations on 2 worker(s)", run.StdOut);
+            """;
+        using var submitted = await api.PostAsync("/api/runs", new StringContent(spec, System.Text.Encoding.UTF8, "application/json"));
+        var body = await submitted.Content.ReadAsStringAsync();
+        Assert.True(submitted.StatusCode == HttpStatusCode.Accepted, $"{(int)submitted.StatusCode} {body}\n{nodes.AllLogs()}");
+        string runId;
+        using (var accepted = JsonDocument.Parse(body))
+        {
+            runId = accepted.RootElement.GetProperty("runId").GetString()!;
+            Assert.Equal(2, accepted.RootElement.GetProperty("workers").GetInt32());
+        }
+        using var follow = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        using var events = await api.GetAsync($"/api/runs/{runId}/events", HttpCompletionOption.ResponseHeadersRead, follow.Token);
+        Assert.Equal("text/event-stream", events.Content.Headers.ContentType?.MediaType);
+        using var reader = new StreamReader(await events.Content.ReadAsStreamAsync(follow.Token));
+        string? eventName = null, ended = null;
+        while (ended is null && await reader.ReadLineAsync(follow.Token) is { } line)
+        {
+            if (line.StartsWith("event: ", StringComparison.Ordinal)) eventName = line["event: ".Length..];
+            else if (line.StartsWith("data: ", StringComparison.Ordinal) && eventName == "ended") ended = line["data: ".Length..];
+        }
+        Assert.True(ended is not null, $"the event stream closed without an ended event\n{nodes.AllLogs()}");
+        using var end = JsonDocument.Parse(ended);
+        Assert.True(end.RootElement.GetProperty("outcome").GetString() == "Completed", $"{ended}\n{nodes.AllLogs()}");
+        Assert.Contains("300 iterations on 2 worker(s)", end.RootElement.GetProperty("message").GetString());
         Assert.True(File.Exists(Path.Combine(dir.Path, "data", "runs", "out", "metrics.csv")), "the run's output on the seed's data volume");
-        var checksum = ChecksumRegex().Match(run.StdOut).Groups[1].Value;
+        var checksum = end.RootElement.GetProperty("finalChecksum").GetString();
         Assert.All(workers, w => Assert.Contains($"final parameter checksum {checksum}", nodes.Log(w)));
         Assert.All(workers, w => Assert.Matches(@"data plane 127\.0\.0\.1:\d+", nodes.Log(w)));   // the ring is reached at the pod IP
     }
@@ -357,6 +377,4 @@ public partial class KubernetesManifestTests
     [GeneratedRegex(@"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")]
     private static partial Regex VarRegex();
 
-    [GeneratedRegex("final parameter checksum ([0-9a-f]{64})")]
-    private static partial Regex ChecksumRegex();
 }
