@@ -41,7 +41,15 @@ static class CertsCommand
             foreach (var w in c.Warnings()) Console.Error.WriteLine($"warning: {w}");
             return 0;
         }));
-        return new Command("certs", "The cluster's credentials: mutual TLS between nodes and clients, and the gradient ring's key") { create, show };
+        var tokenFolder = CredentialsOption();
+        var token = new Command("token", "Print the bearer token of the seeds' HTTP API, derived from the cluster's secret " +
+                                         "(curl -H \"Authorization: Bearer $(gancluster certs token)\", or the dashboard's login)") { tokenFolder };
+        token.SetAction(r => Common.Guard(() =>
+        {
+            Console.WriteLine(ClusterCredentials.Load(r.GetValue(tokenFolder) ?? DefaultFolder).HttpToken());
+            return 0;
+        }));
+        return new Command("certs", "The cluster's credentials: mutual TLS between nodes and clients, the gradient ring's key, the HTTP API's token") { create, show, token };
     }
 
     public static Option<string?> CredentialsOption() => new("--credentials")

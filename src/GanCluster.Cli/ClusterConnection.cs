@@ -14,7 +14,7 @@ using GanCluster.Protocol;
 namespace GanCluster.Cli;
 
 /// <summary>A client ActorSystem with a ClusterClient to a seed's receptionist; replies arrive in <see cref="Next"/>.</summary>
-sealed class ClusterConnection : IDisposable
+sealed class ClusterConnection : IClusterLink
 {
     readonly ActorSystem _system;
     readonly IActorRef _listener;

@@ -13,6 +13,7 @@ var root = new RootCommand("GanCluster: distributed GAN and DCGAN training on To
     SubmitCommand.BuildStatus(),
     SubmitCommand.BuildCancel(),
     RunsCommand.Build(),
+    DownloadCommand.Build(),
     CertsCommand.Build(),
     ControlBenchCommand.Build(),
     ReportCommand.BuildReport(),

@@ -12,7 +12,7 @@ static class RunsCommand
     {
         var dir = new Option<string>("--dir") { Description = "Folder whose run folders are listed (default: runs, where runs go by default)", DefaultValueFactory = _ => "runs" };
         var cluster = SubmitCommand.Cluster();
-        cluster.Description = "Also list the cluster's runs (a seed, host:port); default: $GANCLUSTER_CLUSTER or the config file, else local runs only";
+        cluster.Description = "Also list the cluster's runs (a seed: host:port, or https://host:port for its HTTP API); default: $GANCLUSTER_CLUSTER or the config file, else local runs only";
         var timeout = SubmitCommand.ConnectTimeout();
         var (credentials, insecure) = (CertsCommand.CredentialsOption(), CertsCommand.InsecureOption());
         var cmd = new Command("runs", "List runs with their state, progress and best quality score: local ones, and the cluster's when one is named")
@@ -24,7 +24,7 @@ static class RunsCommand
             Print($"local ({Path.GetFullPath(root)})", local, omittedLocal);
             if (SubmitCommand.OptionalAddress(r, cluster) is not { } address) return 0;
             Console.WriteLine();
-            using var c = new ClusterConnection(address, TimeSpan.FromSeconds(r.GetValue(timeout)), CertsCommand.ForClient(r.GetValue(credentials), r.GetValue(insecure)));
+            using var c = ClusterLink.Open(address, TimeSpan.FromSeconds(r.GetValue(timeout)), () => CertsCommand.ForClient(r.GetValue(credentials), r.GetValue(insecure)));
             c.Send(new RunProtocol.ListRuns());
             switch (c.First())
             {

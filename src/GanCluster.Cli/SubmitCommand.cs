@@ -18,7 +18,8 @@ static class SubmitCommand
 
     internal static Option<string> Cluster() => new("--cluster")
     {
-        Description = $"A seed node, host:port[,host:port] (default: ${ClusterVariable}, else \"cluster\" in {CliConfig.FilePath()})",
+        Description = $"A seed node: host:port[,host:port] (Akka, inside the cluster's network), or https://host:port (its HTTP API, Node:HttpPort; " +
+                      $"http://127.0.0.1:port for an insecure seed). Default: ${ClusterVariable}, else \"cluster\" in {CliConfig.FilePath()}",
         DefaultValueFactory = _ => Environment.GetEnvironmentVariable(ClusterVariable) ?? "",
     };
 
@@ -66,8 +67,8 @@ static class SubmitCommand
         var cmd = new Command("status", "Print the coordinator's state and the number of registered workers") { cluster, timeout, credentials, insecure };
         cmd.SetAction(r => Common.Guard(() =>
         {
-            using var c = new ClusterConnection(Address(r, cluster), TimeSpan.FromSeconds(r.GetValue(timeout)),
-                CertsCommand.ForClient(r.GetValue(credentials), r.GetValue(insecure)));
+            using var c = ClusterLink.Open(Address(r, cluster), TimeSpan.FromSeconds(r.GetValue(timeout)),
+                () => CertsCommand.ForClient(r.GetValue(credentials), r.GetValue(insecure)));
             c.Send(new RunProtocol.GetStatus());
             var s = (RunProtocol.StatusReported)c.First();
             Console.WriteLine($"state {s.State}; workers {s.Workers}; run {s.RunId ?? "-"}; iteration {s.Iteration}" + (s.Total > 0 ? $"/{s.Total}" : "") +
@@ -91,13 +92,13 @@ static class SubmitCommand
             "Stop a cluster run at its next iteration boundary after writing a checkpoint; submitting the same spec again continues from it")
             { runId, cluster, wait, timeout, giveUp, credentials, insecure };
         cmd.SetAction(r => Common.Guard(() => Cancel(r.GetValue(runId), Address(r, cluster), r.GetValue(wait), Seconds(r, timeout, 1), Seconds(r, giveUp, 0),
-            CertsCommand.ForClient(r.GetValue(credentials), r.GetValue(insecure)))));
+            () => CertsCommand.ForClient(r.GetValue(credentials), r.GetValue(insecure)))));
         return cmd;
     }
 
-    static int Cancel(string? runId, string cluster, bool wait, TimeSpan connectTimeout, TimeSpan giveUpAfter, ClusterCredentials? credentials)
+    static int Cancel(string? runId, string cluster, bool wait, TimeSpan connectTimeout, TimeSpan giveUpAfter, Func<ClusterCredentials?> credentials)
     {
-        using var c = new ClusterConnection(cluster, connectTimeout, credentials);
+        using var c = ClusterLink.Open(cluster, connectTimeout, credentials);
         if (runId is null)
         {
             c.Send(new RunProtocol.GetStatus());
@@ -145,7 +146,7 @@ static class SubmitCommand
         if (RunFolder.ClusterOutputProblem(parsed.ResolvedOutput) is { } outputProblem)
             throw new InvalidRunSpecException(specPath, [new SpecError("output", outputProblem)]);
 
-        using var c = new ClusterConnection(cluster, connectTimeout, credentials());
+        using var c = ClusterLink.Open(cluster, connectTimeout, credentials);
         c.Send(new RunProtocol.SubmitRun(json, wait));
         switch (c.First())
         {
@@ -176,7 +177,7 @@ static class SubmitCommand
     /// coordinator that moved to another seed (which may train a few iterations again from its checkpoint). When no seed
     /// answers, it keeps trying for <paramref name="giveUpAfter"/> (a seed being restarted), then fails naming the addresses.
     /// </summary>
-    static int Follow(ClusterConnection c, string runId, bool quiet, TimeSpan giveUpAfter, LiveProgress.Sinks? sinks = null, int imagesPerIteration = 0)
+    static int Follow(IClusterLink c, string runId, bool quiet, TimeSpan giveUpAfter, LiveProgress.Sinks? sinks = null, int imagesPerIteration = 0)
     {
         var (output, errors) = (sinks?.Out ?? Console.Out, sinks?.Error ?? Console.Error);
         long last = 0;
