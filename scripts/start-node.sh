@@ -11,6 +11,8 @@ usage: scripts/start-$role.sh [--host IP] [--port N] [--seeds host:port[,host:po
                              [--torch-lib-dir DIR] [--cpu-threads N] [--data-port N|FIRST-LAST] [--log-dir DIR] [--state-dir DIR]
                              [--credentials DIR | --insecure] [--join-timeout S] [--foreground] [--restart-on-down]
                              [--Node:Option=value ...] [--Logging:Setting=value ...]
+  --seeds:       where the seeds listen; not needed with --Node:Discovery=config|kubernetes --Node:ManagementPort=N
+                 (Cluster Bootstrap finds them: cluster-config/README.md)
   --credentials: the cluster's credentials folder (scripts/gancluster certs create); default \$GANCLUSTER_CREDENTIALS,
                  else credentials/ in the repository
   --insecure:    no TLS and no authentication (anyone who can reach the ports can use the cluster); for a machine of one's own
@@ -123,5 +125,6 @@ until grep -q "^$want" "$ready" 2>/dev/null || { [ $want = listening ] && grep -
   fi
   sleep 0.1
 done
-echo "$role started: pid $pid, $scheme://gancluster@$host:$port (port 0 = any), seeds $seeds$([ "$join_timeout" = 0 ] || echo "; joined")"
+found="seeds $seeds"; for a in ${extra[@]+"${extra[@]}"}; do [[ $a =~ ^--Node:Discovery=(config|kubernetes)$ ]] && found="bootstrap by ${a#--Node:Discovery=} discovery"; done
+echo "$role started: pid $pid, $scheme://gancluster@$host:$port (port 0 = any), $found$([ "$join_timeout" = 0 ] || echo "; joined")"
 echo "logs: $log   (stop: kill $pid)"

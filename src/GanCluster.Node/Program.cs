@@ -137,6 +137,11 @@ if (actorSystem is not null && CoordinatedShutdown.Get(actorSystem).ShutdownReas
                             "(give it the same credentials folder as the seeds), or the seeds refused it; the log above has Akka's reason");
     return 2;
 }
+if (actorSystem is not null && CoordinatedShutdown.Get(actorSystem).ShutdownReason is ManagementHosting.EndpointFailed failed)
+{
+    Console.Error.WriteLine($"error: the management endpoint could not start ({failed.Message}); another program holds the port, or choose another");
+    return 2;
+}
 // Downed by the cluster (paused, partitioned, too slow to answer): Akka never lets a downed node back in with the same
 // identity. Exit non-zero, so that whatever supervises the node (Kubernetes, systemd, start-*.sh --restart-on-down)
 // starts it again and it joins as a new member.

@@ -98,6 +98,59 @@ public class BootstrapTests
         nodes.WaitFor(() => Get(management[2], "/alive").Status != 200, TimeSpan.FromMinutes(1), "the leaving worker's /alive");
     }
 
+    [Fact]
+    public void A_bootstrapped_seed_killed_and_restarted_rejoins_its_workers_cluster_through_the_members_it_remembers()
+    {
+        using var nodes = new NodeProcesses();
+        var port = NodeProcesses.FreePort();
+        var management = NodeProcesses.FreePort();
+        // Quick downing, so that the workers (a majority of the three) remove the killed seed soon.
+        string[] common = ["--Node:Discovery=config", $"--Node:DiscoveryEndpoints=127.0.0.1:{management}", "--Node:DowningStableAfterSeconds=5"];
+        string[] seedArgs = ["--host", "127.0.0.1", "--port", port.ToString(), "--log-dir", nodes.Logs, "--state-dir", nodes.StateDir,
+            $"--Node:RunsRoot={nodes.RunsRoot}", .. common, $"--Node:ManagementPort={management}"];
+        var seed = nodes.TryStart("start-seed.sh", seedArgs);
+        Assert.True(seed.ExitCode == 0, seed.StdOut + seed.StdErr);
+        foreach (var _ in Enumerable.Range(0, 2))
+        {
+            var w = nodes.TryStart("start-worker.sh", ["--host", "127.0.0.1", "--cpu-threads", "1", "--log-dir", nodes.Logs, .. common,
+                $"--Node:ManagementPort={NodeProcesses.FreePort()}"]);
+            Assert.True(w.ExitCode == 0, w.StdOut + w.StdErr);
+        }
+        nodes.WaitForWorkers(port, 2);
+        nodes.WaitFor(() => MemberBook.Read(nodes.StateDir).Count == 2, TimeSpan.FromMinutes(1), "the seed remembers both workers");
+
+        // The only seed dies; the workers stay a cluster of their own. Bootstrap alone would have the restarted seed form
+        // a new cluster (it is the only contact point); it first tries the workers it remembers and joins theirs.
+        nodes.Kill(seed.Pid!.Value);
+        nodes.WaitFor(() => NodeProcesses.Exited(seed.Pid!.Value), TimeSpan.FromSeconds(30), "the seed process gone");
+        var restarted = nodes.TryStart("start-seed.sh", seedArgs);
+        Assert.True(restarted.ExitCode == 0, $"{restarted.StdOut}{restarted.StdErr}\n{nodes.AllLogs()}");
+        var log = nodes.Log(restarted.Pid!.Value);
+        Assert.Contains("bootstrap: first trying the remembered members", log);
+        Assert.DoesNotContain("bootstrapping", log);
+        nodes.WaitForWorkers(port, 2);
+        nodes.WaitFor(() => Get(management, "/ready").Status == 200, TimeSpan.FromMinutes(3), "the restarted seed's /ready (its port may first wait out TIME_WAIT)");
+        Assert.DoesNotContain("Initiating bootstrap procedure", nodes.Log(restarted.Pid!.Value));
+    }
+
+    [Fact]
+    public void A_seed_whose_remembered_members_are_all_gone_bootstraps_after_trying_them()
+    {
+        using var nodes = new NodeProcesses();
+        var management = NodeProcesses.FreePort();
+        // A cold start of the whole cluster: the members the seed remembers no longer exist.
+        Directory.CreateDirectory(nodes.StateDir);
+        File.WriteAllText(Path.Combine(nodes.StateDir, MemberBook.FileName), $"[\"127.0.0.1:{NodeProcesses.FreePort()}\"]");
+        var seed = nodes.TryStart("start-seed.sh", "--host", "127.0.0.1", "--port", NodeProcesses.FreePort().ToString(), "--log-dir", nodes.Logs,
+            "--state-dir", nodes.StateDir, "--Node:Discovery=config", $"--Node:DiscoveryEndpoints=127.0.0.1:{management}", $"--Node:ManagementPort={management}");
+        Assert.True(seed.ExitCode == 0, $"{seed.StdOut}{seed.StdErr}\n{nodes.AllLogs()}");
+        Assert.Contains("bootstrap by config discovery; joined", seed.StdOut);
+        var log = nodes.Log(seed.Pid!.Value);
+        Assert.Contains("bootstrap: first trying the remembered members", log);
+        Assert.Contains("bootstrap: no remembered member let this seed in; bootstrapping", log);
+        nodes.WaitFor(() => Get(management, "/ready").Status == 200, TimeSpan.FromMinutes(1), "the seed's /ready");
+    }
+
     static IConfiguration Config(params (string Key, string Value)[] settings) =>
         new ConfigurationBuilder().AddInMemoryCollection(settings.Select(s => KeyValuePair.Create(s.Key, (string?)s.Value))).Build();
 

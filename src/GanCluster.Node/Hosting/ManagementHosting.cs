@@ -3,7 +3,9 @@ using System.Net.NetworkInformation;
 using System.Net.Sockets;
 using Akka.Actor;
 using Akka.Cluster;
+using Akka.DependencyInjection;
 using Akka.Discovery.Config.Hosting;
+using Akka.Event;
 using Akka.Discovery.KubernetesApi;
 using Akka.Hosting;
 using Akka.Management;
@@ -11,6 +13,7 @@ using Akka.Management.Cluster.Bootstrap;
 using Akka.Management.Dsl;
 using GanCluster.Actors;
 using GanCluster.Actors.Security;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace GanCluster.Node.Hosting;
@@ -25,24 +28,43 @@ public static class ManagementHosting
     /// <summary>The port name of the seeds' management port in their pod spec (Discovery=kubernetes).</summary>
     public const string KubernetesPortName = "management";
     /// <summary>How long a restarted seed tries the members it remembers before it bootstraps.</summary>
-    public static readonly TimeSpan RememberedJoinTimeout = TimeSpan.FromSeconds(15);
+    public static readonly TimeSpan RememberedJoinTimeout = TimeSpan.FromSeconds(30);
     static readonly TimeSpan CoordinatorAnswerTimeout = TimeSpan.FromSeconds(3);
 
     /// <summary>Why the management endpoint cannot listen on Node:ManagementHost:ManagementPort, or null; checked before the node starts.</summary>
     public static string? PortProblem(NodeOptions options)
     {
         if (options.ManagementPort == 0) return null;
+        var host = IPAddress.Parse(options.EffectiveManagementHost);
         try
         {
-            var listener = new TcpListener(IPAddress.Parse(options.EffectiveManagementHost), options.ManagementPort);
+            var listener = new TcpListener(host, options.ManagementPort);
             listener.Start();
             listener.Stop();
             return null;
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse && !SomeoneListens(host, options.ManagementPort))
+        {
+            return null;   // only the closed connections of a previous run (TIME_WAIT): ServeAsync waits them out
         }
         catch (SocketException e)
         {
             return $"Node:ManagementPort {options.ManagementPort} on {options.EffectiveManagementHost} cannot be listened on ({e.SocketErrorCode}: {e.Message}); " +
                    "another program holds it, or choose another port";
+        }
+    }
+
+    static bool SomeoneListens(IPAddress host, int port)
+    {
+        using var client = new TcpClient();
+        try
+        {
+            var target = host.Equals(IPAddress.Any) ? IPAddress.Loopback : host.Equals(IPAddress.IPv6Any) ? IPAddress.IPv6Loopback : host;
+            return client.ConnectAsync(target, port).Wait(TimeSpan.FromSeconds(2));
+        }
+        catch (AggregateException)
+        {
+            return false;   // refused: nothing listens
         }
     }
 
@@ -141,8 +163,11 @@ public static class ManagementHosting
         }
         catch (Exception e)
         {
+            // Without its endpoint a node is never ready and cannot be found: stop it (Program exits 2 with the reason).
             log.LogError(e, "Node:ManagementPort {Port} on {Host}: the management endpoint could not start; stopping", options.ManagementPort, options.EffectiveManagementHost);
-            await CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClrExitReason.Instance);
+            var lifetime = DependencyResolver.For(system).Resolver.GetService<IHostApplicationLifetime>();
+            await CoordinatedShutdown.Get(system).Run(new EndpointFailed($"Node:ManagementPort {options.ManagementPort} on {options.EffectiveManagementHost}: {e.GetBaseException().Message}"));
+            lifetime?.StopApplication();
             return;
         }
         if (!options.UsesBootstrap) return;
@@ -154,6 +179,14 @@ public static class ManagementHosting
         log.LogInformation("bootstrap: looking up {Service} by {Discovery} discovery; {Required} seed(s) must answer before one forms a new cluster " +
                            "(new-cluster-enabled {NewCluster})", options.DiscoveryService, options.Discovery, options.RequiredContacts, newCluster ? "on" : "off");
         await ClusterBootstrap.Get(system).Start();
+    }
+
+    /// <summary>Why a node stopped: its management endpoint could not start.</summary>
+    public sealed class EndpointFailed(string message) : CoordinatedShutdown.Reason
+    {
+        public string Message { get; } = message;
+        public override int ExitCode => 2;
+        public override string ToString() => Message;
     }
 
     /// <summary>
@@ -168,13 +201,34 @@ public static class ManagementHosting
         var config = new Ceen.Httpd.ServerConfig { Router = new Akka.Http.Dsl.AkkaRouter(system, routes) };
         var stop = new CancellationTokenSource();
         var endpoint = new IPEndPoint(IPAddress.Parse(options.EffectiveManagementHost), options.ManagementPort);
-        var server = Ceen.Httpd.HttpServer.ListenAsync(endpoint, false, config, stop.Token);
         // /alive keeps answering (503) while the node shuts down; the endpoint closes with the actor system.
         _ = system.WhenTerminated.ContinueWith(_ => stop.Cancel(), TaskScheduler.Default);
-        // A bind failure faults the task at once; a server that runs has not completed.
-        var first = await Task.WhenAny(server, Task.Delay(TimeSpan.FromSeconds(1)));
-        if (first == server) await server;
+        // Ceen binds without SO_REUSEADDR, and it closes every connection itself: a node restarted at once (a crashed
+        // container in the same pod) finds the port held by its predecessor's closed connections until their TIME_WAIT
+        // ends (60 s on Linux). PortProblem has checked that nothing listens there; wait them out.
+        var waitUntil = DateTime.UtcNow + BindWait;
+        var said = false;
+        while (true)
+        {
+            var server = Ceen.Httpd.HttpServer.ListenAsync(endpoint, false, config, stop.Token);
+            // A bind failure faults the task at once; a server that runs has not completed.
+            if (await Task.WhenAny(server, Task.Delay(TimeSpan.FromSeconds(1))) != server) return;
+            try
+            {
+                await server;
+                return;
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse && DateTime.UtcNow < waitUntil && !stop.IsCancellationRequested)
+            {
+                if (!said) system.Log.Info("Node:ManagementPort {0}: waiting for the closed connections of a previous run to expire (TIME_WAIT)", options.ManagementPort);
+                said = true;
+                await Task.Delay(TimeSpan.FromSeconds(2));
+            }
+        }
     }
+
+    /// <summary>The longest the endpoint waits for its port (Linux keeps closed connections in TIME_WAIT for 60 s).</summary>
+    static readonly TimeSpan BindWait = TimeSpan.FromSeconds(90);
 
     /// <summary>
     /// A restarted seed first tries the members it remembers (never itself): its workers may still form the cluster,
