@@ -126,5 +126,5 @@ until grep -q "^$want" "$ready" 2>/dev/null || { [ $want = listening ] && grep -
   sleep 0.1
 done
 found="seeds $seeds"; for a in ${extra[@]+"${extra[@]}"}; do [[ $a =~ ^--Node:Discovery=(config|kubernetes)$ ]] && found="bootstrap by ${a#--Node:Discovery=} discovery"; done
-echo "$role started: pid $pid, $scheme://gancluster@$host:$port (port 0 = any), $found$([ "$join_timeout" = 0 ] || echo "; joined")"
+echo "$role started: pid $pid, $scheme://gancluster@$host:$port$([ "$port" = 0 ] && echo " (port 0: any free port)"), $found$([ "$join_timeout" = 0 ] || echo "; joined")"
 echo "logs: $log   (stop: kill $pid)"
