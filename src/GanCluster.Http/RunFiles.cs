@@ -1,5 +1,6 @@
 using System.Text.Json;
 using GanCluster.Protocol;
+using GanCluster.Training.Output;
 using GanCluster.Training.Spec;
 
 namespace GanCluster.Http;
@@ -11,11 +12,8 @@ namespace GanCluster.Http;
 /// </summary>
 public static class RunFiles
 {
-    /// <summary>How deep run folders are looked for under the root (as <c>RunListing.Scan</c>).</summary>
-    const int Depth = 3;
     /// <summary>At most this many files are listed for one run.</summary>
     public const int MaxFiles = 20_000;
-    static readonly HashSet<string> RunOutputs = ["checkpoints", "samples", "tensorboard"];
 
     /// <summary>
     /// The run folder <paramref name="name"/> names: its path under <paramref name="root"/> ("/"-separated), else the
@@ -25,8 +23,7 @@ public static class RunFiles
     {
         if (string.IsNullOrWhiteSpace(name) || name.Contains('\0') || name.Contains('\\')) return null;
         var full = Path.GetFullPath(root);
-        var folders = new List<string>();
-        Walk(full, Depth, folders);
+        var folders = RunListing.Folders(full);
         var byPath = folders.FirstOrDefault(f => Relative(full, f) == name.Trim('/'));
         if (byPath is not null) return byPath;
         return folders.Where(f => SpecName(f) == name)
@@ -37,20 +34,6 @@ public static class RunFiles
     /// <summary>The path of a run folder under the root, "/"-separated ("." for the root itself).</summary>
     public static string Relative(string root, string folder) =>
         Path.GetRelativePath(Path.GetFullPath(root), folder).Replace(Path.DirectorySeparatorChar, '/');
-
-    static void Walk(string dir, int depth, List<string> found)
-    {
-        var isRun = File.Exists(Path.Combine(dir, RunFolder.SpecFile));
-        if (isRun) found.Add(dir);
-        if (depth == 0) return;
-        try
-        {
-            foreach (var d in new DirectoryInfo(dir).EnumerateDirectories())
-                if (d.LinkTarget is null && !d.Name.StartsWith('.') && !(isRun && RunOutputs.Contains(d.Name)))
-                    Walk(d.FullName, depth - 1, found);
-        }
-        catch (Exception e) when (e is UnauthorizedAccessException or IOException) { }
-    }
 
     static string? SpecName(string folder)
     {

@@ -18,8 +18,7 @@ public static class RunListing
     /// <param name="max">At most this many runs, the most recently updated; the rest are counted in Omitted.</param>
     public static (RunSummary[] Runs, int Omitted) Scan(string root, string? active = null, int max = 200, int depth = 3)
     {
-        var folders = new List<string>();
-        Find(Path.GetFullPath(root), depth, folders);
+        var folders = Folders(root, depth);
         var activeFull = active is null ? null : Path.GetFullPath(active);
         var runs = folders.Select(f => Summarise(f, string.Equals(f, activeFull, StringComparison.Ordinal)))
             .OfType<RunSummary>()
@@ -30,17 +29,28 @@ public static class RunListing
 
     static readonly HashSet<string> RunOutputs = ["checkpoints", "samples", "tensorboard"];
 
+    /// <summary>
+    /// Every run folder (one with a spec.json) under <paramref name="root"/>, at most <paramref name="depth"/> levels down.
+    /// Runs may nest (a run folder inside another's), but a run's own outputs are not runs. Hidden folders and symbolic
+    /// links are not entered: a link could loop (a run listed twice) or lead out of the root.
+    /// </summary>
+    public static List<string> Folders(string root, int depth = 3)
+    {
+        var found = new List<string>();
+        Find(Path.GetFullPath(root), depth, found);
+        return found;
+    }
+
     static void Find(string dir, int depth, List<string> found)
     {
         if (!Directory.Exists(dir)) return;
-        var isRun = File.Exists(Path.Combine(dir, "spec.json"));
+        var isRun = File.Exists(Path.Combine(dir, RunFolder.SpecFile));
         if (isRun) found.Add(dir);
         if (depth == 0) return;
-        IEnumerable<string> subdirs;
-        // Runs may nest (a run folder inside another's), but a run's own outputs are not runs.
-        try { subdirs = Directory.EnumerateDirectories(dir).Where(d => !Path.GetFileName(d).StartsWith('.') && !(isRun && RunOutputs.Contains(Path.GetFileName(d)))).ToList(); }
+        List<DirectoryInfo> subdirs;
+        try { subdirs = new DirectoryInfo(dir).EnumerateDirectories().Where(d => d.LinkTarget is null && !d.Name.StartsWith('.') && !(isRun && RunOutputs.Contains(d.Name))).ToList(); }
         catch (Exception e) when (e is UnauthorizedAccessException or IOException) { return; }
-        foreach (var d in subdirs) Find(d, depth - 1, found);
+        foreach (var d in subdirs) Find(d.FullName, depth - 1, found);
     }
 
     /// <summary>The summary of one run folder, or null when its spec.json is not a run spec.</summary>
