@@ -104,10 +104,98 @@ public class ClusterIdentityTests
         Assert.DoesNotContain("refused StepFailed", log);          // never even reached the coordinator's checks
         foreach (var stranger in new[] { foreignWorker, plainWorker })
             Assert.DoesNotContain("Welcome from", nodes.Log(stranger));
-        Assert.Contains("refused a TLS connection", nodes.Log(foreignWorker));   // and the stranger refuses the seed back
+        // Both sides check the certificate; whichever refuses first closes the handshake, so the stranger's log has either its
+        // own refusal or the seed's closing (the pin on the connecting side is proved alone, by the impostor seed test).
+        Assert.Contains("TLS handshake failed", nodes.Log(foreignWorker));
 
         var cancel = CliProcess.Run(["cancel", runId, "--cluster", cluster, "--wait"], timeoutSeconds: 120);
         Assert.True(cancel.ExitCode == 0, cancel.StdOut + cancel.StdErr);
+    }
+
+    [Fact]
+    public async Task A_node_and_a_client_refuse_a_seed_that_does_not_present_the_clusters_certificate()
+    {
+        using var nodes = new NodeProcesses();
+        using var dir = new TempFolder();
+        // An impostor on the seed's address (a hijacked DNS name or port) with another cluster's valid certificate; it
+        // would accept anyone, so only the connecting side's pin can refuse it.
+        await using var impostor = new ImpostorSeed(TestCredentials.Foreign(Path.Combine(dir.Path, "impostor")).Certificate);
+
+        var worker = nodes.TryStart("start-worker.sh", ["--host", "127.0.0.1", "--seeds", NodeProcesses.Seeds([impostor.Port]), "--cpu-threads", "1",
+            "--log-dir", nodes.Logs, "--join-timeout", "30"]);
+        Assert.True(worker.ExitCode == 2, $"exit {worker.ExitCode}: {worker.StdOut}{worker.StdErr}");
+        Assert.Contains("error: the TLS handshake with the cluster failed", worker.StdErr);
+        var log = nodes.Log(worker.Pid!.Value);
+        Assert.Matches(@"refused a TLS connection with .*127\.0\.0\.1.*: its certificate \(CN=[^)]*\) is not this cluster's", log);
+        Assert.DoesNotContain("Welcome from", log);
+
+        var client = CliProcess.Run(["status", "--cluster", $"127.0.0.1:{impostor.Port}", "--connect-timeout", "15"], timeoutSeconds: 90);
+        Assert.True(client.ExitCode == 2, $"exit {client.ExitCode}: {client.StdOut}{client.StdErr}");
+        Assert.Contains("is not the one these credentials pin", client.StdErr);
+
+        // Both connected and got as far as the impostor's certificate, and neither sent it a byte past the handshake.
+        Assert.True(impostor.Connections >= 2, $"{impostor.Connections} connection(s)");
+        Assert.Equal(0, impostor.BytesReceived);
+    }
+
+    /// <summary>A TLS listener on loopback that presents <c>certificate</c>, takes any client and counts what it is sent.</summary>
+    sealed class ImpostorSeed : IAsyncDisposable
+    {
+        readonly System.Net.Sockets.TcpListener _listener = new(System.Net.IPAddress.Loopback, 0);
+        readonly System.Security.Cryptography.X509Certificates.X509Certificate2 _certificate;
+        readonly CancellationTokenSource _stop = new();
+        readonly Task _accepting;
+        int _connections;
+        long _bytes;
+
+        public ImpostorSeed(System.Security.Cryptography.X509Certificates.X509Certificate2 certificate)
+        {
+            _certificate = certificate;
+            _listener.Start();
+            _accepting = Task.Run(AcceptAsync);
+        }
+
+        public int Port => ((System.Net.IPEndPoint)_listener.LocalEndpoint).Port;
+        public int Connections => Volatile.Read(ref _connections);
+        public long BytesReceived => Interlocked.Read(ref _bytes);
+
+        async Task AcceptAsync()
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                System.Net.Sockets.TcpClient tcp;
+                try { tcp = await _listener.AcceptTcpClientAsync(_stop.Token); }
+                catch (OperationCanceledException) { return; }
+                catch (System.Net.Sockets.SocketException) { return; }
+                Interlocked.Increment(ref _connections);
+                _ = Task.Run(() => ServeAsync(tcp));
+            }
+        }
+
+        async Task ServeAsync(System.Net.Sockets.TcpClient tcp)
+        {
+            using var _ = tcp;
+            await using var tls = new System.Net.Security.SslStream(tcp.GetStream(), false, (_, _, _, _) => true);
+            try
+            {
+                await tls.AuthenticateAsServerAsync(new System.Net.Security.SslServerAuthenticationOptions
+                {
+                    ServerCertificate = _certificate,
+                    ClientCertificateRequired = true,
+                }, _stop.Token);
+                var buffer = new byte[4096];
+                int n;
+                while ((n = await tls.ReadAsync(buffer, _stop.Token)) > 0) Interlocked.Add(ref _bytes, n);
+            }
+            catch (Exception e) when (e is IOException or System.Security.Authentication.AuthenticationException or OperationCanceledException) { }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            _stop.Cancel();
+            _listener.Stop();
+            await _accepting;
+        }
     }
 
     [Fact]
