@@ -37,7 +37,7 @@ public class DiskFullTests
             Assert.Empty(Directory.GetDirectories(output, ".upload-*"));                         // no staging left behind
             Assert.Equal(["iter-00000200"], Directory.GetDirectories(Path.Combine(output, "checkpoints")).Select(Path.GetFileName));
             // Rank 0 was told at once and stopped sending, rather than waiting out its upload timeout.
-            Assert.Contains("the seed refused the outputs of iteration 400: saving the outputs of iteration 400 failed on the seed", nodes.Log(workers[0]));
+            nodes.WaitForLog(workers[0], "the seed refused the outputs of iteration 400: saving the outputs of iteration 400 failed on the seed");
 
             // Room again: the same spec resumes from the checkpoint written before the disk filled, and completes.
             Mount(runs, "remount,size=40m");

@@ -151,7 +151,7 @@ public class HttpApiTests
         Assert.Equal(HttpStatusCode.Unauthorized, Send(anonymous, HttpMethod.Post, $"{api}/api/login", body: $$"""{"token":"{{wrongToken}}"}""").StatusCode);
         // Nothing was submitted by the strangers, and every refusal is logged without what was presented.
         Assert.False(Directory.Exists(Path.Combine(nodes.RunsRoot, "intruder")));
-        var log = nodes.Log(seed);
+        var log = nodes.WaitForLog(seed, "http api: refused POST /api/login from 127.0.0.1: a wrong token at login");   // the last refusal
         Assert.Contains("http api: refused GET /api/status from 127.0.0.1: no client certificate, token or cookie", log);
         Assert.Contains("http api: refused POST /api/runs from 127.0.0.1: a client certificate that is not the cluster's (CN=GanCluster cluster foreign", log);
         Assert.Contains("http api: refused GET /api/runs from 127.0.0.1: a wrong bearer token", log);

@@ -370,7 +370,8 @@ public partial class KubernetesManifestTests
         Assert.Contains("300 iterations on 2 worker(s)", end.RootElement.GetProperty("message").GetString());
         Assert.True(File.Exists(Path.Combine(dir.Path, "data", "runs", "out", "metrics.csv")), "the run's output on the seed's data volume");
         var checksum = end.RootElement.GetProperty("finalChecksum").GetString();
-        Assert.All(workers, w => Assert.Contains($"final parameter checksum {checksum}", nodes.Log(w)));
+        Assert.Matches("^[0-9a-f]{64}$", checksum);
+        Assert.All(workers, w => nodes.WaitForLog(w, $"final parameter checksum {checksum}"));
         Assert.All(workers, w => Assert.Matches(@"data plane 127\.0\.0\.1:\d+", nodes.Log(w)));   // the ring is reached at the pod IP
     }
 

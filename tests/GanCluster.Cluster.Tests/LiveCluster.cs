@@ -24,6 +24,11 @@ public sealed class LiveCluster : IDisposable
 
     public IEnumerable<string> WorkerLogs() => _workers.Select(_nodes.Log);
 
+    public IReadOnlyList<int> Workers => _workers;
+
+    /// <inheritdoc cref="NodeProcesses.WaitForLog"/>
+    public string WaitForLog(int pid, string text) => _nodes.WaitForLog(pid, text);
+
     public static int FreePort() => NodeProcesses.FreePort();
 
     public void Dispose() => _nodes.Dispose();

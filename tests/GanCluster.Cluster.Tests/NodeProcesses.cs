@@ -152,13 +152,30 @@ public sealed partial class NodeProcesses : IDisposable
     /// <summary>Polls <paramref name="condition"/> until it holds; fails with the logs after <paramref name="timeout"/>.</summary>
     public void WaitFor(Func<bool> condition, TimeSpan timeout, string what)
     {
+        if (!TryWaitFor(condition, timeout)) throw new TimeoutException($"{what}: not within {timeout.TotalSeconds:F0} s\n{AllLogs()}");
+    }
+
+    /// <summary>Whether <paramref name="condition"/> came true within <paramref name="timeout"/> (for what may never come).</summary>
+    public static bool TryWaitFor(Func<bool> condition, TimeSpan timeout)
+    {
         var deadline = DateTime.UtcNow + timeout;
         using var tick = new PeriodicTimer(TimeSpan.FromMilliseconds(200));
         while (!condition())
         {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"{what}: not within {timeout.TotalSeconds:F0} s\n{AllLogs()}");
+            if (DateTime.UtcNow > deadline) return false;
             tick.WaitForNextTickAsync().AsTask().Wait();
         }
+        return true;
+    }
+
+    /// <summary>
+    /// The node's log once it holds <paramref name="text"/>: a node logs on background threads, so a line can still be on
+    /// its way when what it reports (a reply, a status, a file) has been seen.
+    /// </summary>
+    public string WaitForLog(int pid, string text, TimeSpan? timeout = null)
+    {
+        WaitFor(() => Log(pid).Contains(text, StringComparison.Ordinal), timeout ?? TimeSpan.FromSeconds(30), $"\"{text}\" in the log of {pid}");
+        return Log(pid);
     }
 
     public void WaitForWorkers(int seedPort, int count) =>

@@ -21,7 +21,7 @@ public class NodeStartTests
             $"--Node:RunsRoot={dir.Path}");
         Assert.True(seed.ExitCode == 0, seed.StdOut + seed.StdErr);
         Assert.Contains("; joined", seed.StdOut);
-        Assert.Contains($"joined the cluster as akka.ssl.tcp://gancluster@127.0.0.1:{port}", nodes.Log(seed.Pid!.Value));
+        nodes.WaitForLog(seed.Pid!.Value, $"joined the cluster as akka.ssl.tcp://gancluster@127.0.0.1:{port}");
 
         var dataPorts = new[] { NodeProcesses.FreePort(), NodeProcesses.FreePort() };
         Assert.NotEqual(dataPorts[0], dataPorts[1]);

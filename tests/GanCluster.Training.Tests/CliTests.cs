@@ -226,14 +226,21 @@ public class CliTests
 
         System.Diagnostics.Process.Start("kill", ["-TERM", p.Id.ToString()])!.WaitForExit();
         Assert.True(p.WaitForExit(60_000), "did not stop within 60 s of SIGTERM");
+        p.WaitForExit();   // a timed wait does not wait for the last stdout lines to be handled
         Assert.Equal(130, p.ExitCode);
         Assert.Contains("SIGTERM received", await stderr);
-        lock (stdout) Assert.Contains("cancelled at iteration", stdout.ToString());
 
         var checkpoint = GanCluster.Training.Output.CheckpointStore.LatestValid(output, out _);
         Assert.NotNull(checkpoint);
         var stoppedAt = GanCluster.Training.Output.CheckpointStore.ReadState(checkpoint!).Iteration;
         Assert.True(stoppedAt >= 500);
+        lock (stdout)
+        {
+            Assert.Contains($"checkpoint: {checkpoint}", stdout.ToString());
+            // Stopped at one of the spec's own checkpoints (every 2000), there is nothing more to save.
+            if (stoppedAt % GanCluster.Training.Spec.RunSpec.BuiltInDefault.Checkpoint.Every != 0)
+                Assert.Contains($"cancelled at iteration {stoppedAt}: saving a checkpoint", stdout.ToString());
+        }
 
         var resumed = CliProcess.Run(["train", "--local", "--device", "cpu", "--output", output, "--iterations", (stoppedAt + 10).ToString()]);
         Assert.True(resumed.ExitCode == 0, resumed.StdErr);

@@ -287,6 +287,9 @@ public sealed class CheckpointActor : ReceiveActor
                 CheckpointStore.Prune(_output, _keep);   // the newest checkpoint.keep, and best.json's with keepBest
             }
             Directory.Delete(staging, true);
+            // A published save has its TensorBoard points written too: the last one ends the run, and whoever was told
+            // "completed" may read them at once.
+            _tensorBoard?.Flush();
             Context.Parent.Tell(new Done(u.RunId, u.Iteration, null, quality));
         }
         catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
