@@ -110,6 +110,16 @@ public sealed class RunJournals
     /// <summary>Submits with Watch and records what the coordinator says about the run until it ends.</summary>
     sealed class Submitter : ReceiveActor, IWithTimers
     {
+        static string? RunIdOf(object message) => message switch
+        {
+            RunProtocol.ProgressReported p => p.RunId,
+            RunProtocol.RunNoted n => n.RunId,
+            RunProtocol.RunEnded e => e.RunId,
+            RunProtocol.WatchAck w => w.RunId,
+            RunProtocol.WatchNack x => x.RunId,
+            _ => null,
+        };
+
         sealed record Rewatch;
 
         readonly IActorRef _coordinator;
@@ -141,9 +151,7 @@ public sealed class RunJournals
             Receive<Rewatch>(_ => coordinator.Tell(new RunProtocol.WatchRun(runId!)));
             Receive<IGanClusterMessage>(_ => journal is not null, m =>
             {
-                if (m is RunProtocol.ProgressReported p && p.RunId != runId || m is RunProtocol.RunNoted n && n.RunId != runId ||
-                    m is RunProtocol.RunEnded e && e.RunId != runId || m is RunProtocol.WatchAck w && w.RunId != runId ||
-                    m is RunProtocol.WatchNack x && x.RunId != runId) return;
+                if (RunIdOf(m) is { } id && id != runId) return;
                 journal!.Add(m);
                 if (journal.Ended) Context.Stop(Self);
             });

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using GanCluster.Actors;
 using GanCluster.Actors.Coordinator;
 using GanCluster.Actors.Security;
@@ -326,21 +325,11 @@ public class ClusterIdentityTests
     }
 
     static (int ExitCode, string Output) RunNode(string flags, string workingDirectory) =>
-        Run("dotnet", [Path.Combine(AppContext.BaseDirectory, "GanCluster.Node.dll"), .. flags.Split(' ')], null, workingDirectory);
+        NodeProcesses.RunNodeToExit(flags.Split(' '), workingDirectory);
 
-    static (int ExitCode, string Output) Run(string file, string[] args, Dictionary<string, string>? env, string? workingDirectory = null)
+    static (int ExitCode, string Output) Run(string file, string[] args, Dictionary<string, string>? env)
     {
-        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = workingDirectory ?? "" };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        foreach (var (k, v) in env ?? []) psi.Environment[k] = v;
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(120_000))
-        {
-            p.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{file} {string.Join(' ', args)} did not exit within 120 s");
-        }
-        return (p.ExitCode, stdout.Result + stderr.Result);
+        var r = CliProcess.RunProgram(file, args, env, timeoutSeconds: 120);
+        return (r.ExitCode, r.StdOut + r.StdErr);
     }
 }

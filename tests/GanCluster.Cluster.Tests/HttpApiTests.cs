@@ -423,11 +423,11 @@ public class HttpApiTests
             (["--Node:Host=0.0.0.0"], "Node:HttpHost must be a loopback address such as 127.0.0.1 with Node:Insecure=true (got \"0.0.0.0\", from Node:Host)"),
         })
         {
-            var (code, output) = RunNode([.. seed, .. flags]);
+            var (code, output) = NodeProcesses.RunNodeToExit([.. seed, .. flags]);
             Assert.True(code == 2, $"exit {code}: {output}");
             Assert.Contains(option, output);
         }
-        var (workerCode, workerOutput) = RunNode(["--Node:Roles=worker", "--Node:Insecure=true", $"--Node:Seeds=127.0.0.1:{port}", $"--Node:HttpPort={http}"]);
+        var (workerCode, workerOutput) = NodeProcesses.RunNodeToExit(["--Node:Roles=worker", "--Node:Insecure=true", $"--Node:Seeds=127.0.0.1:{port}", $"--Node:HttpPort={http}"]);
         Assert.True(workerCode == 2, $"exit {workerCode}: {workerOutput}");
         Assert.Contains("Node:HttpPort is served by seeds only", workerOutput);
 
@@ -442,22 +442,5 @@ public class HttpApiTests
         Assert.True(status.ExitCode == 0, status.StdOut + status.StdErr);
         Assert.Contains("state Idle; workers 0; run -", status.StdOut);
         Assert.Contains($"http api and dashboard: http://127.0.0.1:{http}/ (Node:Insecure: no authentication, loopback only)", nodes.Log(started.Pid!.Value));
-    }
-
-    /// <summary>The node program with <paramref name="args"/>, to its exit (it is expected to refuse to start).</summary>
-    static (int Code, string Output) RunNode(string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "GanCluster.Node.dll"));
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEnd();
-        if (!p.WaitForExit(120_000))
-        {
-            p.Kill(entireProcessTree: true);
-            throw new TimeoutException($"the node with {string.Join(' ', args)} kept running");
-        }
-        return (p.ExitCode, stdout.Result + stderr);
     }
 }

@@ -117,13 +117,23 @@ public sealed partial class NodeProcesses : IDisposable
         Directory.CreateDirectory(Logs);
         var log = Path.Combine(Logs, $"{name}.log");
         var psi = new ProcessStartInfo("bash") { WorkingDirectory = workingDirectory };
-        foreach (var a in new[] { "-c", "exec dotnet \"$0\" >\"$1\" 2>&1 </dev/null", Path.Combine(AppContext.BaseDirectory, "GanCluster.Node.dll"), log })
+        foreach (var a in new[] { "-c", "exec dotnet \"$0\" >\"$1\" 2>&1 </dev/null", NodeDll, log })
             psi.ArgumentList.Add(a);
         foreach (var (k, v) in environment) psi.Environment[k] = v;
         using var p = Process.Start(psi)!;                                      // exec: the pid is the node's
         _pids.Add(p.Id);
         _logs[p.Id] = log;
         return p.Id;
+    }
+
+    /// <summary>The node program, copied next to the tests.</summary>
+    public static string NodeDll => Path.Combine(AppContext.BaseDirectory, "GanCluster.Node.dll");
+
+    /// <summary>The node program with <paramref name="args"/>, to its exit (one that is expected to refuse to start): its code and output.</summary>
+    public static (int ExitCode, string Output) RunNodeToExit(IEnumerable<string> args, string? workingDirectory = null)
+    {
+        var r = CliProcess.RunProgram("dotnet", [NodeDll, .. args], workingDirectory: workingDirectory, timeoutSeconds: 120);
+        return (r.ExitCode, r.StdOut + r.StdErr);
     }
 
     /// <summary>The log of the node with this pid.</summary>

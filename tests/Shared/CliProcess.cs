@@ -10,15 +10,18 @@ public static class CliProcess
 
     public sealed record Result(int ExitCode, string StdOut, string StdErr, TimeSpan Elapsed);
 
-    public static Result Run(string[] args, Dictionary<string, string>? env = null, string? workingDirectory = null, int timeoutSeconds = 300)
+    public static Result Run(string[] args, Dictionary<string, string>? env = null, string? workingDirectory = null, int timeoutSeconds = 300) =>
+        RunProgram("dotnet", [Dll, .. args], env, workingDirectory, timeoutSeconds);
+
+    /// <summary>Any program, to its exit (killed with its children, and a TimeoutException, past the limit).</summary>
+    public static Result RunProgram(string file, IEnumerable<string> args, Dictionary<string, string>? env = null, string? workingDirectory = null, int timeoutSeconds = 300)
     {
-        var psi = new ProcessStartInfo("dotnet")
+        var psi = new ProcessStartInfo(file)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             WorkingDirectory = workingDirectory ?? Environment.CurrentDirectory,
         };
-        psi.ArgumentList.Add(Dll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         foreach (var (k, v) in env ?? []) psi.Environment[k] = v;
         var clock = Stopwatch.StartNew();
@@ -28,7 +31,7 @@ public static class CliProcess
         if (!p.WaitForExit(timeoutSeconds * 1000))
         {
             p.Kill(entireProcessTree: true);
-            throw new TimeoutException($"gancluster {string.Join(' ', args)} did not finish in {timeoutSeconds} s");
+            throw new TimeoutException($"{Path.GetFileName(file)} {string.Join(' ', psi.ArgumentList)} did not finish in {timeoutSeconds} s");
         }
         return new Result(p.ExitCode, stdout.Result, stderr.Result, clock.Elapsed);
     }

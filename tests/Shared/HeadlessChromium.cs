@@ -1,4 +1,3 @@
-using System.Diagnostics;
 
 namespace GanCluster.Tests.Shared;
 
@@ -54,20 +53,11 @@ public static class HeadlessChromium
     {
         var exe = Require();
         var profile = Path.Combine(Path.GetTempPath(), "gancluster-chromium-" + Guid.NewGuid().ToString("N"));
-        var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in Flags.Append($"--user-data-dir={profile}").Concat(args)) psi.ArgumentList.Add(a);
         try
         {
-            using var p = Process.Start(psi)!;
-            var stdout = p.StandardOutput.ReadToEndAsync();
-            var stderr = p.StandardError.ReadToEndAsync();
-            if (!p.WaitForExit(120_000))
-            {
-                p.Kill(entireProcessTree: true);
-                throw new TimeoutException($"chromium {string.Join(' ', psi.ArgumentList)} did not finish in 120 s");
-            }
-            Assert.True(p.ExitCode == 0, $"chromium exited with {p.ExitCode}: {stderr.Result}");
-            return stdout.Result;
+            var r = CliProcess.RunProgram(exe, Flags.Append($"--user-data-dir={profile}").Concat(args), timeoutSeconds: 120);
+            Assert.True(r.ExitCode == 0, $"chromium exited with {r.ExitCode}: {r.StdErr}");
+            return r.StdOut;
         }
         finally
         {

@@ -147,7 +147,7 @@ public sealed class WorkerActor : ReceiveActor, IWithTimers
 
     protected override void PreStart()
     {
-        WorkerReadiness.Get(Context.System).Expect(_settings.WorkerId);
+        WorkerReadiness.Get(Context.System).Expect(_settings.WorkerId);   // the node is not ready (/ready) until it has registered
         _listener = RingListener.Start(IPAddress.Parse(_settings.DataBind), _settings.DataPort);
         _log.Info("worker {0} on {1}; data plane {2}:{3}", _settings.WorkerId, _device, _settings.DataHost, _listener.Port);
         Timers.StartPeriodicTimer("register", new RegisterTick(), TimeSpan.Zero, TimeSpan.FromSeconds(2));

@@ -48,7 +48,6 @@ public static class WorkerHosting
                 var ws = new WorkerSettings(id, device.ToString(), dataBind, options.EffectivePublicHost,
                     RingTimeout: TimeSpan.FromSeconds(options.RingTimeoutSeconds), UploadTimeout: TimeSpan.FromSeconds(options.ChunkTimeoutSeconds),
                     Ring: credentials?.Ring(options.RingEncryption) ?? RingSecurity.Insecure, LeaveTimeout: leaveTimeout, DataPort: options.DataPortOf(index));
-                WorkerReadiness.Get(system).Expect(id);   // not ready before every worker has registered (/ready)
                 system.ActorOf(WorkerActor.Props(ws, registry.Get<CoordinatorActor>(), device), "worker-" + device.ToString().Replace(':', '-'));
             }
         });
